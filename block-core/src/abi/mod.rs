@@ -1,0 +1,550 @@
+//! The stable C plugin ABI.
+//!
+//! A plugin library exports two symbols:
+//! - `blk_plugin_abi`: a [`BcAbiStamp`] static (magic, major, minor) that the
+//!   host reads and checks *before calling anything* in the library;
+//! - `blk_plugin_entry`: `extern "C" fn(*const BcHostApi) -> *const BcPluginHeader`.
+//!
+//! Every table starts with `struct_size`. Tables only grow at the end; the
+//! reader zero-fills its own copy and copies `min(struct_size, own size)`
+//! bytes, so a missing (or NULL) slot means "unsupported". A new minor
+//! version may only append slots; a major change is a new ABI that old hosts
+//! refuse. Nothing allocated on one side is freed on the other: variable-size
+//! results go through host-owned sinks ([`BcStrSink`], [`BcErrSink`]).
+//! Cold-path structured data (info, check reports, snapshot lists, option
+//! schemas) crosses as JSON text, whose readers ignore unknown fields.
+//!
+//! See docs/abi.md for the design and its reasons.
+#![allow(non_camel_case_types)]
+
+use std::ffi::c_void;
+
+pub mod export;
+pub mod import;
+pub mod plugin;
+
+/// The magic number in [`BcAbiStamp`] and [`BcPluginHeader`]: `"BLKPLUG\0"`.
+pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
+/// The ABI major version. Frozen at 1: a change here means a new ABI.
+pub const BLK_ABI_MAJOR: u16 = 1;
+/// The ABI minor version of this build. Minor 0 is the base interface;
+/// minor 1 appended the slots marked "minor 1" below.
+pub const BLK_ABI_MINOR: u16 = 1;
+/// The name of the exported stamp symbol.
+pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
+/// The name of the exported entry symbol.
+pub const ENTRY_SYMBOL: &[u8] = b"blk_plugin_entry\0";
+
+/// The version stamp a plugin exports as the static `blk_plugin_abi`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BcAbiStamp {
+    /// [`BLK_ABI_MAGIC`].
+    pub magic: u64,
+    /// ABI major version the plugin was built against.
+    pub abi_major: u16,
+    /// ABI minor version the plugin was built against.
+    pub abi_minor: u16,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+impl BcAbiStamp {
+    /// The stamp of this build.
+    pub const CURRENT: BcAbiStamp = BcAbiStamp {
+        magic: BLK_ABI_MAGIC,
+        abi_major: BLK_ABI_MAJOR,
+        abi_minor: BLK_ABI_MINOR,
+        reserved: 0,
+    };
+}
+
+/// A borrowed byte string: `ptr` may be NULL (meaning "absent") when `len` is 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcStr {
+    /// Start of the bytes.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+impl BcStr {
+    /// The absent string (NULL pointer).
+    pub const NONE: BcStr = BcStr {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+    /// Borrows a byte slice.
+    pub fn from_bytes(b: &[u8]) -> BcStr {
+        BcStr {
+            ptr: b.as_ptr(),
+            len: b.len(),
+        }
+    }
+    /// Borrows a string.
+    pub fn from_str(s: &str) -> BcStr {
+        BcStr::from_bytes(s.as_bytes())
+    }
+    /// Borrows an optional string (`None` becomes NULL).
+    pub fn from_opt(s: Option<&str>) -> BcStr {
+        s.map(BcStr::from_str).unwrap_or(BcStr::NONE)
+    }
+    /// True when this is the absent string.
+    pub fn is_none(&self) -> bool {
+        self.ptr.is_null()
+    }
+    /// # Safety
+    /// `ptr..ptr+len` must be valid for reads for the returned lifetime.
+    pub unsafe fn as_bytes<'a>(&self) -> &'a [u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr, self.len)
+        }
+    }
+    /// Copies into an owned string (lossy UTF-8).
+    ///
+    /// # Safety
+    /// As [`BcStr::as_bytes`].
+    pub unsafe fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+    /// Copies into an optional owned string (NULL becomes `None`).
+    ///
+    /// # Safety
+    /// As [`BcStr::as_bytes`].
+    pub unsafe fn to_opt_string(&self) -> Option<String> {
+        if self.is_none() {
+            None
+        } else {
+            Some(self.to_string_lossy())
+        }
+    }
+}
+
+/// An error as it crosses the ABI. Borrowed for the duration of the `set` call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcError {
+    /// Positive errno number.
+    pub errno: i32,
+    /// 1 when `offset` is meaningful.
+    pub has_offset: u32,
+    /// The byte offset.
+    pub offset: u64,
+    /// The operation.
+    pub op: BcStr,
+    /// The file, or NULL.
+    pub file: BcStr,
+    /// The message.
+    pub message: BcStr,
+}
+
+/// A caller-owned error sink: the callee calls `set` before returning non-zero.
+#[repr(C)]
+pub struct BcErrSink {
+    /// Caller context.
+    pub ctx: *mut c_void,
+    /// Records the error (copying what it needs).
+    pub set: unsafe extern "C" fn(ctx: *mut c_void, err: *const BcError),
+}
+
+/// A caller-owned sink for a string result (JSON documents).
+#[repr(C)]
+pub struct BcStrSink {
+    /// Caller context.
+    pub ctx: *mut c_void,
+    /// Appends bytes to the result.
+    pub push: unsafe extern "C" fn(ctx: *mut c_void, s: BcStr),
+}
+
+/// One I/O buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcIoVec {
+    /// Start of the buffer.
+    pub ptr: *mut u8,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// A block-status result.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BcExtent {
+    /// Bytes covered.
+    pub length: u64,
+    /// `ExtentFlags` bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Offset in the file child, with OFFSET_VALID.
+    pub mapped_offset: u64,
+}
+
+/// An open node as it crosses the ABI: opaque context plus its vtable.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcNode {
+    /// Owned by the side that created the node; released by `close`.
+    pub ctx: *mut c_void,
+    /// The node's operations.
+    pub vtbl: *const BcNodeVtbl,
+}
+
+type Err = *const BcErrSink;
+
+/// The operations of an open node. Every slot returns 0 or a negative errno
+/// (after calling the error sink).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BcNodeVtbl {
+    /// Size of this struct as the producer built it.
+    pub struct_size: usize,
+    // ---- minor 0 ----
+    /// Releases the node. Required.
+    pub close: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Vectored read. Required.
+    pub read: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            offset: u64,
+            iov: *const BcIoVec,
+            niov: usize,
+            flags: u32,
+            err: Err,
+        ) -> i32,
+    >,
+    /// Vectored write.
+    pub write: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            offset: u64,
+            iov: *const BcIoVec,
+            niov: usize,
+            flags: u32,
+            err: Err,
+        ) -> i32,
+    >,
+    /// Flush.
+    pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+    /// Length into `*out`.
+    pub length: Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut u64, err: Err) -> i32>,
+    /// Info as JSON (`NodeInfo`) into the sink.
+    pub info_json:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32>,
+    // ---- minor 1 ----
+    /// Discard.
+    pub discard:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, offset: u64, len: u64, err: Err) -> i32>,
+    /// Write zeroes with `ZeroFlags` bits.
+    pub write_zeroes: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, offset: u64, len: u64, flags: u32, err: Err) -> i32,
+    >,
+    /// Truncate with a `Preallocation` number.
+    pub truncate:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, size: u64, prealloc: u32, err: Err) -> i32>,
+    /// Allocated size into `*out`.
+    pub allocated_size:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut u64, err: Err) -> i32>,
+    /// Block status of the range at `offset`.
+    pub block_status: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            offset: u64,
+            len: u64,
+            out: *mut BcExtent,
+            err: Err,
+        ) -> i32,
+    >,
+    /// 1 when the node reads as zeros after creation.
+    pub has_zero_init: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i32>,
+    /// Check with `CheckMode` bits; the `CheckReport` as JSON into the sink.
+    pub check_json: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, mode: u32, out: *const BcStrSink, err: Err) -> i32,
+    >,
+    /// Snapshot list (`[SnapshotInfo]` as JSON) into the sink.
+    pub snapshot_list_json:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32>,
+    /// Snapshot create by name.
+    pub snapshot_create: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    /// Snapshot apply by ID or name.
+    pub snapshot_apply: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    /// Snapshot delete by ID or name.
+    pub snapshot_delete: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    /// Change the stored backing file (NULL strings remove it).
+    pub change_backing_file: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, filename: BcStr, format: BcStr, err: Err) -> i32,
+    >,
+    /// Invalidate cached metadata.
+    pub invalidate_cache: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+    /// Inactivate for a handoff.
+    pub inactivate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+    /// Activate after a handoff.
+    pub activate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+}
+
+/// What a format driver is shown when probing.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcProbeInput {
+    /// Size of this struct.
+    pub struct_size: usize,
+    /// First bytes of the file.
+    pub head: BcStr,
+    /// Last bytes of the file.
+    pub tail: BcStr,
+    /// File size.
+    pub file_size: u64,
+    /// File name.
+    pub filename: BcStr,
+}
+
+/// An open request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcOpenRequest {
+    /// Size of this struct.
+    pub struct_size: usize,
+    /// File name.
+    pub filename: BcStr,
+    /// Options as a JSON array of `[key, value]` pairs.
+    pub options_json: BcStr,
+    /// `OpenFlags` bits.
+    pub flags: u32,
+}
+
+/// A child-open request from a driver to the host.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcChildRequest {
+    /// Size of this struct.
+    pub struct_size: usize,
+    /// `ChildRole` number.
+    pub role: u32,
+    /// `OpenFlags` bits.
+    pub flags: u32,
+    /// File name.
+    pub filename: BcStr,
+    /// Resolve relative names against this file, or NULL.
+    pub relative_to: BcStr,
+    /// Format driver name, or NULL to probe.
+    pub format: BcStr,
+    /// Options as a JSON array of `[key, value]` pairs.
+    pub options_json: BcStr,
+}
+
+/// Host services for one open or create, as they cross the ABI.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcHostServices {
+    /// Owned by the host; released by `release`.
+    pub ctx: *mut c_void,
+    /// The operations.
+    pub vtbl: *const BcHostServicesVtbl,
+}
+
+/// Operations of [`BcHostServices`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BcHostServicesVtbl {
+    /// Size of this struct.
+    pub struct_size: usize,
+    // ---- minor 0 ----
+    /// Releases the services handle. Required.
+    pub release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Takes one more reference (the receiver calls `release` once per reference).
+    pub retain: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Opens a child node into `*out`.
+    pub open_child: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            req: *const BcChildRequest,
+            out: *mut BcNode,
+            err: Err,
+        ) -> i32,
+    >,
+    // ---- minor 1 ----
+    /// Creates a protocol-level file.
+    pub create_file: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            filename: BcStr,
+            size: u64,
+            prealloc: u32,
+            err: Err,
+        ) -> i32,
+    >,
+}
+
+/// A driver as it crosses the ABI.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcDriver {
+    /// Owned by the plugin for the life of the process.
+    pub ctx: *const c_void,
+    /// The driver's operations.
+    pub vtbl: *const BcDriverVtbl,
+}
+
+/// The operations and identity of a driver.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BcDriverVtbl {
+    /// Size of this struct.
+    pub struct_size: usize,
+    // ---- minor 0 ----
+    /// Name into the sink. Required.
+    pub name: Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
+    /// `DriverKind` number. Required.
+    pub kind: Option<unsafe extern "C" fn(ctx: *const c_void) -> u32>,
+    /// `DriverCaps` bits.
+    pub caps: Option<unsafe extern "C" fn(ctx: *const c_void) -> u32>,
+    /// Description into the sink.
+    pub description: Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
+    /// Protocol prefixes as a JSON array of strings into the sink.
+    pub protocol_prefixes_json:
+        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
+    /// Probe score 0..=100.
+    pub probe: Option<unsafe extern "C" fn(ctx: *const c_void, input: *const BcProbeInput) -> u32>,
+    /// Opens a node. The host services handle is lent for the call; the
+    /// driver calls `retain` to keep it.
+    pub open: Option<
+        unsafe extern "C" fn(
+            ctx: *const c_void,
+            req: *const BcOpenRequest,
+            host: BcHostServices,
+            out: *mut BcNode,
+            err: Err,
+        ) -> i32,
+    >,
+    // ---- minor 1 ----
+    /// Create-option schema (`[OptDesc]` JSON) into the sink.
+    pub create_options_json:
+        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink) -> i32>,
+    /// Creates an image; options as a JSON array of `[key, value]` pairs.
+    pub create: Option<
+        unsafe extern "C" fn(
+            ctx: *const c_void,
+            filename: BcStr,
+            options_json: BcStr,
+            host: BcHostServices,
+            err: Err,
+        ) -> i32,
+    >,
+}
+
+/// Log levels across the ABI (as `log::Level`: 1 error .. 5 trace; 0 off).
+pub type BcLogLevel = u32;
+
+/// Process-wide services the host passes to `blk_plugin_entry`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BcHostApi {
+    /// Size of this struct.
+    pub struct_size: usize,
+    /// The host's ABI major.
+    pub abi_major: u16,
+    /// The host's ABI minor.
+    pub abi_minor: u16,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Host context for the callbacks.
+    pub ctx: *const c_void,
+    /// Emits one log record.
+    pub log: Option<
+        unsafe extern "C" fn(
+            ctx: *const c_void,
+            level: BcLogLevel,
+            target: BcStr,
+            message: BcStr,
+            file: BcStr,
+            line: u32,
+        ),
+    >,
+    /// The host's maximum enabled level.
+    pub max_level: Option<unsafe extern "C" fn(ctx: *const c_void) -> BcLogLevel>,
+}
+
+/// What `blk_plugin_entry` returns: the plugin's identity and drivers. Owned
+/// by the plugin for the life of the process.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BcPluginHeader {
+    /// [`BLK_ABI_MAGIC`].
+    pub magic: u64,
+    /// ABI major.
+    pub abi_major: u16,
+    /// ABI minor.
+    pub abi_minor: u16,
+    /// Size of this struct.
+    pub struct_size: u32,
+    /// Plugin name (used as the log target prefix).
+    pub name: BcStr,
+    /// Plugin version text.
+    pub version: BcStr,
+    /// Number of drivers.
+    pub n_drivers: usize,
+    /// The drivers.
+    pub drivers: *const BcDriver,
+}
+
+/// Copies a producer's table into a zero-filled local one, reading only
+/// `min(struct_size, size_of::<T>())` bytes: slots the producer did not know
+/// stay NULL ("unsupported").
+///
+/// # Safety
+/// `src` must point to a readable table whose first field is a `usize`
+/// struct_size that truthfully states how many bytes are readable. `T` must be
+/// a `repr(C)` table of integers and `Option<fn>` slots (all-zero is valid).
+pub unsafe fn copy_table<T: Copy>(src: *const T) -> Option<T> {
+    if src.is_null() {
+        return None;
+    }
+    let size = *(src as *const usize);
+    if size < std::mem::size_of::<usize>() {
+        return None;
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    let mut out = std::mem::MaybeUninit::<T>::zeroed();
+    std::ptr::copy_nonoverlapping(src as *const u8, out.as_mut_ptr() as *mut u8, n);
+    Some(out.assume_init())
+}
+
+/// Byte size of the minor-0 part of [`BcNodeVtbl`].
+pub const NODE_VTBL_MINOR0_SIZE: usize = std::mem::offset_of!(BcNodeVtbl, discard);
+/// Byte size of the minor-0 part of [`BcDriverVtbl`].
+pub const DRIVER_VTBL_MINOR0_SIZE: usize = std::mem::offset_of!(BcDriverVtbl, create_options_json);
+/// Byte size of the minor-0 part of [`BcHostServicesVtbl`].
+pub const HOST_SERVICES_VTBL_MINOR0_SIZE: usize =
+    std::mem::offset_of!(BcHostServicesVtbl, create_file);
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod layout_tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The frozen layout: these numbers may never change within major 1.
+    #[test]
+    fn frozen_layout_64bit() {
+        assert_eq!(size_of::<BcAbiStamp>(), 16);
+        assert_eq!(size_of::<BcStr>(), 16);
+        assert_eq!(size_of::<BcError>(), 64);
+        assert_eq!(size_of::<BcIoVec>(), 16);
+        assert_eq!(size_of::<BcExtent>(), 24);
+        assert_eq!(offset_of!(BcNodeVtbl, close), 8);
+        assert_eq!(offset_of!(BcNodeVtbl, info_json), 48);
+        assert_eq!(NODE_VTBL_MINOR0_SIZE, 56);
+        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8);
+        assert_eq!(offset_of!(BcDriverVtbl, open), 56);
+        assert_eq!(DRIVER_VTBL_MINOR0_SIZE, 64);
+        assert_eq!(size_of::<BcDriverVtbl>(), 80);
+        assert_eq!(HOST_SERVICES_VTBL_MINOR0_SIZE, 32);
+        assert_eq!(size_of::<BcHostApi>(), 40);
+        assert_eq!(size_of::<BcPluginHeader>(), 64);
+        assert_eq!(size_of::<BcProbeInput>(), 64);
+        assert_eq!(size_of::<BcOpenRequest>(), 48);
+        assert_eq!(size_of::<BcChildRequest>(), 80);
+    }
+}

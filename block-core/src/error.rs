@@ -1,0 +1,278 @@
+//! The one error type of the block layer: an errno-like kind plus context
+//! (operation, offset, file) and a human message.
+
+use std::fmt;
+
+/// An errno-like classification of a [`BlockError`]. Values match Linux errno
+/// numbers so they cross the plugin ABI unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Generic I/O failure (EIO).
+    Io,
+    /// Invalid argument or option (EINVAL).
+    InvalidInput,
+    /// The driver or file does not support the operation (ENOTSUP).
+    Unsupported,
+    /// No space left (ENOSPC).
+    NoSpace,
+    /// Operation not permitted (EPERM), e.g. a write that would change a probed raw image's format.
+    PermissionDenied,
+    /// File or driver not found (ENOENT).
+    NotFound,
+    /// Read-only image or inactive node (EROFS).
+    ReadOnly,
+    /// The image is corrupt or hostile (EUCLEAN).
+    Corrupt,
+    /// The node is busy or locked by another process (EAGAIN).
+    Busy,
+    /// A request or header field is out of range (ERANGE / EFBIG).
+    OutOfRange,
+    /// A loop was found, e.g. in a backing chain (ELOOP).
+    Loop,
+    /// Plugin ABI mismatch (ENOEXEC).
+    AbiMismatch,
+    /// Any other errno value.
+    Other(i32),
+}
+
+impl ErrorKind {
+    /// The Linux errno number of this kind.
+    pub fn errno(self) -> i32 {
+        match self {
+            ErrorKind::Io => libc::EIO,
+            ErrorKind::InvalidInput => libc::EINVAL,
+            ErrorKind::Unsupported => libc::ENOTSUP,
+            ErrorKind::NoSpace => libc::ENOSPC,
+            ErrorKind::PermissionDenied => libc::EPERM,
+            ErrorKind::NotFound => libc::ENOENT,
+            ErrorKind::ReadOnly => libc::EROFS,
+            ErrorKind::Corrupt => libc::EUCLEAN,
+            ErrorKind::Busy => libc::EAGAIN,
+            ErrorKind::OutOfRange => libc::ERANGE,
+            ErrorKind::Loop => libc::ELOOP,
+            ErrorKind::AbiMismatch => libc::ENOEXEC,
+            ErrorKind::Other(e) => e,
+        }
+    }
+
+    /// The kind for an errno number (the inverse of [`ErrorKind::errno`]).
+    pub fn from_errno(errno: i32) -> ErrorKind {
+        match errno {
+            libc::EIO => ErrorKind::Io,
+            libc::EINVAL => ErrorKind::InvalidInput,
+            libc::ENOTSUP => ErrorKind::Unsupported,
+            libc::ENOSPC => ErrorKind::NoSpace,
+            libc::EPERM | libc::EACCES => ErrorKind::PermissionDenied,
+            libc::ENOENT => ErrorKind::NotFound,
+            libc::EROFS => ErrorKind::ReadOnly,
+            libc::EUCLEAN => ErrorKind::Corrupt,
+            libc::EAGAIN => ErrorKind::Busy,
+            libc::ERANGE | libc::EFBIG => ErrorKind::OutOfRange,
+            libc::ELOOP => ErrorKind::Loop,
+            libc::ENOEXEC => ErrorKind::AbiMismatch,
+            e => ErrorKind::Other(e),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ErrorKind::Io => "I/O error",
+            ErrorKind::InvalidInput => "invalid argument",
+            ErrorKind::Unsupported => "operation not supported",
+            ErrorKind::NoSpace => "no space left on device",
+            ErrorKind::PermissionDenied => "operation not permitted",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::ReadOnly => "read-only",
+            ErrorKind::Corrupt => "image is corrupt",
+            ErrorKind::Busy => "resource busy",
+            ErrorKind::OutOfRange => "out of range",
+            ErrorKind::Loop => "loop detected",
+            ErrorKind::AbiMismatch => "ABI mismatch",
+            ErrorKind::Other(e) => return write!(f, "errno {e}"),
+        };
+        f.write_str(s)
+    }
+}
+
+/// The error of every block-layer operation.
+///
+/// Carries an errno-like [`ErrorKind`], the operation that failed, optionally
+/// the byte offset and the file, and a message. Display renders
+/// `"<file>: <op> at offset <off>: <message>"`, omitting absent parts.
+#[derive(Debug, thiserror::Error)]
+pub struct BlockError {
+    /// The errno-like classification.
+    pub kind: ErrorKind,
+    /// The operation that failed ("read", "open", "probe", ...).
+    pub op: String,
+    /// The byte offset the operation was working on, if any.
+    pub offset: Option<u64>,
+    /// The file (or node) the operation was working on, if known.
+    pub file: Option<String>,
+    /// A human-readable message.
+    pub message: String,
+    /// The underlying cause, if any.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
+        }
+        if !self.op.is_empty() {
+            f.write_str(&self.op)?;
+            if let Some(off) = self.offset {
+                write!(f, " at offset {off}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(src) = &self.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+impl BlockError {
+    /// A new error of `kind` for operation `op` with `message`.
+    pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
+        BlockError {
+            kind,
+            op: op.into(),
+            offset: None,
+            file: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An "operation not supported" error for `op`.
+    pub fn unsupported(op: impl Into<String>) -> Self {
+        let op = op.into();
+        let msg = format!("{op} is not supported by this driver");
+        BlockError::new(ErrorKind::Unsupported, op, msg)
+    }
+
+    /// An invalid-argument error.
+    pub fn invalid(op: impl Into<String>, message: impl Into<String>) -> Self {
+        BlockError::new(ErrorKind::InvalidInput, op, message)
+    }
+
+    /// A corrupt-image error.
+    pub fn corrupt(op: impl Into<String>, message: impl Into<String>) -> Self {
+        BlockError::new(ErrorKind::Corrupt, op, message)
+    }
+
+    /// An I/O error.
+    pub fn io(op: impl Into<String>, message: impl Into<String>) -> Self {
+        BlockError::new(ErrorKind::Io, op, message)
+    }
+
+    /// A read-only error (the node is read-only or inactive).
+    pub fn read_only(op: impl Into<String>, message: impl Into<String>) -> Self {
+        BlockError::new(ErrorKind::ReadOnly, op, message)
+    }
+
+    /// Wraps an [`std::io::Error`] from operation `op`.
+    pub fn from_io(op: impl Into<String>, err: std::io::Error) -> Self {
+        let kind = err
+            .raw_os_error()
+            .map(ErrorKind::from_errno)
+            .unwrap_or(match err.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                std::io::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                std::io::ErrorKind::UnexpectedEof => ErrorKind::Io,
+                _ => ErrorKind::Io,
+            });
+        let message = match err.raw_os_error() {
+            Some(_) => std::io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(0)).to_string(),
+            None => err.to_string(),
+        };
+        BlockError {
+            kind,
+            op: op.into(),
+            offset: None,
+            file: None,
+            message,
+            source: None,
+        }
+    }
+
+    /// Sets the offset context.
+    pub fn at(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    /// Sets the file context unless one is already set.
+    pub fn in_file(mut self, file: impl Into<String>) -> Self {
+        if self.file.is_none() {
+            self.file = Some(file.into());
+        }
+        self
+    }
+
+    /// Sets the source error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// True when this error means "not supported", so a caller may emulate.
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == ErrorKind::Unsupported
+    }
+
+    /// The errno number of this error.
+    pub fn errno(&self) -> i32 {
+        self.kind.errno()
+    }
+}
+
+/// The result type of the block layer.
+pub type Result<T, E = BlockError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_has_context() {
+        let e = BlockError::corrupt("read", "L2 entry points past the end")
+            .at(4096)
+            .in_file("a.qcow2");
+        assert_eq!(
+            e.to_string(),
+            "a.qcow2: read at offset 4096: L2 entry points past the end"
+        );
+        assert_eq!(e.errno(), libc::EUCLEAN);
+    }
+
+    #[test]
+    fn errno_round_trip() {
+        for k in [
+            ErrorKind::Io,
+            ErrorKind::InvalidInput,
+            ErrorKind::Unsupported,
+            ErrorKind::NoSpace,
+            ErrorKind::PermissionDenied,
+            ErrorKind::NotFound,
+            ErrorKind::ReadOnly,
+            ErrorKind::Corrupt,
+            ErrorKind::Busy,
+            ErrorKind::OutOfRange,
+            ErrorKind::Loop,
+            ErrorKind::AbiMismatch,
+            ErrorKind::Other(1234),
+        ] {
+            assert_eq!(ErrorKind::from_errno(k.errno()), k);
+        }
+    }
+}

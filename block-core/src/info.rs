@@ -1,0 +1,84 @@
+//! Structured results of the cold-path operations: image info, check reports
+//! and snapshots. They serialize with qemu-img's JSON field names and cross the
+//! plugin ABI as JSON, so fields can be added without breaking old plugins.
+
+use serde::{Deserialize, Serialize};
+
+/// What a node reports about itself (`qemu-img info` material).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeInfo {
+    /// The driver name ("qcow2", "raw", "file", ...).
+    pub format: String,
+    /// Guest-visible size in bytes.
+    pub virtual_size: u64,
+    /// Cluster size, for formats that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<u64>,
+    /// The image was not closed cleanly (lazy refcounts).
+    #[serde(default)]
+    pub dirty_flag: bool,
+    /// The backing file name as stored in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_filename: Option<String>,
+    /// The backing file format as stored in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_filename_format: Option<String>,
+    /// Format-specific data, `{"type": FMT, "data": {...}}` as qemu-img prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_specific: Option<serde_json::Value>,
+}
+
+/// The result of a consistency check (`qemu-img check` material).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckReport {
+    /// Corruptions found (after repair: remaining).
+    pub corruptions: u64,
+    /// Leaked clusters found (after repair: remaining).
+    pub leaks: u64,
+    /// Errors that prevented checking.
+    pub check_errors: u64,
+    /// Corruptions repaired.
+    pub corruptions_fixed: u64,
+    /// Leaks repaired.
+    pub leaks_fixed: u64,
+    /// The offset just past the last used byte of the image file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_end_offset: Option<u64>,
+    /// Clusters in the virtual disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_clusters: Option<u64>,
+    /// Allocated guest clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_clusters: Option<u64>,
+    /// Fragmented guest clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragmented_clusters: Option<u64>,
+    /// Compressed guest clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_clusters: Option<u64>,
+}
+
+/// One internal snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotInfo {
+    /// The snapshot ID (a number as a string, unique in the image).
+    pub id: String,
+    /// The snapshot name.
+    pub name: String,
+    /// Size of the saved VM state, 0 for disk-only snapshots.
+    pub vm_state_size: u64,
+    /// Creation time, seconds since the epoch.
+    pub date_sec: u64,
+    /// Creation time, nanoseconds part.
+    pub date_nsec: u64,
+    /// Guest clock at creation, seconds.
+    pub vm_clock_sec: u64,
+    /// Guest clock at creation, nanoseconds part.
+    pub vm_clock_nsec: u64,
+    /// Instruction count (record/replay), if stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icount: Option<u64>,
+}

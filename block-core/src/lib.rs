@@ -1,0 +1,36 @@
+//! # block-core
+//!
+//! The driver interface of the blk block layer: the [`BlockDriver`]
+//! descriptor and the [`BlockNode`] an open image or protocol instance
+//! implements, the [`HostServices`] a host hands to drivers, the shared
+//! types and the one error type, typed create options, the driver
+//! [`Registry`], and the stable C plugin ABI ([`abi`]) with which a driver
+//! crate becomes a loadable plugin library.
+//!
+//! This crate depends on no other workspace crate.
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod driver;
+pub mod error;
+pub mod host;
+pub mod info;
+pub mod node;
+pub mod options;
+pub mod registry;
+pub mod types;
+
+pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE};
+pub use error::{BlockError, ErrorKind, Result};
+pub use host::{resolve_relative, ChildRequest, ChildRole, HostServices};
+pub use info::{CheckReport, NodeInfo, SnapshotInfo};
+pub use node::{iov_len, iov_len_mut, BlockNode, BlockNodeExt};
+pub use options::{parse_size, OptDesc, OptKind, OptionValues};
+pub use registry::{DriverOrigin, RegisteredDriver, Registry};
+pub use types::{
+    CheckMode, DriverCaps, DriverKind, Extent, ExtentFlags, OpenFlags, Preallocation, ReqFlags,
+    ZeroFlags,
+};
+
+#[doc(hidden)]
+pub use inventory;
