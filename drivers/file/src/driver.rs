@@ -1,0 +1,86 @@
+//! The `file` protocol descriptor: create and open.
+
+use crate::node::FileNode;
+use block_core::{
+    BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest,
+    OptDesc, OptKind, OptionValues, Preallocation, Result,
+};
+use std::sync::Arc;
+
+/// The `file` protocol driver.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileDriver;
+
+impl FileDriver {
+    /// A new driver instance.
+    pub const fn new() -> FileDriver {
+        FileDriver
+    }
+}
+
+impl BlockDriver for FileDriver {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn kind(&self) -> DriverKind {
+        DriverKind::Protocol
+    }
+
+    fn caps(&self) -> DriverCaps {
+        DriverCaps::CREATE
+            .with(DriverCaps::RESIZE)
+            .with(DriverCaps::MIGRATION)
+    }
+
+    fn description(&self) -> &str {
+        "regular files and block devices"
+    }
+
+    fn protocol_prefixes(&self) -> Vec<String> {
+        vec!["file".to_string()]
+    }
+
+    fn create_options(&self) -> Vec<OptDesc> {
+        vec![
+            OptDesc::new("size", OptKind::Size, Some("0"), "Virtual disk size"),
+            OptDesc::choice(
+                "preallocation",
+                &["off", "falloc", "full"],
+                Some("off"),
+                "Preallocation mode (allowed values: off, falloc, full)",
+            ),
+        ]
+    }
+
+    fn create(
+        &self,
+        filename: &str,
+        options: &OptionValues,
+        _host: Arc<dyn HostServices>,
+    ) -> Result<()> {
+        let size = options.get_size("size")?.unwrap_or(0);
+        let prealloc = options
+            .get("preallocation")
+            .and_then(Preallocation::parse)
+            .unwrap_or_default();
+        FileNode::create(strip_prefix(filename), size, prealloc)
+    }
+
+    fn open(&self, req: &OpenRequest, _host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
+        for (k, _) in &req.options {
+            if k != "locking" && k != "aio" {
+                return Err(BlockError::invalid(
+                    "open",
+                    format!("Invalid parameter '{k}' for driver 'file'"),
+                )
+                .in_file(&req.filename));
+            }
+        }
+        Ok(Box::new(FileNode::open(strip_prefix(&req.filename), req.flags)?))
+    }
+}
+
+fn strip_prefix(name: &str) -> &str {
+    name.strip_prefix("file:").unwrap_or(name)
+}

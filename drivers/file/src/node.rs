@@ -1,0 +1,296 @@
+//! An open file: positional I/O and space management.
+
+use crate::sys;
+use block_core::{
+    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, NodeInfo,
+    OpenFlags, Preallocation, ReqFlags, Result, ZeroFlags,
+};
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+/// An open file node.
+#[derive(Debug)]
+pub struct FileNode {
+    file: File,
+    path: String,
+    read_only: bool,
+}
+
+impl FileNode {
+    /// Opens `path` (read-only with [`OpenFlags::READ_ONLY`]).
+    pub fn open(path: &str, flags: OpenFlags) -> Result<FileNode> {
+        let read_only = flags.contains(OpenFlags::READ_ONLY);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(|e| {
+                BlockError::from_io("open", e)
+                    .with_message_prefix("Could not open")
+                    .in_file(path)
+            })?;
+        let meta = file.metadata().map_err(|e| BlockError::from_io("open", e).in_file(path))?;
+        if meta.is_dir() {
+            return Err(BlockError::invalid("open", "is a directory").in_file(path));
+        }
+        log::debug!("file: opened {path} (read_only={read_only})");
+        Ok(FileNode {
+            file,
+            path: path.to_string(),
+            read_only,
+        })
+    }
+
+    /// Creates (or truncates) `path` with `size` bytes.
+    pub fn create(path: &str, size: u64, prealloc: Preallocation) -> Result<()> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| BlockError::from_io("create", e).in_file(path))?;
+        let node = FileNode {
+            file,
+            path: path.to_string(),
+            read_only: false,
+        };
+        node.resize(0, size, prealloc)?;
+        node.flush()
+    }
+
+    /// The file name.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn err(&self, op: &str, offset: u64, e: std::io::Error) -> BlockError {
+        BlockError::from_io(op, e).at(offset).in_file(&self.path)
+    }
+
+    fn check_writable(&self, op: &str) -> Result<()> {
+        if self.read_only {
+            return Err(BlockError::read_only(op, "the file is open read-only").in_file(&self.path));
+        }
+        Ok(())
+    }
+
+    fn file_len(&self) -> Result<u64> {
+        let meta = self.file.metadata().map_err(|e| self.err("length", 0, e))?;
+        if meta.file_type().is_file() {
+            return Ok(meta.len());
+        }
+        sys::seek(&self.file, 0, libc::SEEK_END)
+            .map_err(|e| self.err("length", 0, e))
+            .map(|o| o.unwrap_or(0))
+    }
+
+    fn resize(&self, old: u64, size: u64, prealloc: Preallocation) -> Result<()> {
+        match prealloc {
+            Preallocation::Off | Preallocation::Metadata => {
+                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
+            }
+            Preallocation::Falloc => {
+                if size > old {
+                    sys::fallocate(&self.file, 0, old, size - old)
+                        .map_err(|e| self.err("truncate", old, e))?;
+                }
+                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
+            }
+            Preallocation::Full => {
+                if size > old {
+                    let chunk = vec![0u8; 1 << 20];
+                    let mut off = old;
+                    while off < size {
+                        let n = (size - off).min(chunk.len() as u64) as usize;
+                        self.file
+                            .write_all_at(&chunk[..n], off)
+                            .map_err(|e| self.err("truncate", off, e))?;
+                        off += n as u64;
+                    }
+                }
+                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
+            }
+        }
+    }
+}
+
+/// Extension to prefix a message.
+trait MessagePrefix {
+    fn with_message_prefix(self, p: &str) -> Self;
+}
+
+impl MessagePrefix for BlockError {
+    fn with_message_prefix(mut self, p: &str) -> Self {
+        self.message = format!("{p}: {}", self.message);
+        self
+    }
+}
+
+impl BlockNode for FileNode {
+    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], _flags: ReqFlags) -> Result<()> {
+        offset
+            .checked_add(iov_len_mut(bufs))
+            .ok_or_else(|| BlockError::new(ErrorKind::OutOfRange, "read", "offset overflow"))?;
+        let mut off = offset;
+        for b in bufs.iter_mut() {
+            let mut done = 0usize;
+            while done < b.len() {
+                match self.file.read_at(&mut b[done..], off + done as u64) {
+                    Ok(0) => {
+                        // Past the end of the file: reads as zeros.
+                        b[done..].fill(0);
+                        done = b.len();
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.err("read", off + done as u64, e)),
+                }
+            }
+            off += b.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
+        self.check_writable("write")?;
+        offset
+            .checked_add(iov_len(bufs))
+            .ok_or_else(|| BlockError::new(ErrorKind::OutOfRange, "write", "offset overflow"))?;
+        let mut off = offset;
+        for b in bufs {
+            self.file
+                .write_all_at(b, off)
+                .map_err(|e| self.err("write", off, e))?;
+            off += b.len() as u64;
+        }
+        if flags.contains(ReqFlags::FUA) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        sys::fdatasync(&self.file).map_err(|e| self.err("flush", 0, e))
+    }
+
+    fn length(&self) -> Result<u64> {
+        self.file_len()
+    }
+
+    fn info(&self) -> Result<NodeInfo> {
+        Ok(NodeInfo {
+            format: "file".to_string(),
+            virtual_size: self.file_len()?,
+            ..NodeInfo::default()
+        })
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        self.check_writable("discard")?;
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        match sys::fallocate(&self.file, mode, offset, len) {
+            Ok(()) => Ok(()),
+            Err(e) if sys::is_unsupported(&e) => Err(BlockError::unsupported("discard")),
+            Err(e) => Err(self.err("discard", offset, e)),
+        }
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
+        self.check_writable("write_zeroes")?;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| BlockError::new(ErrorKind::OutOfRange, "write_zeroes", "overflow"))?;
+        let size = self.file_len()?;
+        let r = if flags.contains(ZeroFlags::MAY_UNMAP) && end <= size {
+            sys::fallocate(
+                &self.file,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        } else {
+            sys::fallocate(&self.file, libc::FALLOC_FL_ZERO_RANGE, offset, len)
+        };
+        match r {
+            Ok(()) => {
+                if flags.contains(ZeroFlags::FUA) {
+                    self.flush()?;
+                }
+                Ok(())
+            }
+            Err(e) if sys::is_unsupported(&e) => Err(BlockError::unsupported("write_zeroes")),
+            Err(e) => Err(self.err("write_zeroes", offset, e)),
+        }
+    }
+
+    fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
+        self.check_writable("truncate")?;
+        let old = self.file_len()?;
+        self.resize(old, size, prealloc)
+    }
+
+    fn allocated_size(&self) -> Result<u64> {
+        let meta = self.file.metadata().map_err(|e| self.err("stat", 0, e))?;
+        Ok(meta.blocks() * 512)
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
+        let size = self.file_len()?;
+        let data = ExtentFlags::DATA
+            .with(ExtentFlags::ALLOCATED)
+            .with(ExtentFlags::OFFSET_VALID);
+        let zero = ExtentFlags::ZERO
+            .with(ExtentFlags::ALLOCATED)
+            .with(ExtentFlags::OFFSET_VALID);
+        if offset >= size {
+            return Ok(Extent {
+                length: len,
+                flags: zero,
+                mapped_offset: offset,
+            });
+        }
+        let end = offset.saturating_add(len).min(size);
+        let next_data = match sys::seek(&self.file, offset, libc::SEEK_DATA) {
+            Ok(v) => v.unwrap_or(size),
+            // No SEEK_DATA support: everything is data.
+            Err(_) => offset,
+        };
+        if next_data > offset {
+            return Ok(Extent {
+                length: next_data.min(end) - offset,
+                flags: zero,
+                mapped_offset: offset,
+            });
+        }
+        let next_hole = match sys::seek(&self.file, offset, libc::SEEK_HOLE) {
+            Ok(v) => v.unwrap_or(size),
+            Err(_) => size,
+        };
+        Ok(Extent {
+            length: next_hole.clamp(offset + 1, end) - offset,
+            flags: data,
+            mapped_offset: offset,
+        })
+    }
+
+    fn has_zero_init(&self) -> bool {
+        self.file
+            .metadata()
+            .map(|m| m.file_type().is_file())
+            .unwrap_or(false)
+    }
+
+    fn invalidate_cache(&self) -> Result<()> {
+        // Nothing is cached but the size, which is read from the file on every
+        // call; check that the file is still reachable.
+        self.file
+            .metadata()
+            .map(|_| ())
+            .map_err(|e| self.err("invalidate_cache", 0, e))
+    }
+}

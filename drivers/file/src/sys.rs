@@ -1,0 +1,55 @@
+//! Thin safe wrappers over the Linux calls the file driver needs.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+
+/// `fallocate(2)`; returns the OS error on failure.
+pub fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+    loop {
+        // SAFETY: plain syscall on a valid descriptor.
+        let r = unsafe {
+            libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// True when an error means "this filesystem cannot do that".
+pub fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL)
+    )
+}
+
+/// `lseek(2)` with SEEK_DATA or SEEK_HOLE. `Ok(None)` means ENXIO (no more data).
+pub fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: plain syscall on a valid descriptor.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(r as u64))
+}
+
+/// `fdatasync(2)`.
+pub fn fdatasync(file: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid descriptor.
+    let r = unsafe { libc::fdatasync(file.as_raw_fd()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

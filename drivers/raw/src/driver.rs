@@ -1,0 +1,92 @@
+//! The `raw` format descriptor.
+
+use crate::node::RawNode;
+use block_core::{
+    parse_size, BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps,
+    DriverKind, HostServices, OpenRequest, OptDesc, OptKind, OptionValues, Preallocation,
+    ProbeInput, Result,
+};
+use std::sync::Arc;
+
+/// The `raw` format driver.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawDriver;
+
+impl RawDriver {
+    /// A new driver instance.
+    pub const fn new() -> RawDriver {
+        RawDriver
+    }
+}
+
+impl BlockDriver for RawDriver {
+    fn name(&self) -> &str {
+        "raw"
+    }
+
+    fn kind(&self) -> DriverKind {
+        DriverKind::Format
+    }
+
+    fn caps(&self) -> DriverCaps {
+        DriverCaps::CREATE
+            .with(DriverCaps::RESIZE)
+            .with(DriverCaps::MIGRATION)
+    }
+
+    fn description(&self) -> &str {
+        "raw disk image"
+    }
+
+    fn probe(&self, _input: &ProbeInput<'_>) -> u32 {
+        1
+    }
+
+    fn create_options(&self) -> Vec<OptDesc> {
+        vec![
+            OptDesc::new("size", OptKind::Size, Some("0"), "Virtual disk size"),
+            OptDesc::choice(
+                "preallocation",
+                &["off", "falloc", "full"],
+                Some("off"),
+                "Preallocation mode (allowed values: off, falloc, full)",
+            ),
+        ]
+    }
+
+    fn create(
+        &self,
+        filename: &str,
+        options: &OptionValues,
+        host: Arc<dyn HostServices>,
+    ) -> Result<()> {
+        let size = options.get_size("size")?.unwrap_or(0);
+        let prealloc = options
+            .get("preallocation")
+            .and_then(Preallocation::parse)
+            .unwrap_or_default();
+        host.create_file(filename, size, prealloc)
+    }
+
+    fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
+        let mut offset = 0u64;
+        let mut size = None;
+        for (k, v) in &req.options {
+            match k.as_str() {
+                "offset" => offset = parse_size(v)?,
+                "size" => size = Some(parse_size(v)?),
+                _ => {
+                    return Err(BlockError::invalid(
+                        "open",
+                        format!("Invalid parameter '{k}' for driver 'raw'"),
+                    )
+                    .in_file(&req.filename))
+                }
+            }
+        }
+        let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
+        creq.flags = req.flags;
+        let child = host.open_child(&creq)?;
+        Ok(Box::new(RawNode::new(child, req.filename.clone(), offset, size)?))
+    }
+}
