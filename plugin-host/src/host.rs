@@ -1,0 +1,220 @@
+//! The embedding entry point: a [`Host`] owns a driver registry (linked-in
+//! drivers plus plugin libraries) and opens and creates images.
+
+use crate::graph::{self, NodeSpec};
+use crate::image::Image;
+use crate::loader::{self, LoadedPlugin};
+use block_core::{
+    BlockError, DriverOrigin, ErrorKind, OpenFlags, OptionValues, Registry, Result,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The environment variable listing plugin directories or files (`:`-separated).
+pub const PLUGIN_PATH_ENV: &str = "BLK_PLUGIN_PATH";
+
+/// How to open an image.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The format driver; `None` probes.
+    pub format: Option<String>,
+    /// Open read-only.
+    pub read_only: bool,
+    /// Do not open backing files.
+    pub no_backing: bool,
+    /// Open inactive (incoming migration): write nothing, take no locks.
+    pub inactive: bool,
+    /// Share permissions with other processes (qemu-img `-U`); implies read-only.
+    pub force_share: bool,
+    /// Open for `check` (do not refuse or repair corrupt images).
+    pub for_check: bool,
+    /// Format driver options (`key=value`).
+    pub options: Vec<(String, String)>,
+}
+
+impl OpenOptions {
+    /// The block-core open flags for these options.
+    pub fn flags(&self) -> OpenFlags {
+        let mut f = OpenFlags::NONE;
+        if self.read_only || self.force_share {
+            f = f.with(OpenFlags::READ_ONLY);
+        }
+        if self.no_backing {
+            f = f.with(OpenFlags::NO_BACKING);
+        }
+        if self.inactive {
+            f = f.with(OpenFlags::INACTIVE);
+        }
+        if self.force_share {
+            f = f.with(OpenFlags::FORCE_SHARE);
+        }
+        if self.for_check {
+            f = f.with(OpenFlags::CHECK);
+        }
+        f
+    }
+}
+
+/// Builds a [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostBuilder {
+    static_drivers: bool,
+    env_path: bool,
+    plugin_dirs: Vec<PathBuf>,
+    plugin_files: Vec<PathBuf>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        HostBuilder {
+            static_drivers: true,
+            env_path: true,
+            plugin_dirs: Vec::new(),
+            plugin_files: Vec::new(),
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Whether to register the linked-in drivers (default yes).
+    pub fn static_drivers(mut self, yes: bool) -> Self {
+        self.static_drivers = yes;
+        self
+    }
+    /// Whether to read `BLK_PLUGIN_PATH` (default yes).
+    pub fn env_plugin_path(mut self, yes: bool) -> Self {
+        self.env_path = yes;
+        self
+    }
+    /// Loads every plugin library in `dir`.
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+    /// Loads one plugin library.
+    pub fn plugin_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.plugin_files.push(file.into());
+        self
+    }
+
+    /// Builds the host: linked-in drivers first, then plugins from the
+    /// directories given, then `BLK_PLUGIN_PATH`, then single files. The first
+    /// registration of a name wins; later ones are skipped with a warning.
+    pub fn build(self) -> Result<Host> {
+        crate::linked::ensure_linked();
+        let mut registry = if self.static_drivers {
+            Registry::with_static_drivers()
+        } else {
+            Registry::empty()
+        };
+        let mut files: Vec<PathBuf> = Vec::new();
+        for d in &self.plugin_dirs {
+            files.extend(loader::plugin_files_in(d)?);
+        }
+        if self.env_path {
+            if let Ok(p) = std::env::var(PLUGIN_PATH_ENV) {
+                for part in p.split(':').filter(|s| !s.is_empty()) {
+                    let path = Path::new(part);
+                    if path.is_dir() {
+                        files.extend(loader::plugin_files_in(path)?);
+                    } else {
+                        files.push(path.to_path_buf());
+                    }
+                }
+            }
+        }
+        files.extend(self.plugin_files.iter().cloned());
+        let mut plugins = Vec::new();
+        for f in files {
+            let p = loader::load_plugin(&f)?;
+            for d in &p.drivers {
+                registry.add(
+                    d.clone(),
+                    DriverOrigin::Plugin {
+                        path: p.path.clone(),
+                        abi: p.abi,
+                    },
+                );
+            }
+            plugins.push(p);
+        }
+        Ok(Host {
+            registry: Arc::new(registry),
+            plugins,
+        })
+    }
+}
+
+/// An embedding host: a registry of drivers that opens and creates images.
+#[derive(Clone)]
+pub struct Host {
+    registry: Arc<Registry>,
+    plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl Host {
+    /// A builder.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// A host with the linked-in drivers and `BLK_PLUGIN_PATH` plugins.
+    pub fn new() -> Result<Host> {
+        Host::builder().build()
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The plugin libraries loaded.
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    /// Opens an image (format probed unless named) with its backing chain.
+    pub fn open(&self, filename: &str, opts: &OpenOptions) -> Result<Image> {
+        let spec = NodeSpec {
+            filename: filename.to_string(),
+            format: opts.format.clone(),
+            flags: opts.flags(),
+            options: opts.options.clone(),
+        };
+        let root = graph::open_node(&self.registry, &spec)?;
+        Ok(Image::new(self.registry.clone(), root, opts))
+    }
+
+    /// Creates an image. `options` is a qemu-img style `k=v,...` string;
+    /// `size`, `backing_file` and `backing_fmt` given separately override it.
+    pub fn create(
+        &self,
+        format: &str,
+        filename: &str,
+        options: &str,
+        size: Option<u64>,
+        backing: Option<(&str, Option<&str>)>,
+    ) -> Result<()> {
+        let d = self.registry.get(format).ok_or_else(|| {
+            BlockError::new(ErrorKind::NotFound, "create", format!("Unknown file format '{format}'"))
+        })?;
+        let schema = d.driver.create_options();
+        let mut values = OptionValues::parse_str(&schema, options).map_err(|e| e.in_file(filename))?;
+        let mut extra: Vec<(String, String)> = values.values.clone();
+        if let Some(s) = size {
+            extra.retain(|(k, _)| k != "size");
+            extra.push(("size".to_string(), s.to_string()));
+        }
+        if let Some((b, bf)) = backing {
+            extra.retain(|(k, _)| k != "backing_file" && k != "backing_fmt");
+            extra.push(("backing_file".to_string(), b.to_string()));
+            if let Some(bf) = bf {
+                extra.push(("backing_fmt".to_string(), bf.to_string()));
+            }
+        }
+        values = OptionValues::parse(&schema, &extra).map_err(|e| e.in_file(filename))?;
+        d.driver
+            .create(filename, &values, graph::services_for(&self.registry))
+            .map_err(|e| e.in_file(filename))
+    }
+}

@@ -1,0 +1,10 @@
+//! The one place that names every linked-in driver crate, so the linker keeps
+//! their `inventory` registrations.
+
+use blk_file as _;
+use blk_null as _;
+use blk_qcow2 as _;
+use blk_raw as _;
+
+/// Forces this module (and with it the driver crates) to be linked.
+pub(crate) fn ensure_linked() {}
