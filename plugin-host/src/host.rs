@@ -59,6 +59,7 @@ impl OpenOptions {
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
     static_drivers: bool,
+    plugins_first: bool,
     env_path: bool,
     plugin_dirs: Vec<PathBuf>,
     plugin_files: Vec<PathBuf>,
@@ -68,6 +69,7 @@ impl Default for HostBuilder {
     fn default() -> Self {
         HostBuilder {
             static_drivers: true,
+            plugins_first: false,
             env_path: true,
             plugin_dirs: Vec::new(),
             plugin_files: Vec::new(),
@@ -79,6 +81,13 @@ impl HostBuilder {
     /// Whether to register the linked-in drivers (default yes).
     pub fn static_drivers(mut self, yes: bool) -> Self {
         self.static_drivers = yes;
+        self
+    }
+    /// Register plugin drivers before the linked-in ones, so a plugin shadows
+    /// a linked-in driver of the same name (default no). Used to run the
+    /// conformance suite on a plugin while linked-in protocols stay available.
+    pub fn plugins_first(mut self, yes: bool) -> Self {
+        self.plugins_first = yes;
         self
     }
     /// Whether to read `BLK_PLUGIN_PATH` (default yes).
@@ -97,36 +106,48 @@ impl HostBuilder {
         self
     }
 
-    /// Builds the host: linked-in drivers first, then plugins from the
-    /// directories given, then `BLK_PLUGIN_PATH`, then single files. The first
-    /// registration of a name wins; later ones are skipped with a warning.
+    /// Builds the host: linked-in drivers first (unless `plugins_first`), then
+    /// plugins from the directories given, then `BLK_PLUGIN_PATH`, then single
+    /// files. The first registration of a name wins; later ones are skipped
+    /// with a warning.
     pub fn build(self) -> Result<Host> {
         crate::linked::ensure_linked();
-        let mut registry = if self.static_drivers {
+        let mut registry = if self.static_drivers && !self.plugins_first {
             Registry::with_static_drivers()
         } else {
             Registry::empty()
         };
-        let mut files: Vec<PathBuf> = Vec::new();
+        // (file, explicitly named): a library found by scanning a directory
+        // that fails to load is skipped with a warning; a named one is an error.
+        let mut files: Vec<(PathBuf, bool)> = Vec::new();
         for d in &self.plugin_dirs {
-            files.extend(loader::plugin_files_in(d)?);
+            files.extend(loader::plugin_files_in(d)?.into_iter().map(|f| (f, false)));
         }
         if self.env_path {
             if let Ok(p) = std::env::var(PLUGIN_PATH_ENV) {
                 for part in p.split(':').filter(|s| !s.is_empty()) {
                     let path = Path::new(part);
                     if path.is_dir() {
-                        files.extend(loader::plugin_files_in(path)?);
+                        files.extend(loader::plugin_files_in(path)?.into_iter().map(|f| (f, false)));
                     } else {
-                        files.push(path.to_path_buf());
+                        files.push((path.to_path_buf(), true));
                     }
                 }
             }
         }
-        files.extend(self.plugin_files.iter().cloned());
+        files.extend(self.plugin_files.iter().cloned().map(|f| (f, true)));
         let mut plugins = Vec::new();
-        for f in files {
-            let p = loader::load_plugin(&f)?;
+        let mut load_errors = Vec::new();
+        for (f, named) in files {
+            let p = match loader::load_plugin(&f) {
+                Ok(p) => p,
+                Err(e) if !named => {
+                    log::warn!("skipping plugin library: {e}");
+                    load_errors.push(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for d in &p.drivers {
                 registry.add(
                     d.clone(),
@@ -138,9 +159,15 @@ impl HostBuilder {
             }
             plugins.push(p);
         }
+        if self.static_drivers && self.plugins_first {
+            for d in Registry::with_static_drivers().iter() {
+                registry.add(d.driver.clone(), d.origin.clone());
+            }
+        }
         Ok(Host {
             registry: Arc::new(registry),
             plugins,
+            load_errors: Arc::new(load_errors),
         })
     }
 }
@@ -150,6 +177,7 @@ impl HostBuilder {
 pub struct Host {
     registry: Arc<Registry>,
     plugins: Vec<Arc<LoadedPlugin>>,
+    load_errors: Arc<Vec<BlockError>>,
 }
 
 impl Host {
@@ -166,6 +194,12 @@ impl Host {
     /// The registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Libraries found in plugin directories that could not be loaded (each
+    /// was skipped with a warning).
+    pub fn load_errors(&self) -> &[BlockError] {
+        &self.load_errors
     }
 
     /// The plugin libraries loaded.

@@ -1,0 +1,1 @@
+//! blk qcow2 driver (being written).

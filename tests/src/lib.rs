@@ -1,0 +1,121 @@
+//! Shared helpers of the blk integration tests: locations of built artifacts,
+//! QEMU tool wrappers, seeded data.
+#![warn(missing_docs)]
+
+pub mod conformance;
+
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The directory holding the driver plugin libraries (`cargo xtask plugins`).
+pub fn plugin_dir() -> PathBuf {
+    let d = std::env::var_os("BLK_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("plugins"));
+    assert!(
+        d.is_dir(),
+        "plugin directory {} is missing: run `cargo xtask test` (it builds the plugins first)",
+        d.display()
+    );
+    d
+}
+
+/// A test fixture library by name (`old_abi`, `future_abi`, `misbehaving`).
+pub fn fixture(name: &str) -> PathBuf {
+    let d = std::env::var_os("BLK_FIXTURE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("fixtures"));
+    let p = d.join(format!("lib{name}.so"));
+    assert!(
+        p.is_file(),
+        "fixture {} is missing: run `cargo xtask test` (it builds the fixtures first)",
+        p.display()
+    );
+    p
+}
+
+/// The `blk` binary.
+pub fn blk_bin() -> PathBuf {
+    let p = std::env::var_os("BLK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug").join("blk"));
+    assert!(p.is_file(), "blk binary {} is missing: run `cargo xtask test`", p.display());
+    p
+}
+
+/// Runs a command and returns its output (panics if it cannot start).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `qemu-img ARGS`.
+pub fn qemu_img(args: &[&str]) -> Output {
+    run(Command::new("qemu-img").args(args))
+}
+
+/// `qemu-img ARGS`, which must succeed; returns stdout.
+pub fn qemu_img_ok(args: &[&str]) -> String {
+    run_ok(Command::new("qemu-img").args(args))
+}
+
+/// `qemu-io ARGS`, which must succeed; returns stdout.
+pub fn qemu_io_ok(args: &[&str]) -> String {
+    run_ok(Command::new("qemu-io").args(args))
+}
+
+/// `blk ARGS`.
+pub fn blk(args: &[&str]) -> Output {
+    run(Command::new(blk_bin()).args(args))
+}
+
+/// `blk ARGS`, which must succeed; returns stdout.
+pub fn blk_ok(args: &[&str]) -> String {
+    run_ok(Command::new(blk_bin()).args(args))
+}
+
+/// A deterministic generator for a test.
+pub fn rng(seed: u64) -> rand::rngs::SmallRng {
+    rand::rngs::SmallRng::seed_from_u64(seed)
+}
+
+/// `len` seeded random bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut r = rng(seed);
+    let mut v = vec![0u8; len];
+    r.fill(&mut v[..]);
+    v
+}
+
+/// A path string.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
