@@ -119,3 +119,59 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// A background `qemu-io` that holds an image open (and locked) until dropped.
+pub struct QemuHolder {
+    child: std::process::Child,
+}
+
+/// The inode number of a file, as `/proc/locks` shows it.
+fn inode_of(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
+}
+
+/// True when some process holds a lock on `path` (per `/proc/locks`).
+pub fn is_locked(path: &Path) -> bool {
+    let ino = format!(":{} ", inode_of(path));
+    std::fs::read_to_string("/proc/locks")
+        .map(|t| t.lines().any(|l| l.contains(&ino)))
+        .unwrap_or(false)
+}
+
+impl QemuHolder {
+    /// Starts `qemu-io ARGS -c 'sleep 60000' IMG` and waits until it holds a
+    /// lock on the image (or `expect_lock` is false and it has had time to open).
+    pub fn spawn(args: &[&str], img: &Path, expect_lock: bool) -> QemuHolder {
+        let child = Command::new("qemu-io")
+            .args(args)
+            .args(["-c", "sleep 60000"])
+            .arg(img)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start qemu-io");
+        let start = std::time::Instant::now();
+        while expect_lock && !is_locked(img) {
+            assert!(start.elapsed().as_secs() < 20, "qemu-io did not lock {}", img.display());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !expect_lock {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        QemuHolder { child }
+    }
+
+    /// Stops the holder and waits for it to exit.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for QemuHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -98,6 +98,7 @@ fn explicit_format_wins_and_protocols_are_never_probed() {
     let i = h.open(s(&img), &OpenOptions { format: Some("raw".into()), ..Default::default() }).unwrap();
     assert_eq!(i.format(), "raw");
     assert_eq!(i.length().unwrap(), std::fs::metadata(&img).unwrap().len());
+    drop(i);
     let i = h.open(s(&img), &OpenOptions { format: Some("file".into()), ..Default::default() }).unwrap();
     assert_eq!(i.format(), "file");
     let e = h

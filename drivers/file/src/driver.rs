@@ -68,16 +68,26 @@ impl BlockDriver for FileDriver {
     }
 
     fn open(&self, req: &OpenRequest, _host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        for (k, _) in &req.options {
-            if k != "locking" && k != "aio" {
-                return Err(BlockError::invalid(
-                    "open",
-                    format!("Invalid parameter '{k}' for driver 'file'"),
-                )
-                .in_file(&req.filename));
+        let mut locking = true;
+        for (k, v) in &req.options {
+            match (k.as_str(), v.as_str()) {
+                ("locking", "on" | "auto") => locking = true,
+                ("locking", "off") => locking = false,
+                ("aio", _) => {}
+                _ => {
+                    return Err(BlockError::invalid(
+                        "open",
+                        format!("Invalid parameter '{k}={v}' for driver 'file'"),
+                    )
+                    .in_file(&req.filename))
+                }
             }
         }
-        Ok(Box::new(FileNode::open(strip_prefix(&req.filename), req.flags)?))
+        Ok(Box::new(FileNode::open(
+            strip_prefix(&req.filename),
+            req.flags,
+            locking,
+        )?))
     }
 }
 

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod driver;
+pub mod lock;
 mod node;
 mod sys;
 

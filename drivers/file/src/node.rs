@@ -1,5 +1,6 @@
 //! An open file: positional I/O and space management.
 
+use crate::lock::{FileLock, LockSet};
 use crate::sys;
 use block_core::{
     iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, NodeInfo,
@@ -8,6 +9,8 @@ use block_core::{
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// An open file node.
 #[derive(Debug)]
@@ -15,11 +18,18 @@ pub struct FileNode {
     file: File,
     path: String,
     read_only: bool,
+    /// The locks this node takes while active (`None`: locking disabled).
+    lock_set: Option<LockSet>,
+    lock: Mutex<FileLock>,
+    /// False while inactive (incoming migration): no writes, no locks.
+    active: AtomicBool,
 }
 
 impl FileNode {
-    /// Opens `path` (read-only with [`OpenFlags::READ_ONLY`]).
-    pub fn open(path: &str, flags: OpenFlags) -> Result<FileNode> {
+    /// Opens `path` (read-only with [`OpenFlags::READ_ONLY`]). Takes QEMU
+    /// compatible image locks unless the open is inactive, force-shared or
+    /// `locking` is off.
+    pub fn open(path: &str, flags: OpenFlags, locking: bool) -> Result<FileNode> {
         let read_only = flags.contains(OpenFlags::READ_ONLY);
         let file = OpenOptions::new()
             .read(true)
@@ -34,12 +44,43 @@ impl FileNode {
         if meta.is_dir() {
             return Err(BlockError::invalid("open", "is a directory").in_file(path));
         }
-        log::debug!("file: opened {path} (read_only={read_only})");
-        Ok(FileNode {
+        let lock_set = if !locking
+            || flags.contains(OpenFlags::FORCE_SHARE)
+            || flags.contains(OpenFlags::NO_LOCK)
+        {
+            None
+        } else if read_only {
+            Some(LockSet::READER)
+        } else {
+            Some(LockSet::WRITER)
+        };
+        let inactive = flags.contains(OpenFlags::INACTIVE);
+        let node = FileNode {
             file,
             path: path.to_string(),
             read_only,
-        })
+            lock_set,
+            lock: Mutex::new(FileLock::none()),
+            active: AtomicBool::new(!inactive),
+        };
+        if !inactive {
+            node.take_locks()?;
+        }
+        log::debug!("file: opened {path} (read_only={read_only}, inactive={inactive})");
+        Ok(node)
+    }
+
+    fn take_locks(&self) -> Result<()> {
+        if let Some(set) = self.lock_set {
+            let mut l = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            l.acquire(&self.file, &self.path, set)?;
+        }
+        Ok(())
+    }
+
+    fn release_locks(&self) {
+        let mut l = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        l.release(&self.file);
     }
 
     /// Creates (or truncates) `path` with `size` bytes.
@@ -55,6 +96,9 @@ impl FileNode {
             file,
             path: path.to_string(),
             read_only: false,
+            lock_set: None,
+            lock: Mutex::new(FileLock::none()),
+            active: AtomicBool::new(true),
         };
         node.resize(0, size, prealloc)?;
         node.flush()
@@ -70,6 +114,9 @@ impl FileNode {
     }
 
     fn check_writable(&self, op: &str) -> Result<()> {
+        if !self.active.load(Ordering::Acquire) {
+            return Err(BlockError::read_only(op, "image is inactive").in_file(&self.path));
+        }
         if self.read_only {
             return Err(BlockError::read_only(op, "the file is open read-only").in_file(&self.path));
         }
@@ -172,7 +219,7 @@ impl BlockNode for FileNode {
     }
 
     fn flush(&self) -> Result<()> {
-        if self.read_only {
+        if self.read_only || !self.active.load(Ordering::Acquire) {
             return Ok(());
         }
         sys::fdatasync(&self.file).map_err(|e| self.err("flush", 0, e))
@@ -292,5 +339,25 @@ impl BlockNode for FileNode {
             .metadata()
             .map(|_| ())
             .map_err(|e| self.err("invalidate_cache", 0, e))
+    }
+
+    fn activate(&self) -> Result<()> {
+        if self.active.load(Ordering::Acquire) {
+            return self.invalidate_cache();
+        }
+        self.take_locks()?;
+        self.invalidate_cache()?;
+        self.active.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn inactivate(&self) -> Result<()> {
+        if !self.active.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.flush()?;
+        self.active.store(false, Ordering::Release);
+        self.release_locks();
+        Ok(())
     }
 }

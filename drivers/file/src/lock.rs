@@ -1,0 +1,179 @@
+//! Image locking compatible with QEMU's file-posix scheme.
+//!
+//! Permission bit *i* maps to two lock bytes: `100 + i` is read-locked while
+//! we hold the permission, `200 + i` while we refuse to share it. Locks are
+//! OFD locks (per open file description, so two opens in one process exclude
+//! each other too), falling back to POSIX locks where OFD locks are missing.
+//! After taking our bytes we test the bytes of the other side: someone holding
+//! `200 + i` while we want permission *i* means "Failed to get "X" lock";
+//! someone holding `100 + i` while we refuse to share *i* means
+//! "Failed to get shared "X" lock".
+
+use block_core::{BlockError, ErrorKind, Result};
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+
+/// Consistent read permission.
+pub const PERM_CONSISTENT_READ: u8 = 1 << 0;
+/// Write permission.
+pub const PERM_WRITE: u8 = 1 << 1;
+/// Write-unchanged permission.
+pub const PERM_WRITE_UNCHANGED: u8 = 1 << 2;
+/// Resize permission.
+pub const PERM_RESIZE: u8 = 1 << 3;
+
+const PERM_NAMES: [&str; 4] = ["consistent read", "write", "write unchanged", "resize"];
+const PERM_BASE: i64 = 100;
+const SHARED_BASE: i64 = 200;
+
+/// The permissions a node takes and the ones it refuses to share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockSet {
+    /// Permissions held.
+    pub perms: u8,
+    /// Permissions not shared with others.
+    pub unshared: u8,
+}
+
+impl LockSet {
+    /// A writer: reads, writes and resizes, and shares neither write nor resize.
+    pub const WRITER: LockSet = LockSet {
+        perms: PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE,
+        unshared: PERM_WRITE | PERM_RESIZE,
+    };
+    /// A reader that wants consistent data: refuses to share write (as qemu-img).
+    pub const READER: LockSet = LockSet {
+        perms: PERM_CONSISTENT_READ,
+        unshared: PERM_WRITE,
+    };
+}
+
+#[derive(Clone, Copy)]
+enum Flavor {
+    Ofd,
+    Posix,
+}
+
+fn fcntl_lock(file: &File, flavor: Flavor, cmd_get: bool, ltype: i16, byte: i64) -> io::Result<libc::flock> {
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = ltype;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    fl.l_pid = 0;
+    let cmd = match (flavor, cmd_get) {
+        (Flavor::Ofd, false) => libc::F_OFD_SETLK,
+        (Flavor::Ofd, true) => libc::F_OFD_GETLK,
+        (Flavor::Posix, false) => libc::F_SETLK,
+        (Flavor::Posix, true) => libc::F_GETLK,
+    };
+    // SAFETY: fcntl with a valid fd and a properly initialised flock.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fl)
+    }
+}
+
+fn flavor_for(file: &File) -> Flavor {
+    // Probe OFD support with a harmless query on a byte nobody uses.
+    match fcntl_lock(file, Flavor::Ofd, true, libc::F_WRLCK as i16, 399) {
+        Ok(_) => Flavor::Ofd,
+        Err(_) => Flavor::Posix,
+    }
+}
+
+/// The lock bytes a file currently holds.
+#[derive(Debug)]
+pub struct FileLock {
+    held: Option<LockSet>,
+}
+
+impl FileLock {
+    /// No locks held.
+    pub fn none() -> FileLock {
+        FileLock { held: None }
+    }
+
+    /// The set held, if any.
+    pub fn held(&self) -> Option<LockSet> {
+        self.held
+    }
+
+    /// Takes `set` on `file` (releasing whatever was held before) and checks
+    /// for conflicts with other holders. On conflict nothing stays held.
+    pub fn acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
+        self.release(file);
+        let flavor = flavor_for(file);
+        let err = |e: io::Error| {
+            BlockError::from_io("lock", e).in_file(path)
+        };
+        for i in 0..PERM_NAMES.len() as i64 {
+            if set.perms & (1 << i) != 0 {
+                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, PERM_BASE + i) {
+                    release_all(file, flavor);
+                    return Err(conflict_or(e, path, PERM_NAMES[i as usize], false).unwrap_or_else(err));
+                }
+            }
+            if set.unshared & (1 << i) != 0 {
+                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, SHARED_BASE + i) {
+                    release_all(file, flavor);
+                    return Err(conflict_or(e, path, PERM_NAMES[i as usize], true).unwrap_or_else(err));
+                }
+            }
+        }
+        for i in 0..PERM_NAMES.len() as i64 {
+            let name = PERM_NAMES[i as usize];
+            if set.perms & (1 << i) != 0 && held_by_other(file, flavor, SHARED_BASE + i) {
+                release_all(file, flavor);
+                return Err(conflict(path, name, false));
+            }
+            if set.unshared & (1 << i) != 0 && held_by_other(file, flavor, PERM_BASE + i) {
+                release_all(file, flavor);
+                return Err(conflict(path, name, true));
+            }
+        }
+        self.held = Some(set);
+        Ok(())
+    }
+
+    /// Releases every lock byte.
+    pub fn release(&mut self, file: &File) {
+        if self.held.take().is_some() {
+            release_all(file, flavor_for(file));
+        }
+    }
+}
+
+fn release_all(file: &File, flavor: Flavor) {
+    for i in 0..PERM_NAMES.len() as i64 {
+        let _ = fcntl_lock(file, flavor, false, libc::F_UNLCK as i16, PERM_BASE + i);
+        let _ = fcntl_lock(file, flavor, false, libc::F_UNLCK as i16, SHARED_BASE + i);
+    }
+}
+
+fn held_by_other(file: &File, flavor: Flavor, byte: i64) -> bool {
+    match fcntl_lock(file, flavor, true, libc::F_WRLCK as i16, byte) {
+        Ok(fl) => fl.l_type != libc::F_UNLCK as i16,
+        Err(_) => false,
+    }
+}
+
+fn conflict(path: &str, name: &str, shared: bool) -> BlockError {
+    let what = if shared { "shared " } else { "" };
+    BlockError::new(
+        ErrorKind::Busy,
+        "",
+        format!("Failed to get {what}\"{name}\" lock\nIs another process using the image [{path}]?"),
+    )
+    .in_file(path)
+}
+
+fn conflict_or(e: io::Error, path: &str, name: &str, shared: bool) -> std::result::Result<BlockError, io::Error> {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(conflict(path, name, shared)),
+        _ => Err(e),
+    }
+}
