@@ -141,6 +141,7 @@ pub fn run_suite(host: &Host, driver: &str, workdir: &Path) -> Vec<CaseResult> {
             ("read_only_refuses_writes", case_read_only),
             ("truncate_grow", case_truncate_grow),
             ("qemu_agrees", case_qemu_agrees),
+            ("shared_storage_handoff", case_shared_storage_handoff),
         ]
     };
     let mut out = Vec::new();
@@ -498,6 +499,36 @@ fn case_qemu_agrees(t: &Target) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// The migration handoff over shared storage: B holds the image open
+/// inactive with warm caches while A allocates, writes and flushes new data
+/// and gives the image up; B activates and must read exactly A's data.
+fn case_shared_storage_handoff(t: &Target) -> Result<(), String> {
+    if !t.created {
+        return Err("SKIP: the handoff needs a file-backed image".into());
+    }
+    let inactive = OpenOptions {
+        format: Some(t.driver.clone()),
+        inactive: true,
+        ..Default::default()
+    };
+    let b = t.host.open(&t.filename, &inactive).map_err(|e| format!("open inactive: {e}"))?;
+    let stale = read_all(&b)?; // warm every cache B has
+    let mut shadow = stale.clone();
+    {
+        let a = t.open(false)?;
+        random_writes(&a, &mut shadow, t.seed, 48)?;
+        a.write_zeroes(2 << 20, 100_000, ZeroFlags::MAY_UNMAP).map_err(e2s)?;
+        shadow[2 << 20..(2 << 20) + 100_000].fill(0);
+        a.flush().map_err(e2s)?;
+        a.inactivate().map_err(skip_if_unsupported)?;
+    }
+    b.activate().map_err(skip_if_unsupported)?;
+    compare("destination after activate", &read_all(&b)?, &shadow)?;
+    // The destination now owns the image and can write.
+    b.write(0, &[0x77; 4096]).map_err(e2s)?;
+    b.flush().map_err(e2s)
 }
 
 /// Formats results as lines `PASS name`, `SKIP name: why`, `FAIL name: why`.
