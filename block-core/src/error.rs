@@ -192,7 +192,9 @@ impl BlockError {
                 _ => ErrorKind::Io,
             });
         let message = match err.raw_os_error() {
-            Some(_) => std::io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(0)).to_string(),
+            Some(_) => {
+                std::io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(0)).to_string()
+            }
             None => err.to_string(),
         };
         BlockError {

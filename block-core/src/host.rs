@@ -106,7 +106,8 @@ pub fn has_protocol_prefix(name: &str) -> bool {
             let p = &name[..i];
             !p.is_empty()
                 && !p.contains('/')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         }
         None => false,
     }
@@ -118,8 +119,14 @@ mod tests {
 
     #[test]
     fn relative_names() {
-        assert_eq!(resolve_relative("b.img", Some("/x/y/a.qcow2")), "/x/y/b.img");
-        assert_eq!(resolve_relative("/abs/b.img", Some("/x/a.qcow2")), "/abs/b.img");
+        assert_eq!(
+            resolve_relative("b.img", Some("/x/y/a.qcow2")),
+            "/x/y/b.img"
+        );
+        assert_eq!(
+            resolve_relative("/abs/b.img", Some("/x/a.qcow2")),
+            "/abs/b.img"
+        );
         assert_eq!(resolve_relative("b.img", Some("a.qcow2")), "b.img");
         assert_eq!(resolve_relative("b.img", None), "b.img");
         assert_eq!(resolve_relative("null-co://", Some("/x/a")), "null-co://");

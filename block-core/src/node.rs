@@ -16,8 +16,12 @@ use std::io::{IoSlice, IoSliceMut};
 /// FUA by flush).
 pub trait BlockNode: Send + Sync {
     /// Reads `bufs` in order starting at byte `offset`.
-    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], flags: ReqFlags)
-        -> Result<()>;
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        flags: ReqFlags,
+    ) -> Result<()>;
 
     /// Writes `bufs` in order starting at byte `offset`. With
     /// [`ReqFlags::FUA`] the data is durable on return; with

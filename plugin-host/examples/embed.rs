@@ -8,7 +8,9 @@ use plugin_host::{Host, OpenOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().unwrap_or_else(|| "/tmp/blk-embed.img".to_string());
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/blk-embed.img".to_string());
     let mut builder = Host::builder();
     if let Some(dir) = args.next() {
         // Use only the plugin libraries, to show the plugin path end to end.
@@ -17,7 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host = builder.build()?;
 
     host.create("raw", &path, "", Some(1 << 20), None)?;
-    let img = host.open(&path, &OpenOptions { format: Some("raw".into()), ..Default::default() })?;
+    let img = host.open(
+        &path,
+        &OpenOptions {
+            format: Some("raw".into()),
+            ..Default::default()
+        },
+    )?;
     img.write(4096, &[0xab; 4096])?;
     img.write_zeroes(8192, 4096, ZeroFlags::NONE)?;
     img.flush()?;

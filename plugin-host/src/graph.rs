@@ -25,7 +25,7 @@ pub struct GraphNode {
     /// True when the format was chosen by probing and came out raw.
     pub probed_raw: bool,
     /// Children the driver opened, in order.
-    pub children: Mutex<Vec<(ChildRole, Arc<GraphNode>)>>,
+    pub children: Mutex<ChildList>,
 }
 
 impl GraphNode {
@@ -43,14 +43,17 @@ impl GraphNode {
     }
 
     /// A snapshot of the children list.
-    pub fn children(&self) -> Vec<(ChildRole, Arc<GraphNode>)> {
+    pub fn children(&self) -> ChildList {
         self.lock_children().clone()
     }
 
-    fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<(ChildRole, Arc<GraphNode>)>> {
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, ChildList> {
         self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// The children of a node, with their roles.
+type ChildList = Vec<(ChildRole, Arc<GraphNode>)>;
 
 /// What to open.
 #[derive(Debug, Clone)]
@@ -93,28 +96,47 @@ fn open_with_chain(
     // An explicitly named driver always wins.
     if let Some(fmt) = &spec.format {
         let d = registry.get(fmt).ok_or_else(|| {
-            BlockError::new(ErrorKind::NotFound, "open", format!("Unknown driver '{fmt}'"))
-                .in_file(&spec.filename)
+            BlockError::new(
+                ErrorKind::NotFound,
+                "open",
+                format!("Unknown driver '{fmt}'"),
+            )
+            .in_file(&spec.filename)
         })?;
         if protocol_only && d.driver.kind() != DriverKind::Protocol {
             return Err(BlockError::invalid(
                 "open",
-                format!("'{fmt}' is a format; a {} child needs a protocol", role.map(|r| r.as_str()).unwrap_or("file")),
+                format!(
+                    "'{fmt}' is a format; a {} child needs a protocol",
+                    role.map(|r| r.as_str()).unwrap_or("file")
+                ),
             )
             .in_file(&spec.filename));
         }
         return open_driver(registry, spec, fmt, role, chain, None, false);
     }
     let proto = registry.protocol_for(&spec.filename).ok_or_else(|| {
-        BlockError::new(ErrorKind::NotFound, "open", "no protocol driver (is 'file' registered?)")
-            .in_file(&spec.filename)
+        BlockError::new(
+            ErrorKind::NotFound,
+            "open",
+            "no protocol driver (is 'file' registered?)",
+        )
+        .in_file(&spec.filename)
     })?;
     let proto_name = proto.driver.name().to_string();
     if protocol_only {
         return open_driver(registry, spec, &proto_name, role, chain, None, false);
     }
     // Open the protocol node, probe its content, then hand the node to the format.
-    let file = open_driver(registry, spec, &proto_name, Some(ChildRole::File), chain, None, false)?;
+    let file = open_driver(
+        registry,
+        spec,
+        &proto_name,
+        Some(ChildRole::File),
+        chain,
+        None,
+        false,
+    )?;
     let fmt = if spec.flags.contains(OpenFlags::NO_PROBE) {
         "raw".to_string()
     } else {
@@ -163,7 +185,13 @@ fn open_driver(
 ) -> Result<Arc<GraphNode>> {
     let d = registry
         .get(driver)
-        .ok_or_else(|| BlockError::new(ErrorKind::NotFound, "open", format!("Unknown driver '{driver}'")))?
+        .ok_or_else(|| {
+            BlockError::new(
+                ErrorKind::NotFound,
+                "open",
+                format!("Unknown driver '{driver}'"),
+            )
+        })?
         .driver
         .clone();
     let mut chain = chain.clone();
@@ -186,7 +214,8 @@ fn open_driver(
     let node = d
         .open(&req, services.clone())
         .map_err(|e| e.in_file(&spec.filename))?;
-    let children = std::mem::take(&mut *services.children.lock().unwrap_or_else(|p| p.into_inner()));
+    let children =
+        std::mem::take(&mut *services.children.lock().unwrap_or_else(|p| p.into_inner()));
     let gn = Arc::new(GraphNode {
         node: Arc::from(node),
         driver: driver.to_string(),
@@ -206,7 +235,7 @@ struct GraphServices {
     chain: Chain,
     parent_flags: OpenFlags,
     preopened_file: Mutex<Option<Arc<GraphNode>>>,
-    children: Arc<Mutex<Vec<(ChildRole, Arc<GraphNode>)>>>,
+    children: Arc<Mutex<ChildList>>,
     attach_to: Mutex<Option<Weak<GraphNode>>>,
 }
 
@@ -233,7 +262,10 @@ impl HostServices for GraphServices {
     fn open_child(&self, req: &ChildRequest) -> Result<Arc<dyn BlockNode>> {
         let filename = block_core::resolve_relative(&req.filename, req.relative_to.as_deref());
         if req.role == ChildRole::File {
-            let mut pre = self.preopened_file.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pre = self
+                .preopened_file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(f) = pre.take() {
                 if f.filename == filename {
                     let node = f.node.clone();
@@ -244,7 +276,11 @@ impl HostServices for GraphServices {
         }
         let mut flags = req.flags;
         // Inherited properties a driver may forget to pass down.
-        for inherited in [OpenFlags::INACTIVE, OpenFlags::FORCE_SHARE, OpenFlags::NO_LOCK] {
+        for inherited in [
+            OpenFlags::INACTIVE,
+            OpenFlags::FORCE_SHARE,
+            OpenFlags::NO_LOCK,
+        ] {
             if self.parent_flags.contains(inherited) {
                 flags = flags.with(inherited);
             }
@@ -255,7 +291,8 @@ impl HostServices for GraphServices {
         if req.role == ChildRole::Backing {
             let canon = canonical(&filename);
             if let Some(pos) = self.chain.names.iter().position(|n| *n == canon) {
-                let mut path: Vec<&str> = self.chain.names[pos..].iter().map(|s| s.as_str()).collect();
+                let mut path: Vec<&str> =
+                    self.chain.names[pos..].iter().map(|s| s.as_str()).collect();
                 path.push(&canon);
                 return Err(BlockError::new(
                     ErrorKind::Loop,
@@ -279,8 +316,8 @@ impl HostServices for GraphServices {
             flags,
             options: req.options.clone(),
         };
-        let child = open_with_chain(&self.registry, &spec, Some(req.role), &self.chain)
-            .map_err(|e| {
+        let child =
+            open_with_chain(&self.registry, &spec, Some(req.role), &self.chain).map_err(|e| {
                 if req.role == ChildRole::Backing && e.kind != ErrorKind::Loop {
                     let mut e = e;
                     e.message = format!("Could not open backing file: {}", e.message);

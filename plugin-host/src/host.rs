@@ -4,9 +4,7 @@
 use crate::graph::{self, NodeSpec};
 use crate::image::Image;
 use crate::loader::{self, LoadedPlugin};
-use block_core::{
-    BlockError, DriverOrigin, ErrorKind, OpenFlags, OptionValues, Registry, Result,
-};
+use block_core::{BlockError, DriverOrigin, ErrorKind, OpenFlags, OptionValues, Registry, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,7 +126,11 @@ impl HostBuilder {
                 for part in p.split(':').filter(|s| !s.is_empty()) {
                     let path = Path::new(part);
                     if path.is_dir() {
-                        files.extend(loader::plugin_files_in(path)?.into_iter().map(|f| (f, false)));
+                        files.extend(
+                            loader::plugin_files_in(path)?
+                                .into_iter()
+                                .map(|f| (f, false)),
+                        );
                     } else {
                         files.push((path.to_path_buf(), true));
                     }
@@ -230,10 +232,15 @@ impl Host {
         backing: Option<(&str, Option<&str>)>,
     ) -> Result<()> {
         let d = self.registry.get(format).ok_or_else(|| {
-            BlockError::new(ErrorKind::NotFound, "create", format!("Unknown file format '{format}'"))
+            BlockError::new(
+                ErrorKind::NotFound,
+                "create",
+                format!("Unknown file format '{format}'"),
+            )
         })?;
         let schema = d.driver.create_options();
-        let mut values = OptionValues::parse_str(&schema, options).map_err(|e| e.in_file(filename))?;
+        let mut values =
+            OptionValues::parse_str(&schema, options).map_err(|e| e.in_file(filename))?;
         let mut extra: Vec<(String, String)> = values.values.clone();
         if let Some(s) = size {
             extra.retain(|(k, _)| k != "size");

@@ -158,7 +158,9 @@ impl Image {
         let size = self.length()?;
         let n = size.min(block_core::PROBE_HEAD_SIZE as u64) as usize;
         let mut head = vec![0u8; n];
-        self.root.node.read_vectored(0, &mut [IoSliceMut::new(&mut head)], ReqFlags::NONE)?;
+        self.root
+            .node
+            .read_vectored(0, &mut [IoSliceMut::new(&mut head)], ReqFlags::NONE)?;
         let mut pos = offset as usize;
         for b in bufs {
             for &byte in b.iter() {
@@ -205,7 +207,11 @@ impl Image {
                 let mut off = offset;
                 while off < offset + len {
                     let n = (offset + len - off).min(ZERO_CHUNK) as usize;
-                    let fl = if flags.contains(ZeroFlags::FUA) { ReqFlags::FUA } else { ReqFlags::NONE };
+                    let fl = if flags.contains(ZeroFlags::FUA) {
+                        ReqFlags::FUA
+                    } else {
+                        ReqFlags::NONE
+                    };
                     self.write_vectored(off, &[IoSlice::new(&zeros[..n])], fl)?;
                     off += n as u64;
                 }
@@ -396,7 +402,9 @@ fn invalidate_node(n: &GraphNode) -> Result<()> {
     for (_, c) in n.children() {
         invalidate_node(&c)?;
     }
-    n.node.invalidate_cache().map_err(|e| e.in_file(&n.filename))
+    n.node
+        .invalidate_cache()
+        .map_err(|e| e.in_file(&n.filename))
 }
 
 fn inactivate_node(n: &GraphNode) -> Result<()> {

@@ -6,8 +6,8 @@
 use block_core::abi::import::ForeignDriver;
 use block_core::abi::plugin::{level_from_number, level_number};
 use block_core::abi::{
-    BcAbiStamp, BcDriver, BcHostApi, BcPluginHeader, BcStr, ABI_STAMP_SYMBOL,
-    BLK_ABI_MAGIC, BLK_ABI_MAJOR, BLK_ABI_MINOR, ENTRY_SYMBOL,
+    BcAbiStamp, BcDriver, BcHostApi, BcPluginHeader, BcStr, ABI_STAMP_SYMBOL, BLK_ABI_MAGIC,
+    BLK_ABI_MAJOR, BLK_ABI_MINOR, ENTRY_SYMBOL,
 };
 use block_core::{BlockDriver, BlockError, ErrorKind, Result};
 use std::collections::HashMap;
@@ -97,8 +97,12 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
         )
     }
     .map_err(|e| {
-        BlockError::new(ErrorKind::AbiMismatch, "load plugin", format!("cannot load library: {e}"))
-            .in_file(path.display().to_string())
+        BlockError::new(
+            ErrorKind::AbiMismatch,
+            "load plugin",
+            format!("cannot load library: {e}"),
+        )
+        .in_file(path.display().to_string())
     })?;
     // Never unloaded: plugin code and data must outlive every node.
     let lib: &'static libloading::os::unix::Library = Box::leak(Box::new(lib));
@@ -124,7 +128,10 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     if stamp.magic != BLK_ABI_MAGIC {
         return Err(mismatch(
             path,
-            format!("bad plugin magic {:#x}; expected ABI {BLK_ABI_MAJOR}.x", stamp.magic),
+            format!(
+                "bad plugin magic {:#x}; expected ABI {BLK_ABI_MAJOR}.x",
+                stamp.magic
+            ),
         ));
     }
     if stamp.abi_major != BLK_ABI_MAJOR {
@@ -166,7 +173,8 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     }
     // SAFETY: the header starts with the magic and version; its struct_size
     // says how much is readable.
-    let header = unsafe { read_header(header_ptr) }.ok_or_else(|| mismatch(path, "bad header".into()))?;
+    let header =
+        unsafe { read_header(header_ptr) }.ok_or_else(|| mismatch(path, "bad header".into()))?;
     if header.magic != BLK_ABI_MAGIC || header.abi_major != BLK_ABI_MAJOR {
         return Err(mismatch(
             path,
@@ -219,8 +227,9 @@ unsafe fn read_header(p: *const BcPluginHeader) -> Option<BcPluginHeader> {
 
 /// The plugin libraries in a directory (`*.so`), sorted by file name.
 pub fn plugin_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| BlockError::from_io("read plugin directory", e).in_file(dir.display().to_string()))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        BlockError::from_io("read plugin directory", e).in_file(dir.display().to_string())
+    })?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())

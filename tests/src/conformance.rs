@@ -8,9 +8,7 @@
 //! QEMU knows the format, the image a driver wrote is also judged by
 //! `qemu-img check` and `qemu-img compare` against the shadow copy.
 
-use block_core::{
-    BlockError, DriverCaps, DriverKind, ErrorKind, ExtentFlags, ReqFlags, ZeroFlags,
-};
+use block_core::{BlockError, DriverCaps, DriverKind, ErrorKind, ExtentFlags, ReqFlags, ZeroFlags};
 use plugin_host::{Host, Image, OpenOptions};
 use rand::Rng;
 use std::io::{IoSlice, IoSliceMut};
@@ -40,7 +38,16 @@ pub struct CaseResult {
 /// Drivers known to drop writes by design.
 pub const SINK_DRIVERS: &[&str] = &["null-co"];
 /// Formats `qemu-img` can judge.
-const QEMU_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi", "qed", "parallels"];
+const QEMU_FORMATS: &[&str] = &[
+    "raw",
+    "qcow2",
+    "vmdk",
+    "vhdx",
+    "vpc",
+    "vdi",
+    "qed",
+    "parallels",
+];
 /// The size of test images.
 pub const IMAGE_SIZE: u64 = 8 << 20;
 /// The smallest image the suite works with.
@@ -79,7 +86,12 @@ fn e2s(e: BlockError) -> String {
 }
 
 /// Prepares the target for `driver` in `workdir`.
-fn prepare<'a>(host: &'a Host, driver: &str, workdir: &Path, seed: u64) -> Result<Target<'a>, String> {
+fn prepare<'a>(
+    host: &'a Host,
+    driver: &str,
+    workdir: &Path,
+    seed: u64,
+) -> Result<Target<'a>, String> {
     let reg = host
         .registry()
         .get(driver)
@@ -102,7 +114,9 @@ fn prepare<'a>(host: &'a Host, driver: &str, workdir: &Path, seed: u64) -> Resul
         let sep = if prefix == "null-co" { "://" } else { ":" };
         (format!("{prefix}{sep}conformance-{seed}"), false)
     } else {
-        return Err(format!("format '{driver}' cannot create images; the suite needs create"));
+        return Err(format!(
+            "format '{driver}' cannot create images; the suite needs create"
+        ));
     };
     Ok(Target {
         host,
@@ -224,17 +238,27 @@ fn random_writes(img: &Image, shadow: &mut [u8], seed: u64, count: usize) -> Res
 fn case_open_and_info(t: &Target) -> Result<(), String> {
     let img = t.open(false)?;
     let len = img.length().map_err(e2s)?;
-    ensure(len >= MIN_SIZE, || format!("the suite needs images of at least {MIN_SIZE} bytes; got {len}"))?;
+    ensure(len >= MIN_SIZE, || {
+        format!("the suite needs images of at least {MIN_SIZE} bytes; got {len}")
+    })?;
     if t.created {
-        ensure(len == IMAGE_SIZE, || format!("length {len}, created with {IMAGE_SIZE}"))?;
+        ensure(len == IMAGE_SIZE, || {
+            format!("length {len}, created with {IMAGE_SIZE}")
+        })?;
     }
     let info = img.info().map_err(e2s)?;
     ensure(info.node.virtual_size == len, || {
-        format!("info virtual-size {} != length {len}", info.node.virtual_size)
+        format!(
+            "info virtual-size {} != length {len}",
+            info.node.virtual_size
+        )
     })?;
     if t.kind == DriverKind::Format {
         ensure(info.node.format == t.driver, || {
-            format!("info format '{}' != driver '{}'", info.node.format, t.driver)
+            format!(
+                "info format '{}' != driver '{}'",
+                info.node.format, t.driver
+            )
         })?;
     }
     Ok(())
@@ -245,7 +269,9 @@ fn case_sink_reads_zeros(t: &Target) -> Result<(), String> {
     img.write(0, &[0xaa; 4096]).map_err(e2s)?;
     let mut buf = vec![0xffu8; 4096];
     img.read(0, &mut buf).map_err(e2s)?;
-    ensure(buf.iter().all(|&b| b == 0), || "a sink must read zeros".into())
+    ensure(buf.iter().all(|&b| b == 0), || {
+        "a sink must read zeros".into()
+    })
 }
 
 fn case_random_write_read(t: &Target) -> Result<(), String> {
@@ -261,8 +287,12 @@ fn case_vectored_io(t: &Target) -> Result<(), String> {
     let b = crate::random_bytes(t.seed + 1, 5000);
     let c = crate::random_bytes(t.seed + 2, 3);
     let off = 65536 - 700;
-    img.write_vectored(off, &[IoSlice::new(&a), IoSlice::new(&b), IoSlice::new(&c)], ReqFlags::NONE)
-        .map_err(e2s)?;
+    img.write_vectored(
+        off,
+        &[IoSlice::new(&a), IoSlice::new(&b), IoSlice::new(&c)],
+        ReqFlags::NONE,
+    )
+    .map_err(e2s)?;
     let mut x = vec![0u8; 4003];
     let mut y = vec![0u8; 2000];
     img.read_vectored(off, &mut [IoSliceMut::new(&mut x), IoSliceMut::new(&mut y)])
@@ -274,7 +304,8 @@ fn case_vectored_io(t: &Target) -> Result<(), String> {
     got.extend_from_slice(&y);
     compare("vectored read", &got, &want)?;
     // FUA writes are durable and readable like any other.
-    img.write_vectored(0, &[IoSlice::new(&c)], ReqFlags::FUA).map_err(e2s)?;
+    img.write_vectored(0, &[IoSlice::new(&c)], ReqFlags::FUA)
+        .map_err(e2s)?;
     let mut z = [0u8; 3];
     img.read(0, &mut z).map_err(e2s)?;
     compare("FUA write", &z, &c)
@@ -307,7 +338,11 @@ fn case_discard_stable(t: &Target) -> Result<(), String> {
     let first = read_all(&img)?;
     let second = read_all(&img)?;
     compare("two reads after discard", &second, &first)?;
-    compare("data before the discarded range", &first[..65536], &fill[..65536])?;
+    compare(
+        "data before the discarded range",
+        &first[..65536],
+        &fill[..65536],
+    )?;
     compare(
         "data after the discarded range",
         &first[65536 + (1 << 20)..2 << 20],
@@ -348,7 +383,8 @@ fn case_out_of_range(t: &Target) -> Result<(), String> {
 fn case_block_status_covers(t: &Target) -> Result<(), String> {
     let img = t.open(false)?;
     if !SINK_DRIVERS.contains(&t.driver.as_str()) {
-        img.write(3 << 20, &crate::random_bytes(t.seed, 100_000)).map_err(e2s)?;
+        img.write(3 << 20, &crate::random_bytes(t.seed, 100_000))
+            .map_err(e2s)?;
     }
     let len = img.length().map_err(e2s)?;
     let mut off = 0u64;
@@ -368,7 +404,9 @@ fn case_block_status_covers(t: &Target) -> Result<(), String> {
         }
         off += e.length;
         n += 1;
-        ensure(n < 1_000_000, || "block status does not make progress".into())?;
+        ensure(n < 1_000_000, || {
+            "block status does not make progress".into()
+        })?;
     }
     Ok(())
 }
@@ -405,14 +443,21 @@ fn case_concurrent_writers(t: &Target) -> Result<(), String> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("writer thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("writer thread panicked".into()))
+            })
             .collect()
     });
     let all = read_all(&img)?;
     for (i, r) in results.into_iter().enumerate() {
         let shadow = r?;
         let base = i * region as usize;
-        compare("after concurrent writers", &all[base..base + region as usize], &shadow)?;
+        compare(
+            "after concurrent writers",
+            &all[base..base + region as usize],
+            &shadow,
+        )?;
     }
     Ok(())
 }
@@ -446,7 +491,9 @@ fn case_read_only(t: &Target) -> Result<(), String> {
     }
     drop(img);
     let after = std::fs::read(&t.filename).map_err(|e| e.to_string())?;
-    ensure(before == after, || "a refused write changed the file".into())
+    ensure(before == after, || {
+        "a refused write changed the file".into()
+    })
 }
 
 fn case_truncate_grow(t: &Target) -> Result<(), String> {
@@ -471,7 +518,8 @@ fn case_qemu_agrees(t: &Target) -> Result<(), String> {
         let img = t.open(false)?;
         let mut shadow = read_all(&img)?;
         random_writes(&img, &mut shadow, t.seed, 48)?;
-        img.write_zeroes(1 << 20, 200_000, ZeroFlags::MAY_UNMAP).map_err(e2s)?;
+        img.write_zeroes(1 << 20, 200_000, ZeroFlags::MAY_UNMAP)
+            .map_err(e2s)?;
         shadow[1 << 20..(1 << 20) + 200_000].fill(0);
         img.flush().map_err(e2s)?;
         shadow
@@ -484,7 +532,10 @@ fn case_qemu_agrees(t: &Target) -> Result<(), String> {
             .output()
             .map_err(|e| format!("cannot run qemu-img: {e}"))?;
         ensure(out.status.success(), || {
-            format!("qemu-img check failed: {}", String::from_utf8_lossy(&out.stdout))
+            format!(
+                "qemu-img check failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })?;
     }
     let out = Command::new("qemu-img")
@@ -513,13 +564,17 @@ fn case_shared_storage_handoff(t: &Target) -> Result<(), String> {
         inactive: true,
         ..Default::default()
     };
-    let b = t.host.open(&t.filename, &inactive).map_err(|e| format!("open inactive: {e}"))?;
+    let b = t
+        .host
+        .open(&t.filename, &inactive)
+        .map_err(|e| format!("open inactive: {e}"))?;
     let stale = read_all(&b)?; // warm every cache B has
     let mut shadow = stale.clone();
     {
         let a = t.open(false)?;
         random_writes(&a, &mut shadow, t.seed, 48)?;
-        a.write_zeroes(2 << 20, 100_000, ZeroFlags::MAY_UNMAP).map_err(e2s)?;
+        a.write_zeroes(2 << 20, 100_000, ZeroFlags::MAY_UNMAP)
+            .map_err(e2s)?;
         shadow[2 << 20..(2 << 20) + 100_000].fill(0);
         a.flush().map_err(e2s)?;
         a.inactivate().map_err(skip_if_unsupported)?;
@@ -546,5 +601,7 @@ pub fn report(driver: &str, results: &[CaseResult]) -> String {
 
 /// True when no case failed.
 pub fn all_passed(results: &[CaseResult]) -> bool {
-    results.iter().all(|r| !matches!(r.outcome, Outcome::Fail(_)))
+    results
+        .iter()
+        .all(|r| !matches!(r.outcome, Outcome::Fail(_)))
 }

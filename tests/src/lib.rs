@@ -54,7 +54,11 @@ pub fn blk_bin() -> PathBuf {
     let p = std::env::var_os("BLK_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug").join("blk"));
-    assert!(p.is_file(), "blk binary {} is missing: run `cargo xtask test`", p.display());
+    assert!(
+        p.is_file(),
+        "blk binary {} is missing: run `cargo xtask test`",
+        p.display()
+    );
     p
 }
 
@@ -153,7 +157,11 @@ impl QemuHolder {
             .expect("start qemu-io");
         let start = std::time::Instant::now();
         while expect_lock && !is_locked(img) {
-            assert!(start.elapsed().as_secs() < 20, "qemu-io did not lock {}", img.display());
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "qemu-io did not lock {}",
+                img.display()
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         if !expect_lock {

@@ -25,7 +25,10 @@ fn incompatible_major_is_refused() {
     let msg = err.to_string();
     assert_eq!(err.kind, ErrorKind::AbiMismatch, "{msg}");
     assert!(msg.contains("libfuture_abi.so"), "names the file: {msg}");
-    assert!(msg.contains("expected 1.x"), "names the expected version: {msg}");
+    assert!(
+        msg.contains("expected 1.x"),
+        "names the expected version: {msg}"
+    );
     assert!(msg.contains("found 2.0"), "names the found version: {msg}");
 }
 
@@ -40,10 +43,13 @@ fn non_plugin_libraries_and_garbage_are_refused() {
 
     // A real shared library without the stamp: the test fixture with no
     // stamp is any system library; libc is always there.
-    let libc = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists());
+    let libc = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
     if let Some(p) = libc {
         let e = host_with(&p).err().expect("non-plugin refused");
         assert!(e.to_string().contains("not a blk plugin"), "{e}");
@@ -57,9 +63,18 @@ fn old_minor_plugin_keeps_working() {
     let lib = blk_tests::fixture("old_abi");
     let host = host_with(&lib).expect("ABI 1.0 plugin loads in a 1.1 host");
     let d = host.registry().get("oldmem").expect("driver registered");
-    assert!(matches!(d.origin, block_core::DriverOrigin::Plugin { abi: (1, 0), .. }));
+    assert!(matches!(
+        d.origin,
+        block_core::DriverOrigin::Plugin { abi: (1, 0), .. }
+    ));
     let img = host
-        .open("oldmem:disk-a", &OpenOptions { format: Some("oldmem".into()), ..Default::default() })
+        .open(
+            "oldmem:disk-a",
+            &OpenOptions {
+                format: Some("oldmem".into()),
+                ..Default::default()
+            },
+        )
         .expect("open");
     assert_eq!(img.length().unwrap(), 8 << 20);
     img.write(4096, &[0x42; 8192]).unwrap();
@@ -89,7 +104,13 @@ fn plugin_panic_becomes_an_error() {
     let lib = blk_tests::fixture("misbehaving");
     let host = host_with(&lib).expect("load");
     let img = host
-        .open("panicky:p1", &OpenOptions { format: Some("panicky".into()), ..Default::default() })
+        .open(
+            "panicky:p1",
+            &OpenOptions {
+                format: Some("panicky".into()),
+                ..Default::default()
+            },
+        )
         .expect("open");
     img.write(0, &[7; 4096]).unwrap();
     let mut b = vec![0u8; 4096];
@@ -112,7 +133,10 @@ impl log::Log for Capture {
         true
     }
     fn log(&self, r: &log::Record) {
-        self.0.lock().unwrap().push((r.target().to_string(), r.args().to_string()));
+        self.0
+            .lock()
+            .unwrap()
+            .push((r.target().to_string(), r.args().to_string()));
     }
     fn flush(&self) {}
 }
@@ -122,7 +146,8 @@ impl log::Log for Capture {
 #[test]
 fn plugin_logs_reach_the_host_logger() {
     static CAPTURE: std::sync::OnceLock<&'static Capture> = std::sync::OnceLock::new();
-    let cap: &'static Capture = CAPTURE.get_or_init(|| Box::leak(Box::new(Capture(Mutex::new(Vec::new())))));
+    let cap: &'static Capture =
+        CAPTURE.get_or_init(|| Box::leak(Box::new(Capture(Mutex::new(Vec::new())))));
     log::set_logger(cap).expect("first logger in this test binary");
     log::set_max_level(log::LevelFilter::Info);
     // Load a fresh copy (another path) so the plugin sees this logger's level
@@ -132,14 +157,24 @@ fn plugin_logs_reach_the_host_logger() {
     std::fs::copy(blk_tests::fixture("misbehaving"), &copy).unwrap();
     let host = host_with(&copy).expect("load");
     let _img = host
-        .open("panicky:logged", &OpenOptions { format: Some("panicky".into()), ..Default::default() })
+        .open(
+            "panicky:logged",
+            &OpenOptions {
+                format: Some("panicky".into()),
+                ..Default::default()
+            },
+        )
         .expect("open");
     let records = cap.0.lock().unwrap().clone();
     let hit = records
         .iter()
         .find(|(_, m)| m.contains("panicky: opened panicky:logged"))
         .unwrap_or_else(|| panic!("plugin record not forwarded; got {records:?}"));
-    assert!(hit.0.starts_with("plugin::misbehaving::"), "target {}", hit.0);
+    assert!(
+        hit.0.starts_with("plugin::misbehaving::"),
+        "target {}",
+        hit.0
+    );
 }
 
 /// Requirement 6: plugin libraries are never unloaded, and one library is
@@ -180,7 +215,13 @@ fn duplicate_driver_names_first_registration_wins() {
         .unwrap();
     let d = host.registry().get("raw").unwrap();
     assert_eq!(d.origin, block_core::DriverOrigin::Static);
-    assert_eq!(host.registry().iter().filter(|d| d.driver.name() == "raw").count(), 1);
+    assert_eq!(
+        host.registry()
+            .iter()
+            .filter(|d| d.driver.name() == "raw")
+            .count(),
+        1
+    );
     // With plugins first, the plugin wins.
     let host = Host::builder()
         .env_plugin_path(false)
@@ -188,7 +229,10 @@ fn duplicate_driver_names_first_registration_wins() {
         .plugin_file(blk_tests::plugin_dir().join("libblk_raw.so"))
         .build()
         .unwrap();
-    assert!(matches!(host.registry().get("raw").unwrap().origin, block_core::DriverOrigin::Plugin { .. }));
+    assert!(matches!(
+        host.registry().get("raw").unwrap().origin,
+        block_core::DriverOrigin::Plugin { .. }
+    ));
 }
 
 #[test]
@@ -200,7 +244,10 @@ fn plugin_dir_and_env_path_are_scanned() {
         .build()
         .unwrap();
     for name in ["file", "raw", "null-co"] {
-        let d = host.registry().get(name).unwrap_or_else(|| panic!("{name} from plugin dir"));
+        let d = host
+            .registry()
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} from plugin dir"));
         assert!(matches!(d.origin, block_core::DriverOrigin::Plugin { .. }));
     }
     // Only plugins: a raw image round trip through the plugin libraries.

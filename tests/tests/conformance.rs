@@ -12,7 +12,10 @@ const DRIVERS: &[(&str, &str)] = &[
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
-    let host = Host::builder().env_plugin_path(false).build().expect("host");
+    let host = Host::builder()
+        .env_plugin_path(false)
+        .build()
+        .expect("host");
     let dir = tempfile::tempdir().expect("tempdir");
     run_suite(&host, driver, dir.path())
 }
@@ -48,10 +51,19 @@ fn check_both_forms(driver: &str, lib: &str) {
     let ra = report(driver, &a);
     let rb = report(driver, &b);
     println!("linked in:\n{ra}plugin:\n{rb}");
-    assert!(all_passed(&a), "linked-in {driver} failed conformance:\n{ra}");
+    assert!(
+        all_passed(&a),
+        "linked-in {driver} failed conformance:\n{ra}"
+    );
     assert!(all_passed(&b), "plugin {driver} failed conformance:\n{rb}");
-    let ka: Vec<_> = a.iter().map(|r| (r.name, outcome_kind(&r.outcome))).collect();
-    let kb: Vec<_> = b.iter().map(|r| (r.name, outcome_kind(&r.outcome))).collect();
+    let ka: Vec<_> = a
+        .iter()
+        .map(|r| (r.name, outcome_kind(&r.outcome)))
+        .collect();
+    let kb: Vec<_> = b
+        .iter()
+        .map(|r| (r.name, outcome_kind(&r.outcome)))
+        .collect();
     assert_eq!(ka, kb, "both forms must give the same results");
     assert!(a.iter().filter(|r| r.outcome == Outcome::Pass).count() >= 4);
 }
@@ -86,7 +98,10 @@ fn conformance_binary_runs_on_a_plugin_file() {
 fn conformance_suite_can_fail() {
     // A driver that loses writes (null-co treated as a storing driver) must
     // fail the data cases: the suite is able to catch a broken driver.
-    let host = Host::builder().env_plugin_path(false).build().expect("host");
+    let host = Host::builder()
+        .env_plugin_path(false)
+        .build()
+        .expect("host");
     let reg = host.registry().get("null-co").expect("null");
     let node = reg
         .driver
@@ -99,5 +114,8 @@ fn conformance_suite_can_fail() {
     node.write_at(0, &[1; 512]).expect("write");
     let mut b = [9u8; 512];
     node.read_at(0, &mut b).expect("read");
-    assert_eq!(b, [0u8; 512], "null drops writes, so a storing-driver suite would fail on it");
+    assert_eq!(
+        b, [0u8; 512],
+        "null drops writes, so a storing-driver suite would fail on it"
+    );
 }

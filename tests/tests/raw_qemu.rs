@@ -14,7 +14,15 @@ fn qemu_written_raw_reads_identically() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("q.raw");
     qemu_img_ok(&["create", "-f", "raw", s(&img), "4M"]);
-    qemu_io_ok(&["-f", "raw", "-c", "write -P 0x5a 1M 64k", "-c", "write -P 0x11 3M 4k", s(&img)]);
+    qemu_io_ok(&[
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x5a 1M 64k",
+        "-c",
+        "write -P 0x11 3M 4k",
+        s(&img),
+    ]);
     let h = host();
     let i = h.open(s(&img), &OpenOptions::default()).unwrap();
     assert_eq!(i.format(), "raw");
@@ -37,7 +45,15 @@ fn blk_written_raw_compares_equal_in_qemu() {
     let expect = dir.path().join("expect.raw");
     let h = host();
     h.create("raw", s(&img), "", Some(4 << 20), None).unwrap();
-    let i = h.open(s(&img), &OpenOptions { format: Some("raw".into()), ..Default::default() }).unwrap();
+    let i = h
+        .open(
+            s(&img),
+            &OpenOptions {
+                format: Some("raw".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let mut shadow = vec![0u8; 4 << 20];
     let mut r = blk_tests::rng(7);
     use rand::Rng;
@@ -48,7 +64,8 @@ fn blk_written_raw_compares_equal_in_qemu() {
         i.write(off as u64, &data).unwrap();
         shadow[off..off + len].copy_from_slice(&data);
     }
-    i.write_zeroes(100_000, 300_000, block_core::ZeroFlags::MAY_UNMAP).unwrap();
+    i.write_zeroes(100_000, 300_000, block_core::ZeroFlags::MAY_UNMAP)
+        .unwrap();
     shadow[100_000..400_000].fill(0);
     i.flush().unwrap();
     std::fs::write(&expect, &shadow).unwrap();
@@ -83,7 +100,15 @@ fn probed_raw_refuses_a_planted_qcow2_header() {
     i.write(0, &[0x33; 512]).unwrap();
     drop(i);
     // With an explicit format the write is the user's decision.
-    let i = h.open(s(&img), &OpenOptions { format: Some("raw".into()), ..Default::default() }).unwrap();
+    let i = h
+        .open(
+            s(&img),
+            &OpenOptions {
+                format: Some("raw".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     i.write(0, &hdr).unwrap();
     drop(i);
     assert_ne!(before, std::fs::read(&img).unwrap());
@@ -95,14 +120,36 @@ fn explicit_format_wins_and_protocols_are_never_probed() {
     let img = dir.path().join("x.qcow2");
     qemu_img_ok(&["create", "-f", "qcow2", s(&img), "1M"]);
     let h = host();
-    let i = h.open(s(&img), &OpenOptions { format: Some("raw".into()), ..Default::default() }).unwrap();
+    let i = h
+        .open(
+            s(&img),
+            &OpenOptions {
+                format: Some("raw".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(i.format(), "raw");
     assert_eq!(i.length().unwrap(), std::fs::metadata(&img).unwrap().len());
     drop(i);
-    let i = h.open(s(&img), &OpenOptions { format: Some("file".into()), ..Default::default() }).unwrap();
+    let i = h
+        .open(
+            s(&img),
+            &OpenOptions {
+                format: Some("file".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(i.format(), "file");
     let e = h
-        .open(s(&img), &OpenOptions { format: Some("nosuch".into()), ..Default::default() })
+        .open(
+            s(&img),
+            &OpenOptions {
+                format: Some("nosuch".into()),
+                ..Default::default()
+            },
+        )
         .err()
         .unwrap();
     assert!(e.to_string().contains("Unknown driver 'nosuch'"), "{e}");
@@ -111,7 +158,10 @@ fn explicit_format_wins_and_protocols_are_never_probed() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let h = host();
-    let e = h.open("/nonexistent/dir/img.raw", &OpenOptions::default()).err().unwrap();
+    let e = h
+        .open("/nonexistent/dir/img.raw", &OpenOptions::default())
+        .err()
+        .unwrap();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("/nonexistent/dir/img.raw"), "{e}");
 }
@@ -131,7 +181,10 @@ fn raw_offset_and_size_window() {
             s(&img),
             &OpenOptions {
                 format: Some("raw".into()),
-                options: vec![("offset".into(), "64k".into()), ("size".into(), "128k".into())],
+                options: vec![
+                    ("offset".into(), "64k".into()),
+                    ("size".into(), "128k".into()),
+                ],
                 ..Default::default()
             },
         )

@@ -116,7 +116,15 @@ fn conformance(args: &[String]) -> Result<(), String> {
         return Err("usage: cargo xtask conformance --plugin LIB [--driver NAME]...".into());
     }
     let mut c = cargo();
-    c.args(["run", "-q", "-p", "blk-tests", "--bin", "blk-conformance", "--"]);
+    c.args([
+        "run",
+        "-q",
+        "-p",
+        "blk-tests",
+        "--bin",
+        "blk-conformance",
+        "--",
+    ]);
     c.args(args);
     run(c)
 }
@@ -156,19 +164,31 @@ fn demo(dir: Option<&String>) -> Result<(), String> {
     blk(&bin, &["--plugin-dir", &pd, "plugins"])?;
     let img = p("disk.qcow2");
     println!("\n== create a 64 MiB qcow2 image");
-    blk(&bin, &["--plugin-dir", &pd, "create", "-f", "qcow2", &img, "64M"])?;
+    blk(
+        &bin,
+        &["--plugin-dir", &pd, "create", "-f", "qcow2", &img, "64M"],
+    )?;
     println!("\n== write patterns, zeroes and a discard, then read them back");
     blk(
         &bin,
         &[
-            "--plugin-dir", &pd, "io",
-            "-c", "write -P 0xab 0 1M",
-            "-c", "write -P 0xcd 8M 64k",
-            "-c", "write -z 512k 64k",
-            "-c", "discard 8M 4k",
-            "-c", "read -P 0xab 0 512k",
-            "-c", "read -P 0 512k 64k",
-            "-c", "flush",
+            "--plugin-dir",
+            &pd,
+            "io",
+            "-c",
+            "write -P 0xab 0 1M",
+            "-c",
+            "write -P 0xcd 8M 64k",
+            "-c",
+            "write -z 512k 64k",
+            "-c",
+            "discard 8M 4k",
+            "-c",
+            "read -P 0xab 0 512k",
+            "-c",
+            "read -P 0 512k 64k",
+            "-c",
+            "flush",
             &img,
         ],
     )?;
@@ -176,7 +196,10 @@ fn demo(dir: Option<&String>) -> Result<(), String> {
     blk(&bin, &["--plugin-dir", &pd, "info", &img])?;
     println!("\n== convert to raw (holes stay sparse)");
     let raw = p("disk.raw");
-    blk(&bin, &["--plugin-dir", &pd, "convert", "-O", "raw", &img, &raw])?;
+    blk(
+        &bin,
+        &["--plugin-dir", &pd, "convert", "-O", "raw", &img, &raw],
+    )?;
     println!("\n== QEMU is the judge: qemu-img check and compare");
     let st = Command::new("qemu-img")
         .args(["check", &img])
@@ -223,7 +246,9 @@ fn bench(args: &[String]) -> Result<(), String> {
         }
         for (what, extra) in [("write", vec!["-w"]), ("read", vec![])] {
             let mut c = Command::new(&bin);
-            c.args(["bench", "-f", fmt, "-c", "20000", "-d", "16", "-s", "64k", "-t", "none"]);
+            c.args([
+                "bench", "-f", fmt, "-c", "20000", "-d", "16", "-s", "64k", "-t", "none",
+            ]);
             c.args(&extra);
             c.arg(path);
             println!("== {fmt} {what} 64k x 20000, depth 16");
@@ -238,7 +263,14 @@ fn lint() -> Result<(), String> {
     c.args(["fmt", "--all", "--check"]);
     run(c)?;
     let mut c = cargo();
-    c.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(c)
 }
 

@@ -293,7 +293,11 @@ unsafe extern "C" fn n_snapshot_list_json(
     })
 }
 
-unsafe extern "C" fn n_snapshot_create(ctx: *mut c_void, name: BcStr, err: *const BcErrSink) -> i32 {
+unsafe extern "C" fn n_snapshot_create(
+    ctx: *mut c_void,
+    name: BcStr,
+    err: *const BcErrSink,
+) -> i32 {
     guard(err, "snapshot_create", || {
         node(ctx).snapshot_create(&name.to_string_lossy())
     })
@@ -305,7 +309,11 @@ unsafe extern "C" fn n_snapshot_apply(ctx: *mut c_void, name: BcStr, err: *const
     })
 }
 
-unsafe extern "C" fn n_snapshot_delete(ctx: *mut c_void, name: BcStr, err: *const BcErrSink) -> i32 {
+unsafe extern "C" fn n_snapshot_delete(
+    ctx: *mut c_void,
+    name: BcStr,
+    err: *const BcErrSink,
+) -> i32 {
     guard(err, "snapshot_delete", || {
         node(ctx).snapshot_delete(&name.to_string_lossy())
     })
@@ -392,8 +400,8 @@ unsafe extern "C" fn h_open_child(
 ) -> i32 {
     guard(err, "open child", || {
         let host: &HostArc = &*(ctx as *const HostArc);
-        let r = copy_table(req)
-            .ok_or_else(|| BlockError::invalid("open child", "missing request"))?;
+        let r =
+            copy_table(req).ok_or_else(|| BlockError::invalid("open child", "missing request"))?;
         let role = ChildRole::from_u32(r.role)
             .ok_or_else(|| BlockError::invalid("open child", "unknown child role"))?;
         let creq = ChildRequest {

@@ -154,16 +154,25 @@ macro_rules! slot {
 }
 
 impl BlockNode for ForeignNode {
-    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], flags: ReqFlags) -> Result<()> {
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        flags: ReqFlags,
+    ) -> Result<()> {
         let f = slot!(self, read, "read");
         let v = iovecs_mut(bufs);
-        call("read", |err| unsafe { f(self.ctx, offset, v.as_ptr(), v.len(), flags.0, err) })
+        call("read", |err| unsafe {
+            f(self.ctx, offset, v.as_ptr(), v.len(), flags.0, err)
+        })
     }
 
     fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
         let f = slot!(self, write, "write");
         let v = iovecs(bufs);
-        call("write", |err| unsafe { f(self.ctx, offset, v.as_ptr(), v.len(), flags.0, err) })
+        call("write", |err| unsafe {
+            f(self.ctx, offset, v.as_ptr(), v.len(), flags.0, err)
+        })
     }
 
     fn flush(&self) -> Result<()> {
@@ -191,18 +200,24 @@ impl BlockNode for ForeignNode {
 
     fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
         let f = slot!(self, write_zeroes, "write_zeroes");
-        call("write_zeroes", |err| unsafe { f(self.ctx, offset, len, flags.0, err) })
+        call("write_zeroes", |err| unsafe {
+            f(self.ctx, offset, len, flags.0, err)
+        })
     }
 
     fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
         let f = slot!(self, truncate, "truncate");
-        call("truncate", |err| unsafe { f(self.ctx, size, prealloc as u32, err) })
+        call("truncate", |err| unsafe {
+            f(self.ctx, size, prealloc as u32, err)
+        })
     }
 
     fn allocated_size(&self) -> Result<u64> {
         let f = slot!(self, allocated_size, "allocated_size");
         let mut out = 0u64;
-        call("allocated_size", |err| unsafe { f(self.ctx, &mut out, err) })?;
+        call("allocated_size", |err| unsafe {
+            f(self.ctx, &mut out, err)
+        })?;
         Ok(out)
     }
 
@@ -215,11 +230,16 @@ impl BlockNode for ForeignNode {
             });
         };
         let mut out = BcExtent::default();
-        call("block_status", |err| unsafe { f(self.ctx, offset, len, &mut out, err) })?;
+        call("block_status", |err| unsafe {
+            f(self.ctx, offset, len, &mut out, err)
+        })?;
         if out.length == 0 || out.length > len {
             return Err(BlockError::io(
                 "block_status",
-                format!("driver returned an extent of {} bytes for a {len}-byte query", out.length),
+                format!(
+                    "driver returned an extent of {} bytes for a {len}-byte query",
+                    out.length
+                ),
             )
             .at(offset));
         }
@@ -251,23 +271,34 @@ impl BlockNode for ForeignNode {
 
     fn snapshot_create(&self, name: &str) -> Result<()> {
         let f = slot!(self, snapshot_create, "snapshot_create");
-        call("snapshot_create", |err| unsafe { f(self.ctx, BcStr::from_str(name), err) })
+        call("snapshot_create", |err| unsafe {
+            f(self.ctx, BcStr::from_str(name), err)
+        })
     }
 
     fn snapshot_apply(&self, id_or_name: &str) -> Result<()> {
         let f = slot!(self, snapshot_apply, "snapshot_apply");
-        call("snapshot_apply", |err| unsafe { f(self.ctx, BcStr::from_str(id_or_name), err) })
+        call("snapshot_apply", |err| unsafe {
+            f(self.ctx, BcStr::from_str(id_or_name), err)
+        })
     }
 
     fn snapshot_delete(&self, id_or_name: &str) -> Result<()> {
         let f = slot!(self, snapshot_delete, "snapshot_delete");
-        call("snapshot_delete", |err| unsafe { f(self.ctx, BcStr::from_str(id_or_name), err) })
+        call("snapshot_delete", |err| unsafe {
+            f(self.ctx, BcStr::from_str(id_or_name), err)
+        })
     }
 
     fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
         let f = slot!(self, change_backing_file, "change_backing_file");
         call("change_backing_file", |err| unsafe {
-            f(self.ctx, BcStr::from_opt(filename), BcStr::from_opt(format), err)
+            f(
+                self.ctx,
+                BcStr::from_opt(filename),
+                BcStr::from_opt(format),
+                err,
+            )
         })
     }
 
@@ -311,7 +342,11 @@ impl ForeignHostServices {
     /// `h` must be a valid handle for the duration of this call.
     pub unsafe fn retain(h: BcHostServices) -> Result<ForeignHostServices> {
         let vtbl = copy_table(h.vtbl).ok_or_else(|| {
-            BlockError::new(ErrorKind::AbiMismatch, "open", "host services have no vtable")
+            BlockError::new(
+                ErrorKind::AbiMismatch,
+                "open",
+                "host services have no vtable",
+            )
         })?;
         match (vtbl.retain, vtbl.release) {
             (Some(retain), Some(_)) => retain(h.ctx),
@@ -355,7 +390,9 @@ impl HostServices for ForeignHostServices {
             ctx: std::ptr::null_mut(),
             vtbl: std::ptr::null(),
         };
-        call("open child", |err| unsafe { f(self.ctx, &creq, &mut out, err) })?;
+        call("open child", |err| unsafe {
+            f(self.ctx, &creq, &mut out, err)
+        })?;
         Ok(Arc::new(unsafe { ForeignNode::from_raw(out)? }))
     }
 
@@ -365,7 +402,13 @@ impl HostServices for ForeignHostServices {
             .create_file
             .ok_or_else(|| BlockError::unsupported("create file"))?;
         call("create file", |err| unsafe {
-            f(self.ctx, BcStr::from_str(filename), size, prealloc as u32, err)
+            f(
+                self.ctx,
+                BcStr::from_str(filename),
+                size,
+                prealloc as u32,
+                err,
+            )
         })
     }
 }
@@ -503,7 +546,10 @@ impl BlockDriver for ForeignDriver {
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let f = self.vtbl.open.ok_or_else(|| BlockError::unsupported("open"))?;
+        let f = self
+            .vtbl
+            .open
+            .ok_or_else(|| BlockError::unsupported("open"))?;
         let opts = options_to_json(&req.options);
         let oreq = BcOpenRequest {
             struct_size: std::mem::size_of::<BcOpenRequest>(),
@@ -516,7 +562,9 @@ impl BlockDriver for ForeignDriver {
             ctx: std::ptr::null_mut(),
             vtbl: std::ptr::null(),
         };
-        let r = call("open", |err| unsafe { f(self.drv.ctx, &oreq, hs, &mut out, err) });
+        let r = call("open", |err| unsafe {
+            f(self.drv.ctx, &oreq, hs, &mut out, err)
+        });
         release_lent(hs);
         r?;
         Ok(Box::new(unsafe { ForeignNode::from_raw(out)? }))

@@ -83,6 +83,7 @@ impl BcStr {
         }
     }
     /// Borrows a string.
+    #[allow(clippy::should_implement_trait)]
     pub fn from_str(s: &str) -> BcStr {
         BcStr::from_bytes(s.as_bytes())
     }
@@ -268,11 +269,14 @@ pub struct BcNodeVtbl {
     pub snapshot_list_json:
         Option<unsafe extern "C" fn(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32>,
     /// Snapshot create by name.
-    pub snapshot_create: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    pub snapshot_create:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
     /// Snapshot apply by ID or name.
-    pub snapshot_apply: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    pub snapshot_apply:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
     /// Snapshot delete by ID or name.
-    pub snapshot_delete: Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
+    pub snapshot_delete:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
     /// Change the stored backing file (NULL strings remove it).
     pub change_backing_file: Option<
         unsafe extern "C" fn(ctx: *mut c_void, filename: BcStr, format: BcStr, err: Err) -> i32,

@@ -2,8 +2,8 @@
 
 use crate::node::FileNode;
 use block_core::{
-    BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest,
-    OptDesc, OptKind, OptionValues, Preallocation, Result,
+    BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
+    OptKind, OptionValues, Preallocation, Result,
 };
 use std::sync::Arc;
 

@@ -55,7 +55,13 @@ enum Flavor {
     Posix,
 }
 
-fn fcntl_lock(file: &File, flavor: Flavor, cmd_get: bool, ltype: i16, byte: i64) -> io::Result<libc::flock> {
+fn fcntl_lock(
+    file: &File,
+    flavor: Flavor,
+    cmd_get: bool,
+    ltype: i16,
+    byte: i64,
+) -> io::Result<libc::flock> {
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = ltype;
     fl.l_whence = libc::SEEK_SET as i16;
@@ -107,20 +113,25 @@ impl FileLock {
     pub fn acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
         self.release(file);
         let flavor = flavor_for(file);
-        let err = |e: io::Error| {
-            BlockError::from_io("lock", e).in_file(path)
-        };
+        let err = |e: io::Error| BlockError::from_io("lock", e).in_file(path);
         for i in 0..PERM_NAMES.len() as i64 {
             if set.perms & (1 << i) != 0 {
-                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, PERM_BASE + i) {
+                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, PERM_BASE + i)
+                {
                     release_all(file, flavor);
-                    return Err(conflict_or(e, path, PERM_NAMES[i as usize], false).unwrap_or_else(err));
+                    return Err(
+                        conflict_or(e, path, PERM_NAMES[i as usize], false).unwrap_or_else(err)
+                    );
                 }
             }
             if set.unshared & (1 << i) != 0 {
-                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, SHARED_BASE + i) {
+                if let Err(e) =
+                    fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, SHARED_BASE + i)
+                {
                     release_all(file, flavor);
-                    return Err(conflict_or(e, path, PERM_NAMES[i as usize], true).unwrap_or_else(err));
+                    return Err(
+                        conflict_or(e, path, PERM_NAMES[i as usize], true).unwrap_or_else(err)
+                    );
                 }
             }
         }
@@ -166,12 +177,19 @@ fn conflict(path: &str, name: &str, shared: bool) -> BlockError {
     BlockError::new(
         ErrorKind::Busy,
         "",
-        format!("Failed to get {what}\"{name}\" lock\nIs another process using the image [{path}]?"),
+        format!(
+            "Failed to get {what}\"{name}\" lock\nIs another process using the image [{path}]?"
+        ),
     )
     .in_file(path)
 }
 
-fn conflict_or(e: io::Error, path: &str, name: &str, shared: bool) -> std::result::Result<BlockError, io::Error> {
+fn conflict_or(
+    e: io::Error,
+    path: &str,
+    name: &str,
+    shared: bool,
+) -> std::result::Result<BlockError, io::Error> {
     match e.raw_os_error() {
         Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(conflict(path, name, shared)),
         _ => Err(e),

@@ -40,7 +40,9 @@ impl FileNode {
                     .with_message_prefix("Could not open")
                     .in_file(path)
             })?;
-        let meta = file.metadata().map_err(|e| BlockError::from_io("open", e).in_file(path))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| BlockError::from_io("open", e).in_file(path))?;
         if meta.is_dir() {
             return Err(BlockError::invalid("open", "is a directory").in_file(path));
         }
@@ -135,15 +137,18 @@ impl FileNode {
 
     fn resize(&self, old: u64, size: u64, prealloc: Preallocation) -> Result<()> {
         match prealloc {
-            Preallocation::Off | Preallocation::Metadata => {
-                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
-            }
+            Preallocation::Off | Preallocation::Metadata => self
+                .file
+                .set_len(size)
+                .map_err(|e| self.err("truncate", size, e)),
             Preallocation::Falloc => {
                 if size > old {
                     sys::fallocate(&self.file, 0, old, size - old)
                         .map_err(|e| self.err("truncate", old, e))?;
                 }
-                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
+                self.file
+                    .set_len(size)
+                    .map_err(|e| self.err("truncate", size, e))
             }
             Preallocation::Full => {
                 if size > old {
@@ -157,7 +162,9 @@ impl FileNode {
                         off += n as u64;
                     }
                 }
-                self.file.set_len(size).map_err(|e| self.err("truncate", size, e))
+                self.file
+                    .set_len(size)
+                    .map_err(|e| self.err("truncate", size, e))
             }
         }
     }
@@ -176,7 +183,12 @@ impl MessagePrefix for BlockError {
 }
 
 impl BlockNode for FileNode {
-    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], _flags: ReqFlags) -> Result<()> {
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        _flags: ReqFlags,
+    ) -> Result<()> {
         offset
             .checked_add(iov_len_mut(bufs))
             .ok_or_else(|| BlockError::new(ErrorKind::OutOfRange, "read", "offset overflow"))?;

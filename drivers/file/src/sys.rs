@@ -9,7 +9,12 @@ pub fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::R
     loop {
         // SAFETY: plain syscall on a valid descriptor.
         let r = unsafe {
-            libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
+            libc::fallocate(
+                file.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
         };
         if r == 0 {
             return Ok(());

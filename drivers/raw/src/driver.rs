@@ -87,6 +87,11 @@ impl BlockDriver for RawDriver {
         let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
         creq.flags = req.flags;
         let child = host.open_child(&creq)?;
-        Ok(Box::new(RawNode::new(child, req.filename.clone(), offset, size)?))
+        Ok(Box::new(RawNode::new(
+            child,
+            req.filename.clone(),
+            offset,
+            size,
+        )?))
     }
 }

@@ -59,7 +59,10 @@ impl RawNode {
                 if self.offset > child_len {
                     return Err(BlockError::invalid(
                         "open",
-                        format!("offset {} is past the end of the file ({child_len})", self.offset),
+                        format!(
+                            "offset {} is past the end of the file ({child_len})",
+                            self.offset
+                        ),
                     )
                     .in_file(&self.filename));
                 }
@@ -86,14 +89,20 @@ impl RawNode {
 }
 
 impl BlockNode for RawNode {
-    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], flags: ReqFlags) -> Result<()> {
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        flags: ReqFlags,
+    ) -> Result<()> {
         let off = self.check_range("read", offset, iov_len_mut(bufs))?;
         self.child.read_vectored(off, bufs, flags)
     }
 
     fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
         let off = self.check_range("write", offset, iov_len(bufs))?;
-        self.child.write_vectored(off, bufs, flags.without(ReqFlags::COMPRESSED))
+        self.child
+            .write_vectored(off, bufs, flags.without(ReqFlags::COMPRESSED))
     }
 
     fn flush(&self) -> Result<()> {

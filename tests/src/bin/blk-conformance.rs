@@ -55,7 +55,10 @@ fn main() -> ExitCode {
             .flat_map(|p| p.drivers.iter().map(|d| d.name().to_string()))
             .collect()
     } else {
-        host.registry().iter().map(|d| d.driver.name().to_string()).collect()
+        host.registry()
+            .iter()
+            .map(|d| d.driver.name().to_string())
+            .collect()
     };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
