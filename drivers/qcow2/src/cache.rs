@@ -1,0 +1,199 @@
+//! A bounded cache of metadata tables (L2 tables, refcount blocks).
+//!
+//! Each entry is one cluster held as raw big-endian bytes behind its own
+//! `RwLock`, so lookups in different tables never contend and lookups in
+//! the same table only share a read lock. The cache map itself is behind a
+//! mutex held only for the map operation, never across I/O.
+//!
+//! Dirty entries are never evicted: the owner writes them back (in
+//! dependency order) and marks them clean; clean entries are evicted in
+//! least-recently-used order when the cache grows past its capacity.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// One cached table.
+#[derive(Debug)]
+pub struct Table {
+    data: RwLock<Vec<u8>>,
+    dirty: AtomicBool,
+    used: AtomicU64,
+}
+
+impl Table {
+    /// Shared access to the bytes.
+    pub fn read(&self) -> RwLockReadGuard<'_, Vec<u8>> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Exclusive access to the bytes; marks the table dirty.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Vec<u8>> {
+        self.dirty.store(true, Ordering::Release);
+        self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+    /// True when the table differs from the disk.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+    /// Marks the table as written back.
+    pub fn mark_clean(&self) {
+        self.dirty.store(false, Ordering::Release);
+    }
+    /// Reads the big-endian u64 at entry `i`.
+    pub fn get_u64(&self, i: usize) -> u64 {
+        let d = self.read();
+        crate::header::get_u64(&d, i * 8)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<u64, Arc<Table>>,
+}
+
+/// A bounded table cache keyed by host offset.
+#[derive(Debug)]
+pub struct TableCache {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    tick: AtomicU64,
+}
+
+impl TableCache {
+    /// A cache holding up to `capacity` clean tables (at least 4).
+    pub fn new(capacity: usize) -> TableCache {
+        TableCache {
+            inner: Mutex::new(Inner::default()),
+            capacity: capacity.max(4),
+            tick: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn touch(&self, t: &Table) {
+        let n = self.tick.fetch_add(1, Ordering::Relaxed);
+        t.used.store(n, Ordering::Relaxed);
+    }
+
+    /// The cached table at `offset`, if present.
+    pub fn get(&self, offset: u64) -> Option<Arc<Table>> {
+        let t = self.lock().map.get(&offset).cloned();
+        if let Some(t) = &t {
+            self.touch(t);
+        }
+        t
+    }
+
+    /// Inserts a table read from disk (clean) or newly built (dirty). If a
+    /// table for `offset` is already cached, that one is kept and returned
+    /// (a racing loader read the same bytes).
+    pub fn insert(&self, offset: u64, data: Vec<u8>, dirty: bool) -> Arc<Table> {
+        let mut g = self.lock();
+        if let Some(t) = g.map.get(&offset) {
+            let t = t.clone();
+            if dirty {
+                *t.write() = data;
+            }
+            drop(g);
+            self.touch(&t);
+            return t;
+        }
+        let t = Arc::new(Table {
+            data: RwLock::new(data),
+            dirty: AtomicBool::new(dirty),
+            used: AtomicU64::new(0),
+        });
+        self.touch(&t);
+        g.map.insert(offset, t.clone());
+        if g.map.len() > self.capacity {
+            Self::evict(&mut g, self.capacity);
+        }
+        t
+    }
+
+    fn evict(g: &mut Inner, capacity: usize) {
+        // Evict clean tables, oldest first, down to 7/8 of the capacity.
+        let target = capacity - capacity / 8;
+        let mut clean: Vec<(u64, u64)> = g
+            .map
+            .iter()
+            .filter(|(_, t)| !t.is_dirty() && Arc::strong_count(t) == 1)
+            .map(|(o, t)| (t.used.load(Ordering::Relaxed), *o))
+            .collect();
+        clean.sort_unstable();
+        let excess = g.map.len().saturating_sub(target);
+        for (_, off) in clean.into_iter().take(excess) {
+            g.map.remove(&off);
+        }
+    }
+
+    /// Drops the table at `offset` (freed cluster).
+    pub fn remove(&self, offset: u64) {
+        self.lock().map.remove(&offset);
+    }
+
+    /// Every dirty table, sorted by offset.
+    pub fn dirty(&self) -> Vec<(u64, Arc<Table>)> {
+        let g = self.lock();
+        let mut v: Vec<(u64, Arc<Table>)> = g
+            .map
+            .iter()
+            .filter(|(_, t)| t.is_dirty())
+            .map(|(o, t)| (*o, t.clone()))
+            .collect();
+        v.sort_unstable_by_key(|(o, _)| *o);
+        v
+    }
+
+    /// Number of dirty tables.
+    pub fn dirty_count(&self) -> usize {
+        self.lock().map.values().filter(|t| t.is_dirty()).count()
+    }
+
+    /// True when the dirty tables fill most of the capacity.
+    pub fn needs_writeback(&self) -> bool {
+        self.dirty_count() >= self.capacity / 2
+    }
+
+    /// Drops every table (dirty ones included).
+    pub fn clear(&self) {
+        self.lock().map.clear();
+    }
+
+    /// Number of cached tables.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// True when no table is cached.
+    pub fn is_empty(&self) -> bool {
+        self.lock().map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_only_clean() {
+        let c = TableCache::new(8);
+        for i in 0..4 {
+            c.insert(i * 512, vec![0; 8], true);
+        }
+        for i in 4..40 {
+            c.insert(i * 512, vec![0; 8], false);
+        }
+        assert!(c.len() <= 9);
+        assert_eq!(c.dirty().len(), 4);
+        for (_, t) in c.dirty() {
+            t.mark_clean();
+        }
+        assert_eq!(c.dirty_count(), 0);
+        let t = c.insert(0, vec![1; 8], false);
+        assert_eq!(t.read()[0], 0, "existing entry is kept");
+    }
+}

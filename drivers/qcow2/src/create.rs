@@ -1,0 +1,256 @@
+//! Image creation with qemu-img's qcow2 options and QEMU's initial layout:
+//! header at 0, refcount table at 1 cluster, refcount block at 2
+//! clusters, then the L1 table allocated by the initial resize.
+
+use crate::compress;
+use crate::features;
+use crate::header::{Header, V2_HEADER_LEN, V3_HEADER_LEN};
+use crate::open;
+use crate::refcount::rc_set;
+use block_core::{
+    BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, HostServices, OpenFlags,
+    OpenRequest, OptDesc, OptKind, OptionValues, Preallocation, Result,
+};
+use std::sync::Arc;
+
+/// The create option schema (names as qemu-img).
+pub fn create_options() -> Vec<OptDesc> {
+    vec![
+        OptDesc::new("size", OptKind::Size, None, "Virtual disk size"),
+        OptDesc::choice(
+            "compat",
+            &["0.10", "v2", "1.1", "v3"],
+            Some("1.1"),
+            "Compatibility level (v2 [0.10] or v3 [1.1])",
+        ),
+        OptDesc::new(
+            "backing_file",
+            OptKind::String,
+            None,
+            "File name of a base image",
+        ),
+        OptDesc::new(
+            "backing_fmt",
+            OptKind::String,
+            None,
+            "Image format of the base image",
+        ),
+        OptDesc::new(
+            "data_file",
+            OptKind::String,
+            None,
+            "File name of an external data file",
+        ),
+        OptDesc::new(
+            "data_file_raw",
+            OptKind::Bool,
+            Some("off"),
+            "The external data file must stay valid as a raw image",
+        ),
+        OptDesc::new(
+            "cluster_size",
+            OptKind::Size,
+            Some("65536"),
+            "qcow2 cluster size",
+        ),
+        OptDesc::choice(
+            "preallocation",
+            &["off", "metadata", "falloc", "full"],
+            Some("off"),
+            "Preallocation mode (allowed values: off, metadata, falloc, full)",
+        ),
+        OptDesc::new(
+            "lazy_refcounts",
+            OptKind::Bool,
+            Some("off"),
+            "Postpone refcount updates",
+        ),
+        OptDesc::new(
+            "refcount_bits",
+            OptKind::Number,
+            Some("16"),
+            "Width of a reference count entry in bits",
+        ),
+        OptDesc::choice(
+            "compression_type",
+            &["zlib", "zstd"],
+            Some("zlib"),
+            "Compression method used for image cluster compression",
+        ),
+        OptDesc::new(
+            "extended_l2",
+            OptKind::Bool,
+            Some("off"),
+            "Extended L2 tables",
+        ),
+    ]
+}
+
+fn inv(msg: impl Into<String>) -> BlockError {
+    BlockError::invalid("create", msg)
+}
+
+/// Creates a qcow2 image.
+pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
+    let ctx = |e: BlockError| e.in_file(filename.to_string());
+    let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
+    let backing_file = o.get_str("backing_file").filter(|s| !s.is_empty());
+    let backing_fmt = o.get_str("backing_fmt").filter(|s| !s.is_empty());
+    let data_file = o.get_str("data_file").filter(|s| !s.is_empty());
+    let data_file_raw = o.get_bool("data_file_raw");
+    let lazy = o.get_bool("lazy_refcounts");
+    let ext_l2 = o.get_bool("extended_l2");
+    let cs = o.get_size("cluster_size").map_err(ctx)?.unwrap_or(65536);
+    let rbits = o.get_u64("refcount_bits").map_err(ctx)?.unwrap_or(16);
+    let ctype = match o.get("compression_type") {
+        Some("zstd") => compress::TYPE_ZSTD,
+        _ => compress::TYPE_ZLIB,
+    };
+    let mut prealloc = o
+        .get("preallocation")
+        .and_then(Preallocation::parse)
+        .unwrap_or_default();
+
+    if backing_file.is_some() && backing_fmt.is_none() {
+        return Err(ctx(inv("Backing file specified without backing format")));
+    }
+    if backing_fmt.is_some() && backing_file.is_none() {
+        return Err(ctx(inv(
+            "Backing format cannot be used without backing file",
+        )));
+    }
+    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
+        return Err(ctx(inv(
+            "Cluster size must be a power of two between 512 and 2048k",
+        )));
+    }
+    if !rbits.is_power_of_two() || rbits > 64 {
+        return Err(ctx(inv(
+            "Refcount width must be a power of two and may not exceed 64 bits",
+        )));
+    }
+    if !v3 {
+        if lazy {
+            return Err(ctx(inv("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")));
+        }
+        if rbits != 16 {
+            return Err(ctx(inv("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")));
+        }
+        if ext_l2 {
+            return Err(ctx(inv("Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")));
+        }
+        if data_file.is_some() {
+            return Err(ctx(inv("data-file requires compat=1.1 or later")));
+        }
+        if ctype != compress::TYPE_ZLIB {
+            return Err(ctx(inv("Compression type 'zstd' requires compatibility level 1.1 or above (use compat=1.1 or greater)")));
+        }
+    }
+    if ext_l2 && cs < 16384 {
+        return Err(ctx(inv(
+            "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
+        )));
+    }
+    if data_file_raw && data_file.is_none() {
+        return Err(ctx(inv("data-file-raw requires data-file")));
+    }
+    if data_file_raw && prealloc == Preallocation::Off {
+        prealloc = Preallocation::Metadata;
+    }
+    if backing_file.is_some() && prealloc != Preallocation::Off && !ext_l2 {
+        return Err(ctx(inv(
+            "Backing file and preallocation can only be used at the same time if extended_l2 is on",
+        )));
+    }
+    let size = match o.get_size("size").map_err(ctx)? {
+        Some(s) => s,
+        None => match &backing_file {
+            Some(b) => {
+                let mut r = ChildRequest::new(ChildRole::Backing, b.clone());
+                r.relative_to = Some(filename.to_string());
+                r.format = backing_fmt.clone();
+                r.flags = OpenFlags::READ_ONLY;
+                host.open_child(&r)?.length()?
+            }
+            None => return Err(ctx(inv("Image creation needs a size parameter"))),
+        },
+    };
+    let size = size.div_ceil(512) * 512;
+
+    let cluster_bits = cs.trailing_zeros();
+    let refcount_order = rbits.trailing_zeros();
+    let mut h = Header {
+        version: if v3 { 3 } else { 2 },
+        backing_file_offset: 0,
+        backing_file_size: 0,
+        cluster_bits,
+        size: 0,
+        crypt_method: 0,
+        l1_size: 0,
+        l1_table_offset: 0,
+        refcount_table_offset: cs,
+        refcount_table_clusters: 1,
+        nb_snapshots: 0,
+        snapshots_offset: 0,
+        incompatible_features: 0,
+        compatible_features: 0,
+        autoclear_features: 0,
+        refcount_order,
+        header_length: if v3 { V3_HEADER_LEN } else { V2_HEADER_LEN },
+        compression_type: ctype,
+        backing_file: backing_file.clone(),
+        backing_format: backing_fmt.clone(),
+        data_file: data_file.clone(),
+        feature_names: Vec::new(),
+        other_extensions: Vec::new(),
+    };
+    if ctype != 0 {
+        h.incompatible_features |= features::INCOMPAT_COMPRESSION;
+    }
+    if ext_l2 {
+        h.incompatible_features |= features::INCOMPAT_EXTL2;
+    }
+    if data_file.is_some() {
+        h.incompatible_features |= features::INCOMPAT_DATA_FILE;
+    }
+    if data_file_raw {
+        h.autoclear_features |= features::AUTOCLEAR_DATA_FILE_RAW;
+    }
+    if lazy {
+        h.compatible_features |= features::COMPAT_LAZY_REFCOUNTS;
+    }
+    let hdr = h.serialize().map_err(ctx)?;
+
+    if let Some(df) = &data_file {
+        let path = block_core::resolve_relative(df, Some(filename));
+        let fmode = match prealloc {
+            Preallocation::Falloc | Preallocation::Full => prealloc,
+            _ => Preallocation::Off,
+        };
+        host.create_file(&path, size, fmode)?;
+    }
+    host.create_file(filename, 0, Preallocation::Off)?;
+    {
+        let mut fr = ChildRequest::new(ChildRole::File, filename.to_string());
+        fr.flags = OpenFlags::NONE;
+        let file: Arc<dyn BlockNode> = host.open_child(&fr)?;
+        let mut buf = vec![0u8; 3 * cs as usize];
+        buf[..hdr.len()].copy_from_slice(&hdr);
+        // Refcount table entry 0 -> block at 2 clusters.
+        buf[cs as usize..cs as usize + 8].copy_from_slice(&(2 * cs).to_be_bytes());
+        let rb = &mut buf[2 * cs as usize..];
+        for i in 0..3 {
+            rc_set(rb, i, refcount_order, 1);
+        }
+        file.write_at(0, &buf)?;
+        file.flush()?;
+    }
+    // Open the new image and size it (allocating the L1 table).
+    let req = OpenRequest::new(filename, OpenFlags::NO_BACKING);
+    let node = open::open(&req, host)?;
+    let r = node
+        .truncate_impl(size, prealloc)
+        .and_then(|_| node.flush_all());
+    drop(node);
+    r.map_err(ctx)
+}

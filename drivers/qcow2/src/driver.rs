@@ -1,0 +1,74 @@
+//! The qcow2 driver descriptor.
+
+use crate::header::MAGIC;
+use block_core::{
+    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
+    OptionValues, ProbeInput, Result,
+};
+use std::sync::Arc;
+
+/// The qcow2 format driver.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Qcow2Driver;
+
+impl Qcow2Driver {
+    /// A new driver instance.
+    pub const fn new() -> Qcow2Driver {
+        Qcow2Driver
+    }
+}
+
+impl BlockDriver for Qcow2Driver {
+    fn name(&self) -> &str {
+        "qcow2"
+    }
+
+    fn kind(&self) -> DriverKind {
+        DriverKind::Format
+    }
+
+    fn caps(&self) -> DriverCaps {
+        DriverCaps::CREATE
+            .with(DriverCaps::BACKING)
+            .with(DriverCaps::SNAPSHOTS)
+            .with(DriverCaps::CHECK)
+            .with(DriverCaps::RESIZE)
+            .with(DriverCaps::COMPRESSION)
+            .with(DriverCaps::MIGRATION)
+    }
+
+    fn description(&self) -> &str {
+        "QEMU copy-on-write image format, versions 2 and 3"
+    }
+
+    fn probe(&self, input: &ProbeInput<'_>) -> u32 {
+        let h = input.head;
+        if h.len() < 8 {
+            return 0;
+        }
+        let magic = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        let version = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        if magic == MAGIC && (version == 2 || version == 3) {
+            100
+        } else {
+            0
+        }
+    }
+
+    fn create_options(&self) -> Vec<OptDesc> {
+        crate::create::create_options()
+    }
+
+    fn create(
+        &self,
+        filename: &str,
+        options: &OptionValues,
+        host: Arc<dyn HostServices>,
+    ) -> Result<()> {
+        crate::create::create(filename, options, host)
+    }
+
+    fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
+        Ok(Box::new(crate::open::open(req, host)?))
+    }
+}

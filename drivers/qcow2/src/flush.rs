@@ -1,0 +1,162 @@
+//! Metadata writeback in dependency order, dirty bit handling.
+//!
+//! Order on every writeback:
+//! 1. refcount blocks (increments before the metadata that uses them),
+//!    then flush the file child (and the data file: guest data before the
+//!    L2 entries that point at it);
+//! 2. L2 tables, flush;
+//! 3. L1 table and refcount table, flush;
+//! 4. header, flush;
+//! 5. deferred decrements (references dropped in steps 2-4), then the
+//!    refcount blocks again, flush.
+//!
+//! With lazy refcounts and the dirty bit set, refcount blocks are only
+//! written by a full writeback (close, inactivate, check).
+
+use crate::features;
+use crate::node::{Qcow2Node, WState};
+use crate::refcount::ign;
+use block_core::{BlockNodeExt, Result};
+use std::sync::atomic::Ordering;
+
+impl Qcow2Node {
+    fn write_refblocks(&self) -> Result<()> {
+        for (off, t) in self.rc.dirty() {
+            let data = t.read().clone();
+            self.write_meta(off, &data, ign::REFBLOCK)?;
+            t.mark_clean();
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty table in dependency order. `full` also writes
+    /// refcount blocks when lazy refcounts defer them.
+    pub(crate) fn writeback(&self, ws: &mut WState, full: bool) -> Result<()> {
+        let lazy = !full && self.dirty_set.load(Ordering::Acquire);
+        let (l1_dirty, header_dirty) = {
+            let m = self.meta_read();
+            (m.l1_dirty, m.header_dirty)
+        };
+        let l2_dirty = self.l2.dirty();
+        let nothing = l2_dirty.is_empty()
+            && !l1_dirty
+            && !header_dirty
+            && !ws.reftable_dirty
+            && ws.deferred.is_empty()
+            && (lazy || self.rc.dirty_count() == 0);
+        if nothing {
+            return Ok(());
+        }
+        if !lazy {
+            self.write_refblocks()?;
+        }
+        if let Some(d) = &self.data_file {
+            d.flush()?;
+        }
+        self.file.flush()?;
+        for (off, t) in l2_dirty {
+            let data = t.read().clone();
+            self.write_meta(off, &data, ign::L2)?;
+            t.mark_clean();
+        }
+        self.file.flush()?;
+        {
+            let mut m = self.meta_write();
+            if m.l1_dirty {
+                let mut buf = Vec::with_capacity(m.l1.len() * 8);
+                for e in &m.l1 {
+                    buf.extend_from_slice(&e.to_be_bytes());
+                }
+                self.write_meta(m.h.l1_table_offset, &buf, ign::L1)?;
+                m.l1_dirty = false;
+            }
+            if ws.reftable_dirty {
+                let mut buf = Vec::with_capacity(ws.reftable.len() * 8);
+                for e in &ws.reftable {
+                    buf.extend_from_slice(&e.to_be_bytes());
+                }
+                self.write_meta(m.h.refcount_table_offset, &buf, ign::REFTABLE)?;
+                ws.reftable_dirty = false;
+            }
+            if m.header_dirty {
+                self.file.flush()?;
+                self.write_header_locked(&mut m)?;
+            }
+        }
+        self.file.flush()?;
+        if !ws.deferred.is_empty() {
+            self.apply_deferred(ws)?;
+            if !lazy {
+                self.write_refblocks()?;
+                self.file.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serializes and writes cluster 0 from `m.h` (keeping the dirty bit
+    /// as set on disk by this node).
+    pub(crate) fn write_header_locked(&self, m: &mut crate::node::Meta) -> Result<()> {
+        let mut h = m.h.clone();
+        if self.dirty_set.load(Ordering::Acquire) {
+            h.incompatible_features |= features::INCOMPAT_DIRTY;
+        } else {
+            h.incompatible_features &= !features::INCOMPAT_DIRTY;
+        }
+        let buf = h.serialize().map_err(|e| self.ctx(e))?;
+        m.h.backing_file_offset = h.backing_file_offset;
+        m.h.backing_file_size = h.backing_file_size;
+        m.h.header_length = h.header_length;
+        // Write the used part of cluster 0 only (the rest is zero).
+        let used = buf.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        let len = used.div_ceil(512).max(1) * 512;
+        let len = len.min(buf.len());
+        self.write_meta(0, &buf[..len], ign::HEADER)?;
+        m.header_dirty = false;
+        Ok(())
+    }
+
+    /// Sets the dirty bit before the first write of a lazy-refcounts image.
+    pub(crate) fn mark_dirty(&self) -> Result<()> {
+        if self.dirty_set.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _ws = self.wlock();
+        if self.dirty_set.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let bits = self.meta_read().h.incompatible_features | features::INCOMPAT_DIRTY;
+        self.file.flush()?;
+        self.write_incompat(bits)?;
+        self.meta_write().h.incompatible_features = bits;
+        self.dirty_set.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Full writeback, then clears the dirty bit.
+    pub(crate) fn mark_clean(&self, ws: &mut WState) -> Result<()> {
+        self.writeback(ws, true)?;
+        self.file.flush()?;
+        if self.dirty_set.load(Ordering::Acquire) || self.meta_read().h.is_dirty() {
+            let bits = self.meta_read().h.incompatible_features & !features::INCOMPAT_DIRTY;
+            self.write_incompat(bits)?;
+            self.meta_write().h.incompatible_features = bits;
+            self.dirty_set.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Writes caches back when they hold too many dirty tables.
+    pub(crate) fn maybe_writeback(&self, ws: &mut WState) -> Result<()> {
+        if self.l2.needs_writeback() || self.rc.needs_writeback() || ws.deferred.len() > 4096 {
+            self.writeback(ws, false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a few bytes somewhere in the image file, ignoring nothing.
+    #[allow(dead_code)]
+    pub(crate) fn raw_write(&self, off: u64, buf: &[u8]) -> Result<()> {
+        self.file.write_at(off, buf)
+    }
+}

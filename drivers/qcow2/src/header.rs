@@ -1,0 +1,673 @@
+//! The qcow2 header: parsing with every hostile-image bound, header
+//! extensions, and serialization of cluster 0.
+//!
+//! All fields are big-endian. Nothing here allocates a buffer sized by an
+//! untrusted field before that field has been checked against a limit.
+
+use crate::error::{corrupt_at, unsupported};
+use crate::features::{self, FeatureName};
+use block_core::{BlockError, Result};
+
+/// The magic bytes `QFI\xfb`.
+pub const MAGIC: u32 = 0x5146_49fb;
+/// Size of a version-2 header.
+pub const V2_HEADER_LEN: u32 = 72;
+/// Size of the version-3 header QEMU writes (with compression type + padding).
+pub const V3_HEADER_LEN: u32 = 112;
+/// Smallest cluster_bits accepted.
+pub const MIN_CLUSTER_BITS: u32 = 9;
+/// Largest cluster_bits accepted.
+pub const MAX_CLUSTER_BITS: u32 = 21;
+/// Largest active L1 table in bytes.
+pub const MAX_L1_BYTES: u64 = 32 << 20;
+/// Largest refcount table in bytes.
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Most snapshots an image may have.
+pub const MAX_SNAPSHOTS: u32 = 65536;
+/// Largest snapshot table in bytes.
+pub const MAX_SNAPSHOTS_BYTES: u64 = 64 << 20;
+/// Host offsets must be below this.
+pub const MAX_HOST_OFFSET: u64 = 1 << 56;
+/// Longest backing file name.
+pub const MAX_BACKING_NAME: u32 = 1023;
+
+/// Header extension: end of the list.
+pub const EXT_END: u32 = 0;
+/// Header extension: backing file format name.
+pub const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+/// Header extension: feature name table.
+pub const EXT_FEATURE_TABLE: u32 = 0x6803_f857;
+/// Header extension: persistent bitmaps (preserved, not interpreted).
+pub const EXT_BITMAPS: u32 = 0x2385_2875;
+/// Header extension: full disk encryption header.
+pub const EXT_CRYPTO: u32 = 0x0537_be77;
+/// Header extension: external data file name.
+pub const EXT_DATA_FILE: u32 = 0x4441_5441;
+
+/// A parsed and validated qcow2 header with its extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// 2 or 3.
+    pub version: u32,
+    /// Offset of the backing file name in cluster 0 (0: none).
+    pub backing_file_offset: u64,
+    /// Length of the backing file name.
+    pub backing_file_size: u32,
+    /// log2 of the cluster size.
+    pub cluster_bits: u32,
+    /// Virtual disk size in bytes.
+    pub size: u64,
+    /// Encryption method (only 0 is supported).
+    pub crypt_method: u32,
+    /// Entries of the active L1 table.
+    pub l1_size: u32,
+    /// Offset of the active L1 table.
+    pub l1_table_offset: u64,
+    /// Offset of the refcount table.
+    pub refcount_table_offset: u64,
+    /// Clusters of the refcount table.
+    pub refcount_table_clusters: u32,
+    /// Number of internal snapshots.
+    pub nb_snapshots: u32,
+    /// Offset of the snapshot table.
+    pub snapshots_offset: u64,
+    /// Incompatible feature bits.
+    pub incompatible_features: u64,
+    /// Compatible feature bits.
+    pub compatible_features: u64,
+    /// Autoclear feature bits.
+    pub autoclear_features: u64,
+    /// log2 of the refcount width in bits.
+    pub refcount_order: u32,
+    /// Length of the header proper (v3).
+    pub header_length: u32,
+    /// 0 deflate, 1 zstd.
+    pub compression_type: u8,
+    /// Backing file name.
+    pub backing_file: Option<String>,
+    /// Backing format from the extension.
+    pub backing_format: Option<String>,
+    /// External data file name from the extension.
+    pub data_file: Option<String>,
+    /// The feature-name table as stored.
+    pub feature_names: Vec<FeatureName>,
+    /// Extensions we do not interpret (bitmaps, unknown), preserved verbatim.
+    pub other_extensions: Vec<(u32, Vec<u8>)>,
+}
+
+fn be32(b: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn be64(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Reads a big-endian u64 from `b` at `off`.
+pub fn get_u64(b: &[u8], off: usize) -> u64 {
+    be64(b, off)
+}
+
+/// Reads a big-endian u32 from `b` at `off`.
+pub fn get_u32(b: &[u8], off: usize) -> u32 {
+    be32(b, off)
+}
+
+/// Writes a big-endian u64 into `b` at `off`.
+pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Writes a big-endian u32 into `b` at `off`.
+pub fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+fn bad(msg: impl Into<String>) -> BlockError {
+    BlockError::corrupt("open", msg)
+}
+
+impl Header {
+    /// Cluster size in bytes.
+    pub fn cluster_size(&self) -> u64 {
+        1u64 << self.cluster_bits
+    }
+
+    /// Refcount width in bits.
+    pub fn refcount_bits(&self) -> u32 {
+        1 << self.refcount_order
+    }
+
+    /// True when extended L2 entries (subclusters) are in use.
+    pub fn extended_l2(&self) -> bool {
+        self.incompatible_features & features::INCOMPAT_EXTL2 != 0
+    }
+
+    /// True when an external data file is in use.
+    pub fn has_data_file(&self) -> bool {
+        self.incompatible_features & features::INCOMPAT_DATA_FILE != 0
+    }
+
+    /// True when the external data file is kept a valid raw image.
+    pub fn data_file_raw(&self) -> bool {
+        self.autoclear_features & features::AUTOCLEAR_DATA_FILE_RAW != 0
+    }
+
+    /// True when lazy refcounts are enabled.
+    pub fn lazy_refcounts(&self) -> bool {
+        self.compatible_features & features::COMPAT_LAZY_REFCOUNTS != 0
+    }
+
+    /// True when the dirty bit is set.
+    pub fn is_dirty(&self) -> bool {
+        self.incompatible_features & features::INCOMPAT_DIRTY != 0
+    }
+
+    /// True when the corrupt bit is set.
+    pub fn is_corrupt(&self) -> bool {
+        self.incompatible_features & features::INCOMPAT_CORRUPT != 0
+    }
+
+    /// Entries per L2 table.
+    pub fn l2_entries(&self) -> u64 {
+        if self.extended_l2() {
+            self.cluster_size() / 16
+        } else {
+            self.cluster_size() / 8
+        }
+    }
+
+    /// Bytes per L2 entry (8, or 16 with extended L2).
+    pub fn l2_entry_size(&self) -> u64 {
+        if self.extended_l2() {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// L1 entries needed to map `size` bytes.
+    pub fn l1_entries_for(&self, size: u64) -> u64 {
+        let per_l2 = self.l2_entries() << self.cluster_bits;
+        size.div_ceil(per_l2)
+    }
+
+    /// Parses and validates the header in `buf` (the first cluster, or as
+    /// much of it as the file holds). `file_len` bounds table offsets.
+    pub fn parse(buf: &[u8], file_len: u64) -> Result<Header> {
+        if buf.len() < V2_HEADER_LEN as usize {
+            return Err(bad("image is too short to hold a qcow2 header"));
+        }
+        if be32(buf, 0) != MAGIC {
+            return Err(bad("image is not in qcow2 format (bad magic)"));
+        }
+        let version = be32(buf, 4);
+        if version != 2 && version != 3 {
+            return Err(unsupported(
+                "open",
+                format!("Unsupported qcow2 version {version}"),
+            ));
+        }
+        let cluster_bits = be32(buf, 20);
+        if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
+            return Err(bad(format!(
+                "Unsupported cluster size: 2^{cluster_bits} (cluster_bits must be 9..=21)"
+            )));
+        }
+        let cluster_size = 1u64 << cluster_bits;
+        let mut h = Header {
+            version,
+            backing_file_offset: be64(buf, 8),
+            backing_file_size: be32(buf, 16),
+            cluster_bits,
+            size: be64(buf, 24),
+            crypt_method: be32(buf, 32),
+            l1_size: be32(buf, 36),
+            l1_table_offset: be64(buf, 40),
+            refcount_table_offset: be64(buf, 48),
+            refcount_table_clusters: be32(buf, 56),
+            nb_snapshots: be32(buf, 60),
+            snapshots_offset: be64(buf, 64),
+            incompatible_features: 0,
+            compatible_features: 0,
+            autoclear_features: 0,
+            refcount_order: 4,
+            header_length: V2_HEADER_LEN,
+            compression_type: 0,
+            backing_file: None,
+            backing_format: None,
+            data_file: None,
+            feature_names: Vec::new(),
+            other_extensions: Vec::new(),
+        };
+        if version == 3 {
+            if buf.len() < 104 {
+                return Err(bad("image is too short to hold a qcow2 v3 header"));
+            }
+            h.incompatible_features = be64(buf, 72);
+            h.compatible_features = be64(buf, 80);
+            h.autoclear_features = be64(buf, 88);
+            h.refcount_order = be32(buf, 96);
+            h.header_length = be32(buf, 100);
+            if h.header_length < 104 {
+                return Err(bad(format!(
+                    "qcow2 header too short ({} bytes)",
+                    h.header_length
+                )));
+            }
+            if u64::from(h.header_length) > cluster_size {
+                return Err(bad("qcow2 header exceeds cluster size"));
+            }
+            if h.header_length % 8 != 0 {
+                return Err(bad("qcow2 header length is not a multiple of 8"));
+            }
+            if h.header_length > 104 {
+                if buf.len() < 105 {
+                    return Err(bad("image is too short"));
+                }
+                h.compression_type = buf[104];
+            }
+        }
+        if h.refcount_order > 6 {
+            return Err(bad(format!(
+                "Reference count entry width too large; may not exceed 64 bits (refcount_order {})",
+                h.refcount_order
+            )));
+        }
+        // Header extensions (read before the feature check so that unknown
+        // incompatible bits can be named from the feature-name table).
+        h.read_extensions(buf, cluster_size)?;
+
+        let unknown = h.incompatible_features & !features::INCOMPAT_KNOWN;
+        if unknown != 0 {
+            return Err(unsupported(
+                "open",
+                format!(
+                    "Unsupported qcow2 feature(s): {}",
+                    features::describe_unknown(unknown, features::KIND_INCOMPAT, &h.feature_names)
+                ),
+            ));
+        }
+        if h.crypt_method != 0 {
+            return Err(unsupported(
+                "open",
+                format!(
+                    "qcow2 encryption (method {}) is not supported",
+                    h.crypt_method
+                ),
+            ));
+        }
+        let has_ct_bit = h.incompatible_features & features::INCOMPAT_COMPRESSION != 0;
+        match h.compression_type {
+            0 if has_ct_bit => {
+                return Err(bad(
+                    "compression type incompatible feature bit set with zlib compression",
+                ))
+            }
+            0 => {}
+            1 if !has_ct_bit => return Err(bad(
+                "compression_type field is non-zero but the incompatible feature bit is not set",
+            )),
+            1 => {}
+            t => return Err(unsupported("open", format!("Unknown compression type {t}"))),
+        }
+        if h.extended_l2() && cluster_bits < 14 {
+            return Err(bad(
+                "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
+            ));
+        }
+        if h.has_data_file() && h.data_file.is_none() {
+            // Allowed (the name may come from options); we require it.
+            return Err(bad("missing data_file name in the image header"));
+        }
+        if !h.has_data_file() && h.data_file.is_some() {
+            return Err(bad(
+                "data file name given without the data file feature bit",
+            ));
+        }
+        h.validate_tables(file_len)?;
+        Ok(h)
+    }
+
+    fn read_extensions(&mut self, buf: &[u8], cluster_size: u64) -> Result<()> {
+        let mut end = cluster_size.min(buf.len() as u64);
+        if self.backing_file_offset != 0 {
+            if self.backing_file_offset > cluster_size
+                || self.backing_file_size > MAX_BACKING_NAME
+                || self.backing_file_offset + u64::from(self.backing_file_size) > cluster_size
+            {
+                return Err(bad("Invalid backing file offset or name length"));
+            }
+            end = end.min(self.backing_file_offset);
+            let o = self.backing_file_offset as usize;
+            let e = o + self.backing_file_size as usize;
+            if e > buf.len() {
+                return Err(bad("backing file name lies past the end of the image"));
+            }
+            let name = String::from_utf8_lossy(&buf[o..e]).into_owned();
+            self.backing_file = Some(name);
+        }
+        let mut off = u64::from(self.header_length);
+        // Each extension takes at least 8 bytes: the loop is bounded.
+        while off + 8 <= end {
+            let o = off as usize;
+            let ty = be32(buf, o);
+            let len = u64::from(be32(buf, o + 4));
+            off += 8;
+            if ty == EXT_END {
+                return Ok(());
+            }
+            if len > end - off {
+                return Err(corrupt_at(
+                    "open",
+                    off,
+                    format!("header extension 0x{ty:x} runs past the end of cluster 0"),
+                ));
+            }
+            let data = &buf[off as usize..(off + len) as usize];
+            match ty {
+                EXT_BACKING_FORMAT => {
+                    if len > 1023 {
+                        return Err(bad("backing format name too long"));
+                    }
+                    self.backing_format = Some(String::from_utf8_lossy(data).into_owned())
+                }
+                EXT_DATA_FILE => {
+                    if len > 1023 {
+                        return Err(bad("data file name too long"));
+                    }
+                    self.data_file = Some(String::from_utf8_lossy(data).into_owned())
+                }
+                EXT_FEATURE_TABLE => {
+                    self.feature_names = features::parse_table(data);
+                }
+                EXT_CRYPTO => {
+                    return Err(unsupported("open", "qcow2 encryption is not supported"));
+                }
+                _ => self.other_extensions.push((ty, data.to_vec())),
+            }
+            off += len.div_ceil(8) * 8;
+        }
+        // Missing end marker: QEMU tolerates reaching the end of the area.
+        Ok(())
+    }
+
+    /// Validates an on-disk table position and size.
+    fn validate_table(
+        &self,
+        what: &str,
+        offset: u64,
+        bytes: u64,
+        max: u64,
+        file_len: u64,
+    ) -> Result<()> {
+        if bytes > max {
+            return Err(bad(format!("{what} too large ({bytes} bytes)")));
+        }
+        if offset % self.cluster_size() != 0 {
+            return Err(corrupt_at(
+                "open",
+                offset,
+                format!("{what} offset is not cluster-aligned"),
+            ));
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(bytes)
+            .ok_or_else(|| bad(format!("{what} offset overflows")))?;
+        if end > MAX_HOST_OFFSET || end > file_len {
+            return Err(corrupt_at(
+                "open",
+                offset,
+                format!("{what} lies past the end of the image file"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_tables(&self, file_len: u64) -> Result<()> {
+        let cs = self.cluster_size();
+        if self.refcount_table_clusters == 0 || self.refcount_table_offset == 0 {
+            return Err(bad("Image does not contain a reference count table"));
+        }
+        let rt_bytes = u64::from(self.refcount_table_clusters) * cs;
+        self.validate_table(
+            "Reference count table",
+            self.refcount_table_offset,
+            rt_bytes,
+            MAX_REFTABLE_BYTES,
+            file_len,
+        )?;
+        if self.nb_snapshots > MAX_SNAPSHOTS {
+            return Err(bad(format!(
+                "Too many snapshots ({} > {MAX_SNAPSHOTS})",
+                self.nb_snapshots
+            )));
+        }
+        if self.nb_snapshots > 0 {
+            // Each entry is at least 40 bytes.
+            self.validate_table(
+                "Snapshot table",
+                self.snapshots_offset,
+                u64::from(self.nb_snapshots) * 40,
+                MAX_SNAPSHOTS_BYTES,
+                file_len,
+            )?;
+        } else if self.snapshots_offset % cs != 0 {
+            return Err(bad("Snapshot table offset is not cluster-aligned"));
+        }
+        let l1_bytes = u64::from(self.l1_size) * 8;
+        if l1_bytes > MAX_L1_BYTES {
+            return Err(bad(format!("Active L1 table too large ({l1_bytes} bytes)")));
+        }
+        // The virtual size must be mappable by the L1 table.
+        let max_size = (MAX_L1_BYTES / 8) * (self.l2_entries() << self.cluster_bits);
+        if self.size > max_size || self.size > i64::MAX as u64 {
+            return Err(bad(format!("Image size too large ({} bytes)", self.size)));
+        }
+        let needed = self.l1_entries_for(self.size);
+        if needed > u64::from(self.l1_size) {
+            return Err(bad("L1 table is too small for the image size"));
+        }
+        if self.l1_size > 0 {
+            self.validate_table(
+                "Active L1 table",
+                self.l1_table_offset,
+                l1_bytes,
+                MAX_L1_BYTES,
+                file_len,
+            )?;
+        } else if self.l1_table_offset % cs != 0 {
+            return Err(bad("Active L1 table offset is not cluster-aligned"));
+        }
+        Ok(())
+    }
+
+    /// Serializes cluster 0: the header, the extensions QEMU writes (backing
+    /// format, data file, feature-name table, preserved others), the end
+    /// marker, and the backing file name. Updates `backing_file_offset` and
+    /// `backing_file_size`. Fails if it does not fit in one cluster.
+    pub fn serialize(&mut self) -> Result<Vec<u8>> {
+        let cs = self.cluster_size() as usize;
+        let mut b = vec![0u8; cs.max(V3_HEADER_LEN as usize)];
+        let hlen = if self.version >= 3 {
+            self.header_length.max(V3_HEADER_LEN)
+        } else {
+            V2_HEADER_LEN
+        };
+        if self.version >= 3 {
+            self.header_length = hlen;
+        }
+        let mut ext: Vec<(u32, Vec<u8>)> = Vec::new();
+        if let Some(f) = &self.backing_format {
+            ext.push((EXT_BACKING_FORMAT, f.as_bytes().to_vec()));
+        }
+        if let Some(f) = &self.data_file {
+            ext.push((EXT_DATA_FILE, f.as_bytes().to_vec()));
+        }
+        if self.version >= 3 {
+            ext.push((EXT_FEATURE_TABLE, features::qemu_table()));
+        }
+        for (t, d) in &self.other_extensions {
+            ext.push((*t, d.clone()));
+        }
+        let mut off = hlen as usize;
+        for (t, d) in &ext {
+            let padded = d.len().div_ceil(8) * 8;
+            if off + 8 + padded + 8 > cs {
+                return Err(BlockError::invalid(
+                    "write header",
+                    "header extensions do not fit in cluster 0",
+                ));
+            }
+            put_u32(&mut b, off, *t);
+            put_u32(&mut b, off + 4, d.len() as u32);
+            b[off + 8..off + 8 + d.len()].copy_from_slice(d);
+            off += 8 + padded;
+        }
+        // End marker (already zero).
+        off += 8;
+        match &self.backing_file {
+            Some(name) => {
+                if name.len() > MAX_BACKING_NAME as usize || off + name.len() > cs {
+                    return Err(BlockError::invalid(
+                        "write header",
+                        "backing file name too long",
+                    ));
+                }
+                b[off..off + name.len()].copy_from_slice(name.as_bytes());
+                self.backing_file_offset = off as u64;
+                self.backing_file_size = name.len() as u32;
+            }
+            None => {
+                self.backing_file_offset = 0;
+                self.backing_file_size = 0;
+            }
+        }
+        put_u32(&mut b, 0, MAGIC);
+        put_u32(&mut b, 4, self.version);
+        put_u64(&mut b, 8, self.backing_file_offset);
+        put_u32(&mut b, 16, self.backing_file_size);
+        put_u32(&mut b, 20, self.cluster_bits);
+        put_u64(&mut b, 24, self.size);
+        put_u32(&mut b, 32, self.crypt_method);
+        put_u32(&mut b, 36, self.l1_size);
+        put_u64(&mut b, 40, self.l1_table_offset);
+        put_u64(&mut b, 48, self.refcount_table_offset);
+        put_u32(&mut b, 56, self.refcount_table_clusters);
+        put_u32(&mut b, 60, self.nb_snapshots);
+        put_u64(&mut b, 64, self.snapshots_offset);
+        if self.version >= 3 {
+            put_u64(&mut b, 72, self.incompatible_features);
+            put_u64(&mut b, 80, self.compatible_features);
+            put_u64(&mut b, 88, self.autoclear_features);
+            put_u32(&mut b, 96, self.refcount_order);
+            put_u32(&mut b, 100, hlen);
+            b[104] = self.compression_type;
+        }
+        b.truncate(cs);
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            version: 3,
+            backing_file_offset: 0,
+            backing_file_size: 0,
+            cluster_bits: 16,
+            size: 1 << 30,
+            crypt_method: 0,
+            l1_size: 2,
+            l1_table_offset: 0x30000,
+            refcount_table_offset: 0x10000,
+            refcount_table_clusters: 1,
+            nb_snapshots: 0,
+            snapshots_offset: 0,
+            incompatible_features: 0,
+            compatible_features: 0,
+            autoclear_features: 0,
+            refcount_order: 4,
+            header_length: 112,
+            compression_type: 0,
+            backing_file: Some("base.raw".into()),
+            backing_format: Some("raw".into()),
+            data_file: None,
+            feature_names: Vec::new(),
+            other_extensions: vec![(EXT_BITMAPS, vec![1, 2, 3])],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut h = sample();
+        let buf = h.serialize().unwrap();
+        let mut p = Header::parse(&buf, 0x40000).unwrap();
+        p.feature_names.clear();
+        assert_eq!(p, h);
+    }
+
+    #[test]
+    fn hostile_fields_refused() {
+        let mut h = sample();
+        let good = h.serialize().unwrap();
+        let cases: Vec<(usize, Vec<u8>)> = vec![
+            (20, 8u32.to_be_bytes().to_vec()),  // cluster_bits too small
+            (20, 22u32.to_be_bytes().to_vec()), // cluster_bits too big
+            (20, 0xffff_ffffu32.to_be_bytes().to_vec()),
+            (4, 4u32.to_be_bytes().to_vec()),            // version
+            (36, 0x7fff_ffffu32.to_be_bytes().to_vec()), // L1 too large
+            (36, 0u32.to_be_bytes().to_vec()),           // L1 too small for size
+            (40, 0x30001u64.to_be_bytes().to_vec()),     // misaligned L1
+            (40, u64::MAX.to_be_bytes().to_vec()),
+            (48, 0x10200u64.to_be_bytes().to_vec()), // misaligned reftable
+            (56, 0xffff_ffffu32.to_be_bytes().to_vec()), // reftable too large
+            (56, 0u32.to_be_bytes().to_vec()),
+            (60, 0x7fff_ffffu32.to_be_bytes().to_vec()), // too many snapshots
+            (96, 7u32.to_be_bytes().to_vec()),           // refcount_order
+            (100, 8u32.to_be_bytes().to_vec()),          // header_length
+            (100, 0x20000u32.to_be_bytes().to_vec()),
+            (72, (1u64 << 20).to_be_bytes().to_vec()), // unknown incompat bit
+            (24, u64::MAX.to_be_bytes().to_vec()),     // size
+            (32, 1u32.to_be_bytes().to_vec()),         // encryption
+            (16, 5000u32.to_be_bytes().to_vec()),      // backing name length
+        ];
+        for (off, bytes) in cases {
+            let mut b = good.clone();
+            b[off..off + bytes.len()].copy_from_slice(&bytes);
+            assert!(
+                Header::parse(&b, 0x40000).is_err(),
+                "field at {off} = {bytes:?} accepted"
+            );
+        }
+        assert!(Header::parse(&good[..50], 0x40000).is_err());
+        // Extension running past cluster 0.
+        let mut b = good.clone();
+        put_u32(&mut b, 116, 0xffff);
+        assert!(Header::parse(&b, 0x40000).is_err());
+    }
+
+    #[test]
+    fn unknown_feature_named_from_table() {
+        let mut h = sample();
+        h.incompatible_features = 1 << 9;
+        let mut buf = h.serialize().unwrap();
+        // Patch the feature table: rename the entry for incompat bit 0 to bit 9.
+        let pos = buf
+            .windows(5)
+            .position(|w| w == b"dirty")
+            .expect("feature table");
+        buf[pos - 1] = 9;
+        buf[pos..pos + 5].copy_from_slice(b"shiny");
+        let err = Header::parse(&buf, 0x40000).unwrap_err();
+        assert!(err.message.contains("shiny"), "{}", err.message);
+    }
+}

@@ -1,0 +1,649 @@
+//! The data path: reads, writes with cluster/subcluster allocation and
+//! copy-on-write, zero writes, discards, compressed writes, block status.
+
+use crate::compress;
+use crate::header::put_u64;
+use crate::mapping::{
+    ClusterType, SubType, BITMAP_ALL_ALLOC, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK,
+    OFLAG_COPIED, OFLAG_ZERO,
+};
+use crate::node::{Deferred, Lookup, Qcow2Node, WState};
+use block_core::{BlockError, BlockNodeExt, Extent, ExtentFlags, ReqFlags, Result, ZeroFlags};
+use std::sync::atomic::Ordering;
+
+/// Bitmask of subclusters `a..=b`.
+fn sc_mask(a: u32, b: u32) -> u64 {
+    let hi = if b >= 31 {
+        u32::MAX as u64
+    } else {
+        (1u64 << (b + 1)) - 1
+    };
+    hi & !((1u64 << a) - 1)
+}
+
+impl Qcow2Node {
+    /// Checks that `[offset, offset+len)` lies inside the virtual disk.
+    pub(crate) fn check_range(&self, op: &str, offset: u64, len: u64, size: u64) -> Result<()> {
+        if offset > size || len > size - offset {
+            return Err(self.ctx(
+                crate::error::out_of_range(
+                    op,
+                    format!("request of {len} bytes at {offset} is past the end of the {size}-byte image"),
+                )
+                .at(offset),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The host cluster offset of a standard entry, validated.
+    pub(crate) fn host_cluster(&self, entry: u64, pos: u64) -> Result<u64> {
+        let off = entry & L2E_OFFSET_MASK;
+        if self.geo.in_cluster(off) != 0 {
+            return Err(self.corruption(
+                pos,
+                &format!("Cluster allocation offset {off:#x} unaligned (guest offset {pos:#x})"),
+            ));
+        }
+        Ok(off)
+    }
+
+    /// Reads and decompresses the compressed cluster of `entry`.
+    pub(crate) fn read_compressed(&self, entry: u64, pos: u64) -> Result<Vec<u8>> {
+        if self.data_file.is_some() {
+            return Err(self.corruption(pos, "compressed cluster in an image with a data file"));
+        }
+        let (coff, mut clen) = self.geo.compressed_range(entry);
+        let flen = self.file.length()?;
+        if coff >= flen {
+            return Err(self.corruption(
+                pos,
+                &format!("compressed cluster at {coff:#x} lies past the end of the image file"),
+            ));
+        }
+        clen = clen.min(flen - coff);
+        let mut inbuf = vec![0u8; clen as usize];
+        self.file.read_at(coff, &mut inbuf)?;
+        let mut out = vec![0u8; self.geo.cs() as usize];
+        compress::decompress(self.geo.compression_type, &inbuf, &mut out)
+            .map_err(|e| self.ctx(e.at(pos)))?;
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` guest bytes at `offset`.
+    pub(crate) fn read_linear(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_usable("read")?;
+        let m = self.meta_read();
+        self.check_range("read", offset, buf.len() as u64, m.h.size)?;
+        let g = self.geo;
+        let scs = g.sc_size();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let lk = self.lookup(&m, pos)?;
+            let in_c = g.in_cluster(pos);
+            let sc = (in_c / scs) as u32;
+            let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
+            let mut end_sc = sc + 1;
+            while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
+                end_sc += 1;
+            }
+            let n = ((u64::from(end_sc) * scs - in_c) as usize).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            match t {
+                SubType::UnallocPlain | SubType::UnallocAlloc => self.read_backing(pos, out)?,
+                SubType::ZeroPlain | SubType::ZeroAlloc => out.fill(0),
+                SubType::Normal => {
+                    let host = self.host_cluster(lk.entry, pos)?;
+                    self.data_node().read_at(host + in_c, out)?;
+                }
+                SubType::Compressed => {
+                    let c = self.read_compressed(lk.entry, pos)?;
+                    out.copy_from_slice(&c[in_c as usize..in_c as usize + n]);
+                }
+                SubType::Invalid => {
+                    return Err(self.corruption(pos, "invalid subcluster allocation bitmap"));
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with the current content of guest bytes
+    /// `[cstart+from, cstart+to)` as described by `lk` (copy-on-write source).
+    fn fill_old(&self, lk: &Lookup, cstart: u64, from: u64, to: u64, out: &mut [u8]) -> Result<()> {
+        let g = self.geo;
+        let scs = g.sc_size();
+        let mut p = from;
+        let mut decompressed: Option<Vec<u8>> = None;
+        while p < to {
+            let sc = (p / scs) as u32;
+            let end = ((u64::from(sc) + 1) * scs).min(to);
+            let o = &mut out[(p - from) as usize..(end - from) as usize];
+            match g.subcluster_type(lk.entry, lk.bitmap, sc) {
+                SubType::UnallocPlain | SubType::UnallocAlloc => {
+                    self.read_backing(cstart + p, o)?
+                }
+                SubType::ZeroPlain | SubType::ZeroAlloc => o.fill(0),
+                SubType::Normal => {
+                    let host = self.host_cluster(lk.entry, cstart)?;
+                    self.data_node().read_at(host + p, o)?;
+                }
+                SubType::Compressed => {
+                    if decompressed.is_none() {
+                        decompressed = Some(self.read_compressed(lk.entry, cstart)?);
+                    }
+                    let d = decompressed.as_ref().map(|d| &d[p as usize..end as usize]);
+                    o.copy_from_slice(d.unwrap_or(&[]));
+                }
+                SubType::Invalid => {
+                    return Err(self.corruption(cstart, "invalid subcluster allocation bitmap"))
+                }
+            }
+            p = end;
+        }
+        Ok(())
+    }
+
+    /// True when a write of `n` bytes at `in_c` of the cluster of `lk` can
+    /// go to the existing host cluster without metadata changes.
+    fn in_place_ok(&self, lk: &Lookup, in_c: u64, n: u64) -> bool {
+        let g = self.geo;
+        if g.cluster_type(lk.entry) != ClusterType::Normal {
+            return false;
+        }
+        if lk.entry & OFLAG_COPIED == 0 && self.data_file.is_none() {
+            return false;
+        }
+        if g.extended_l2 {
+            let scs = g.sc_size();
+            let a = (in_c / scs) as u32;
+            let b = ((in_c + n - 1) / scs) as u32;
+            let mask = sc_mask(a, b);
+            return lk.bitmap & mask == mask;
+        }
+        true
+    }
+
+    /// Stores an L2 entry (and bitmap), allocating or copying the L2 table
+    /// first when it is missing or shared.
+    pub(crate) fn set_l2_entry(
+        &self,
+        ws: &mut WState,
+        pos: u64,
+        entry: u64,
+        bitmap: u64,
+    ) -> Result<()> {
+        let g = self.geo;
+        let l1_idx = g.l1_index(pos) as usize;
+        let l2_idx = g.l2_index(pos) as usize;
+        let l1e = self.meta_read().l1.get(l1_idx).copied();
+        let Some(l1e) = l1e else {
+            return Err(self.corruption(pos, "L1 table too small for the guest offset"));
+        };
+        let l2_off = l1e & L1E_OFFSET_MASK;
+        let table = if l2_off == 0 || l1e & OFLAG_COPIED == 0 {
+            let data = if l2_off == 0 {
+                vec![0u8; g.cs() as usize]
+            } else {
+                self.l2_table(l2_off)?.read().clone()
+            };
+            let new_off = self.alloc_clusters(ws, 1)?;
+            let t = self.l2.insert(new_off, data, true);
+            {
+                let mut m = self.meta_write();
+                m.l1[l1_idx] = new_off | OFLAG_COPIED;
+                m.l1_dirty = true;
+                self.refresh_overlap(&m, ws);
+            }
+            if l2_off != 0 {
+                ws.deferred.push(Deferred {
+                    offset: l2_off,
+                    clusters: 1,
+                    punch: false,
+                });
+            }
+            t
+        } else {
+            self.l2_table(l2_off)?
+        };
+        let es = g.l2_entry_size() as usize;
+        let mut d = table.write();
+        put_u64(&mut d, l2_idx * es, entry);
+        if g.extended_l2 {
+            put_u64(&mut d, l2_idx * es + 8, bitmap);
+        }
+        Ok(())
+    }
+
+    fn lookup_now(&self, pos: u64) -> Result<Lookup> {
+        let m = self.meta_read();
+        self.lookup(&m, pos)
+    }
+
+    /// Writes within one cluster through the existing mapping if possible.
+    fn write_in_place(&self, pos: u64, data: &[u8]) -> Result<bool> {
+        let m = self.meta_read();
+        let lk = self.lookup(&m, pos)?;
+        let in_c = self.geo.in_cluster(pos);
+        if !self.in_place_ok(&lk, in_c, data.len() as u64) {
+            return Ok(false);
+        }
+        let host = self.host_cluster(lk.entry, pos)?;
+        self.write_data(host + in_c, data)?;
+        Ok(true)
+    }
+
+    /// Writes within one cluster, allocating (and copying on write) as needed.
+    fn write_alloc(&self, pos: u64, data: &[u8]) -> Result<()> {
+        let g = self.geo;
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let in_c = g.in_cluster(pos);
+        let n = data.len() as u64;
+        {
+            let m = self.meta_read();
+            let lk = self.lookup(&m, pos)?;
+            if self.in_place_ok(&lk, in_c, n) {
+                let host = self.host_cluster(lk.entry, pos)?;
+                return self.write_data(host + in_c, data);
+            }
+        }
+        let lk = self.lookup_now(pos)?;
+        let cstart = pos - in_c;
+        let cs = g.cs();
+        let scs = g.sc_size();
+        let ct = g.cluster_type(lk.entry);
+        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
+        let owned = has_host && (lk.entry & OFLAG_COPIED != 0 || self.data_file.is_some());
+        let (host, whole) = if owned {
+            (self.host_cluster(lk.entry, pos)?, false)
+        } else if self.data_file.is_some() {
+            (cstart, false)
+        } else {
+            let whole =
+                g.extended_l2 && (ct == ClusterType::Compressed || ct == ClusterType::Normal);
+            (self.alloc_clusters(&mut ws, 1)?, whole)
+        };
+        let sc0 = (in_c / scs) as u32;
+        let sc1 = ((in_c + n - 1) / scs) as u32;
+        let (rs, re) = if whole || !g.extended_l2 {
+            (0, cs)
+        } else {
+            (u64::from(sc0) * scs, (u64::from(sc1) + 1) * scs)
+        };
+        let mut cbuf = vec![0u8; (re - rs) as usize];
+        let (head, rest) = cbuf.split_at_mut((in_c - rs) as usize);
+        let (mid, tail) = rest.split_at_mut(n as usize);
+        if owned && ct == ClusterType::ZeroAlloc {
+            // Preallocated zero cluster: the padding reads as zeros.
+        } else {
+            self.fill_old(&lk, cstart, rs, in_c, head)?;
+            self.fill_old(&lk, cstart, in_c + n, re, tail)?;
+        }
+        mid.copy_from_slice(data);
+        self.write_data(host + rs, &cbuf)?;
+        let bitmap = if g.extended_l2 {
+            let base = if ct == ClusterType::Compressed {
+                BITMAP_ALL_ALLOC
+            } else {
+                lk.bitmap
+            };
+            let mask = sc_mask(sc0, sc1);
+            (base | mask) & !(mask << 32)
+        } else {
+            0
+        };
+        self.set_l2_entry(&mut ws, pos, host | OFLAG_COPIED, bitmap)?;
+        if !owned && (has_host || ct == ClusterType::Compressed) {
+            self.defer_free_entry(&mut ws, lk.entry, false);
+        }
+        Ok(())
+    }
+
+    /// Before a write: refuses it if not allowed and sets the dirty bit of
+    /// a lazy-refcounts image.
+    pub(crate) fn begin_write(&self, op: &str, offset: u64, len: u64) -> Result<()> {
+        self.check_writable(op)?;
+        let (size, lazy) = {
+            let m = self.meta_read();
+            (m.h.size, m.h.lazy_refcounts())
+        };
+        self.check_range(op, offset, len, size)?;
+        if lazy && !self.dirty_set.load(Ordering::Acquire) {
+            self.mark_dirty()?;
+        }
+        Ok(())
+    }
+
+    /// Writes guest bytes at `offset`.
+    pub(crate) fn write_linear(&self, offset: u64, buf: &[u8], flags: ReqFlags) -> Result<()> {
+        self.begin_write("write", offset, buf.len() as u64)?;
+        if flags.contains(ReqFlags::COMPRESSED) {
+            self.write_compressed(offset, buf)?;
+        } else {
+            self.write_plain(offset, buf)?;
+        }
+        if flags.contains(ReqFlags::FUA) {
+            self.flush_all()?;
+        }
+        Ok(())
+    }
+
+    fn write_plain(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let cs = self.geo.cs();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let n = ((cs - self.geo.in_cluster(pos)) as usize).min(buf.len() - done);
+            let chunk = &buf[done..done + n];
+            if !self.write_in_place(pos, chunk)? {
+                self.write_alloc(pos, chunk)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Compressed writes: whole clusters (the last may end at the image end).
+    fn write_compressed(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        if self.data_file.is_some() {
+            return Err(self.ctx(crate::error::unsupported(
+                "write",
+                "compressed writes are not supported with an external data file",
+            )));
+        }
+        let size = self.meta_read().h.size;
+        let end = offset + buf.len() as u64;
+        if g.in_cluster(offset) != 0 || (g.in_cluster(end) != 0 && end != size) {
+            return Err(self.ctx(
+                BlockError::invalid("write", "compressed writes must be cluster aligned")
+                    .at(offset),
+            ));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let n = (cs as usize).min(buf.len() - done);
+            let mut cl = vec![0u8; cs as usize];
+            cl[..n].copy_from_slice(&buf[done..done + n]);
+            let Some(c) = compress::compress(g.compression_type, &cl, cs as usize - 1)? else {
+                self.write_plain(pos, &buf[done..done + n])?;
+                done += n;
+                continue;
+            };
+            let mut ws = self.wlock();
+            self.maybe_writeback(&mut ws)?;
+            let lk = self.lookup_now(pos)?;
+            let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
+            self.write_data(coff, &c)?;
+            self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
+            self.defer_free_entry(&mut ws, lk.entry, false);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// True when subclusters `a..=b` of `lk` already read as zeros.
+    fn reads_zero(&self, lk: &Lookup, a: u32, b: u32) -> bool {
+        let has_backing = self.backing().is_some();
+        (a..=b).all(
+            |sc| match self.geo.subcluster_type(lk.entry, lk.bitmap, sc) {
+                SubType::ZeroPlain | SubType::ZeroAlloc => true,
+                SubType::UnallocPlain | SubType::UnallocAlloc => !has_backing,
+                _ => false,
+            },
+        )
+    }
+
+    /// Makes `[offset, offset+len)` read as zeros.
+    pub(crate) fn write_zeroes_impl(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
+        self.begin_write("write_zeroes", offset, len)?;
+        let g = self.geo;
+        let unmap = flags.contains(ZeroFlags::MAY_UNMAP);
+        let raw = self.meta_read().h.data_file_raw();
+        if g.version < 3 || raw {
+            if flags.contains(ZeroFlags::NO_FALLBACK) {
+                return Err(self.ctx(BlockError::unsupported("write_zeroes")));
+            }
+            return self.write_zero_buffers(offset, len);
+        }
+        let scs = g.sc_size();
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let in_c = g.in_cluster(pos);
+            let n = (g.cs() - in_c).min(end - pos);
+            // Whole subclusters inside this piece.
+            let a = in_c.div_ceil(scs);
+            let b = (in_c + n) / scs; // exclusive
+            let size = self.meta_read().h.size;
+            // A partial subcluster at the image end counts as whole.
+            let b = if pos + n == size && (in_c + n) % scs != 0 {
+                b + 1
+            } else {
+                b
+            };
+            if a >= b {
+                let lk = self.lookup_now(pos)?;
+                let sc = (in_c / scs) as u32;
+                let sc_end = ((in_c + n - 1) / scs) as u32;
+                if !self.reads_zero(&lk, sc, sc_end) {
+                    self.write_zero_buffers(pos, n)?;
+                }
+            } else {
+                // Partial head / tail subclusters.
+                if a * scs > in_c {
+                    self.zero_partial(pos, a * scs - in_c)?;
+                }
+                let tail_start = b * scs;
+                if tail_start < in_c + n {
+                    self.zero_partial(pos - in_c + tail_start, in_c + n - tail_start)?;
+                }
+                self.zero_subclusters(pos - in_c, a as u32, (b - 1) as u32, unmap)?;
+            }
+            pos += n;
+        }
+        if flags.contains(ZeroFlags::FUA) {
+            self.flush_all()?;
+        }
+        Ok(())
+    }
+
+    fn zero_partial(&self, pos: u64, n: u64) -> Result<()> {
+        let scs = self.geo.sc_size();
+        let lk = self.lookup_now(pos)?;
+        let in_c = self.geo.in_cluster(pos);
+        let a = (in_c / scs) as u32;
+        let b = ((in_c + n - 1) / scs) as u32;
+        if self.reads_zero(&lk, a, b) {
+            return Ok(());
+        }
+        self.write_zero_buffers(pos, n)
+    }
+
+    fn write_zero_buffers(&self, offset: u64, len: u64) -> Result<()> {
+        let chunk = (1u64 << 20).min(len.max(1)) as usize;
+        let zeros = vec![0u8; chunk];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(chunk as u64) as usize;
+            self.write_plain(offset + done, &zeros[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Turns subclusters `a..=b` of the cluster at `cstart` into zero
+    /// (sub)clusters.
+    fn zero_subclusters(&self, cstart: u64, a: u32, b: u32, unmap: bool) -> Result<()> {
+        let g = self.geo;
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(cstart)?;
+        let ct = g.cluster_type(lk.entry);
+        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
+        let owned = has_host && lk.entry & OFLAG_COPIED != 0;
+        let full = a == 0 && b + 1 == g.sc_count();
+        let (entry, bitmap, free) = if !g.extended_l2 {
+            if owned && !unmap {
+                (lk.entry | OFLAG_ZERO, 0, false)
+            } else {
+                (OFLAG_ZERO, 0, has_host || ct == ClusterType::Compressed)
+            }
+        } else {
+            let mask = sc_mask(a, b);
+            if ct == ClusterType::Compressed || (has_host && !owned) || (owned && unmap && full) {
+                if !full {
+                    drop(ws);
+                    let scs = g.sc_size();
+                    return self.write_zero_buffers(
+                        cstart + u64::from(a) * scs,
+                        u64::from(b - a + 1) * scs,
+                    );
+                }
+                (0, BITMAP_ALL_ZERO, true)
+            } else {
+                (lk.entry, (lk.bitmap & !mask) | (mask << 32), false)
+            }
+        };
+        if entry == lk.entry && bitmap == lk.bitmap {
+            return Ok(());
+        }
+        self.set_l2_entry(&mut ws, cstart, entry, bitmap)?;
+        if free {
+            self.defer_free_entry(&mut ws, lk.entry, true);
+        }
+        Ok(())
+    }
+
+    /// Discards whole clusters in the range (partial clusters are ignored,
+    /// except a partial last cluster that ends at the image end).
+    pub(crate) fn discard_impl(&self, offset: u64, len: u64) -> Result<()> {
+        self.begin_write("discard", offset, len)?;
+        let g = self.geo;
+        let cs = g.cs();
+        let size = self.meta_read().h.size;
+        let end = offset + len;
+        let mut pos = offset.div_ceil(cs) * cs;
+        let has_backing = self.backing().is_some();
+        while pos < end {
+            let cend = (pos + cs).min(size);
+            if cend > end {
+                break;
+            }
+            let mut ws = self.wlock();
+            self.maybe_writeback(&mut ws)?;
+            let lk = self.lookup_now(pos)?;
+            let ct = g.cluster_type(lk.entry);
+            let allocated = ct != ClusterType::Unallocated || lk.bitmap != 0;
+            if allocated || has_backing {
+                let (entry, bitmap) = if g.version < 3 {
+                    (0, 0)
+                } else if g.extended_l2 {
+                    (0, BITMAP_ALL_ZERO)
+                } else {
+                    (OFLAG_ZERO, 0)
+                };
+                if (entry, bitmap) != (lk.entry, lk.bitmap) {
+                    self.set_l2_entry(&mut ws, pos, entry, bitmap)?;
+                    self.defer_free_entry(&mut ws, lk.entry, true);
+                }
+            }
+            pos += cs;
+        }
+        Ok(())
+    }
+
+    /// Block status of the range at `offset` (at most `len` bytes).
+    pub(crate) fn block_status_impl(&self, offset: u64, len: u64) -> Result<Extent> {
+        self.check_usable("block_status")?;
+        let g = self.geo;
+        let m = self.meta_read();
+        let size = m.h.size;
+        if offset >= size || len == 0 {
+            return Ok(Extent {
+                length: len.min(size.saturating_sub(offset)).max(1),
+                flags: ExtentFlags::ZERO,
+                mapped_offset: 0,
+            });
+        }
+        let len = len.min(size - offset);
+        let scs = g.sc_size();
+        let has_backing = self.backing().is_some();
+        let classify = |lk: &Lookup, pos: u64| -> (ExtentFlags, Option<u64>) {
+            let in_c = g.in_cluster(pos);
+            let t = g.subcluster_type(lk.entry, lk.bitmap, (in_c / scs) as u32);
+            let host = (lk.entry & L2E_OFFSET_MASK) + in_c;
+            let valid = self.data_file.is_none();
+            match t {
+                SubType::UnallocPlain | SubType::UnallocAlloc => {
+                    if has_backing {
+                        (ExtentFlags(0), None)
+                    } else {
+                        (ExtentFlags::ZERO, None)
+                    }
+                }
+                SubType::ZeroPlain => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), None),
+                SubType::ZeroAlloc => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), None),
+                SubType::Normal => (
+                    ExtentFlags::DATA.with(ExtentFlags::ALLOCATED),
+                    if valid { Some(host) } else { None },
+                ),
+                SubType::Compressed => (
+                    ExtentFlags::DATA
+                        .with(ExtentFlags::ALLOCATED)
+                        .with(ExtentFlags::COMPRESSED),
+                    None,
+                ),
+                SubType::Invalid => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), None),
+            }
+        };
+        let lk0 = self.lookup(&m, offset)?;
+        let (flags, host0) = classify(&lk0, offset);
+        let mut pos = offset;
+        // Extend over following subclusters/clusters with the same status;
+        // bound the walk to keep the call cheap.
+        let mut steps = 0;
+        while pos < offset + len && steps < 65536 {
+            let lk = self.lookup(&m, pos)?;
+            let (f, h) = classify(&lk, pos);
+            if f != flags {
+                break;
+            }
+            if let (Some(h0), Some(h)) = (host0, h) {
+                if h != h0 + (pos - offset) {
+                    break;
+                }
+            }
+            let in_c = g.in_cluster(pos);
+            pos += scs - in_c % scs;
+            steps += 1;
+        }
+        let length = pos.min(offset + len) - offset;
+        let mut flags = flags;
+        if host0.is_some() {
+            flags = flags.with(ExtentFlags::OFFSET_VALID);
+        }
+        Ok(Extent {
+            length: length.max(1),
+            flags,
+            mapped_offset: host0.unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sc_mask;
+
+    #[test]
+    fn masks() {
+        assert_eq!(sc_mask(0, 0), 1);
+        assert_eq!(sc_mask(0, 31), 0xffff_ffff);
+        assert_eq!(sc_mask(3, 5), 0b111000);
+    }
+}

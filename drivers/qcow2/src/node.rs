@@ -1,0 +1,348 @@
+//! The open qcow2 node: state, lock design and shared helpers.
+//!
+//! Lock order (never taken the other way round):
+//! `wlock` (allocation mutex) → `meta` (RwLock) → per-table locks → cache
+//! map mutex / overlap map. Readers and in-place writers take only
+//! `meta.read()` plus table read locks; everything that changes metadata
+//! holds `wlock`.
+
+use crate::cache::{Table, TableCache};
+use crate::features;
+use crate::header::{put_u64, Header};
+use crate::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
+use crate::overlap::{kind, kind_name, OverlapMap};
+use crate::snapshot::Snapshot;
+use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Metadata readers need: header, active L1, snapshot list.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    /// The header as in memory (written back when `header_dirty`).
+    pub h: Header,
+    /// The active L1 table.
+    pub l1: Vec<u64>,
+    /// The L1 table differs from the disk.
+    pub l1_dirty: bool,
+    /// The header differs from the disk.
+    pub header_dirty: bool,
+    /// Internal snapshots.
+    pub snapshots: Vec<Snapshot>,
+    /// Bytes of the snapshot table.
+    pub snapshots_size: u64,
+}
+
+/// A deferred refcount decrement, applied once the metadata that dropped
+/// the reference is on disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deferred {
+    /// First host offset.
+    pub offset: u64,
+    /// Clusters.
+    pub clusters: u64,
+    /// Punch a hole in the file child when the refcount drops to zero.
+    pub punch: bool,
+}
+
+/// State only the holder of the allocation mutex touches.
+#[derive(Debug, Default)]
+pub(crate) struct WState {
+    /// The refcount table.
+    pub reftable: Vec<u64>,
+    /// The refcount table differs from the disk.
+    pub reftable_dirty: bool,
+    /// Where the search for free clusters starts (cluster index).
+    pub free_hint: u64,
+    /// Next free byte for compressed data (0: none).
+    pub free_byte_offset: u64,
+    /// Decrements waiting for the next metadata writeback.
+    pub deferred: Vec<Deferred>,
+    /// Cluster ranges (start, count) being allocated: neither a refcount
+    /// block nor another allocation may be placed there.
+    pub reserved: Vec<(u64, u64)>,
+}
+
+/// An open qcow2 image.
+pub struct Qcow2Node {
+    pub(crate) filename: String,
+    pub(crate) file: Arc<dyn BlockNode>,
+    pub(crate) data_file: Option<Arc<dyn BlockNode>>,
+    pub(crate) backing: RwLock<Option<Arc<dyn BlockNode>>>,
+    #[allow(dead_code)]
+    pub(crate) host: Arc<dyn HostServices>,
+    pub(crate) flags: OpenFlags,
+    pub(crate) geo: Geometry,
+    pub(crate) meta: RwLock<Meta>,
+    pub(crate) l2: TableCache,
+    pub(crate) rc: TableCache,
+    pub(crate) wlock: Mutex<WState>,
+    pub(crate) overlap: RwLock<Arc<OverlapMap>>,
+    pub(crate) read_only: bool,
+    pub(crate) inactive: AtomicBool,
+    pub(crate) corrupt: AtomicBool,
+    pub(crate) broken: AtomicBool,
+    /// The dirty bit is set on disk by this node (lazy refcounts).
+    pub(crate) dirty_set: AtomicBool,
+}
+
+impl std::fmt::Debug for Qcow2Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qcow2Node")
+            .field("filename", &self.filename)
+            .field("geo", &self.geo)
+            .finish()
+    }
+}
+
+/// What the lookup of one guest offset found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lookup {
+    /// The L2 entry (0 when no L2 table).
+    pub entry: u64,
+    /// The subcluster bitmap (extended L2).
+    pub bitmap: u64,
+}
+
+impl Qcow2Node {
+    pub(crate) fn meta_read(&self) -> RwLockReadGuard<'_, Meta> {
+        self.meta.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn meta_write(&self) -> RwLockWriteGuard<'_, Meta> {
+        self.meta.write().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn wlock(&self) -> MutexGuard<'_, WState> {
+        self.wlock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds the file name to an error.
+    pub(crate) fn ctx(&self, e: BlockError) -> BlockError {
+        e.in_file(self.filename.clone())
+    }
+
+    /// The node data clusters live in.
+    pub(crate) fn data_node(&self) -> &Arc<dyn BlockNode> {
+        self.data_file.as_ref().unwrap_or(&self.file)
+    }
+
+    /// The backing node, if any.
+    pub(crate) fn backing(&self) -> Option<Arc<dyn BlockNode>> {
+        self.backing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads a whole cluster from the image file.
+    pub(crate) fn read_cluster(&self, off: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.geo.cs() as usize];
+        self.file.read_at(off, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn check_table_offset(&self, off: u64, what: &str) -> Result<()> {
+        if self.geo.in_cluster(off) != 0 || off == 0 {
+            return Err(self.corruption(
+                off,
+                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The L2 table at `off` through the cache.
+    pub(crate) fn l2_table(&self, off: u64) -> Result<Arc<Table>> {
+        if let Some(t) = self.l2.get(off) {
+            return Ok(t);
+        }
+        self.check_table_offset(off, "L2 table")?;
+        let data = self.read_cluster(off)?;
+        Ok(self.l2.insert(off, data, false))
+    }
+
+    /// The refcount block at `off` through the cache.
+    pub(crate) fn rc_table(&self, off: u64) -> Result<Arc<Table>> {
+        if let Some(t) = self.rc.get(off) {
+            return Ok(t);
+        }
+        self.check_table_offset(off, "Refcount block")?;
+        let data = self.read_cluster(off)?;
+        Ok(self.rc.insert(off, data, false))
+    }
+
+    /// Looks up the L2 entry mapping guest offset `pos`.
+    pub(crate) fn lookup(&self, m: &Meta, pos: u64) -> Result<Lookup> {
+        let l1_idx = self.geo.l1_index(pos) as usize;
+        let l2_idx = self.geo.l2_index(pos) as usize;
+        let mut lk = Lookup {
+            entry: 0,
+            bitmap: 0,
+        };
+        let Some(&l1e) = m.l1.get(l1_idx) else {
+            return Ok(lk);
+        };
+        let l2_off = l1e & L1E_OFFSET_MASK;
+        if l2_off == 0 {
+            return Ok(lk);
+        }
+        let t = self.l2_table(l2_off)?;
+        let d = t.read();
+        let es = self.geo.l2_entry_size() as usize;
+        lk.entry = crate::header::get_u64(&d, l2_idx * es);
+        if self.geo.extended_l2 {
+            lk.bitmap = crate::header::get_u64(&d, l2_idx * es + 8);
+        }
+        Ok(lk)
+    }
+
+    /// Refuses writes unless the node is writable, active and not corrupt.
+    pub(crate) fn check_writable(&self, op: &str) -> Result<()> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(self.ctx(BlockError::io(
+                op,
+                "the image could not be reopened after a cache invalidation",
+            )));
+        }
+        if self.read_only {
+            return Err(self.ctx(crate::error::read_only(op, "image is read-only")));
+        }
+        if self.inactive.load(Ordering::Acquire) {
+            return Err(self.ctx(crate::error::read_only(op, "image is inactive")));
+        }
+        if self.corrupt.load(Ordering::Acquire) {
+            return Err(self.ctx(BlockError::corrupt(
+                op,
+                "image is corrupt; writes are refused (use check -r all)",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses reads of a node whose reopen failed.
+    pub(crate) fn check_usable(&self, op: &str) -> Result<()> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(self.ctx(BlockError::io(
+                op,
+                "the image could not be reopened after a cache invalidation",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a corruption: logs it, sets the corrupt bit (v3, when the
+    /// image may be written) and returns the error to report.
+    pub(crate) fn corruption(&self, offset: u64, msg: &str) -> BlockError {
+        log::error!(
+            "qcow2: {}: marking image as corrupt: {msg}; further corruption events will be suppressed",
+            self.filename
+        );
+        let first = !self.corrupt.swap(true, Ordering::AcqRel);
+        if first
+            && self.geo.version >= 3
+            && !self.read_only
+            && !self.flags.contains(OpenFlags::CHECK)
+            && !self.inactive.load(Ordering::Acquire)
+        {
+            let feats = {
+                // Avoid deadlocks: the caller may hold meta; use try_read.
+                match self.meta.try_read() {
+                    Ok(m) => Some(m.h.incompatible_features),
+                    Err(_) => None,
+                }
+            };
+            if let Some(f) = feats {
+                let _ = self.write_incompat(f | features::INCOMPAT_CORRUPT);
+            }
+        }
+        self.ctx(BlockError::corrupt("qcow2", msg.to_string()).at(offset))
+    }
+
+    /// Writes the incompatible-features field of the header and flushes.
+    pub(crate) fn write_incompat(&self, bits: u64) -> Result<()> {
+        if self.geo.version < 3 {
+            return Ok(());
+        }
+        let mut b = [0u8; 8];
+        put_u64(&mut b, 0, bits);
+        self.file.write_at(72, &b)?;
+        self.file.flush()
+    }
+
+    /// Rebuilds the overlap map from the current metadata.
+    pub(crate) fn refresh_overlap(&self, m: &Meta, ws: &WState) {
+        let cs = self.geo.cs();
+        let mut map = OverlapMap::new(cs);
+        map.add(0, cs, kind::HEADER);
+        map.add(m.h.l1_table_offset, m.l1.len() as u64 * 8, kind::ACTIVE_L1);
+        map.add(
+            m.h.refcount_table_offset,
+            u64::from(m.h.refcount_table_clusters) * cs,
+            kind::REFTABLE,
+        );
+        map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
+        for s in &m.snapshots {
+            map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
+        }
+        for e in &m.l1 {
+            let o = e & L1E_OFFSET_MASK;
+            if o != 0 {
+                map.add(o, cs, kind::ACTIVE_L2);
+            }
+        }
+        for e in &ws.reftable {
+            let o = e & REFT_OFFSET_MASK;
+            if o != 0 {
+                map.add(o, cs, kind::REFBLOCK);
+            }
+        }
+        map.finish();
+        *self.overlap.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+    }
+
+    /// Checks a write of `len` bytes at `offset` of the image file against
+    /// metadata (ignoring the kinds in `ignore`); marks the image corrupt on
+    /// a hit.
+    pub(crate) fn pre_write_check(&self, offset: u64, len: u64, ignore: u32) -> Result<()> {
+        let map = self
+            .overlap
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(k) = map.check(offset, len, ignore) {
+            return Err(self.corruption(
+                offset,
+                &format!(
+                    "Preventing invalid write on metadata (overlaps with {})",
+                    kind_name(k)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes guest data to the data node at a host offset (overlap-checked
+    /// when the data lives in the image file).
+    pub(crate) fn write_data(&self, host: u64, buf: &[u8]) -> Result<()> {
+        if self.data_file.is_none() {
+            self.pre_write_check(host, buf.len() as u64, 0)?;
+        }
+        self.data_node().write_at(host, buf)
+    }
+
+    /// Reads from the backing file, zero-filling past its end.
+    pub(crate) fn read_backing(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let Some(b) = self.backing() else {
+            buf.fill(0);
+            return Ok(());
+        };
+        let blen = b.length()?;
+        if pos >= blen {
+            buf.fill(0);
+            return Ok(());
+        }
+        let n = ((blen - pos) as usize).min(buf.len());
+        b.read_at(pos, &mut buf[..n])?;
+        buf[n..].fill(0);
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! The [`BlockNode`] implementation: dispatch to the data path and the
+//! management operations.
+
+use crate::compress;
+use crate::node::Qcow2Node;
+use block_core::{
+    iov_len, iov_len_mut, BlockNode, CheckMode, CheckReport, Extent, NodeInfo, Preallocation,
+    ReqFlags, Result, SnapshotInfo, ZeroFlags,
+};
+use std::io::{IoSlice, IoSliceMut};
+
+impl BlockNode for Qcow2Node {
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        _flags: ReqFlags,
+    ) -> Result<()> {
+        if bufs.len() == 1 {
+            return self.read_linear(offset, &mut bufs[0]);
+        }
+        let mut tmp = vec![0u8; iov_len_mut(bufs) as usize];
+        self.read_linear(offset, &mut tmp)?;
+        let mut p = 0;
+        for b in bufs.iter_mut() {
+            let n = b.len();
+            b.copy_from_slice(&tmp[p..p + n]);
+            p += n;
+        }
+        Ok(())
+    }
+
+    fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
+        if bufs.len() == 1 {
+            return self.write_linear(offset, &bufs[0], flags);
+        }
+        let mut tmp = Vec::with_capacity(iov_len(bufs) as usize);
+        for b in bufs {
+            tmp.extend_from_slice(b);
+        }
+        self.write_linear(offset, &tmp, flags)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.flush_all()
+    }
+
+    fn length(&self) -> Result<u64> {
+        self.check_usable("length")?;
+        Ok(self.meta_read().h.size)
+    }
+
+    fn info(&self) -> Result<NodeInfo> {
+        let m = self.meta_read();
+        let h = &m.h;
+        let data = if h.version < 3 {
+            serde_json::json!({
+                "compat": "0.10",
+                "compression-type": compress::type_name(h.compression_type),
+                "refcount-bits": h.refcount_bits(),
+            })
+        } else {
+            let mut d = serde_json::json!({
+                "compat": "1.1",
+                "compression-type": compress::type_name(h.compression_type),
+                "lazy-refcounts": h.lazy_refcounts(),
+                "refcount-bits": h.refcount_bits(),
+            });
+            if let Some(df) = &h.data_file {
+                d["data-file"] = serde_json::json!(df);
+                d["data-file-raw"] = serde_json::json!(h.data_file_raw());
+            }
+            d["corrupt"] = serde_json::json!(
+                h.is_corrupt() || self.corrupt.load(std::sync::atomic::Ordering::Acquire)
+            );
+            d["extended-l2"] = serde_json::json!(h.extended_l2());
+            d
+        };
+        Ok(NodeInfo {
+            format: "qcow2".into(),
+            virtual_size: h.size,
+            cluster_size: Some(h.cluster_size()),
+            dirty_flag: h.is_dirty(),
+            backing_filename: h.backing_file.clone(),
+            backing_filename_format: h.backing_format.clone(),
+            format_specific: Some(serde_json::json!({"type": "qcow2", "data": data})),
+        })
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        self.discard_impl(offset, len)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
+        self.write_zeroes_impl(offset, len, flags)
+    }
+
+    fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
+        self.truncate_impl(size, prealloc)
+    }
+
+    fn allocated_size(&self) -> Result<u64> {
+        let mut n = self.file.allocated_size()?;
+        if let Some(d) = &self.data_file {
+            n += d.allocated_size().unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
+        self.block_status_impl(offset, len)
+    }
+
+    fn has_zero_init(&self) -> bool {
+        !self.meta_read().h.data_file_raw()
+    }
+
+    fn check(&self, mode: CheckMode) -> Result<CheckReport> {
+        self.check_impl(mode)
+    }
+
+    fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(self
+            .meta_read()
+            .snapshots
+            .iter()
+            .map(|s| s.info())
+            .collect())
+    }
+
+    fn snapshot_create(&self, name: &str) -> Result<()> {
+        self.snapshot_create_impl(name)
+    }
+
+    fn snapshot_apply(&self, id_or_name: &str) -> Result<()> {
+        self.snapshot_apply_impl(id_or_name)
+    }
+
+    fn snapshot_delete(&self, id_or_name: &str) -> Result<()> {
+        self.snapshot_delete_impl(id_or_name)
+    }
+
+    fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
+        self.check_writable("change_backing_file")?;
+        let mut ws = self.wlock();
+        {
+            let mut m = self.meta_write();
+            let old = (m.h.backing_file.clone(), m.h.backing_format.clone());
+            m.h.backing_file = filename.filter(|s| !s.is_empty()).map(str::to_string);
+            m.h.backing_format = match &m.h.backing_file {
+                Some(_) => format.map(str::to_string),
+                None => None,
+            };
+            // Make sure it fits before anything is written.
+            if let Err(e) = m.h.clone().serialize() {
+                m.h.backing_file = old.0;
+                m.h.backing_format = old.1;
+                return Err(self.ctx(e));
+            }
+            m.header_dirty = true;
+        }
+        self.writeback(&mut ws, false)
+    }
+
+    fn invalidate_cache(&self) -> Result<()> {
+        self.invalidate_impl()
+    }
+
+    fn inactivate(&self) -> Result<()> {
+        self.inactivate_impl()
+    }
+
+    fn activate(&self) -> Result<()> {
+        self.activate_impl()
+    }
+}

@@ -1,0 +1,381 @@
+//! Opening an image, re-reading it (invalidate_cache), activation and
+//! inactivation, and the clean close.
+
+use crate::cache::TableCache;
+use crate::features;
+use crate::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::mapping::Geometry;
+use crate::node::{Meta, Qcow2Node, WState};
+use crate::overlap::OverlapMap;
+use crate::snapshot::{self, Snapshot};
+use block_core::{
+    parse_size, BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole,
+    HostServices, OpenFlags, OpenRequest, Result,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Default total metadata cache size.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+
+/// Everything mutable read from the image at open or invalidation.
+pub(crate) struct Loaded {
+    pub h: Header,
+    pub l1: Vec<u64>,
+    pub reftable: Vec<u64>,
+    pub snapshots: Vec<Snapshot>,
+    pub snapshots_size: u64,
+}
+
+fn read_u64s(file: &Arc<dyn BlockNode>, off: u64, n: usize) -> Result<Vec<u64>> {
+    let mut buf = vec![0u8; n * 8];
+    file.read_at(off, &mut buf)?;
+    Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
+}
+
+/// Reads and validates header, L1, refcount table and snapshot table.
+pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
+    let flen = file.length()?;
+    let first = (flen.min(1 << MAX_CLUSTER_BITS)) as usize;
+    let mut buf = vec![0u8; first.min(4096)];
+    file.read_at(0, &mut buf)?;
+    if buf.len() >= 24 {
+        let bits = u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]]);
+        if (9..=MAX_CLUSTER_BITS).contains(&bits) && (1usize << bits) > buf.len() {
+            buf = vec![0u8; (1usize << bits).min(first)];
+            file.read_at(0, &mut buf)?;
+        }
+    }
+    let h = Header::parse(&buf, flen)?;
+    let l1 = read_u64s(file, h.l1_table_offset, h.l1_size as usize)?;
+    let rt_entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
+    let reftable = read_u64s(file, h.refcount_table_offset, rt_entries as usize)?;
+    let base = h.snapshots_offset;
+    let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, h.version, |o, l| {
+        let end = base + o + l as u64;
+        if end > flen {
+            return Err(BlockError::corrupt(
+                "read snapshot table",
+                "snapshot table runs past the end of the image file",
+            ));
+        }
+        let mut b = vec![0u8; l];
+        file.read_at(base + o, &mut b)?;
+        Ok(b)
+    })?;
+    let cs = h.cluster_size();
+    for (i, s) in snapshots.iter().enumerate() {
+        let bytes = u64::from(s.l1_size) * 8;
+        let ok = bytes <= MAX_L1_BYTES
+            && s.l1_offset % cs == 0
+            && s.l1_offset
+                .checked_add(bytes)
+                .is_some_and(|e| e <= flen && e < MAX_HOST_OFFSET);
+        if !ok && !lenient {
+            return Err(BlockError::corrupt(
+                "open",
+                format!("Snapshot {} (index {i}) has an invalid L1 table", s.id),
+            ));
+        }
+    }
+    Ok(Loaded {
+        h,
+        l1,
+        reftable,
+        snapshots,
+        snapshots_size,
+    })
+}
+
+fn geometry(h: &Header) -> Geometry {
+    Geometry {
+        cluster_bits: h.cluster_bits,
+        extended_l2: h.extended_l2(),
+        refcount_order: h.refcount_order,
+        data_file: h.has_data_file(),
+        version: h.version,
+        compression_type: h.compression_type,
+    }
+}
+
+fn opt_size(req: &OpenRequest, name: &str) -> Result<Option<u64>> {
+    req.option(name).map(parse_size).transpose()
+}
+
+/// Opens a qcow2 node.
+pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qcow2Node> {
+    let name = req.filename.clone();
+    let ctx = |e: BlockError| e.in_file(name.clone());
+    for (k, _) in &req.options {
+        if !matches!(
+            k.as_str(),
+            "cache-size" | "l2-cache-size" | "refcount-cache-size"
+        ) {
+            return Err(ctx(BlockError::invalid(
+                "open",
+                format!("Invalid parameter '{k}' for qcow2"),
+            )));
+        }
+    }
+    let total = opt_size(req, "cache-size").map_err(ctx)?;
+    let l2_bytes = opt_size(req, "l2-cache-size").map_err(ctx)?;
+    let rc_bytes = opt_size(req, "refcount-cache-size").map_err(ctx)?;
+
+    let mut freq = ChildRequest::new(ChildRole::File, req.filename.clone());
+    freq.flags = req.flags;
+    let file = host.open_child(&freq)?;
+    let lenient = req.flags.contains(OpenFlags::CHECK);
+    let ld = load(&file, lenient).map_err(ctx)?;
+    let h = &ld.h;
+    let read_only = req.flags.contains(OpenFlags::READ_ONLY);
+    if h.is_corrupt() && !read_only && !lenient {
+        return Err(ctx(BlockError::corrupt(
+            "open",
+            "qcow2: Image is corrupt; cannot be opened read/write",
+        )));
+    }
+    let inherited = OpenFlags(
+        req.flags.0 & (OpenFlags::INACTIVE.0 | OpenFlags::NO_LOCK.0 | OpenFlags::FORCE_SHARE.0),
+    );
+    let data_file = match &h.data_file {
+        Some(df) => {
+            let mut r = ChildRequest::new(ChildRole::DataFile, df.clone());
+            r.relative_to = Some(req.filename.clone());
+            r.flags = req.flags.without(OpenFlags::CHECK);
+            Some(host.open_child(&r)?)
+        }
+        None => None,
+    };
+    let backing = match (&h.backing_file, req.flags.contains(OpenFlags::NO_BACKING)) {
+        (Some(bf), false) => {
+            let mut r = ChildRequest::new(ChildRole::Backing, bf.clone());
+            r.relative_to = Some(req.filename.clone());
+            r.format = h.backing_format.clone();
+            r.flags = OpenFlags::READ_ONLY.with(inherited);
+            if req.flags.contains(OpenFlags::NO_PROBE) {
+                r.flags = r.flags.with(OpenFlags::NO_PROBE);
+            }
+            Some(host.open_child(&r)?)
+        }
+        _ => None,
+    };
+    let cs = h.cluster_size();
+    let (l2c, rcc) = match (total, l2_bytes, rc_bytes) {
+        (_, Some(l), Some(r)) => (l, r),
+        (Some(t), Some(l), None) => (l, t.saturating_sub(l).max(4 * cs)),
+        (Some(t), None, Some(r)) => (t.saturating_sub(r).max(4 * cs), r),
+        (Some(t), None, None) => (t / 4 * 3, t / 4),
+        (None, Some(l), None) => (l, (l / 4).max(4 * cs)),
+        (None, None, Some(r)) => (DEFAULT_CACHE_BYTES / 4 * 3, r),
+        (None, None, None) => (DEFAULT_CACHE_BYTES / 4 * 3, DEFAULT_CACHE_BYTES / 4),
+    };
+    let geo = geometry(h);
+    let dirty = h.is_dirty();
+    let corrupt = h.is_corrupt();
+    let meta = Meta {
+        h: ld.h.clone(),
+        l1: ld.l1,
+        l1_dirty: false,
+        header_dirty: false,
+        snapshots: ld.snapshots,
+        snapshots_size: ld.snapshots_size,
+    };
+    let ws = WState {
+        reftable: ld.reftable,
+        ..WState::default()
+    };
+    let node = Qcow2Node {
+        filename: req.filename.clone(),
+        file,
+        data_file,
+        backing: RwLock::new(backing),
+        host,
+        flags: req.flags,
+        geo,
+        meta: RwLock::new(meta),
+        l2: TableCache::new((l2c / cs) as usize),
+        rc: TableCache::new((rcc / cs) as usize),
+        wlock: Mutex::new(WState::default()),
+        overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
+        read_only,
+        inactive: AtomicBool::new(req.flags.contains(OpenFlags::INACTIVE)),
+        corrupt: AtomicBool::new(corrupt),
+        broken: AtomicBool::new(false),
+        dirty_set: AtomicBool::new(dirty),
+    };
+    {
+        let mut w = node.wlock();
+        *w = ws;
+        let m = node.meta_read();
+        node.refresh_overlap(&m, &w);
+    }
+    if !read_only && !node.inactive.load(Ordering::Acquire) && !lenient {
+        node.open_time_writes()?;
+    }
+    Ok(node)
+}
+
+impl Qcow2Node {
+    /// The writes an open does on a writable, active image: repair a
+    /// dirty image, clear autoclear bits this driver does not maintain.
+    pub(crate) fn open_time_writes(&self) -> Result<()> {
+        let (dirty, autoclear) = {
+            let m = self.meta_read();
+            (m.h.is_dirty(), m.h.autoclear_features)
+        };
+        if dirty {
+            log::info!("qcow2: {}: repairing dirty image", self.filename);
+            let rep = self.check_impl(CheckMode::FIX_ALL)?;
+            if rep.corruptions > 0 || rep.check_errors > 0 {
+                return Err(self.ctx(BlockError::corrupt(
+                    "open",
+                    format!(
+                        "could not repair dirty image: {} corruptions, {} errors remain",
+                        rep.corruptions, rep.check_errors
+                    ),
+                )));
+            }
+            let mut ws = self.wlock();
+            self.dirty_set.store(false, Ordering::Release);
+            self.mark_clean(&mut ws)?;
+        }
+        if autoclear & !features::AUTOCLEAR_KEPT != 0 {
+            let mut ws = self.wlock();
+            {
+                let mut m = self.meta_write();
+                m.h.autoclear_features &= features::AUTOCLEAR_KEPT;
+                m.header_dirty = true;
+            }
+            self.writeback(&mut ws, false)?;
+        }
+        Ok(())
+    }
+
+    /// Drops all cached metadata and re-reads it from the file.
+    pub(crate) fn invalidate_impl(&self) -> Result<()> {
+        let mut ws = self.wlock();
+        if !self.read_only
+            && !self.inactive.load(Ordering::Acquire)
+            && !self.broken.load(Ordering::Acquire)
+        {
+            self.writeback(&mut ws, false)?;
+        }
+        let ld = match load(&self.file, self.flags.contains(OpenFlags::CHECK)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.broken.store(true, Ordering::Release);
+                return Err(self.ctx(BlockError::io(
+                    "invalidate_cache",
+                    format!("Could not reopen qcow2 layer: {e}"),
+                )));
+            }
+        };
+        if geometry(&ld.h) != self.geo {
+            self.broken.store(true, Ordering::Release);
+            return Err(self.ctx(BlockError::new(
+                block_core::ErrorKind::Unsupported,
+                "invalidate_cache",
+                "Could not reopen qcow2 layer: the image geometry changed (cluster size, refcount width, version or features)",
+            )));
+        }
+        let mut m = self.meta_write();
+        self.l2.clear();
+        self.rc.clear();
+        self.corrupt.store(ld.h.is_corrupt(), Ordering::Release);
+        self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
+        *m = Meta {
+            h: ld.h,
+            l1: ld.l1,
+            l1_dirty: false,
+            header_dirty: false,
+            snapshots: ld.snapshots,
+            snapshots_size: ld.snapshots_size,
+        };
+        *ws = WState {
+            reftable: ld.reftable,
+            ..WState::default()
+        };
+        self.refresh_overlap(&m, &ws);
+        self.broken.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes ownership: re-reads everything, becomes writable, and does
+    /// the open-time writes an inactive open skipped.
+    pub(crate) fn activate_impl(&self) -> Result<()> {
+        self.invalidate_impl()?;
+        let was_inactive = self.inactive.swap(false, Ordering::AcqRel);
+        if was_inactive && !self.read_only {
+            let corrupt = self.meta_read().h.is_corrupt();
+            if corrupt && !self.flags.contains(OpenFlags::CHECK) {
+                self.inactive.store(true, Ordering::Release);
+                return Err(self.ctx(BlockError::corrupt(
+                    "activate",
+                    "qcow2: Image is corrupt; cannot be opened read/write",
+                )));
+            }
+            if !self.flags.contains(OpenFlags::CHECK) {
+                self.open_time_writes()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up ownership: writes everything back, clears the dirty bit and
+    /// refuses writes until activated.
+    pub(crate) fn inactivate_impl(&self) -> Result<()> {
+        if self.inactive.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !self.read_only && !self.broken.load(Ordering::Acquire) {
+            let mut ws = self.wlock();
+            self.mark_clean(&mut ws)?;
+            self.file.flush()?;
+            if let Some(d) = &self.data_file {
+                d.flush()?;
+            }
+        }
+        self.inactive.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Flushes everything (metadata in dependency order, then the children).
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        if self.read_only
+            || self.inactive.load(Ordering::Acquire)
+            || self.broken.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, false)?;
+        if let Some(d) = &self.data_file {
+            d.flush()?;
+        }
+        self.file.flush()
+    }
+}
+
+impl Drop for Qcow2Node {
+    fn drop(&mut self) {
+        if self.read_only
+            || self.inactive.load(Ordering::Acquire)
+            || self.broken.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let mut ws = self.wlock();
+        let r = if self.corrupt.load(Ordering::Acquire) {
+            // Keep what is on disk; do not write possibly bad metadata.
+            Ok(())
+        } else if self.dirty_set.load(Ordering::Acquire) {
+            self.mark_clean(&mut ws)
+        } else {
+            self.writeback(&mut ws, true)
+        };
+        drop(ws);
+        if let Err(e) = r.and_then(|_| self.file.flush()) {
+            log::error!("qcow2: {}: error while closing: {e}", self.filename);
+        }
+    }
+}

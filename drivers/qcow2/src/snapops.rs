@@ -1,0 +1,355 @@
+//! Internal snapshot operations: create, apply (goto), delete, and the
+//! refcount walks they need; plus L1 growth.
+
+use crate::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
+use crate::node::{Deferred, Qcow2Node, WState};
+use crate::snapshot::{self, Snapshot};
+use block_core::{BlockError, BlockNodeExt, ErrorKind, Result};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl Qcow2Node {
+    /// Adds `delta` to the refcount of every cluster reachable from `l1`
+    /// (L2 tables and data). With a positive delta, COPIED flags in the
+    /// L2 tables are cleared (the clusters become shared).
+    pub(crate) fn update_tree(&self, ws: &mut WState, l1: &[u64], delta: i64) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        let es = g.l2_entry_size() as usize;
+        if delta < 0 {
+            drop(self.meta_write());
+        }
+        for &l1e in l1 {
+            let l2 = l1e & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            let table = self.l2_table(l2)?;
+            let d = table.read().clone();
+            let mut cleared = false;
+            for i in 0..g.l2_entries() as usize {
+                let e = crate::header::get_u64(&d, i * es);
+                match g.cluster_type(e) {
+                    ClusterType::Normal | ClusterType::ZeroAlloc => {
+                        let off = e & L2E_OFFSET_MASK;
+                        if off != 0 && self.data_file.is_none() {
+                            self.change_refcount(ws, off / cs, delta)?;
+                        }
+                        if delta > 0 && e & OFLAG_COPIED != 0 {
+                            cleared = true;
+                        }
+                    }
+                    ClusterType::Compressed => {
+                        let (first, n) = g.compressed_clusters(e);
+                        for c in 0..n {
+                            self.change_refcount(ws, first / cs + c, delta)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if cleared {
+                let mut w = table.write();
+                for i in 0..g.l2_entries() as usize {
+                    let e = crate::header::get_u64(&w, i * es);
+                    crate::header::put_u64(&mut w, i * es, e & !OFLAG_COPIED);
+                }
+            }
+            self.change_refcount(ws, l2 / cs, delta)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the COPIED flags of the active state from the refcounts.
+    pub(crate) fn rebuild_copied(&self, ws: &mut WState) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        let es = g.l2_entry_size() as usize;
+        let l1 = self.meta_read().l1.clone();
+        for (i, &l1e) in l1.iter().enumerate() {
+            let l2 = l1e & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            let rc = self.get_refcount(ws, l2 / cs)?;
+            let want = if rc == 1 {
+                l1e | OFLAG_COPIED
+            } else {
+                l1e & !OFLAG_COPIED
+            };
+            if want != l1e {
+                let mut m = self.meta_write();
+                m.l1[i] = want;
+                m.l1_dirty = true;
+            }
+            if rc != 1 {
+                continue;
+            }
+            let table = self.l2_table(l2)?;
+            let d = table.read().clone();
+            let mut changes = Vec::new();
+            for j in 0..g.l2_entries() as usize {
+                let e = crate::header::get_u64(&d, j * es);
+                let ct = g.cluster_type(e);
+                let off = e & L2E_OFFSET_MASK;
+                if !(ct == ClusterType::Normal || (ct == ClusterType::ZeroAlloc && off != 0)) {
+                    continue;
+                }
+                let one = self.data_file.is_some() || self.get_refcount(ws, off / cs)? == 1;
+                let want = if one {
+                    e | OFLAG_COPIED
+                } else {
+                    e & !OFLAG_COPIED
+                };
+                if want != e {
+                    changes.push((j, want));
+                }
+            }
+            if !changes.is_empty() {
+                let mut w = table.write();
+                for (j, e) in changes {
+                    crate::header::put_u64(&mut w, j * es, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the active L1 table to `entries`, moving it to new clusters.
+    pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        if entries * 8 > crate::header::MAX_L1_BYTES {
+            return Err(self.ctx(BlockError::new(
+                ErrorKind::OutOfRange,
+                "resize",
+                "Active L1 table would exceed its size limit",
+            )));
+        }
+        self.writeback(ws, true)?;
+        let (old_off, old_len, mut new) = {
+            let m = self.meta_read();
+            (m.h.l1_table_offset, m.l1.len() as u64, m.l1.clone())
+        };
+        if entries <= old_len {
+            return Ok(());
+        }
+        new.resize(entries as usize, 0);
+        let clusters = (entries * 8).div_ceil(cs);
+        let off = self.alloc_clusters(ws, clusters)?;
+        let mut buf = Vec::with_capacity(new.len() * 8);
+        for e in &new {
+            buf.extend_from_slice(&e.to_be_bytes());
+        }
+        // Refcounts for the new table first, then the table, then the header.
+        self.writeback(ws, true)?;
+        self.write_meta(off, &buf, 0)?;
+        self.file.flush()?;
+        {
+            let mut m = self.meta_write();
+            m.l1 = new;
+            m.h.l1_table_offset = off;
+            m.h.l1_size = entries as u32;
+            m.header_dirty = true;
+            m.l1_dirty = false;
+            self.refresh_overlap(&m, ws);
+        }
+        if old_len > 0 {
+            ws.deferred.push(Deferred {
+                offset: old_off,
+                clusters: (old_len * 8).div_ceil(cs),
+                punch: false,
+            });
+        }
+        self.writeback(ws, true)
+    }
+
+    /// Writes a new snapshot table for `list` and points the header at it
+    /// (the old table is freed after the header write).
+    fn store_snapshots(&self, ws: &mut WState, list: Vec<Snapshot>) -> Result<()> {
+        let cs = self.geo.cs();
+        let buf = snapshot::serialize_table(&list);
+        let new_off = if buf.is_empty() {
+            0
+        } else {
+            let off = self.alloc_clusters(ws, (buf.len() as u64).div_ceil(cs))?;
+            self.writeback(ws, true)?;
+            self.write_meta(off, &buf, 0)?;
+            self.file.flush()?;
+            off
+        };
+        let (old_off, old_size) = {
+            let mut m = self.meta_write();
+            let old = (m.h.snapshots_offset, m.snapshots_size);
+            m.h.snapshots_offset = new_off;
+            m.h.nb_snapshots = list.len() as u32;
+            m.snapshots = list;
+            m.snapshots_size = buf.len() as u64;
+            m.header_dirty = true;
+            self.refresh_overlap(&m, ws);
+            old
+        };
+        if old_size > 0 {
+            ws.deferred.push(Deferred {
+                offset: old_off,
+                clusters: old_size.div_ceil(cs),
+                punch: false,
+            });
+        }
+        self.writeback(ws, true)
+    }
+
+    fn find_snapshot(&self, id_or_name: &str) -> Result<usize> {
+        let m = self.meta_read();
+        m.snapshots
+            .iter()
+            .position(|s| s.id == id_or_name)
+            .or_else(|| m.snapshots.iter().position(|s| s.name == id_or_name))
+            .ok_or_else(|| {
+                self.ctx(BlockError::new(
+                    ErrorKind::NotFound,
+                    "snapshot",
+                    format!("Can't find snapshot '{id_or_name}'"),
+                ))
+            })
+    }
+
+    fn snapshot_precheck(&self, op: &str) -> Result<()> {
+        self.check_writable(op)?;
+        if self.data_file.is_some() {
+            return Err(self.ctx(crate::error::unsupported(
+                op,
+                "internal snapshots are not supported with an external data file",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates an internal snapshot of the current state.
+    pub(crate) fn snapshot_create_impl(&self, name: &str) -> Result<()> {
+        self.snapshot_precheck("snapshot_create")?;
+        if name.len() > u16::MAX as usize {
+            return Err(self.ctx(BlockError::invalid("snapshot_create", "name too long")));
+        }
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, true)?;
+        let (l1, size, mut list) = {
+            let m = self.meta_read();
+            if m.snapshots.len() as u32 >= crate::header::MAX_SNAPSHOTS {
+                return Err(self.ctx(BlockError::invalid("snapshot_create", "too many snapshots")));
+            }
+            (m.l1.clone(), m.h.size, m.snapshots.clone())
+        };
+        let id = list
+            .iter()
+            .filter_map(|s| s.id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let cs = self.geo.cs();
+        let l1_off = if l1.is_empty() {
+            0
+        } else {
+            self.alloc_clusters(&mut ws, (l1.len() as u64 * 8).div_ceil(cs))?
+        };
+        let mut buf = Vec::with_capacity(l1.len() * 8);
+        for e in &l1 {
+            buf.extend_from_slice(&(e & !OFLAG_COPIED).to_be_bytes());
+        }
+        if !buf.is_empty() {
+            self.writeback(&mut ws, true)?;
+            self.write_meta(l1_off, &buf, 0)?;
+        }
+        self.update_tree(&mut ws, &l1, 1)?;
+        self.rebuild_copied(&mut ws)?;
+        self.writeback(&mut ws, true)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        list.push(Snapshot {
+            l1_offset: l1_off,
+            l1_size: l1.len() as u32,
+            id: id.to_string(),
+            name: name.to_string(),
+            date_sec: now.as_secs() as u32,
+            date_nsec: now.subsec_nanos(),
+            vm_clock_nsec: 0,
+            vm_state_size: 0,
+            disk_size: Some(size),
+            icount: None,
+            extra_tail: Vec::new(),
+        });
+        self.store_snapshots(&mut ws, list)
+    }
+
+    /// Reverts the active state to a snapshot.
+    pub(crate) fn snapshot_apply_impl(&self, id_or_name: &str) -> Result<()> {
+        self.snapshot_precheck("snapshot_apply")?;
+        let idx = self.find_snapshot(id_or_name)?;
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, true)?;
+        let sn = self.meta_read().snapshots[idx].clone();
+        let mut sn_l1 = {
+            let mut buf = vec![0u8; sn.l1_size as usize * 8];
+            self.file.read_at(sn.l1_offset, &mut buf)?;
+            (0..sn.l1_size as usize)
+                .map(|i| crate::header::get_u64(&buf, i * 8))
+                .collect::<Vec<u64>>()
+        };
+        let disk_size = sn.disk_size.unwrap_or(self.meta_read().h.size);
+        let need = self
+            .meta_read()
+            .h
+            .l1_entries_for(disk_size)
+            .max(sn_l1.len() as u64);
+        if need > self.meta_read().l1.len() as u64 {
+            self.grow_l1(&mut ws, need)?;
+        }
+        self.update_tree(&mut ws, &sn_l1, 1)?;
+        self.writeback(&mut ws, true)?;
+        let old = {
+            let mut m = self.meta_write();
+            sn_l1.resize(m.l1.len(), 0);
+            let old = std::mem::replace(&mut m.l1, sn_l1);
+            m.l1_dirty = true;
+            m.h.size = disk_size;
+            m.header_dirty = true;
+            self.refresh_overlap(&m, &ws);
+            old
+        };
+        self.writeback(&mut ws, true)?;
+        self.update_tree(&mut ws, &old, -1)?;
+        self.rebuild_copied(&mut ws)?;
+        self.writeback(&mut ws, true)?;
+        let m = self.meta_read();
+        self.refresh_overlap(&m, &ws);
+        Ok(())
+    }
+
+    /// Deletes a snapshot and releases what only it referenced.
+    pub(crate) fn snapshot_delete_impl(&self, id_or_name: &str) -> Result<()> {
+        self.snapshot_precheck("snapshot_delete")?;
+        let idx = self.find_snapshot(id_or_name)?;
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, true)?;
+        let mut list = self.meta_read().snapshots.clone();
+        let sn = list.remove(idx);
+        self.store_snapshots(&mut ws, list)?;
+        let mut buf = vec![0u8; sn.l1_size as usize * 8];
+        self.file.read_at(sn.l1_offset, &mut buf)?;
+        let sn_l1: Vec<u64> = (0..sn.l1_size as usize)
+            .map(|i| crate::header::get_u64(&buf, i * 8))
+            .collect();
+        self.update_tree(&mut ws, &sn_l1, -1)?;
+        if sn.l1_size > 0 {
+            let cs = self.geo.cs();
+            for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
+                self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
+            }
+        }
+        self.rebuild_copied(&mut ws)?;
+        self.writeback(&mut ws, true)?;
+        let m = self.meta_read();
+        self.refresh_overlap(&m, &ws);
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The internal snapshot table: parsing with bounds, serialization, and the
+//! conversion to [`SnapshotInfo`].
+
+use crate::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
+use block_core::{BlockError, Result, SnapshotInfo};
+
+/// Largest extra-data area of one snapshot entry.
+pub const MAX_EXTRA: u32 = 1024;
+/// The extra-data size QEMU writes (vm_state_size_large, disk_size, icount).
+pub const EXTRA_LEN: u32 = 24;
+
+/// One snapshot table entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Offset of the snapshot's L1 table.
+    pub l1_offset: u64,
+    /// Entries of the snapshot's L1 table.
+    pub l1_size: u32,
+    /// Unique ID string.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Creation time, seconds.
+    pub date_sec: u32,
+    /// Creation time, nanoseconds.
+    pub date_nsec: u32,
+    /// Guest clock in nanoseconds.
+    pub vm_clock_nsec: u64,
+    /// VM state size.
+    pub vm_state_size: u64,
+    /// Virtual disk size at snapshot time.
+    pub disk_size: Option<u64>,
+    /// Instruction count (record/replay), `None` when absent or -1.
+    pub icount: Option<u64>,
+    /// Extra data beyond the fields known here (preserved verbatim).
+    pub extra_tail: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Bytes this entry takes in the table (padded to 8).
+    pub fn entry_len(&self) -> u64 {
+        let raw = 40
+            + u64::from(EXTRA_LEN)
+            + self.extra_tail.len() as u64
+            + self.id.len() as u64
+            + self.name.len() as u64;
+        raw.div_ceil(8) * 8
+    }
+
+    /// Serializes the entry.
+    pub fn serialize(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let extra_size = EXTRA_LEN + self.extra_tail.len() as u32;
+        let mut h = [0u8; 40];
+        put_u64(&mut h, 0, self.l1_offset);
+        put_u32(&mut h, 8, self.l1_size);
+        h[12..14].copy_from_slice(&(self.id.len() as u16).to_be_bytes());
+        h[14..16].copy_from_slice(&(self.name.len() as u16).to_be_bytes());
+        put_u32(&mut h, 16, self.date_sec);
+        put_u32(&mut h, 20, self.date_nsec);
+        put_u64(&mut h, 24, self.vm_clock_nsec);
+        put_u32(
+            &mut h,
+            32,
+            self.vm_state_size.min(u64::from(u32::MAX)) as u32,
+        );
+        put_u32(&mut h, 36, extra_size);
+        out.extend_from_slice(&h);
+        let mut e = [0u8; 24];
+        put_u64(&mut e, 0, self.vm_state_size);
+        put_u64(&mut e, 8, self.disk_size.unwrap_or(0));
+        put_u64(&mut e, 16, self.icount.unwrap_or(u64::MAX));
+        out.extend_from_slice(&e);
+        out.extend_from_slice(&self.extra_tail);
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        while (out.len() - start) % 8 != 0 {
+            out.push(0);
+        }
+    }
+
+    /// The public description.
+    pub fn info(&self) -> SnapshotInfo {
+        SnapshotInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            vm_state_size: self.vm_state_size,
+            date_sec: u64::from(self.date_sec),
+            date_nsec: u64::from(self.date_nsec),
+            vm_clock_sec: self.vm_clock_nsec / 1_000_000_000,
+            vm_clock_nsec: self.vm_clock_nsec % 1_000_000_000,
+            icount: self.icount,
+        }
+    }
+}
+
+/// Parses `nb` entries from a reader of the table. `read(off, len)` returns
+/// bytes relative to the table start. Every length is bounded before use.
+pub fn parse_table(
+    nb: u32,
+    version: u32,
+    mut read: impl FnMut(u64, usize) -> Result<Vec<u8>>,
+) -> Result<(Vec<Snapshot>, u64)> {
+    let bad = |m: String| BlockError::corrupt("read snapshot table", m);
+    let mut out = Vec::with_capacity(nb.min(1024) as usize);
+    let mut off = 0u64;
+    for i in 0..nb {
+        if off + 40 > MAX_SNAPSHOTS_BYTES {
+            return Err(bad("Snapshot table too large".into()));
+        }
+        let h = read(off, 40)?;
+        let extra_size = get_u32(&h, 36);
+        if extra_size > MAX_EXTRA {
+            return Err(bad(format!(
+                "Snapshot {i}: extra data too large ({extra_size} bytes)"
+            )));
+        }
+        let id_len = u16::from_be_bytes([h[12], h[13]]) as usize;
+        let name_len = u16::from_be_bytes([h[14], h[15]]) as usize;
+        let rest = extra_size as usize + id_len + name_len;
+        let len = (40 + rest as u64).div_ceil(8) * 8;
+        if off + len > MAX_SNAPSHOTS_BYTES {
+            return Err(bad("Snapshot table too large".into()));
+        }
+        let r = read(off + 40, rest)?;
+        let extra = &r[..extra_size as usize];
+        let mut sn = Snapshot {
+            l1_offset: get_u64(&h, 0),
+            l1_size: get_u32(&h, 8),
+            id: String::from_utf8_lossy(&r[extra_size as usize..extra_size as usize + id_len])
+                .into_owned(),
+            name: String::from_utf8_lossy(&r[extra_size as usize + id_len..]).into_owned(),
+            date_sec: get_u32(&h, 16),
+            date_nsec: get_u32(&h, 20),
+            vm_clock_nsec: get_u64(&h, 24),
+            vm_state_size: u64::from(get_u32(&h, 32)),
+            disk_size: None,
+            icount: None,
+            extra_tail: Vec::new(),
+        };
+        if extra.len() >= 8 {
+            sn.vm_state_size = get_u64(extra, 0);
+        }
+        if extra.len() >= 16 {
+            sn.disk_size = Some(get_u64(extra, 8));
+        } else if version >= 3 {
+            return Err(bad(format!(
+                "Snapshot {i}: extra data too short for a version 3 image"
+            )));
+        }
+        if extra.len() >= 24 {
+            let ic = get_u64(extra, 16);
+            sn.icount = if ic == u64::MAX { None } else { Some(ic) };
+        }
+        if extra.len() > 24 {
+            sn.extra_tail = extra[24..].to_vec();
+        }
+        out.push(sn);
+        off += len;
+    }
+    Ok((out, off))
+}
+
+/// Serializes a whole table.
+pub fn serialize_table(sns: &[Snapshot]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in sns {
+        s.serialize(&mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let s = Snapshot {
+            l1_offset: 0x50000,
+            l1_size: 3,
+            id: "1".into(),
+            name: "snap one".into(),
+            date_sec: 12,
+            date_nsec: 34,
+            vm_clock_nsec: 5_000_000_001,
+            vm_state_size: 0,
+            disk_size: Some(1 << 20),
+            icount: None,
+            extra_tail: vec![9; 8],
+        };
+        let t = serialize_table(&[s.clone(), s.clone()]);
+        assert_eq!(t.len() as u64, 2 * s.entry_len());
+        let (p, len) =
+            parse_table(2, 3, |o, l| Ok(t[o as usize..o as usize + l].to_vec())).unwrap();
+        assert_eq!(len, t.len() as u64);
+        assert_eq!(p, vec![s.clone(), s]);
+        // Hostile extra size.
+        let mut bad = t.clone();
+        put_u32(&mut bad, 36, 5000);
+        assert!(parse_table(1, 3, |o, l| {
+            bad.get(o as usize..o as usize + l)
+                .map(|b| b.to_vec())
+                .ok_or_else(|| BlockError::io("r", "eof"))
+        })
+        .is_err());
+    }
+}

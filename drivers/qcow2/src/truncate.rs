@@ -1,0 +1,178 @@
+//! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
+//! shrinking (freeing clusters and L2 tables past the new end).
+
+use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
+use crate::node::{Deferred, Qcow2Node};
+use block_core::{BlockError, Preallocation, Result, ZeroFlags};
+
+impl Qcow2Node {
+    /// Changes the virtual size.
+    pub(crate) fn truncate_impl(&self, new_size: u64, prealloc: Preallocation) -> Result<()> {
+        self.check_writable("resize")?;
+        if new_size % 512 != 0 {
+            return Err(self.ctx(BlockError::invalid(
+                "resize",
+                "The new size must be a multiple of 512",
+            )));
+        }
+        let (old, nb_snap, version) = {
+            let m = self.meta_read();
+            (m.h.size, m.h.nb_snapshots, m.h.version)
+        };
+        if nb_snap > 0 && version < 3 {
+            return Err(self.ctx(BlockError::new(
+                block_core::ErrorKind::Unsupported,
+                "resize",
+                "Can't resize a v2 image which has snapshots",
+            )));
+        }
+        if new_size == old {
+            return Ok(());
+        }
+        if self.meta_read().h.lazy_refcounts() {
+            self.mark_dirty()?;
+        }
+        if new_size > old {
+            self.grow(old, new_size, prealloc)
+        } else {
+            if prealloc != Preallocation::Off {
+                return Err(self.ctx(BlockError::invalid(
+                    "resize",
+                    "Preallocation can't be used for shrinking an image",
+                )));
+            }
+            self.shrink(new_size)
+        }
+    }
+
+    fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        {
+            let mut ws = self.wlock();
+            let need = self.meta_read().h.l1_entries_for(new_size);
+            if need > self.meta_read().l1.len() as u64 {
+                self.grow_l1(&mut ws, need)?;
+            }
+            let mut m = self.meta_write();
+            m.h.size = new_size;
+            m.header_dirty = true;
+        }
+        // Stale data past the old end (after an earlier shrink) and a
+        // longer backing file must not show through the new area.
+        let tail_end = old.div_ceil(cs) * cs;
+        if old % cs != 0 {
+            self.write_zeroes_impl(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
+        }
+        if let Some(b) = self.backing() {
+            let blen = b.length()?;
+            if blen > old {
+                let end = blen.min(new_size);
+                self.write_zeroes_impl(old, end - old, ZeroFlags::NONE)?;
+            }
+        }
+        if prealloc != Preallocation::Off {
+            self.preallocate(old, new_size, prealloc)?;
+        }
+        if let Some(d) = &self.data_file {
+            if self.meta_read().h.data_file_raw() && d.length()? < new_size {
+                d.truncate(new_size, Preallocation::Off)?;
+            }
+        }
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, false)
+    }
+
+    /// Allocates clusters for `[start, end)` (metadata preallocation) and
+    /// makes the file child long enough for them.
+    pub(crate) fn preallocate(&self, start: u64, end: u64, mode: Preallocation) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        let mut ws = self.wlock();
+        let mut pos = start / cs * cs;
+        let mut file_end = 0u64;
+        let flen = self.data_node().length()?;
+        while pos < end {
+            let lk = {
+                let m = self.meta_read();
+                self.lookup(&m, pos)?
+            };
+            let ct = g.cluster_type(lk.entry);
+            if ct == ClusterType::Unallocated || ct == ClusterType::ZeroPlain {
+                let host = if self.data_file.is_some() {
+                    pos
+                } else {
+                    self.alloc_clusters(&mut ws, 1)?
+                };
+                let bitmap = if g.extended_l2 { BITMAP_ALL_ALLOC } else { 0 };
+                if ct == ClusterType::Unallocated && self.backing().is_some() && !g.extended_l2 {
+                    // Keep the backing data visible: copy it in.
+                    let mut buf = vec![0u8; cs as usize];
+                    self.read_backing(pos, &mut buf)?;
+                    self.write_data(host, &buf)?;
+                } else if host < flen && self.data_file.is_none() {
+                    // A reused cluster may hold stale bytes.
+                    self.write_data(host, &vec![0u8; cs as usize])?;
+                }
+                self.set_l2_entry(&mut ws, pos, host | OFLAG_COPIED, bitmap)?;
+                file_end = file_end.max(host + cs);
+            }
+            pos += cs;
+        }
+        self.writeback(&mut ws, false)?;
+        let node = self.data_node();
+        if node.length()? < file_end {
+            let fmode = match mode {
+                Preallocation::Metadata => Preallocation::Off,
+                m => m,
+            };
+            node.truncate(file_end, fmode)?;
+        }
+        Ok(())
+    }
+
+    fn shrink(&self, new_size: u64) -> Result<()> {
+        let g = self.geo;
+        let cs = g.cs();
+        let mut ws = self.wlock();
+        let old = self.meta_read().h.size;
+        let mut pos = new_size.div_ceil(cs) * cs;
+        while pos < old {
+            let lk = {
+                let m = self.meta_read();
+                self.lookup(&m, pos)?
+            };
+            if lk.entry != 0 || lk.bitmap != 0 {
+                self.set_l2_entry(&mut ws, pos, 0, 0)?;
+                self.defer_free_entry(&mut ws, lk.entry, true);
+            }
+            pos += cs;
+        }
+        let need = self.meta_read().h.l1_entries_for(new_size) as usize;
+        {
+            let mut m = self.meta_write();
+            for i in need..m.l1.len() {
+                let l2 = m.l1[i] & L1E_OFFSET_MASK;
+                if l2 != 0 {
+                    m.l1[i] = 0;
+                    m.l1_dirty = true;
+                    ws.deferred.push(Deferred {
+                        offset: l2,
+                        clusters: 1,
+                        punch: true,
+                    });
+                }
+            }
+            m.h.size = new_size;
+            m.header_dirty = true;
+            self.refresh_overlap(&m, &ws);
+        }
+        self.writeback(&mut ws, false)?;
+        if let Some(d) = &self.data_file {
+            if self.meta_read().h.data_file_raw() {
+                d.truncate(new_size, Preallocation::Off)?;
+            }
+        }
+        Ok(())
+    }
+}
