@@ -205,6 +205,7 @@ fn open_driver(
         preopened_file: Mutex::new(preopened_file),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),
+        record_children: true,
     });
     let req = OpenRequest {
         filename: spec.filename.clone(),
@@ -237,10 +238,16 @@ struct GraphServices {
     preopened_file: Mutex<Option<Arc<GraphNode>>>,
     children: Arc<Mutex<ChildList>>,
     attach_to: Mutex<Option<Weak<GraphNode>>>,
+    /// False for services without a graph (create): children opened through
+    /// them belong to the driver alone and close when it drops them.
+    record_children: bool,
 }
 
 impl GraphServices {
     fn record(&self, role: ChildRole, child: Arc<GraphNode>) {
+        if !self.record_children {
+            return;
+        }
         if let Some(parent) = self
             .attach_to
             .lock()
@@ -367,5 +374,6 @@ pub fn services_for(registry: &Arc<Registry>) -> Arc<dyn HostServices> {
         preopened_file: Mutex::new(None),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),
+        record_children: false,
     })
 }

@@ -168,7 +168,8 @@ fn reads_qemu_images_2m_clusters() {
         "cluster_size=2M,refcount_bits=64",
         16 << 20,
         2 << 20,
-        true,
+        false, // QEMU itself fails compressed writes of 2 MiB clusters
+
     );
 }
 
@@ -261,7 +262,8 @@ fn backing_case(backing_fmt: &str, backing_size: u64, top_size: u64) {
         s(&base),
         &backing_size.to_string(),
     ]);
-    qemu_io_ok(&["-f", backing_fmt, "-c", "write -P 0x21 0 3M", s(&base)]);
+    let fill = (3u64 << 20).min(backing_size).to_string();
+    qemu_io_ok(&["-f", backing_fmt, "-c", &format!("write -P 0x21 0 {fill}"), s(&base)]);
     // A relative backing name, resolved against the image's directory.
     let cwd = dir.path();
     let out = std::process::Command::new("qemu-img")

@@ -204,7 +204,7 @@ fn repeated_handoffs_lose_nothing() {
     let b = h.open(s(&img), &qcow2(true)).unwrap();
     let mut shadow = vec![0u8; 16 << 20];
     let mut r = blk_tests::rng(2024);
-    let mut sides = [a, b];
+    let sides = [a, b];
     for round in 0..6 {
         let (active, passive) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
         let _ = read_all(&sides[passive]); // warm the passive side's caches

@@ -1,1 +1,157 @@
-fn main() {}
+//! `blk`: the command line of the blk block layer, a drop-in for `qemu-img`
+//! and `qemu-io` (subcommands, flags, exit codes, output lines and JSON names
+//! as QEMU 10's).
+
+mod cmd_bench;
+mod cmd_check;
+mod cmd_commit;
+mod cmd_compare;
+mod cmd_convert;
+mod cmd_create;
+mod cmd_info;
+mod cmd_map;
+mod cmd_plugins;
+mod cmd_rebase;
+mod cmd_resize;
+mod cmd_snapshot;
+mod common;
+mod human;
+mod io;
+mod qjson;
+mod snapshots;
+
+use clap::{Parser, Subcommand};
+use common::{CliResult, Globals};
+use std::io::Write;
+
+/// The blk block layer tool (qemu-img and qemu-io compatible).
+#[derive(Parser, Debug)]
+#[command(name = "blk", version, about, disable_help_subcommand = true)]
+struct Cli {
+    /// Load every plugin library in DIR (repeatable).
+    #[arg(long = "plugin-dir", value_name = "DIR", global = false)]
+    plugin_dir: Vec<String>,
+    /// More log output (repeat for more).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the registered drivers and where they come from.
+    Plugins(cmd_plugins::PluginsArgs),
+    /// Show information about an image (qemu-img info).
+    Info(cmd_info::InfoArgs),
+    /// Create an image (qemu-img create).
+    Create(cmd_create::CreateArgs),
+    /// Convert or copy images (qemu-img convert).
+    Convert(cmd_convert::ConvertArgs),
+    /// Run qemu-io commands against an image (qemu-io).
+    Io(io::IoArgs),
+    /// Check an image for consistency (qemu-img check).
+    Check(cmd_check::CheckArgs),
+    /// Dump the allocation map of an image (qemu-img map).
+    Map(cmd_map::MapArgs),
+    /// Compare the contents of two images (qemu-img compare).
+    Compare(cmd_compare::CompareArgs),
+    /// List, create, apply or delete internal snapshots (qemu-img snapshot).
+    Snapshot(cmd_snapshot::SnapshotArgs),
+    /// Change the virtual size of an image (qemu-img resize).
+    Resize(cmd_resize::ResizeArgs),
+    /// Change the backing file of an image (qemu-img rebase).
+    Rebase(cmd_rebase::RebaseArgs),
+    /// Commit an image's changes into its backing file (qemu-img commit).
+    Commit(cmd_commit::CommitArgs),
+    /// Run a simple I/O benchmark (qemu-img bench).
+    Bench(cmd_bench::BenchArgs),
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            s.to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "unknown panic".to_string()
+        };
+        let _ = std::io::stdout().flush();
+        eprintln!("blk: internal error: {msg}");
+        std::process::exit(1);
+    }));
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp(None)
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> CliResult {
+    let g = Globals {
+        plugin_dirs: cli.plugin_dir,
+    };
+    match cli.cmd {
+        Command::Plugins(a) => cmd_plugins::run(&g, a),
+        Command::Info(a) => cmd_info::run(&g, a),
+        Command::Create(a) => cmd_create::run(&g, a),
+        Command::Convert(a) => cmd_convert::run(&g, a),
+        Command::Io(a) => io::run(&g, a),
+        Command::Check(a) => cmd_check::run(&g, a),
+        Command::Map(a) => cmd_map::run(&g, a),
+        Command::Compare(a) => cmd_compare::run(&g, a),
+        Command::Snapshot(a) => cmd_snapshot::run(&g, a),
+        Command::Resize(a) => cmd_resize::run(&g, a),
+        Command::Rebase(a) => cmd_rebase::run(&g, a),
+        Command::Commit(a) => cmd_commit::run(&g, a),
+        Command::Bench(a) => cmd_bench::run(&g, a),
+    }
+}
+
+fn main() {
+    install_panic_hook();
+    // Behave like the C tools when stdout is a closed pipe.
+    // SAFETY: setting a signal disposition to the default at startup.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    std::process::exit(0);
+                }
+                _ => {
+                    let _ = e.print();
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
+    init_logging(cli.verbose);
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            if let Some(m) = &e.msg {
+                eprintln!("blk: {m}");
+            }
+            e.code
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}

@@ -1,0 +1,107 @@
+//! `blk commit`: qemu-img commit of an image into its backing file.
+
+use crate::common::{open_image, CliError, CliResult, Globals};
+use block_core::ExtentFlags;
+use clap::Args;
+use plugin_host::OpenOptions;
+
+/// Arguments of `blk commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Image format (probed when absent).
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+    /// The base to commit into (only the immediate backing file is supported).
+    #[arg(short = 'b')]
+    base: Option<String>,
+    /// Do not empty the image after committing.
+    #[arg(short = 'd')]
+    keep: bool,
+    /// Show progress (accepted, no output).
+    #[arg(short = 'p')]
+    progress: bool,
+    /// Quiet.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Cache mode (accepted, no effect).
+    #[arg(short = 't')]
+    cache: Option<String>,
+    /// Rate limit (accepted, no effect).
+    #[arg(short = 'r')]
+    rate: Option<String>,
+    /// The image.
+    filename: String,
+}
+
+/// Runs `blk commit`.
+pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
+    let host = g.host()?;
+    let top = open_image(
+        &host,
+        &a.filename,
+        &OpenOptions {
+            format: a.format.clone(),
+            no_backing: true,
+            ..OpenOptions::default()
+        },
+    )?;
+    let info = top.info()?;
+    let Some(base_name) = info.full_backing_filename.clone() else {
+        return Err(CliError::new("Image does not have a backing file"));
+    };
+    if let Some(b) = &a.base {
+        let canon = |p: &str| std::fs::canonicalize(p).ok();
+        if canon(b) != canon(&base_name) {
+            return Err(CliError::new(format!(
+                "Did not find '{b}' in the backing chain of '{}' (only the immediate backing file is supported)",
+                a.filename
+            )));
+        }
+    }
+    let base = open_image(
+        &host,
+        &base_name,
+        &OpenOptions {
+            format: info.node.backing_filename_format.clone(),
+            no_backing: true,
+            ..OpenOptions::default()
+        },
+    )?;
+    let len = top.length()?;
+    if base.length()? < len {
+        base.truncate(len, block_core::Preallocation::Off)?;
+    }
+    let mut off = 0u64;
+    let mut buf = Vec::new();
+    while off < len {
+        let e = top.block_status(off, (len - off).min(1 << 30))?;
+        let n = e.length.clamp(1, len - off);
+        if e.flags.contains(ExtentFlags::ALLOCATED) {
+            if e.flags.contains(ExtentFlags::ZERO) {
+                base.write_zeroes(off, n, block_core::ZeroFlags::MAY_UNMAP)?;
+            } else {
+                let mut pos = off;
+                while pos < off + n {
+                    let m = (off + n - pos).min(2 << 20);
+                    buf.resize(m as usize, 0);
+                    top.read(pos, &mut buf)?;
+                    base.write(pos, &buf)?;
+                    pos += m;
+                }
+            }
+        }
+        off += n;
+    }
+    base.flush()?;
+    drop(base);
+    // qemu-img empties the image unless -d. The library has no
+    // "make empty" operation (qcow2 discard leaves zero clusters, which
+    // would hide the committed data), so the image keeps its clusters: the
+    // guest-visible content is the same either way.
+    let _ = a.keep;
+    top.flush()?;
+    if !a.quiet {
+        println!("Image committed.");
+    }
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! `blk convert`: qemu-img convert. Copies allocated data only, keeps holes
+//! sparse (block status plus zero detection with `-S`), flattens backing
+//! chains unless `-B`, concatenates several sources, runs `-m` workers.
+
+use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::human::strerror;
+use block_core::{DriverCaps, ErrorKind, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
+use clap::Args;
+use plugin_host::{Image, OpenOptions};
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The unit of work of one worker (qemu-img's 2 MiB buffer).
+const CHUNK: u64 = 2 << 20;
+
+/// Arguments of `blk convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Source image format (probed when absent).
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+    /// Target image format.
+    #[arg(short = 'O', long = "target-format", default_value = "raw")]
+    out_format: String,
+    /// Target create options `k=v,...` (repeatable).
+    #[arg(short = 'o', long = "options")]
+    options: Vec<String>,
+    /// Show progress.
+    #[arg(short = 'p', long = "progress")]
+    progress: bool,
+    /// Quiet.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Do not create the target (it must exist).
+    #[arg(short = 'n')]
+    no_create: bool,
+    /// Write compressed clusters.
+    #[arg(short = 'c', long = "compress")]
+    compress: bool,
+    /// Minimum run of zero bytes kept sparse (default 4k; 0 = fully allocate).
+    #[arg(short = 'S', long = "sparse-size")]
+    sparse: Option<String>,
+    /// Parallel workers (1..16, default 8).
+    #[arg(short = 'm', long = "num-coroutines")]
+    workers: Option<String>,
+    /// Allow out-of-order writes (always the case here).
+    #[arg(short = 'W')]
+    out_of_order: bool,
+    /// Target backing file (the source chain is not flattened).
+    #[arg(short = 'B', long = "backing")]
+    backing: Option<String>,
+    /// Target backing file format.
+    #[arg(short = 'F', long = "backing-format")]
+    backing_format: Option<String>,
+    /// The target reads as zeros already (needs -n).
+    #[arg(long = "target-is-zero")]
+    target_is_zero: bool,
+    /// Source snapshot (`snapshot.name=NAME` or `snapshot.id=ID`).
+    #[arg(short = 'l')]
+    snapshot: Option<String>,
+    /// Source snapshot (deprecated form).
+    #[arg(short = 's')]
+    snapshot_old: Option<String>,
+    /// Share the sources with other processes.
+    #[arg(short = 'U', long = "force-share")]
+    force_share: bool,
+    /// Cache mode of the target (accepted, no effect).
+    #[arg(short = 't')]
+    cache: Option<String>,
+    /// Cache mode of the sources (accepted, no effect).
+    #[arg(short = 'T')]
+    src_cache: Option<String>,
+    /// Enable copy offloading (accepted, no effect).
+    #[arg(short = 'C')]
+    copy_offload: bool,
+    /// Sources, then the target.
+    #[arg(required = true, num_args = 1..)]
+    files: Vec<String>,
+}
+
+/// The copy state shared by the workers.
+struct Job<'a> {
+    sources: &'a [(Image, u64)],
+    target: &'a Image,
+    has_zero_init: bool,
+    target_has_backing: bool,
+    min_sparse: u64,
+    compress: bool,
+    cluster: u64,
+    zero_flags: ZeroFlags,
+    done: AtomicU64,
+    failed: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+fn fail(job: &Job<'_>, msg: String) {
+    job.failed.store(true, Ordering::SeqCst);
+    let mut e = job.error.lock().unwrap_or_else(|p| p.into_inner());
+    if e.is_none() {
+        *e = Some(msg);
+    }
+}
+
+fn errno_of(e: &block_core::BlockError) -> i32 {
+    match e.kind {
+        ErrorKind::OutOfRange => libc::EIO,
+        k => k.errno(),
+    }
+}
+
+/// Writes `buf` (source data at target offset `toff`), skipping or zeroing
+/// runs of `min_sparse` zero bytes.
+fn write_data(job: &Job<'_>, toff: u64, buf: &[u8]) -> Result<(), String> {
+    let werr = |off: u64, e: &block_core::BlockError| {
+        log::debug!("write failed: {e}");
+        format!(
+            "error while writing at byte {off}: {}",
+            strerror(errno_of(e))
+        )
+    };
+    if job.compress {
+        // One cluster per request; zero clusters are skipped or zeroed.
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let n =
+                ((job.cluster - (toff + pos as u64) % job.cluster) as usize).min(buf.len() - pos);
+            let piece = &buf[pos..pos + n];
+            let off = toff + pos as u64;
+            if piece.iter().all(|&b| b == 0) {
+                if !job.has_zero_init {
+                    job.target
+                        .write_zeroes(off, n as u64, job.zero_flags)
+                        .map_err(|e| werr(off, &e))?;
+                }
+            } else {
+                job.target
+                    .write_vectored(off, &[IoSlice::new(piece)], ReqFlags::COMPRESSED)
+                    .map_err(|e| werr(off, &e))?;
+            }
+            pos += n;
+        }
+        return Ok(());
+    }
+    if job.min_sparse == 0 {
+        return job.target.write(toff, buf).map_err(|e| werr(toff, &e));
+    }
+    // Split into data runs and zero runs of whole min_sparse blocks.
+    let ms = job.min_sparse;
+    let mut pos = 0usize;
+    let mut data_start: Option<usize> = None;
+    let flush_data = |start: usize, end: usize| -> Result<(), String> {
+        let off = toff + start as u64;
+        job.target
+            .write(off, &buf[start..end])
+            .map_err(|e| werr(off, &e))
+    };
+    while pos < buf.len() {
+        let n = ((ms - (toff + pos as u64) % ms) as usize).min(buf.len() - pos);
+        let piece = &buf[pos..pos + n];
+        let zero = n as u64 == ms && piece.iter().all(|&b| b == 0);
+        if zero {
+            if let Some(s) = data_start.take() {
+                flush_data(s, pos)?;
+            }
+            if !job.has_zero_init {
+                let off = toff + pos as u64;
+                job.target
+                    .write_zeroes(off, n as u64, job.zero_flags)
+                    .map_err(|e| werr(off, &e))?;
+            }
+        } else if data_start.is_none() {
+            data_start = Some(pos);
+        }
+        pos += n;
+    }
+    if let Some(s) = data_start {
+        flush_data(s, buf.len())?;
+    }
+    Ok(())
+}
+
+/// Copies `[off, off+len)` of source `src` to target offset `base + off`.
+fn copy_range(job: &Job<'_>, src: &Image, base: u64, off: u64, len: u64) -> Result<(), String> {
+    let end = off + len;
+    let mut cur = off;
+    let mut buf = Vec::new();
+    while cur < end {
+        if job.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let want = end - cur;
+        let rerr = |e: &block_core::BlockError| {
+            log::debug!("block status failed: {e}");
+            format!(
+                "error while reading block status at offset {}: {}",
+                base + cur,
+                strerror(errno_of(e))
+            )
+        };
+        let (zero, data, n) = if job.target_has_backing {
+            let e = src.block_status(cur, want).map_err(|e| rerr(&e))?;
+            let alloc = e.flags.contains(ExtentFlags::ALLOCATED);
+            (
+                alloc && e.flags.contains(ExtentFlags::ZERO),
+                alloc && !e.flags.contains(ExtentFlags::ZERO),
+                e.length,
+            )
+        } else {
+            let (e, _) = src.block_status_above(cur, want).map_err(|e| rerr(&e))?;
+            let z = e.flags.contains(ExtentFlags::ZERO);
+            (z, !z, e.length)
+        };
+        let n = n.clamp(1, want);
+        let toff = base + cur;
+        if zero {
+            if !job.has_zero_init {
+                job.target
+                    .write_zeroes(toff, n, job.zero_flags)
+                    .map_err(|e| {
+                        format!(
+                            "error while writing at byte {toff}: {}",
+                            strerror(errno_of(&e))
+                        )
+                    })?;
+            }
+        } else if data {
+            buf.resize(n as usize, 0);
+            src.read(cur, &mut buf).map_err(|e| {
+                log::debug!("read failed: {e}");
+                format!(
+                    "error while reading at byte {toff}: {}",
+                    strerror(errno_of(&e))
+                )
+            })?;
+            write_data(job, toff, &buf)?;
+        }
+        // Neither: unallocated above a target backing file; leave it.
+        job.done.fetch_add(n, Ordering::Relaxed);
+        cur += n;
+    }
+    Ok(())
+}
+
+fn parse_workers(s: Option<&str>) -> CliResult<usize> {
+    match s {
+        None => Ok(8),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=16).contains(&n) => Ok(n),
+            _ => Err(CliError::new(
+                "Invalid number of coroutines specified. Must be between 1 and 16.",
+            )),
+        },
+    }
+}
+
+fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
+    let bad = || {
+        CliError::new(
+            "Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to 16777216. Select 0 to disable sparse detection (fully allocates output).",
+        )
+    };
+    match s {
+        None => Ok(4096),
+        Some(v) => {
+            let n = crate::human::strtosz(v).map_err(|_| bad())?;
+            if n & 511 != 0 || n > 16 << 20 {
+                return Err(bad());
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Runs `blk convert`.
+pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
+    let workers = parse_workers(a.workers.as_deref())?;
+    let min_sparse = parse_sparse(a.sparse.as_deref())?;
+    if a.files.len() < 2 {
+        return Err(CliError::new("Must specify image file name"));
+    }
+    if a.target_is_zero && !a.no_create {
+        return Err(CliError::new("--target-is-zero requires use of -n flag"));
+    }
+    if a.snapshot.is_some() || a.snapshot_old.is_some() {
+        return Err(CliError::new(
+            "Failed to load snapshot: reading from internal snapshots is not supported",
+        ));
+    }
+    let host = g.host()?;
+    let (srcs, dst) = a.files.split_at(a.files.len() - 1);
+    let dst = &dst[0];
+    let mut sources = Vec::new();
+    let mut total = 0u64;
+    for s in srcs {
+        let opts = OpenOptions {
+            format: a.format.clone(),
+            read_only: true,
+            force_share: a.force_share,
+            ..OpenOptions::default()
+        };
+        let img = open_image(&host, s, &opts)?;
+        let len = img.length().map_err(CliError::from)?;
+        sources.push((img, total));
+        total += len;
+    }
+    let options = a.options.join(",");
+    if crate::cmd_create::has_help_option(&options) {
+        return crate::cmd_create::print_option_help(&host, &a.out_format);
+    }
+    let drv = host
+        .registry()
+        .get(&a.out_format)
+        .ok_or_else(|| CliError::new(format!("Unknown file format '{}'", a.out_format)))?;
+    if a.compress && !drv.driver.caps().contains(DriverCaps::COMPRESSION) {
+        return Err(CliError::new(
+            "Compression not supported for this file format",
+        ));
+    }
+    let schema = drv.driver.create_options();
+    if a.backing.is_some() {
+        if !schema.iter().any(|o| o.name == "backing_file") {
+            return Err(CliError::new(format!(
+                "Backing file not supported for file format '{}'",
+                a.out_format
+            )));
+        }
+        if a.backing_format.is_none() {
+            return Err(CliError::new(
+                "Use of backing file requires explicit backing format",
+            ));
+        }
+    }
+    if !a.no_create {
+        // Validate the options first, as qemu-img does.
+        OptionValues::parse_str(&schema, &options)
+            .map_err(|e| CliError::new(format!("{dst}: {}", e.message)))?;
+        let bk = a
+            .backing
+            .as_deref()
+            .map(|b| (b, a.backing_format.as_deref()));
+        host.create(&a.out_format, dst, &options, Some(total), bk)
+            .map_err(|e| {
+                CliError::new(format!(
+                    "{dst}: error while converting {}: {}",
+                    a.out_format,
+                    crate::common::error_detail(&e, dst)
+                ))
+            })?;
+    }
+    let topts = OpenOptions {
+        format: Some(a.out_format.clone()),
+        ..OpenOptions::default()
+    };
+    let target = open_image(&host, dst, &topts)?;
+    let tlen = target.length().map_err(CliError::from)?;
+    if tlen < total {
+        return Err(CliError::new("output file is smaller than input file"));
+    }
+    let target_has_backing = a.backing.is_some();
+    let has_zero_init = if a.target_is_zero {
+        true
+    } else if a.no_create || target_has_backing || min_sparse == 0 {
+        false
+    } else {
+        target.node().has_zero_init()
+    };
+    let cluster = target
+        .info()
+        .ok()
+        .and_then(|i| i.node.cluster_size)
+        .filter(|c| *c >= 512)
+        .unwrap_or(65536);
+    let job = Job {
+        sources: &sources,
+        target: &target,
+        has_zero_init,
+        target_has_backing,
+        min_sparse,
+        compress: a.compress,
+        cluster,
+        zero_flags: if min_sparse > 0 {
+            ZeroFlags::MAY_UNMAP
+        } else {
+            ZeroFlags::NONE
+        },
+        done: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    // Work items: (source index, offset, length), never crossing sources.
+    let chunk = if a.compress {
+        CHUNK.div_ceil(cluster) * cluster
+    } else {
+        CHUNK
+    };
+    let mut items = Vec::new();
+    for (i, (img, _)) in sources.iter().enumerate() {
+        let len = img.length().map_err(CliError::from)?;
+        let mut off = 0;
+        while off < len {
+            let n = chunk.min(len - off);
+            items.push((i, off, n));
+            off += n;
+        }
+    }
+    let bar = if a.progress && !a.quiet {
+        let pb = indicatif::ProgressBar::new(total.max(1));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "    ({percent}.00/100%) {wide_bar} {bytes}/{total_bytes}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(src, off, len)) = items.get(i) else {
+                    break;
+                };
+                if job.failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (img, base) = &job.sources[src];
+                if let Err(m) = copy_range(&job, img, *base, off, len) {
+                    fail(&job, m);
+                    break;
+                }
+            });
+        }
+        if let Some(pb) = &bar {
+            while next.load(Ordering::SeqCst) < items.len() && !job.failed.load(Ordering::Relaxed) {
+                pb.set_position(job.done.load(Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    });
+    if let Some(pb) = &bar {
+        pb.set_position(job.done.load(Ordering::Relaxed));
+        pb.finish();
+    }
+    if let Some(m) = job.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(CliError::new(m));
+    }
+    target
+        .flush()
+        .map_err(|e| CliError::new(format!("error while flushing: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `blk rebase`: qemu-img rebase (safe mode copies what differs between the
+//! old and new backing files; `-u` only rewrites the reference).
+
+use crate::common::{open_image, CliError, CliResult, Globals};
+use block_core::ExtentFlags;
+use clap::Args;
+use plugin_host::{Image, OpenOptions};
+
+/// Arguments of `blk rebase`.
+#[derive(Args, Debug)]
+pub struct RebaseArgs {
+    /// Image format (probed when absent).
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+    /// The new backing file ("" for none).
+    #[arg(short = 'b', long = "backing", allow_hyphen_values = true)]
+    backing: Option<String>,
+    /// The new backing file format.
+    #[arg(short = 'F', long = "backing-format")]
+    backing_format: Option<String>,
+    /// Unsafe: only change the reference.
+    #[arg(short = 'u')]
+    unsafe_mode: bool,
+    /// Show progress (accepted, no output).
+    #[arg(short = 'p')]
+    progress: bool,
+    /// Quiet.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Force shared permissions on the backing files.
+    #[arg(short = 'U', long = "force-share")]
+    force_share: bool,
+    /// Cache modes (accepted, no effect).
+    #[arg(short = 't')]
+    cache: Option<String>,
+    /// Source cache mode (accepted, no effect).
+    #[arg(short = 'T')]
+    src_cache: Option<String>,
+    /// The image.
+    filename: String,
+}
+
+fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
+    buf.fill(0);
+    if let Some(img) = img {
+        let len = img.length()?;
+        if off < len {
+            let n = ((len - off) as usize).min(buf.len());
+            img.read(off, &mut buf[..n])?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `blk rebase`.
+pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
+    let Some(new) = a.backing.clone() else {
+        return Err(CliError::usage(
+            "rebase",
+            "Must specify backing file (-b) or use unsafe mode (-u)",
+        ));
+    };
+    let host = g.host()?;
+    let top = open_image(
+        &host,
+        &a.filename,
+        &OpenOptions {
+            format: a.format.clone(),
+            no_backing: true,
+            ..OpenOptions::default()
+        },
+    )?;
+    let info = top.info()?;
+    let ro = |fmt: Option<String>| OpenOptions {
+        format: fmt,
+        read_only: true,
+        force_share: a.force_share,
+        ..OpenOptions::default()
+    };
+    let new_full = (!new.is_empty()).then(|| block_core::resolve_relative(&new, Some(&a.filename)));
+    let mut new_fmt = a.backing_format.clone();
+    if !a.unsafe_mode {
+        let old = match &info.full_backing_filename {
+            Some(f) => Some(open_image(
+                &host,
+                f,
+                &ro(info.node.backing_filename_format.clone()),
+            )?),
+            None => None,
+        };
+        let newimg = match &new_full {
+            Some(f) => Some(open_image(&host, f, &ro(new_fmt.clone()))?),
+            None => None,
+        };
+        if new_fmt.is_none() {
+            new_fmt = newimg.as_ref().map(|i| i.format().to_string());
+        }
+        let len = top.length()?;
+        let mut off = 0u64;
+        let (mut b1, mut b2) = (Vec::new(), Vec::new());
+        while off < len {
+            let e = top.block_status(off, (len - off).min(1 << 30))?;
+            let n = e.length.clamp(1, len - off);
+            if !e.flags.contains(ExtentFlags::ALLOCATED) {
+                let mut pos = off;
+                while pos < off + n {
+                    let m = (off + n - pos).min(64 << 10) as usize;
+                    b1.resize(m, 0);
+                    b2.resize(m, 0);
+                    read_or_zero(old.as_ref(), pos, &mut b1)?;
+                    read_or_zero(newimg.as_ref(), pos, &mut b2)?;
+                    if b1 != b2 {
+                        top.write(pos, &b1)?;
+                    }
+                    pos += m as u64;
+                }
+            }
+            off += n;
+        }
+    }
+    top.change_backing_file(
+        (!new.is_empty()).then_some(new.as_str()),
+        if new.is_empty() {
+            None
+        } else {
+            new_fmt.as_deref()
+        },
+    )
+    .map_err(|e| {
+        CliError::new(format!(
+            "Could not change the backing file to '{new}': {}",
+            crate::common::clean(&e.message)
+        ))
+    })?;
+    top.flush()?;
+    Ok(())
+}

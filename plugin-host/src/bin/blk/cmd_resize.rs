@@ -1,0 +1,77 @@
+//! `blk resize`: qemu-img resize (`[+|-]SIZE`, `--shrink`, `--preallocation`).
+
+use crate::common::{open_image, CliError, CliResult, Globals};
+use block_core::Preallocation;
+use clap::Args;
+use plugin_host::OpenOptions;
+
+/// Arguments of `blk resize`.
+#[derive(Args, Debug)]
+pub struct ResizeArgs {
+    /// Image format (probed when absent).
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+    /// Allow shrinking.
+    #[arg(long = "shrink")]
+    shrink: bool,
+    /// Preallocation of the new area: off, metadata, falloc, full.
+    #[arg(long = "preallocation")]
+    preallocation: Option<String>,
+    /// Quiet.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// The image.
+    filename: String,
+    /// The new size, or `+SIZE` / `-SIZE` relative to the current one.
+    #[arg(allow_hyphen_values = true)]
+    size: String,
+}
+
+/// Runs `blk resize`.
+pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
+    let prealloc = match a.preallocation.as_deref() {
+        None => Preallocation::Off,
+        Some(p) => Preallocation::parse(p)
+            .ok_or_else(|| CliError::new(format!("Invalid preallocation mode '{p}'")))?,
+    };
+    let (rel, text) = match a.size.as_bytes().first() {
+        Some(b'+') => (1i8, &a.size[1..]),
+        Some(b'-') => (-1i8, &a.size[1..]),
+        _ => (0i8, a.size.as_str()),
+    };
+    let bad = || {
+        CliError::new(
+            "Parameter 'size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.",
+        )
+    };
+    let n = crate::human::strtosz(text).map_err(|_| bad())?;
+    let host = g.host()?;
+    let opts = OpenOptions {
+        format: a.format.clone(),
+        ..OpenOptions::default()
+    };
+    let img = open_image(&host, &a.filename, &opts)?;
+    if a.format.is_none() && img.graph().probed_raw {
+        crate::io::probe_warning(&a.filename);
+    }
+    let cur = img.length()?;
+    let new = match rel {
+        1 => cur.checked_add(n).ok_or_else(bad)?,
+        -1 => cur
+            .checked_sub(n)
+            .ok_or_else(|| CliError::new("New image size must be positive"))?,
+        _ => n,
+    };
+    if new < cur && !a.shrink {
+        return Err(CliError::new(
+            "Use the --shrink option to perform a shrink operation.\nblk: warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.",
+        ));
+    }
+    img.truncate(new, prealloc)
+        .map_err(|e| CliError::new(crate::common::error_detail(&e, &a.filename)))?;
+    img.flush()?;
+    if !a.quiet {
+        println!("Image resized.");
+    }
+    Ok(())
+}

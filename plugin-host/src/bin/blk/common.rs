@@ -1,0 +1,187 @@
+//! Shared pieces of the subcommands: the error type with its exit status,
+//! host construction, opening images with qemu-img style messages, output
+//! formats.
+
+use block_core::BlockError;
+use plugin_host::{Host, Image, OpenOptions};
+use std::fmt;
+
+/// A command failure: the exit status and an optional one-line message
+/// (printed as `blk: <message>`).
+#[derive(Debug)]
+pub struct CliError {
+    /// The process exit status.
+    pub code: i32,
+    /// The message, without the `blk: ` prefix.
+    pub msg: Option<String>,
+}
+
+impl CliError {
+    /// Exit status 1 with a message.
+    pub fn new(msg: impl Into<String>) -> CliError {
+        CliError {
+            code: 1,
+            msg: Some(msg.into()),
+        }
+    }
+
+    /// A usage error: the message and qemu-img's "Try ... --help" hint.
+    pub fn usage(cmd: &str, msg: impl Into<String>) -> CliError {
+        CliError::new(format!(
+            "{}\nTry 'blk {cmd} --help' for more info",
+            msg.into()
+        ))
+    }
+
+    /// A given exit status with a message.
+    pub fn with_code(code: i32, msg: impl Into<String>) -> CliError {
+        CliError {
+            code,
+            msg: Some(msg.into()),
+        }
+    }
+
+    /// A given exit status, nothing printed.
+    pub fn silent(code: i32) -> CliError {
+        CliError { code, msg: None }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.msg {
+            Some(m) => f.write_str(m),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+impl From<BlockError> for CliError {
+    fn from(e: BlockError) -> CliError {
+        CliError::new(clean(&e.to_string()))
+    }
+}
+
+/// Removes Rust's " (os error N)" decorations from a message.
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find(" (os error ") {
+        out.push_str(&rest[..p]);
+        match rest[p..].find(')') {
+            Some(q) => rest = &rest[p + q + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The result type of the subcommands.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Global options shared by every subcommand.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// Plugin directories given with `--plugin-dir`.
+    pub plugin_dirs: Vec<String>,
+}
+
+impl Globals {
+    /// Builds the host: linked-in drivers, `--plugin-dir` plugins and
+    /// `BLK_PLUGIN_PATH`.
+    pub fn host(&self) -> CliResult<Host> {
+        let mut b = Host::builder();
+        for d in &self.plugin_dirs {
+            b = b.plugin_dir(d);
+        }
+        b.build().map_err(CliError::from)
+    }
+}
+
+/// `--output=human|json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Human-readable text (the default).
+    #[default]
+    Human,
+    /// JSON.
+    Json,
+}
+
+/// Parses an `--output` value of subcommand `cmd` with qemu-img's message.
+pub fn parse_output(cmd: &str, s: Option<&str>) -> CliResult<OutputFormat> {
+    match s {
+        None | Some("human") => Ok(OutputFormat::Human),
+        Some("json") => Ok(OutputFormat::Json),
+        Some(o) => Err(CliError::usage(
+            cmd,
+            format!("--output expects 'human' or 'json' not '{o}'"),
+        )),
+    }
+}
+
+/// The text of an error without a leading `file: ` that repeats `filename`.
+pub fn error_detail(e: &BlockError, filename: &str) -> String {
+    let s = clean(&e.to_string());
+    let prefix = format!("{filename}: ");
+    match s.strip_prefix(&prefix) {
+        Some(rest) => rest.to_string(),
+        None => s,
+    }
+}
+
+/// Opens an image; failures read `Could not open 'FILE': ...` as qemu-img's.
+pub fn open_image(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
+    host.open(filename, opts)
+        .map_err(|e| open_error(&e, filename))
+}
+
+/// The qemu-img style message of a failed open.
+pub fn open_error(e: &BlockError, filename: &str) -> CliError {
+    CliError::new(format!(
+        "Could not open '{filename}': {}",
+        open_detail(e, filename)
+    ))
+}
+
+/// The reason of a failed open, as qemu-img words it after the file name.
+pub fn open_detail(e: &BlockError, filename: &str) -> String {
+    let detail = if e.file.as_deref() == Some(filename) {
+        let mut m = e.message.clone();
+        if let Some(src) = std::error::Error::source(e) {
+            m.push_str(&format!(": {src}"));
+        }
+        clean(&m)
+    } else {
+        error_detail(e, filename)
+    };
+    match detail.strip_prefix("Could not open: ") {
+        Some(rest) => format!("Could not open '{filename}': {rest}"),
+        None => detail,
+    }
+}
+
+/// Prints pretty JSON with QEMU's four-space indentation.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", to_json_pretty(v));
+}
+
+/// Pretty JSON with four-space indentation, as qemu-img prints it.
+pub fn to_json_pretty(v: &serde_json::Value) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    if v.serialize(&mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Splits `a=b,c=d` open options (`,,` escapes a comma).
+pub fn split_options(s: &str) -> CliResult<Vec<(String, String)>> {
+    block_core::options::split_option_string(s).map_err(|e| CliError::new(e.message))
+}
