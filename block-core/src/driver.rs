@@ -2,6 +2,7 @@
 
 use crate::error::{BlockError, Result};
 use crate::host::HostServices;
+use crate::info::{MeasureRequest, MeasureResult};
 use crate::node::BlockNode;
 use crate::options::{OptDesc, OptionValues};
 use crate::types::{DriverCaps, DriverKind, OpenFlags};
@@ -103,6 +104,16 @@ pub trait BlockDriver: Send + Sync {
         _host: Arc<dyn HostServices>,
     ) -> Result<()> {
         Err(BlockError::unsupported("create"))
+    }
+
+    /// The schema of `amend` options (a subset of the create options).
+    fn amend_options(&self) -> Vec<OptDesc> {
+        Vec::new()
+    }
+
+    /// How many bytes an image of this format needs (`qemu-img measure`).
+    fn measure(&self, _req: &MeasureRequest) -> Result<MeasureResult> {
+        Err(BlockError::unsupported("measure"))
     }
 
     /// Opens a node.

@@ -82,3 +82,28 @@ pub struct SnapshotInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icount: Option<u64>,
 }
+
+/// What `measure` is asked: the size an image of this format needs for a
+/// given virtual size and, optionally, for a given set of data ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MeasureRequest {
+    /// Create options (`[key, value]` pairs) of the target image.
+    pub options: Vec<(String, String)>,
+    /// The virtual size of the target image.
+    pub virtual_size: u64,
+    /// Guest ranges `(offset, length)` that hold data, ascending; `None`
+    /// measures an empty image (`qemu-img measure --size`).
+    #[serde(default)]
+    pub data_extents: Option<Vec<(u64, u64)>>,
+}
+
+/// The answer of `measure` (`qemu-img measure` material).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MeasureResult {
+    /// Bytes the image needs for the data given.
+    pub required: u64,
+    /// Bytes the image needs when every cluster is allocated.
+    pub fully_allocated: u64,
+}

@@ -106,6 +106,18 @@ pub trait BlockNode: Send + Sync {
         Err(BlockError::unsupported("change_backing_file"))
     }
 
+    /// Drops every allocation of this image so that every range reads from
+    /// the backing file (or as zeros without one), as after `commit`.
+    fn make_empty(&self) -> Result<()> {
+        Err(BlockError::unsupported("make_empty"))
+    }
+
+    /// Changes format options of an open image (`qemu-img amend`), given as
+    /// `key=value` pairs that the driver checks against its amend schema.
+    fn amend(&self, _options: &[(String, String)]) -> Result<()> {
+        Err(BlockError::unsupported("amend"))
+    }
+
     /// Drops every piece of cached mutable metadata and re-reads it from the
     /// children, which another process may have changed. Fails cleanly (and
     /// keeps the node unusable for writes) if the image changed in a way the

@@ -221,6 +221,14 @@ impl Host {
         Ok(Image::new(self.registry.clone(), root, opts))
     }
 
+    /// How many bytes an image of `format` needs (`qemu-img measure`).
+    pub fn measure(&self, format: &str, req: &block_core::MeasureRequest) -> Result<block_core::MeasureResult> {
+        let d = self.registry.get(format).ok_or_else(|| {
+            BlockError::new(ErrorKind::NotFound, "measure", format!("Unknown file format '{format}'"))
+        })?;
+        d.driver.measure(req)
+    }
+
     /// Creates an image. `options` is a qemu-img style `k=v,...` string;
     /// `size`, `backing_file` and `backing_fmt` given separately override it.
     pub fn create(

@@ -353,6 +353,19 @@ impl Image {
         self.root.node.change_backing_file(filename, format)
     }
 
+    /// Drops every allocation of the top image so it reads from its backing
+    /// file (used by `commit`).
+    pub fn make_empty(&self) -> Result<()> {
+        self.check_writable("make_empty")?;
+        self.root.node.make_empty().map_err(|e| self.err(e))
+    }
+
+    /// Changes format options (`qemu-img amend`), given as `key=value` pairs.
+    pub fn amend(&self, options: &[(String, String)]) -> Result<()> {
+        self.check_writable("amend")?;
+        self.root.node.amend(options).map_err(|e| self.err(e))
+    }
+
     /// Takes ownership after a handoff: activates every node from the
     /// children up (each re-reads its metadata). On failure the image stays
     /// inactive and the error names the node.

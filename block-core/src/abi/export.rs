@@ -344,6 +344,17 @@ unsafe extern "C" fn n_activate(ctx: *mut c_void, err: *const BcErrSink) -> i32 
     guard(err, "activate", || node(ctx).activate())
 }
 
+unsafe extern "C" fn n_make_empty(ctx: *mut c_void, err: *const BcErrSink) -> i32 {
+    guard(err, "make_empty", || node(ctx).make_empty())
+}
+
+unsafe extern "C" fn n_amend_json(ctx: *mut c_void, options: BcStr, err: *const BcErrSink) -> i32 {
+    guard(err, "amend", || {
+        let pairs = options_from_json("amend", options.as_bytes())?;
+        node(ctx).amend(&pairs)
+    })
+}
+
 static NODE_VTBL: BcNodeVtbl = BcNodeVtbl {
     struct_size: std::mem::size_of::<BcNodeVtbl>(),
     close: Some(n_close),
@@ -367,6 +378,8 @@ static NODE_VTBL: BcNodeVtbl = BcNodeVtbl {
     invalidate_cache: Some(n_invalidate_cache),
     inactivate: Some(n_inactivate),
     activate: Some(n_activate),
+    make_empty: Some(n_make_empty),
+    amend_json: Some(n_amend_json),
 };
 
 // ---------------------------------------------------------------- host services
@@ -544,6 +557,30 @@ unsafe extern "C" fn d_create(
     })
 }
 
+unsafe extern "C" fn d_amend_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32 {
+    catch_unwind(AssertUnwindSafe(|| {
+        let o = driver(ctx).amend_options();
+        push_str(out, &serde_json::to_string(&o).unwrap_or_default());
+        0
+    }))
+    .unwrap_or(-libc::EIO)
+}
+
+unsafe extern "C" fn d_measure_json(
+    ctx: *const c_void,
+    request: BcStr,
+    out: *const BcStrSink,
+    err: *const BcErrSink,
+) -> i32 {
+    guard(err, "measure", || {
+        let req: crate::info::MeasureRequest = serde_json::from_slice(request.as_bytes())
+            .map_err(|e| BlockError::invalid("measure", format!("bad request document: {e}")))?;
+        let r = driver(ctx).measure(&req)?;
+        push_str(out, &to_json("measure", &r)?);
+        Ok(())
+    })
+}
+
 static DRIVER_VTBL: BcDriverVtbl = BcDriverVtbl {
     struct_size: std::mem::size_of::<BcDriverVtbl>(),
     name: Some(d_name),
@@ -555,4 +592,6 @@ static DRIVER_VTBL: BcDriverVtbl = BcDriverVtbl {
     open: Some(d_open),
     create_options_json: Some(d_create_options_json),
     create: Some(d_create),
+    amend_options_json: Some(d_amend_options_json),
+    measure_json: Some(d_measure_json),
 };

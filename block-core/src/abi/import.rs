@@ -6,7 +6,7 @@ use super::*;
 use crate::driver::{BlockDriver, OpenRequest, ProbeInput};
 use crate::error::{BlockError, ErrorKind, Result};
 use crate::host::{ChildRequest, HostServices};
-use crate::info::{CheckReport, NodeInfo, SnapshotInfo};
+use crate::info::{CheckReport, MeasureRequest, MeasureResult, NodeInfo, SnapshotInfo};
 use crate::node::BlockNode;
 use crate::options::{OptDesc, OptionValues};
 use crate::types::{
@@ -302,6 +302,17 @@ impl BlockNode for ForeignNode {
         })
     }
 
+    fn make_empty(&self) -> Result<()> {
+        let f = slot!(self, make_empty, "make_empty");
+        call("make_empty", |err| unsafe { f(self.ctx, err) })
+    }
+
+    fn amend(&self, options: &[(String, String)]) -> Result<()> {
+        let f = slot!(self, amend_json, "amend");
+        let j = options_to_json(options);
+        call("amend", |err| unsafe { f(self.ctx, BcStr::from_str(&j), err) })
+    }
+
     fn invalidate_cache(&self) -> Result<()> {
         let f = slot!(self, invalidate_cache, "invalidate_cache");
         call("invalidate_cache", |err| unsafe { f(self.ctx, err) })
@@ -518,6 +529,34 @@ impl BlockDriver for ForeignDriver {
             return Vec::new();
         }
         serde_json::from_slice(&buf).unwrap_or_default()
+    }
+
+    fn amend_options(&self) -> Vec<OptDesc> {
+        let Some(f) = self.vtbl.amend_options_json else {
+            return Vec::new();
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        let sink = BcStrSink {
+            ctx: &mut buf as *mut Vec<u8> as *mut c_void,
+            push: str_push,
+        };
+        if unsafe { f(self.drv.ctx, &sink) } != 0 {
+            return Vec::new();
+        }
+        serde_json::from_slice(&buf).unwrap_or_default()
+    }
+
+    fn measure(&self, req: &MeasureRequest) -> Result<MeasureResult> {
+        let f = self
+            .vtbl
+            .measure_json
+            .ok_or_else(|| BlockError::unsupported("measure"))?;
+        let j = serde_json::to_string(req)
+            .map_err(|e| BlockError::invalid("measure", e.to_string()))?;
+        let b = collect("measure", |out, err| unsafe {
+            f(self.drv.ctx, BcStr::from_str(&j), out, err)
+        })?;
+        from_json("measure", &b)
     }
 
     fn create(

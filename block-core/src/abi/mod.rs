@@ -28,8 +28,8 @@ pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
 /// The ABI major version. Frozen at 1: a change here means a new ABI.
 pub const BLK_ABI_MAJOR: u16 = 1;
 /// The ABI minor version of this build. Minor 0 is the base interface;
-/// minor 1 appended the slots marked "minor 1" below.
-pub const BLK_ABI_MINOR: u16 = 1;
+/// minor 1 and minor 2 appended the slots marked so below.
+pub const BLK_ABI_MINOR: u16 = 2;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
 /// The name of the exported entry symbol.
@@ -287,6 +287,12 @@ pub struct BcNodeVtbl {
     pub inactivate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
     /// Activate after a handoff.
     pub activate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+    // ---- minor 2 ----
+    /// Drop every allocation (reads fall through to the backing file).
+    pub make_empty: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
+    /// Amend format options; options as a JSON array of `[key, value]` pairs.
+    pub amend_json:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, options_json: BcStr, err: Err) -> i32>,
 }
 
 /// What a format driver is shown when probing.
@@ -437,6 +443,19 @@ pub struct BcDriverVtbl {
             err: Err,
         ) -> i32,
     >,
+    // ---- minor 2 ----
+    /// Amend-option schema (`[OptDesc]` JSON) into the sink.
+    pub amend_options_json:
+        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink) -> i32>,
+    /// Measure: a `MeasureRequest` JSON in, a `MeasureResult` JSON into the sink.
+    pub measure_json: Option<
+        unsafe extern "C" fn(
+            ctx: *const c_void,
+            request_json: BcStr,
+            out: *const BcStrSink,
+            err: Err,
+        ) -> i32,
+    >,
 }
 
 /// Log levels across the ABI (as `log::Level`: 1 error .. 5 trace; 0 off).
@@ -540,10 +559,10 @@ mod layout_tests {
         assert_eq!(offset_of!(BcNodeVtbl, close), 8);
         assert_eq!(offset_of!(BcNodeVtbl, info_json), 48);
         assert_eq!(NODE_VTBL_MINOR0_SIZE, 56);
-        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8);
+        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8);
         assert_eq!(offset_of!(BcDriverVtbl, open), 56);
         assert_eq!(DRIVER_VTBL_MINOR0_SIZE, 64);
-        assert_eq!(size_of::<BcDriverVtbl>(), 80);
+        assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8);
         assert_eq!(HOST_SERVICES_VTBL_MINOR0_SIZE, 32);
         assert_eq!(size_of::<BcHostApi>(), 40);
         assert_eq!(size_of::<BcPluginHeader>(), 64);
