@@ -4,11 +4,12 @@
 use blk_tests::conformance::{all_passed, report, run_suite, CaseResult, Outcome};
 use plugin_host::Host;
 
-/// Drivers shipped in this workspace. qcow2 joins once its driver is complete.
+/// Drivers shipped in this workspace.
 const DRIVERS: &[(&str, &str)] = &[
     ("file", "libblk_file.so"),
     ("raw", "libblk_raw.so"),
     ("null-co", "libblk_null.so"),
+    ("qcow2", "libblk_qcow2.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -81,6 +82,11 @@ fn raw_driver_both_forms() {
 #[test]
 fn null_driver_both_forms() {
     check_both_forms(DRIVERS[2].0, DRIVERS[2].1);
+}
+
+#[test]
+fn qcow2_driver_both_forms() {
+    check_both_forms(DRIVERS[3].0, DRIVERS[3].1);
 }
 
 #[test]
