@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 /// The environment variable listing plugin directories or files (`:`-separated).
 pub const PLUGIN_PATH_ENV: &str = "BLK_PLUGIN_PATH";
+/// The environment variable that, set to `0`/`off`/`no`, leaves the linked-in
+/// drivers out so that only plugin libraries serve (honoured when
+/// `env_plugin_path` is on).
+pub const BUILTIN_DRIVERS_ENV: &str = "BLK_BUILTIN_DRIVERS";
 
 /// How to open an image.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +114,16 @@ impl HostBuilder {
     /// with a warning.
     pub fn build(self) -> Result<Host> {
         crate::linked::ensure_linked();
-        let mut registry = if self.static_drivers && !self.plugins_first {
+        let mut this = self;
+        if this.env_path {
+            if let Ok(v) = std::env::var(BUILTIN_DRIVERS_ENV) {
+                if matches!(v.as_str(), "0" | "off" | "no" | "false") {
+                    this.static_drivers = false;
+                }
+            }
+        }
+        let self_ = this;
+        let mut registry = if self_.static_drivers && !self_.plugins_first {
             Registry::with_static_drivers()
         } else {
             Registry::empty()
@@ -118,10 +131,10 @@ impl HostBuilder {
         // (file, explicitly named): a library found by scanning a directory
         // that fails to load is skipped with a warning; a named one is an error.
         let mut files: Vec<(PathBuf, bool)> = Vec::new();
-        for d in &self.plugin_dirs {
+        for d in &self_.plugin_dirs {
             files.extend(loader::plugin_files_in(d)?.into_iter().map(|f| (f, false)));
         }
-        if self.env_path {
+        if self_.env_path {
             if let Ok(p) = std::env::var(PLUGIN_PATH_ENV) {
                 for part in p.split(':').filter(|s| !s.is_empty()) {
                     let path = Path::new(part);
@@ -137,7 +150,7 @@ impl HostBuilder {
                 }
             }
         }
-        files.extend(self.plugin_files.iter().cloned().map(|f| (f, true)));
+        files.extend(self_.plugin_files.iter().cloned().map(|f| (f, true)));
         let mut plugins = Vec::new();
         let mut load_errors = Vec::new();
         for (f, named) in files {
@@ -161,7 +174,7 @@ impl HostBuilder {
             }
             plugins.push(p);
         }
-        if self.static_drivers && self.plugins_first {
+        if self_.static_drivers && self_.plugins_first {
             for d in Registry::with_static_drivers().iter() {
                 registry.add(d.driver.clone(), d.origin.clone());
             }

@@ -25,6 +25,6 @@ mod linked;
 pub mod loader;
 
 pub use graph::GraphNode;
-pub use host::{Host, HostBuilder, OpenOptions, PLUGIN_PATH_ENV};
+pub use host::{Host, HostBuilder, OpenOptions, BUILTIN_DRIVERS_ENV, PLUGIN_PATH_ENV};
 pub use image::{Image, ImageInfo};
 pub use loader::{load_plugin, LoadedPlugin};

@@ -130,8 +130,15 @@ fn conformance(args: &[String]) -> Result<(), String> {
 }
 
 fn blk(bin: &Path, args: &[&str]) -> Result<String, String> {
-    println!("$ blk {}", args.join(" "));
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() })
+        .collect();
+    println!("$ blk {}", shown.join(" "));
+    // Only the plugin libraries serve the demo: leave the linked-in drivers out.
     let out = Command::new(bin)
+        .env("BLK_BUILTIN_DRIVERS", "0")
+        .env_remove("BLK_PLUGIN_PATH")
         .args(args)
         .output()
         .map_err(|e| format!("cannot run blk: {e}"))?;
@@ -158,9 +165,7 @@ fn demo(dir: Option<&String>) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let p = |n: &str| work.join(n).to_string_lossy().into_owned();
     let pd = plugdir.to_string_lossy().into_owned();
-    // Only the plugin libraries serve this run: BLK_PLUGIN_PATH is ignored and
-    // linked-in drivers of the same name would win, so show where each comes from.
-    println!("== drivers (plugin libraries shadowed by nothing else with the same name are used from {pd})");
+    println!("== drivers: every one is loaded from a plugin library in {pd} (BLK_BUILTIN_DRIVERS=0)");
     blk(&bin, &["--plugin-dir", &pd, "plugins"])?;
     let img = p("disk.qcow2");
     println!("\n== create a 64 MiB qcow2 image");
