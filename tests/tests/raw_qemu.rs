@@ -194,6 +194,7 @@ fn raw_offset_and_size_window() {
     i.read(0, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 16));
     assert!(i.read(128 << 10, &mut b).is_err());
+    drop(i);
     let e = h
         .open(
             s(&img),

@@ -100,6 +100,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     let mut c = cargo();
     c.args([
         "test",
+        "--no-fail-fast",
         "--workspace",
         "--exclude",
         "old-abi-plugin",
