@@ -54,6 +54,20 @@ impl OptDesc {
     }
 }
 
+/// The create schema of formats without metadata (raw, file): `size` and
+/// `preallocation=off|falloc|full`.
+pub fn plain_create_options() -> Vec<OptDesc> {
+    vec![
+        OptDesc::new("size", OptKind::Size, Some("0"), "Virtual disk size"),
+        OptDesc::choice(
+            "preallocation",
+            &["off", "falloc", "full"],
+            Some("off"),
+            "Preallocation mode (allowed values: off, falloc, full)",
+        ),
+    ]
+}
+
 /// Parses a size such as `512`, `64k`, `1.5G`, `10M` into bytes (binary units,
 /// as qemu-img). A bare number is bytes.
 pub fn parse_size(text: &str) -> Result<u64> {

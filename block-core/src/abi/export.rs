@@ -532,13 +532,22 @@ unsafe extern "C" fn d_open(
     })
 }
 
-unsafe extern "C" fn d_create_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32 {
+/// Pushes the schema `get` returns as JSON; a panic becomes -EIO.
+unsafe fn push_schema(
+    ctx: *const c_void,
+    out: *const BcStrSink,
+    get: fn(&dyn BlockDriver) -> Vec<crate::options::OptDesc>,
+) -> i32 {
     catch_unwind(AssertUnwindSafe(|| {
-        let o = driver(ctx).create_options();
+        let o = get(driver(ctx).as_ref());
         push_str(out, &serde_json::to_string(&o).unwrap_or_default());
         0
     }))
     .unwrap_or(-libc::EIO)
+}
+
+unsafe extern "C" fn d_create_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32 {
+    push_schema(ctx, out, |d| d.create_options())
 }
 
 unsafe extern "C" fn d_create(
@@ -558,12 +567,7 @@ unsafe extern "C" fn d_create(
 }
 
 unsafe extern "C" fn d_amend_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32 {
-    catch_unwind(AssertUnwindSafe(|| {
-        let o = driver(ctx).amend_options();
-        push_str(out, &serde_json::to_string(&o).unwrap_or_default());
-        0
-    }))
-    .unwrap_or(-libc::EIO)
+    push_schema(ctx, out, |d| d.amend_options())
 }
 
 unsafe extern "C" fn d_measure_json(

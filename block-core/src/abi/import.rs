@@ -310,7 +310,9 @@ impl BlockNode for ForeignNode {
     fn amend(&self, options: &[(String, String)]) -> Result<()> {
         let f = slot!(self, amend_json, "amend");
         let j = options_to_json(options);
-        call("amend", |err| unsafe { f(self.ctx, BcStr::from_str(&j), err) })
+        call("amend", |err| unsafe {
+            f(self.ctx, BcStr::from_str(&j), err)
+        })
     }
 
     fn invalidate_cache(&self) -> Result<()> {
@@ -483,6 +485,28 @@ impl ForeignDriver {
     }
 }
 
+/// A schema slot: pushes `[OptDesc]` JSON into the sink, returns 0 or -errno.
+type SchemaSlot = unsafe extern "C" fn(*const c_void, *const BcStrSink) -> i32;
+
+impl ForeignDriver {
+    /// Reads an option schema through `slot`; a missing slot or a malformed
+    /// answer is an empty schema.
+    fn schema(&self, slot: Option<SchemaSlot>) -> Vec<OptDesc> {
+        let Some(f) = slot else {
+            return Vec::new();
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        let sink = BcStrSink {
+            ctx: &mut buf as *mut Vec<u8> as *mut c_void,
+            push: str_push,
+        };
+        if unsafe { f(self.drv.ctx, &sink) } != 0 {
+            return Vec::new();
+        }
+        serde_json::from_slice(&buf).unwrap_or_default()
+    }
+}
+
 impl BlockDriver for ForeignDriver {
     fn name(&self) -> &str {
         &self.name
@@ -517,33 +541,11 @@ impl BlockDriver for ForeignDriver {
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
-        let Some(f) = self.vtbl.create_options_json else {
-            return Vec::new();
-        };
-        let mut buf: Vec<u8> = Vec::new();
-        let sink = BcStrSink {
-            ctx: &mut buf as *mut Vec<u8> as *mut c_void,
-            push: str_push,
-        };
-        if unsafe { f(self.drv.ctx, &sink) } != 0 {
-            return Vec::new();
-        }
-        serde_json::from_slice(&buf).unwrap_or_default()
+        self.schema(self.vtbl.create_options_json)
     }
 
     fn amend_options(&self) -> Vec<OptDesc> {
-        let Some(f) = self.vtbl.amend_options_json else {
-            return Vec::new();
-        };
-        let mut buf: Vec<u8> = Vec::new();
-        let sink = BcStrSink {
-            ctx: &mut buf as *mut Vec<u8> as *mut c_void,
-            push: str_push,
-        };
-        if unsafe { f(self.drv.ctx, &sink) } != 0 {
-            return Vec::new();
-        }
-        serde_json::from_slice(&buf).unwrap_or_default()
+        self.schema(self.vtbl.amend_options_json)
     }
 
     fn measure(&self, req: &MeasureRequest) -> Result<MeasureResult> {

@@ -3,7 +3,7 @@
 use crate::node::FileNode;
 use block_core::{
     BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
-    OptKind, OptionValues, Preallocation, Result,
+    OptionValues, Preallocation, Result,
 };
 use std::sync::Arc;
 
@@ -42,15 +42,7 @@ impl BlockDriver for FileDriver {
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
-        vec![
-            OptDesc::new("size", OptKind::Size, Some("0"), "Virtual disk size"),
-            OptDesc::choice(
-                "preallocation",
-                &["off", "falloc", "full"],
-                Some("off"),
-                "Preallocation mode (allowed values: off, falloc, full)",
-            ),
-        ]
+        block_core::options::plain_create_options()
     }
 
     fn create(

@@ -3,8 +3,8 @@
 use crate::node::RawNode;
 use block_core::{
     parse_size, BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps,
-    DriverKind, HostServices, OpenRequest, OptDesc, OptKind, OptionValues, Preallocation,
-    ProbeInput, Result,
+    DriverKind, HostServices, OpenRequest, OptDesc, OptionValues, Preallocation, ProbeInput,
+    Result,
 };
 use std::sync::Arc;
 
@@ -43,15 +43,7 @@ impl BlockDriver for RawDriver {
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
-        vec![
-            OptDesc::new("size", OptKind::Size, Some("0"), "Virtual disk size"),
-            OptDesc::choice(
-                "preallocation",
-                &["off", "falloc", "full"],
-                Some("off"),
-                "Preallocation mode (allowed values: off, falloc, full)",
-            ),
-        ]
+        block_core::options::plain_create_options()
     }
 
     fn create(
