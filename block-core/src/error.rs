@@ -191,11 +191,12 @@ impl BlockError {
                 std::io::ErrorKind::UnexpectedEof => ErrorKind::Io,
                 _ => ErrorKind::Io,
             });
-        let message = match err.raw_os_error() {
-            Some(_) => {
-                std::io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(0)).to_string()
-            }
-            None => err.to_string(),
+        // Rust renders OS errors as "No such file or directory (os error 2)";
+        // keep the strerror text only, as QEMU prints it.
+        let text = err.to_string();
+        let message = match text.rfind(" (os error ") {
+            Some(i) if err.raw_os_error().is_some() => text[..i].to_string(),
+            _ => text,
         };
         BlockError {
             kind,
@@ -255,6 +256,13 @@ mod tests {
             "a.qcow2: read at offset 4096: L2 entry points past the end"
         );
         assert_eq!(e.errno(), libc::EUCLEAN);
+    }
+
+    #[test]
+    fn io_errors_read_like_strerror() {
+        let e = BlockError::from_io("open", std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(e.message, "No such file or directory");
+        assert_eq!(e.kind, ErrorKind::NotFound);
     }
 
     #[test]
