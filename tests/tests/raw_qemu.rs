@@ -208,3 +208,17 @@ fn raw_offset_and_size_window() {
         .unwrap();
     assert_eq!(e.kind, ErrorKind::InvalidInput, "{e}");
 }
+
+#[test]
+fn odd_sized_raw_files_have_qemus_sector_rounded_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("odd.raw");
+    std::fs::write(&img, vec![0x61u8; 1000]).unwrap();
+    let q: serde_json::Value = serde_json::from_str(&qemu_img_ok(&["info", "--output=json", s(&img)])).unwrap();
+    let h = host();
+    let i = h.open(s(&img), &OpenOptions::default()).unwrap();
+    assert_eq!(i.length().unwrap(), q["virtual-size"].as_u64().unwrap());
+    let mut b = vec![0xffu8; 512];
+    i.read(512, &mut b).unwrap();
+    assert!(b[..488].iter().all(|&x| x == 0x61) && b[488..].iter().all(|&x| x == 0));
+}

@@ -237,14 +237,16 @@ impl BlockNode for FileNode {
         sys::fdatasync(&self.file).map_err(|e| self.err("flush", 0, e))
     }
 
+    /// The length in whole 512-byte sectors, rounded up, as QEMU reports it
+    /// (the bytes past the end of the file read as zeros).
     fn length(&self) -> Result<u64> {
-        self.file_len()
+        Ok(self.file_len()?.div_ceil(512) * 512)
     }
 
     fn info(&self) -> Result<NodeInfo> {
         Ok(NodeInfo {
             format: "file".to_string(),
-            virtual_size: self.file_len()?,
+            virtual_size: self.length()?,
             ..NodeInfo::default()
         })
     }
