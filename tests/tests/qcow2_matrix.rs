@@ -639,11 +639,16 @@ fn concurrent_writers_match_a_shadow_copy() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     // Two threads writing the same new cluster must not both allocate it.
+    // The cluster lies past every thread's region (16 MiB is not a multiple
+    // of `threads` clusters), so it is still unallocated and the shadows
+    // above stay valid.
+    let shared = threads * region;
+    assert!(shared + 4096 <= 16 << 20);
     std::thread::scope(|sc| {
         for t in 0..4u8 {
             let i = &i;
             sc.spawn(move || {
-                i.write((15 << 20) + t as u64 * 1024, &[t + 1; 1024])
+                i.write(shared as u64 + t as u64 * 1024, &[t + 1; 1024])
                     .unwrap()
             });
         }
@@ -657,7 +662,7 @@ fn concurrent_writers_match_a_shadow_copy() {
         );
     }
     for t in 0..4usize {
-        let o = (15 << 20) + t * 1024;
+        let o = shared + t * 1024;
         assert!(all[o..o + 1024].iter().all(|&b| b == t as u8 + 1));
     }
     drop(i);

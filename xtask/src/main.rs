@@ -133,7 +133,13 @@ fn conformance(args: &[String]) -> Result<(), String> {
 fn blk(bin: &Path, args: &[&str]) -> Result<String, String> {
     let shown: Vec<String> = args
         .iter()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() })
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.to_string()
+            }
+        })
         .collect();
     println!("$ blk {}", shown.join(" "));
     // Only the plugin libraries serve the demo: leave the linked-in drivers out.
@@ -166,7 +172,9 @@ fn demo(dir: Option<&String>) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let p = |n: &str| work.join(n).to_string_lossy().into_owned();
     let pd = plugdir.to_string_lossy().into_owned();
-    println!("== drivers: every one is loaded from a plugin library in {pd} (BLK_BUILTIN_DRIVERS=0)");
+    println!(
+        "== drivers: every one is loaded from a plugin library in {pd} (BLK_BUILTIN_DRIVERS=0)"
+    );
     blk(&bin, &["--plugin-dir", &pd, "plugins"])?;
     let img = p("disk.qcow2");
     println!("\n== create a 64 MiB qcow2 image");
@@ -232,34 +240,295 @@ fn demo(dir: Option<&String>) -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask bench [--no-qemu]`: a small benchmark set with the release
+/// `blk bench`, next to `qemu-img bench` on the same images.
+///
+/// Targets: null-co (the baseline: no storage at all), raw, qcow2 freshly
+/// created and qcow2 with preallocated metadata, each 256 MiB. Workloads:
+/// sequential and strided ("rand") reads and writes of 4 KiB and 64 KiB,
+/// queue depth 16, writeback cache (blk has no O_DIRECT, so neither side
+/// uses it). Reads run on an image filled with data; every write run starts
+/// from a newly created image and writes at most the image size, so "fresh"
+/// runs measure cluster allocation. qemu-img bench has no random mode: "rand"
+/// steps by a large odd multiple of the request size, which visits the
+/// image's slots in scattered order, the same sequence for both tools.
+///
+/// bench reports milliseconds, so each tool's request count is scaled from
+/// a calibration run until a run lasts about 0.3 s (writes: up to the image
+/// size).
 fn bench(args: &[String]) -> Result<(), String> {
+    use std::time::Instant;
+
+    /// Image size of the file-backed targets.
+    const SIZE: u64 = 256 << 20;
+    /// Queue depth of every run.
+    const DEPTH: &str = "16";
+    /// Stride multiplier of the "rand" workloads (prime, so odd).
+    const STRIDE: u64 = 7919;
+    /// The duration a run is scaled to, in seconds.
+    const RUN_SECS: f64 = 0.3;
+
+    struct Target {
+        name: &'static str,
+        fmt: &'static str,
+        create: Option<&'static [&'static str]>,
+    }
+    struct Workload {
+        name: &'static str,
+        write: bool,
+        bs: u64,
+        random: bool,
+    }
+
+    /// Runs one bench of `count` requests; returns the seconds it reported.
+    fn run_bench(
+        prog: &Path,
+        fmt: &str,
+        path: &str,
+        w: &Workload,
+        count: u64,
+    ) -> Result<f64, String> {
+        let mut c = Command::new(prog);
+        let step = if w.random { w.bs * STRIDE } else { w.bs };
+        c.args(["bench", "-f", fmt, "-d", DEPTH]);
+        c.args(["-c", &count.to_string(), "-s", &w.bs.to_string()]);
+        c.args(["-S", &step.to_string()]);
+        if w.write {
+            c.arg("-w");
+        }
+        c.arg(path);
+        let out = c
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "{} bench failed: {}{}",
+                prog.display(),
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        text.lines()
+            .find_map(|l| l.strip_prefix("Run completed in "))
+            .and_then(|l| l.strip_suffix(" seconds."))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("unexpected bench output: {text}"))
+    }
+
+    /// Creates the image of a target, filled with data when `fill`.
+    fn prepare(t: &Target, path: &str, fill: bool) -> Result<(), String> {
+        let Some(opts) = t.create else {
+            return Ok(());
+        };
+        let _ = std::fs::remove_file(path);
+        let mut c = Command::new("qemu-img");
+        c.args(["create", "-q", "-f", t.fmt]).args(opts);
+        c.args([path, &SIZE.to_string()]);
+        let st = c
+            .status()
+            .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+        if !st.success() {
+            return Err(format!("qemu-img create {} failed", t.name));
+        }
+        if fill {
+            let count = (SIZE >> 20).to_string();
+            let st = Command::new("qemu-img")
+                .args(["bench", "-w", "-f", t.fmt, "-s", "1M", "-d", "4"])
+                .args(["-c", &count, "--pattern", "0x5a", path])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+            if !st.success() {
+                return Err(format!("filling {} failed", t.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a workload with one tool: a calibration run, then a run scaled
+    /// to about RUN_SECS. Returns (requests, seconds).
+    fn measure(prog: &Path, t: &Target, path: &str, w: &Workload) -> Result<(u64, f64), String> {
+        let cap = if w.write && t.create.is_some() {
+            SIZE / w.bs
+        } else {
+            i32::MAX as u64
+        };
+        let mut count = (8192u64).min(cap);
+        loop {
+            if w.write {
+                prepare(t, path, false)?;
+            }
+            let secs = run_bench(prog, t.fmt, path, w, count)?;
+            let want = ((count as f64) * RUN_SECS / secs.max(0.001)) as u64;
+            let next = want.min(cap);
+            if secs >= RUN_SECS / 3.0 || next <= count {
+                return Ok((count, secs.max(0.001)));
+            }
+            count = next;
+        }
+    }
+
+    let with_qemu = !args.iter().any(|a| a == "--no-qemu");
+    if let Some(a) = args.iter().find(|a| *a != "--no-qemu") {
+        return Err(format!(
+            "bench: unknown argument '{a}' (usage: cargo xtask bench [--no-qemu])"
+        ));
+    }
+    if Command::new("qemu-img").arg("--version").output().is_err() {
+        return Err("bench needs qemu-img (it creates the images)".into());
+    }
     let mut c = cargo();
-    c.args(["build", "--release", "-p", "plugin-host", "--bins"]);
+    c.args(["build", "--release", "-p", "plugin-host", "--bin", "blk"]);
     run(c)?;
     let bin = target().join("release").join("blk");
+    let qemu_img = PathBuf::from("qemu-img");
     let dir = target().join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let _ = args;
-    let img = dir.join("bench.qcow2").to_string_lossy().into_owned();
-    let raw = dir.join("bench.raw").to_string_lossy().into_owned();
-    for (fmt, path) in [("raw", &raw), ("qcow2", &img)] {
-        let st = Command::new(&bin)
-            .args(["create", "-q", "-f", fmt, path, "1G"])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !st.success() {
-            return Err(format!("create {fmt} failed"));
+
+    let targets = [
+        Target {
+            name: "null-co",
+            fmt: "null-co",
+            create: None,
+        },
+        Target {
+            name: "raw",
+            fmt: "raw",
+            create: Some(&[]),
+        },
+        Target {
+            name: "qcow2",
+            fmt: "qcow2",
+            create: Some(&[]),
+        },
+        Target {
+            name: "qcow2-prealloc",
+            fmt: "qcow2",
+            create: Some(&["-o", "preallocation=metadata"]),
+        },
+    ];
+    let workloads = [
+        Workload {
+            name: "seq-read 4k",
+            write: false,
+            bs: 4 << 10,
+            random: false,
+        },
+        Workload {
+            name: "rand-read 4k",
+            write: false,
+            bs: 4 << 10,
+            random: true,
+        },
+        Workload {
+            name: "seq-read 64k",
+            write: false,
+            bs: 64 << 10,
+            random: false,
+        },
+        Workload {
+            name: "rand-read 64k",
+            write: false,
+            bs: 64 << 10,
+            random: true,
+        },
+        Workload {
+            name: "seq-write 4k",
+            write: true,
+            bs: 4 << 10,
+            random: false,
+        },
+        Workload {
+            name: "rand-write 4k",
+            write: true,
+            bs: 4 << 10,
+            random: true,
+        },
+        Workload {
+            name: "seq-write 64k",
+            write: true,
+            bs: 64 << 10,
+            random: false,
+        },
+        Workload {
+            name: "rand-write 64k",
+            write: true,
+            bs: 64 << 10,
+            random: true,
+        },
+    ];
+    let started = Instant::now();
+    let rate = |w: &Workload, (count, secs): (u64, f64)| {
+        let mib = (count * w.bs) as f64 / secs / (1 << 20) as f64;
+        (mib, count as f64 / secs)
+    };
+    println!("blk bench vs qemu-img bench: depth {DEPTH}, 256 MiB images, writeback cache");
+    println!(
+        "{:<15} {:<15} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "target", "workload", "blk MiB/s", "blk IOPS", "qemu MiB/s", "qemu IOPS", "blk/qemu"
+    );
+    for t in &targets {
+        let path = match t.create {
+            None => "null-co://".to_string(),
+            Some(_) => dir
+                .join(format!("{}.img", t.name))
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let mut filled = false;
+        for w in &workloads {
+            if !w.write && !filled {
+                prepare(t, &path, true)?;
+                filled = true;
+            }
+            let (bm, bi) = rate(w, measure(&bin, t, &path, w)?);
+            let (qm, qi, ratio) = if with_qemu {
+                let (qm, qi) = rate(w, measure(&qemu_img, t, &path, w)?);
+                (
+                    format!("{qm:.1}"),
+                    format!("{qi:.0}"),
+                    format!("{:.2}", bi / qi),
+                )
+            } else {
+                ("-".into(), "-".into(), "-".into())
+            };
+            println!(
+                "{:<15} {:<15} {:>10.1} {:>10.0} {:>10} {:>10} {:>8}",
+                t.name, w.name, bm, bi, qm, qi, ratio
+            );
         }
-        for (what, extra) in [("write", vec!["-w"]), ("read", vec![])] {
-            let mut c = Command::new(&bin);
-            c.args([
-                "bench", "-f", fmt, "-c", "20000", "-d", "16", "-s", "64k", "-t", "none",
-            ]);
-            c.args(&extra);
-            c.arg(path);
-            println!("== {fmt} {what} 64k x 20000, depth 16");
-            run(c)?;
+        if t.create.is_some() {
+            let _ = std::fs::remove_file(&path);
         }
+    }
+    println!("({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Long mutation-fuzz run of the image parsers (opt-in; the test suite runs
+/// a short one). Debug build, so arithmetic overflow is caught as a panic.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let iterations = args.first().cloned().unwrap_or_else(|| "20000".into());
+    let seeds: Vec<String> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        vec!["1".into(), "2".into(), "3".into()]
+    };
+    for seed in seeds {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "-q",
+            "-p",
+            "blk-tests",
+            "--bin",
+            "blk-fuzz",
+            "--",
+            &iterations,
+            &seed,
+        ]);
+        run(c)?;
     }
     Ok(())
 }
@@ -289,8 +558,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(args.get(1)),
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | lint>"
+            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | fuzz [ITERATIONS [SEED...]] | lint>"
                 .into(),
         ),
     };
