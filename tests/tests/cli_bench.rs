@@ -132,7 +132,18 @@ fn bench_writes_match_qemu_img() {
         same_writes(
             fmt,
             &[
-                "-c", "200", "-d", "8", "-s", "3000", "-S", "5000", "-o", "777", "--pattern", "7",
+                "-c",
+                "200",
+                "-d",
+                "8",
+                "-s",
+                "3000",
+                "-S",
+                "5000",
+                "-o",
+                "777",
+                "--pattern",
+                "7",
             ],
         );
         same_writes(
@@ -142,12 +153,29 @@ fn bench_writes_match_qemu_img() {
         // Flushes, drained or not.
         same_writes(
             fmt,
-            &["-c", "100", "-d", "4", "--flush-interval", "8", "--pattern", "1"],
+            &[
+                "-c",
+                "100",
+                "-d",
+                "4",
+                "--flush-interval",
+                "8",
+                "--pattern",
+                "1",
+            ],
         );
         same_writes(
             fmt,
             &[
-                "-c", "100", "-d", "4", "--flush-interval", "8", "--no-drain", "--pattern", "2",
+                "-c",
+                "100",
+                "-d",
+                "4",
+                "--flush-interval",
+                "8",
+                "--no-drain",
+                "--pattern",
+                "2",
             ],
         );
     }
@@ -155,7 +183,16 @@ fn bench_writes_match_qemu_img() {
 
 #[test]
 fn bench_null_co_baseline() {
-    let o = blk(&["bench", "-f", "null-co", "-c", "1000", "-d", "16", "null-co://"]);
+    let o = blk(&[
+        "bench",
+        "-f",
+        "null-co",
+        "-c",
+        "1000",
+        "-d",
+        "16",
+        "null-co://",
+    ]);
     let (out, err, code) = norm(&o);
     assert_eq!(code, 0, "{err}");
     assert_eq!(

@@ -42,10 +42,26 @@ fn sources(dir: &Path) -> Vec<String> {
     ]);
     let r = dir.join("src.raw");
     qemu_img_ok(&["create", "-q", "-f", "raw", s(&r), "10M"]);
-    qemu_io_ok(&["-f", "raw", "-c", "write -P 1 0 100k", "-c", "write -P 3 3M 8k", s(&r)]);
+    qemu_io_ok(&[
+        "-f",
+        "raw",
+        "-c",
+        "write -P 1 0 100k",
+        "-c",
+        "write -P 3 3M 8k",
+        s(&r),
+    ]);
     let top = dir.join("top.qcow2");
     qemu_img_ok(&[
-        "create", "-q", "-f", "qcow2", "-b", "src.qcow2", "-F", "qcow2", s(&top),
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        "src.qcow2",
+        "-F",
+        "qcow2",
+        s(&top),
     ]);
     qemu_io_ok(&["-c", "write -P 4 8M 256k", s(&top)]);
     let sn = dir.join("snap.qcow2");
@@ -113,7 +129,13 @@ fn measure_snapshot_matches_qemu_img() {
     let dir = tempfile::tempdir().unwrap();
     let srcs = sources(dir.path());
     let sn = &srcs[3];
-    for l in ["s1", "1", "snapshot.name=s1", "snapshot.id=1", "snapshot.id=1,snapshot.name=s1"] {
+    for l in [
+        "s1",
+        "1",
+        "snapshot.name=s1",
+        "snapshot.id=1",
+        "snapshot.id=1,snapshot.name=s1",
+    ] {
         same(&["measure", "-O", "qcow2", "-l", l, sn]);
     }
 }

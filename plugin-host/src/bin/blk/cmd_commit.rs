@@ -11,14 +11,15 @@ pub struct CommitArgs {
     /// Image format (probed when absent).
     #[arg(short = 'f', long = "format")]
     format: Option<String>,
-    /// The base to commit into (only the immediate backing file is supported).
-    #[arg(short = 'b')]
+    /// The base to commit into (only the immediate backing file is
+    /// supported); implies -d.
+    #[arg(short = 'b', long = "base")]
     base: Option<String>,
     /// Do not empty the image after committing.
-    #[arg(short = 'd')]
+    #[arg(short = 'd', long = "drop")]
     keep: bool,
     /// Show progress (accepted, no output).
-    #[arg(short = 'p')]
+    #[arg(short = 'p', long = "progress")]
     progress: bool,
     /// Quiet.
     #[arg(short = 'q', long = "quiet")]
@@ -94,11 +95,17 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
     }
     base.flush()?;
     drop(base);
-    // qemu-img empties the image unless -d. The library has no
-    // "make empty" operation (qcow2 discard leaves zero clusters, which
-    // would hide the committed data), so the image keeps its clusters: the
-    // guest-visible content is the same either way.
-    let _ = a.keep;
+    // As qemu-img: empty the top image unless -d (or -b, which implies it);
+    // formats that cannot be emptied (raw) are left as they are.
+    if !a.keep && a.base.is_none() {
+        match top.make_empty() {
+            Ok(()) => {}
+            Err(e) if e.kind == block_core::ErrorKind::Unsupported => {
+                log::info!("{}: not emptied: {e}", a.filename);
+            }
+            Err(e) => return Err(CliError::from(e)),
+        }
+    }
     top.flush()?;
     if !a.quiet {
         println!("Image committed.");

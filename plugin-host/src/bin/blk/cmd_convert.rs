@@ -2,9 +2,10 @@
 //! sparse (block status plus zero detection with `-S`), flattens backing
 //! chains unless `-B`, concatenates several sources, runs `-m` workers.
 
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{errno_of, open_image, CliError, CliResult, Globals};
 use crate::human::strerror;
-use block_core::{DriverCaps, ErrorKind, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
+use crate::snapshot_src::{open_snapshot, parse_snapshot_param, SnapshotParam};
+use block_core::{DriverCaps, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
 use std::io::IoSlice;
@@ -56,10 +57,11 @@ pub struct ConvertArgs {
     /// The target reads as zeros already (needs -n).
     #[arg(long = "target-is-zero")]
     target_is_zero: bool,
-    /// Source snapshot (`snapshot.name=NAME` or `snapshot.id=ID`).
+    /// Source snapshot (`snapshot.name=NAME`, `snapshot.id=ID` or an ID or
+    /// name).
     #[arg(short = 'l')]
     snapshot: Option<String>,
-    /// Source snapshot (deprecated form).
+    /// Source snapshot ID or name (legacy form of -l; qemu-img 10 dropped it).
     #[arg(short = 's')]
     snapshot_old: Option<String>,
     /// Share the sources with other processes.
@@ -99,13 +101,6 @@ fn fail(job: &Job<'_>, msg: String) {
     let mut e = job.error.lock().unwrap_or_else(|p| p.into_inner());
     if e.is_none() {
         *e = Some(msg);
-    }
-}
-
-fn errno_of(e: &block_core::BlockError) -> i32 {
-    match e.kind {
-        ErrorKind::OutOfRange => libc::EIO,
-        k => k.errno(),
     }
 }
 
@@ -282,14 +277,20 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     if a.target_is_zero && !a.no_create {
         return Err(CliError::new("--target-is-zero requires use of -n flag"));
     }
-    if a.snapshot.is_some() || a.snapshot_old.is_some() {
-        return Err(CliError::new(
-            "Failed to load snapshot: reading from internal snapshots is not supported",
-        ));
-    }
+    // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
+    let snapshot = match (&a.snapshot, &a.snapshot_old) {
+        (Some(l), _) => Some(parse_snapshot_param(l)?),
+        (None, Some(s)) => Some(SnapshotParam::IdOrName(s.clone())),
+        (None, None) => None,
+    };
     let host = g.host()?;
     let (srcs, dst) = a.files.split_at(a.files.len() - 1);
     let dst = &dst[0];
+    if snapshot.is_some() && srcs.len() > 1 {
+        return Err(CliError::new(
+            "No support for concatenating multiple snapshot",
+        ));
+    }
     let mut sources = Vec::new();
     let mut total = 0u64;
     for s in srcs {
@@ -299,7 +300,10 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let img = open_image(&host, s, &opts)?;
+        let mut img = open_image(&host, s, &opts)?;
+        if let Some(p) = &snapshot {
+            img = open_snapshot(&host, img, s, &opts, p)?;
+        }
         let len = img.length().map_err(CliError::from)?;
         sources.push((img, total));
         total += len;

@@ -48,9 +48,19 @@ pub fn print_option_help(host: &Host, fmt: &str) -> CliResult {
         .registry()
         .get(fmt)
         .ok_or_else(|| CliError::new(format!("Unknown file format '{fmt}'")))?;
-    let mut schema = d.driver.create_options();
-    schema.sort_by(|a, b| a.name.cmp(&b.name));
     println!("Supported {fmt} options:");
+    print_opt_lines(&d.driver.create_options());
+    println!();
+    println!("The protocol level may support further options.");
+    println!("Specify the target filename to include those options.");
+    Ok(())
+}
+
+/// Prints one `  name=<type>  - help` line per option, sorted by name, as
+/// QEMU's `qemu_opts_print_help`.
+pub fn print_opt_lines(schema: &[OptDesc]) {
+    let mut schema = schema.to_vec();
+    schema.sort_by(|a, b| a.name.cmp(&b.name));
     for o in &schema {
         let ty = match o.kind {
             OptKind::Bool => "bool (on/off)",
@@ -60,10 +70,6 @@ pub fn print_option_help(host: &Host, fmt: &str) -> CliResult {
         };
         println!("  {:<22} - {}", format!("{}=<{ty}>", o.name), o.help);
     }
-    println!();
-    println!("The protocol level may support further options.");
-    println!("Specify the target filename to include those options.");
-    Ok(())
 }
 
 /// The order in which QEMU prints the create options of a format.

@@ -23,8 +23,8 @@ pub struct InfoArgs {
     /// Output format: human or json.
     #[arg(long = "output", value_name = "FMT")]
     output: Option<String>,
-    /// Ignored (qemu-img compatibility).
-    #[arg(long = "image-opts", hide = true)]
+    /// Image specification instead of a file name (not supported).
+    #[arg(long = "image-opts")]
     image_opts: bool,
     /// The image.
     filename: String,
@@ -238,6 +238,9 @@ pub fn dump_graph_human(
 /// Runs `blk info`.
 pub fn run(g: &Globals, a: InfoArgs) -> CliResult {
     let out_fmt = parse_output("info", a.output.as_deref())?;
+    if a.image_opts {
+        return Err(CliError::new("--image-opts is not supported"));
+    }
     let host = g.host()?;
     let mut reports = Vec::new();
     let mut filename = a.filename.clone();

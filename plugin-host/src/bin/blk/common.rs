@@ -62,6 +62,15 @@ impl From<BlockError> for CliError {
     }
 }
 
+/// The errno qemu-img reports for a failed request (out-of-range requests
+/// are `EIO`, as the block layer's request checks return).
+pub fn errno_of(e: &BlockError) -> i32 {
+    match e.kind {
+        block_core::ErrorKind::OutOfRange => libc::EIO,
+        k => k.errno(),
+    }
+}
+
 /// Removes Rust's " (os error N)" decorations from a message.
 pub fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -2,14 +2,19 @@
 //! and `qemu-io` (subcommands, flags, exit codes, output lines and JSON names
 //! as QEMU 10's).
 
+mod args;
+mod bench_engine;
+mod cmd_amend;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_commit;
 mod cmd_compare;
 mod cmd_convert;
 mod cmd_create;
+mod cmd_dd;
 mod cmd_info;
 mod cmd_map;
+mod cmd_measure;
 mod cmd_plugins;
 mod cmd_rebase;
 mod cmd_resize;
@@ -17,7 +22,9 @@ mod cmd_snapshot;
 mod common;
 mod human;
 mod io;
+mod opts_check;
 mod qjson;
+mod snapshot_src;
 mod snapshots;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +73,12 @@ enum Command {
     Commit(cmd_commit::CommitArgs),
     /// Run a simple I/O benchmark (qemu-img bench).
     Bench(cmd_bench::BenchArgs),
+    /// Copy an image with dd-style operands (qemu-img dd).
+    Dd(cmd_dd::DdArgs),
+    /// Change format options of an image (qemu-img amend).
+    Amend(cmd_amend::AmendArgs),
+    /// Calculate the file size needed for a new image (qemu-img measure).
+    Measure(cmd_measure::MeasureArgs),
 }
 
 fn install_panic_hook() {
@@ -115,6 +128,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Rebase(a) => cmd_rebase::run(&g, a),
         Command::Commit(a) => cmd_commit::run(&g, a),
         Command::Bench(a) => cmd_bench::run(&g, a),
+        Command::Measure(a) => cmd_measure::run(&g, a),
+        Command::Amend(a) => cmd_amend::run(&g, a),
+        Command::Dd(a) => cmd_dd::run(&g, a),
     }
 }
 

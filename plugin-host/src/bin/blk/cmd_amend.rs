@@ -1,0 +1,151 @@
+//! `blk amend`: qemu-img amend. Changes format options of an existing image
+//! (qcow2 compat, lazy_refcounts, refcount_bits, size...), checked against
+//! the driver's amend schema with qemu-img's messages.
+
+use crate::cmd_create::{has_help_option, print_opt_lines};
+use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::opts_check::check_options;
+use clap::Args;
+use plugin_host::{Host, OpenOptions};
+
+/// Arguments of `blk amend`.
+#[derive(Args, Debug)]
+pub struct AmendArgs {
+    /// Image format (probed when absent).
+    #[arg(short = 'f', long = "format", value_name = "FMT")]
+    format: Option<String>,
+    /// Options to change, `k=v,...` (repeatable; `-o help` lists them).
+    #[arg(short = 'o', long = "options", value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Cache mode (validated, no effect).
+    #[arg(short = 't', long = "cache", value_name = "CACHE")]
+    cache: Option<String>,
+    /// Show progress.
+    #[arg(short = 'p', long = "progress")]
+    progress: bool,
+    /// Quiet.
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Allow unsafe operations (the library's amend has no such switch yet:
+    /// accepted, no effect).
+    #[arg(long = "force")]
+    force: bool,
+    /// Image specification instead of a file name (not supported).
+    #[arg(long = "image-opts")]
+    image_opts: bool,
+    /// QEMU user-creatable objects (not supported).
+    #[arg(long = "object", value_name = "OBJDEF")]
+    object: Vec<String>,
+    /// The image.
+    files: Vec<String>,
+}
+
+/// Prints the amend options of `fmt` ("Amend options for 'FMT':").
+fn print_amend_help(host: &Host, fmt: &str) -> CliResult {
+    let d = host
+        .registry()
+        .get(fmt)
+        .ok_or_else(|| CliError::new(format!("Unknown file format '{fmt}'")))?;
+    let schema = d.driver.amend_options();
+    if schema.is_empty() {
+        return Err(not_supported(fmt));
+    }
+    println!("Amend options for '{fmt}':");
+    print_opt_lines(&schema);
+    Ok(())
+}
+
+fn not_supported(fmt: &str) -> CliError {
+    CliError::new(format!(
+        "Format driver '{fmt}' does not support option amendment"
+    ))
+}
+
+/// qemu-img's progress line at `pct` percent.
+fn progress(pct: f64, end: bool) {
+    use std::io::Write;
+    print!("    ({pct:.2}/100%)\r");
+    if end {
+        println!();
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// Runs `blk amend`.
+pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
+    if !a.object.is_empty() {
+        return Err(CliError::new("--object is not supported"));
+    }
+    if a.options.is_empty() {
+        return Err(CliError::usage("amend", "Must specify options (-o)"));
+    }
+    let options = a.options.join(",");
+    let show_progress = a.progress && !a.quiet;
+    let host = g.host()?;
+    if let (Some(f), true) = (&a.format, has_help_option(&options)) {
+        return print_amend_help(&host, f);
+    }
+    if a.files.len() != 1 {
+        return Err(CliError::new("Expecting one image file name"));
+    }
+    let filename = &a.files[0];
+    if let Some(c) = &a.cache {
+        if !matches!(
+            c.as_str(),
+            "none" | "off" | "writeback" | "writethrough" | "directsync" | "unsafe"
+        ) {
+            return Err(CliError::new(format!("Invalid cache option: {c}")));
+        }
+    }
+    if a.image_opts {
+        return Err(CliError::new("--image-opts is not supported"));
+    }
+    let img = open_image(
+        &host,
+        filename,
+        &OpenOptions {
+            format: a.format.clone(),
+            ..OpenOptions::default()
+        },
+    )?;
+    let fmt = img.format().to_string();
+    if has_help_option(&options) {
+        return print_amend_help(&host, &fmt);
+    }
+    let drv = host
+        .registry()
+        .get(&fmt)
+        .ok_or_else(|| CliError::new(format!("Unknown file format '{fmt}'")))?;
+    let schema = drv.driver.amend_options();
+    if schema.is_empty() {
+        return Err(not_supported(&fmt));
+    }
+    let values = check_options(&schema, &options).map_err(|m| {
+        if check_options(&drv.driver.create_options(), &options).is_ok() {
+            CliError::new(format!(
+                "{m}\nThis option is only supported for image creation"
+            ))
+        } else {
+            CliError::new(m)
+        }
+    })?;
+    if a.force {
+        log::info!("--force: the library's amend has no force switch");
+    }
+    if show_progress {
+        progress(0.0, false);
+    }
+    let r = img.amend(&values.values);
+    if show_progress {
+        progress(100.0, true);
+    }
+    r.map_err(|e| {
+        if e.kind == block_core::ErrorKind::Unsupported {
+            not_supported(&fmt)
+        } else {
+            CliError::new(e.message.clone())
+        }
+    })?;
+    img.flush()?;
+    Ok(())
+}
