@@ -86,14 +86,20 @@ impl FileNode {
     }
 
     /// Creates (or truncates) `path` with `size` bytes.
+    /// The size is rounded up to whole 512-byte sectors, as QEMU does.
     pub fn create(path: &str, size: u64, prealloc: Preallocation) -> Result<()> {
+        let size = size.div_ceil(512) * 512;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(|e| BlockError::from_io("create", e).in_file(path))?;
+            .map_err(|e| {
+                let mut e = BlockError::from_io("", e).in_file(path);
+                e.message = format!("Could not create '{path}': {}", e.message);
+                e
+            })?;
         let node = FileNode {
             file,
             path: path.to_string(),

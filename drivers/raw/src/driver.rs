@@ -3,8 +3,8 @@
 use crate::node::RawNode;
 use block_core::{
     parse_size, BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps,
-    DriverKind, HostServices, OpenRequest, OptDesc, OptionValues, Preallocation, ProbeInput,
-    Result,
+    DriverKind, HostServices, MeasureRequest, MeasureResult, OpenRequest, OptDesc, OptionValues,
+    Preallocation, ProbeInput, Result,
 };
 use std::sync::Arc;
 
@@ -58,6 +58,18 @@ impl BlockDriver for RawDriver {
             .and_then(Preallocation::parse)
             .unwrap_or_default();
         host.create_file(filename, size, prealloc)
+    }
+
+    /// A raw image needs its virtual size, rounded up to whole sectors,
+    /// whatever the data (as QEMU's raw_measure).
+    fn measure(&self, req: &MeasureRequest) -> Result<MeasureResult> {
+        // Validates the options; none of them changes the answer.
+        OptionValues::parse(&self.create_options(), &req.options)?;
+        let size = req.virtual_size.div_ceil(512) * 512;
+        Ok(MeasureResult {
+            required: size,
+            fully_allocated: size,
+        })
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
