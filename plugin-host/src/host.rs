@@ -235,9 +235,17 @@ impl Host {
     }
 
     /// How many bytes an image of `format` needs (`qemu-img measure`).
-    pub fn measure(&self, format: &str, req: &block_core::MeasureRequest) -> Result<block_core::MeasureResult> {
+    pub fn measure(
+        &self,
+        format: &str,
+        req: &block_core::MeasureRequest,
+    ) -> Result<block_core::MeasureResult> {
         let d = self.registry.get(format).ok_or_else(|| {
-            BlockError::new(ErrorKind::NotFound, "measure", format!("Unknown file format '{format}'"))
+            BlockError::new(
+                ErrorKind::NotFound,
+                "measure",
+                format!("Unknown file format '{format}'"),
+            )
         })?;
         d.driver.measure(req)
     }

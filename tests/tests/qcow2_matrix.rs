@@ -169,7 +169,6 @@ fn reads_qemu_images_2m_clusters() {
         16 << 20,
         2 << 20,
         false, // QEMU itself fails compressed writes of 2 MiB clusters
-
     );
 }
 
@@ -263,7 +262,13 @@ fn backing_case(backing_fmt: &str, backing_size: u64, top_size: u64) {
         &backing_size.to_string(),
     ]);
     let fill = (3u64 << 20).min(backing_size).to_string();
-    qemu_io_ok(&["-f", backing_fmt, "-c", &format!("write -P 0x21 0 {fill}"), s(&base)]);
+    qemu_io_ok(&[
+        "-f",
+        backing_fmt,
+        "-c",
+        &format!("write -P 0x21 0 {fill}"),
+        s(&base),
+    ]);
     // A relative backing name, resolved against the image's directory.
     let cwd = dir.path();
     let out = std::process::Command::new("qemu-img")
@@ -657,7 +662,7 @@ fn concurrent_writers_match_a_shadow_copy() {
     let all = read_all(&i);
     for (t, sh) in shadows.iter().enumerate() {
         assert!(
-            &all[t * region..(t + 1) * region] == &sh[..],
+            all[t * region..(t + 1) * region] == sh[..],
             "thread {t} region differs"
         );
     }
@@ -709,7 +714,8 @@ fn hostile(
 
 #[test]
 fn hostile_headers_are_refused_cleanly() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&Path)>)> = vec![
+    type Patch = Box<dyn FnOnce(&Path)>;
+    let cases: Vec<(&str, Patch)> = vec![
         (
             "cluster_bits_8",
             Box::new(|p| write_at(p, 20, &8u32.to_be_bytes())),

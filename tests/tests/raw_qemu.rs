@@ -130,7 +130,10 @@ fn explicit_format_wins_and_protocols_are_never_probed() {
         )
         .unwrap();
     assert_eq!(i.format(), "raw");
-    assert_eq!(i.length().unwrap(), std::fs::metadata(&img).unwrap().len().div_ceil(512) * 512);
+    assert_eq!(
+        i.length().unwrap(),
+        std::fs::metadata(&img).unwrap().len().div_ceil(512) * 512
+    );
     drop(i);
     let i = h
         .open(
@@ -214,7 +217,8 @@ fn odd_sized_raw_files_have_qemus_sector_rounded_length() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("odd.raw");
     std::fs::write(&img, vec![0x61u8; 1000]).unwrap();
-    let q: serde_json::Value = serde_json::from_str(&qemu_img_ok(&["info", "--output=json", s(&img)])).unwrap();
+    let q: serde_json::Value =
+        serde_json::from_str(&qemu_img_ok(&["info", "--output=json", s(&img)])).unwrap();
     let h = host();
     let i = h.open(s(&img), &OpenOptions::default()).unwrap();
     assert_eq!(i.length().unwrap(), q["virtual-size"].as_u64().unwrap());
