@@ -290,3 +290,58 @@ fn scripted_handoff_with_blk_io() {
     );
     assert!(!text.contains("Pattern verification failed"), "{text}");
 }
+
+/// A chain: the destination's whole graph (overlay and backing file) is
+/// inactive and holds no locks; activation goes from the children up and
+/// fails cleanly, leaving everything inactive, while QEMU still holds it.
+#[test]
+fn chain_handoff_and_refused_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.qcow2");
+    let top = dir.path().join("top.qcow2");
+    qemu_img_ok(&["create", "-f", "qcow2", s(&base), "8M"]);
+    qemu_io_ok(&["-f", "qcow2", "-c", "write -P 0x01 0 8M", s(&base)]);
+    qemu_img_ok(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        s(&base),
+        "-F",
+        "qcow2",
+        s(&top),
+    ]);
+    let holder = blk_tests::QemuHolder::spawn(&["-f", "qcow2"], &top, true);
+    let h = host();
+    let dst = h.open(s(&top), &qcow2(true)).unwrap();
+    assert_eq!(
+        dst.graph().backing().map(|b| b.driver.clone()).as_deref(),
+        Some("qcow2")
+    );
+    let before = read_all(&dst);
+    assert!(before.iter().all(|&b| b == 1));
+    let e = dst.activate().unwrap_err();
+    assert_eq!(e.kind, block_core::ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("lock"), "{e}");
+    assert!(dst.is_inactive());
+    assert!(
+        dst.write(0, &[0; 512]).is_err(),
+        "still inactive after a failed activation"
+    );
+    holder.stop();
+    qemu_io_ok(&[
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x02 1M 1M",
+        "-c",
+        "flush",
+        s(&top),
+    ]);
+    dst.activate().unwrap();
+    let after = read_all(&dst);
+    assert!(after[1 << 20..2 << 20].iter().all(|&b| b == 2));
+    assert!(after[..1 << 20].iter().all(|&b| b == 1));
+    // The backing file is opened read-only: activation does not lock it for writing.
+    qemu_io_ok(&["-r", "-U", "-f", "qcow2", "-c", "read -P 1 0 1M", s(&base)]);
+}
