@@ -8,6 +8,15 @@
 //! Dirty entries are never evicted: the owner writes them back (in
 //! dependency order) and marks them clean; clean entries are evicted in
 //! least-recently-used order when the cache grows past its capacity.
+//!
+//! Loading a table races with eviction: a loader that misses, reads the
+//! table from disk and inserts it could insert a stale copy if, during its
+//! read, another thread loaded, changed, wrote back and evicted the same
+//! table. Every removal therefore bumps a generation counter (one of
+//! [`GEN_BUCKETS`], chosen by offset); a loader takes the generation
+//! before its read ([`TableCache::load_generation`]) and
+//! [`TableCache::insert_loaded`] refuses the insertion when it changed, so
+//! the loader reads again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,10 +55,31 @@ impl Table {
     }
 }
 
-#[derive(Debug, Default)]
+/// Number of removal-generation counters.
+pub const GEN_BUCKETS: usize = 64;
+
+#[derive(Debug)]
 struct Inner {
     map: HashMap<u64, Arc<Table>>,
+    /// Removal generations, indexed by [`bucket`].
+    removed: [u64; GEN_BUCKETS],
 }
+
+impl Inner {
+    fn bump(&mut self, offset: u64) {
+        let b = bucket(offset);
+        self.removed[b] = self.removed[b].wrapping_add(1);
+    }
+}
+
+/// The generation bucket of a table offset.
+fn bucket(offset: u64) -> usize {
+    ((offset >> 9).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % GEN_BUCKETS
+}
+
+/// The removal generation a loader saw before reading a table from disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadGeneration(u64);
 
 /// A bounded table cache keyed by host offset.
 #[derive(Debug)]
@@ -63,7 +93,10 @@ impl TableCache {
     /// A cache holding up to `capacity` clean tables (at least 4).
     pub fn new(capacity: usize) -> TableCache {
         TableCache {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                removed: [0; GEN_BUCKETS],
+            }),
             capacity: capacity.max(4),
             tick: AtomicU64::new(0),
         }
@@ -85,6 +118,52 @@ impl TableCache {
             self.touch(t);
         }
         t
+    }
+
+    /// The removal generation of `offset`, taken before reading the table
+    /// from disk for [`TableCache::insert_loaded`].
+    pub fn load_generation(&self, offset: u64) -> LoadGeneration {
+        LoadGeneration(self.lock().removed[bucket(offset)])
+    }
+
+    /// Inserts a table read from disk after `generation` was taken. Returns
+    /// the cached table if one is present (it is current), `None` when a
+    /// table at that offset may have been removed since (the bytes read
+    /// may be stale: read again), else the newly inserted clean table.
+    pub fn insert_loaded(
+        &self,
+        offset: u64,
+        data: Vec<u8>,
+        generation: LoadGeneration,
+    ) -> Option<Arc<Table>> {
+        let g = self.lock();
+        if g.map.contains_key(&offset) || g.removed[bucket(offset)] == generation.0 {
+            drop(g);
+            return Some(self.insert(offset, data, false));
+        }
+        None
+    }
+
+    /// Reads a table with `read` while holding the cache map lock (nothing
+    /// can be inserted, changed or evicted meanwhile), inserting it. The
+    /// slow path of a loader whose optimistic loads keep being raced.
+    pub fn load_locked<E>(
+        &self,
+        offset: u64,
+        read: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<Table>, E> {
+        let g = self.lock();
+        if let Some(t) = g.map.get(&offset).cloned() {
+            drop(g);
+            self.touch(&t);
+            return Ok(t);
+        }
+        let data = read()?;
+        drop(g);
+        // Between the unlock and the insertion nothing can have changed the
+        // table: changing it requires it to be cached, and a concurrent
+        // insertion of it is kept by `insert`.
+        Ok(self.insert(offset, data, false))
     }
 
     /// Inserts a table read from disk (clean) or newly built (dirty). If a
@@ -127,12 +206,16 @@ impl TableCache {
         let excess = g.map.len().saturating_sub(target);
         for (_, off) in clean.into_iter().take(excess) {
             g.map.remove(&off);
+            g.bump(off);
         }
     }
 
     /// Drops the table at `offset` (freed cluster).
     pub fn remove(&self, offset: u64) {
-        self.lock().map.remove(&offset);
+        let mut g = self.lock();
+        if g.map.remove(&offset).is_some() {
+            g.bump(offset);
+        }
     }
 
     /// Every dirty table, sorted by offset.
@@ -160,7 +243,11 @@ impl TableCache {
 
     /// Drops every table (dirty ones included).
     pub fn clear(&self) {
-        self.lock().map.clear();
+        let mut g = self.lock();
+        g.map.clear();
+        for r in g.removed.iter_mut() {
+            *r = r.wrapping_add(1);
+        }
     }
 
     /// Number of cached tables.
@@ -195,5 +282,34 @@ mod tests {
         assert_eq!(c.dirty_count(), 0);
         let t = c.insert(0, vec![1; 8], false);
         assert_eq!(t.read()[0], 0, "existing entry is kept");
+    }
+
+    #[test]
+    fn stale_load_is_refused() {
+        let c = TableCache::new(4);
+        // A loader takes the generation, then reads (old bytes) ...
+        let gen = c.load_generation(512);
+        // ... meanwhile a writer loads, changes, writes back and the table
+        // is evicted.
+        let t = c.insert(512, vec![0; 8], false);
+        t.write()[0] = 7;
+        t.mark_clean();
+        drop(t);
+        for i in 2..20 {
+            c.insert(i * 512, vec![0; 8], false);
+        }
+        assert!(c.get(512).is_none(), "evicted");
+        assert!(c.insert_loaded(512, vec![0; 8], gen).is_none());
+        // A fresh load succeeds.
+        let gen = c.load_generation(512);
+        assert!(c.insert_loaded(512, vec![7; 8], gen).is_some());
+        // While the table is cached, the cached copy wins.
+        let gen = c.load_generation(512);
+        c.remove(512);
+        c.insert(512, vec![9; 8], true);
+        let t = c.insert_loaded(512, vec![0; 8], gen).unwrap();
+        assert_eq!(t.read()[0], 9);
+        let t = c.load_locked(1 << 20, || Ok::<_, ()>(vec![3; 8])).unwrap();
+        assert_eq!(t.read()[0], 3);
     }
 }

@@ -69,7 +69,7 @@ impl Qcow2Node {
         frag: bool,
         mode: CheckMode,
     ) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
@@ -194,8 +194,8 @@ impl Qcow2Node {
             if l2 == 0 {
                 continue;
             }
-            refs.inc(l2, self.geo.cs(), rep);
-            if self.geo.in_cluster(l2) != 0 {
+            refs.inc(l2, self.geo().cs(), rep);
+            if self.geo().in_cluster(l2) != 0 {
                 log::error!("qcow2 check: L2 table offset {l2:x} not cluster aligned");
                 rep.corruptions += 1;
                 continue;
@@ -240,7 +240,7 @@ impl Qcow2Node {
     }
 
     fn check_locked(&self, ws: &mut WState, mode: CheckMode) -> Result<CheckReport> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let mut rep = CheckReport::default();
         let flen = self.file.length()?;
@@ -356,7 +356,7 @@ impl Qcow2Node {
     }
 
     fn check_copied(&self, ws: &mut WState, rep: &mut CheckReport, mode: CheckMode) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let fix = mode.contains(CheckMode::FIX_ERRORS);
         let l1 = self.meta_read().l1.clone();
         for (i, &l1e) in l1.iter().enumerate() {

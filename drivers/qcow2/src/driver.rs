@@ -68,6 +68,14 @@ impl BlockDriver for Qcow2Driver {
         crate::create::create(filename, options, host)
     }
 
+    fn amend_options(&self) -> Vec<OptDesc> {
+        crate::amend::amend_options()
+    }
+
+    fn measure(&self, req: &block_core::MeasureRequest) -> Result<block_core::MeasureResult> {
+        crate::measure::measure(req)
+    }
+
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
         Ok(Box::new(crate::open::open(req, host)?))
     }

@@ -509,7 +509,9 @@ impl Header {
         if let Some(f) = &self.data_file {
             ext.push((EXT_DATA_FILE, f.as_bytes().to_vec()));
         }
-        if self.version >= 3 {
+        // Like QEMU, leave the feature-name table out with clusters of
+        // 4 KiB and below: it would leave little room for a backing name.
+        if self.version >= 3 && cs > 4096 {
             ext.push((EXT_FEATURE_TABLE, features::qemu_table()));
         }
         for (t, d) in &self.other_extensions {

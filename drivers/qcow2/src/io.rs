@@ -39,7 +39,7 @@ impl Qcow2Node {
     /// The host cluster offset of a standard entry, validated.
     pub(crate) fn host_cluster(&self, entry: u64, pos: u64) -> Result<u64> {
         let off = entry & L2E_OFFSET_MASK;
-        if self.geo.in_cluster(off) != 0 {
+        if self.geo().in_cluster(off) != 0 {
             return Err(self.corruption(
                 pos,
                 &format!("Cluster allocation offset {off:#x} unaligned (guest offset {pos:#x})"),
@@ -53,7 +53,7 @@ impl Qcow2Node {
         if self.data_file.is_some() {
             return Err(self.corruption(pos, "compressed cluster in an image with a data file"));
         }
-        let (coff, mut clen) = self.geo.compressed_range(entry);
+        let (coff, mut clen) = self.geo().compressed_range(entry);
         let flen = self.file.length()?;
         if coff >= flen {
             return Err(self.corruption(
@@ -64,8 +64,8 @@ impl Qcow2Node {
         clen = clen.min(flen - coff);
         let mut inbuf = vec![0u8; clen as usize];
         self.file.read_at(coff, &mut inbuf)?;
-        let mut out = vec![0u8; self.geo.cs() as usize];
-        compress::decompress(self.geo.compression_type, &inbuf, &mut out)
+        let mut out = vec![0u8; self.geo().cs() as usize];
+        compress::decompress(self.geo().compression_type, &inbuf, &mut out)
             .map_err(|e| self.ctx(e.at(pos)))?;
         Ok(out)
     }
@@ -75,7 +75,7 @@ impl Qcow2Node {
         self.check_usable("read")?;
         let m = self.meta_read();
         self.check_range("read", offset, buf.len() as u64, m.h.size)?;
-        let g = self.geo;
+        let g = self.geo();
         let scs = g.sc_size();
         let mut done = 0usize;
         while done < buf.len() {
@@ -113,7 +113,7 @@ impl Qcow2Node {
     /// Fills `out` with the current content of guest bytes
     /// `[cstart+from, cstart+to)` as described by `lk` (copy-on-write source).
     fn fill_old(&self, lk: &Lookup, cstart: u64, from: u64, to: u64, out: &mut [u8]) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let scs = g.sc_size();
         let mut p = from;
         let mut decompressed: Option<Vec<u8>> = None;
@@ -149,7 +149,7 @@ impl Qcow2Node {
     /// True when a write of `n` bytes at `in_c` of the cluster of `lk` can
     /// go to the existing host cluster without metadata changes.
     fn in_place_ok(&self, lk: &Lookup, in_c: u64, n: u64) -> bool {
-        let g = self.geo;
+        let g = self.geo();
         if g.cluster_type(lk.entry) != ClusterType::Normal {
             return false;
         }
@@ -175,7 +175,7 @@ impl Qcow2Node {
         entry: u64,
         bitmap: u64,
     ) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let l1_idx = g.l1_index(pos) as usize;
         let l2_idx = g.l2_index(pos) as usize;
         let l1e = self.meta_read().l1.get(l1_idx).copied();
@@ -226,7 +226,7 @@ impl Qcow2Node {
     fn write_in_place(&self, pos: u64, data: &[u8]) -> Result<bool> {
         let m = self.meta_read();
         let lk = self.lookup(&m, pos)?;
-        let in_c = self.geo.in_cluster(pos);
+        let in_c = self.geo().in_cluster(pos);
         if !self.in_place_ok(&lk, in_c, data.len() as u64) {
             return Ok(false);
         }
@@ -237,7 +237,7 @@ impl Qcow2Node {
 
     /// Writes within one cluster, allocating (and copying on write) as needed.
     fn write_alloc(&self, pos: u64, data: &[u8]) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let mut ws = self.wlock();
         self.maybe_writeback(&mut ws)?;
         let in_c = g.in_cluster(pos);
@@ -332,11 +332,11 @@ impl Qcow2Node {
     }
 
     fn write_plain(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
-            let n = ((cs - self.geo.in_cluster(pos)) as usize).min(buf.len() - done);
+            let n = ((cs - self.geo().in_cluster(pos)) as usize).min(buf.len() - done);
             let chunk = &buf[done..done + n];
             if !self.write_in_place(pos, chunk)? {
                 self.write_alloc(pos, chunk)?;
@@ -348,7 +348,7 @@ impl Qcow2Node {
 
     /// Compressed writes: whole clusters (the last may end at the image end).
     fn write_compressed(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         if self.data_file.is_some() {
             return Err(self.ctx(crate::error::unsupported(
@@ -391,7 +391,7 @@ impl Qcow2Node {
     fn reads_zero(&self, lk: &Lookup, a: u32, b: u32) -> bool {
         let has_backing = self.backing().is_some();
         (a..=b).all(
-            |sc| match self.geo.subcluster_type(lk.entry, lk.bitmap, sc) {
+            |sc| match self.geo().subcluster_type(lk.entry, lk.bitmap, sc) {
                 SubType::ZeroPlain | SubType::ZeroAlloc => true,
                 SubType::UnallocPlain | SubType::UnallocAlloc => !has_backing,
                 _ => false,
@@ -402,7 +402,7 @@ impl Qcow2Node {
     /// Makes `[offset, offset+len)` read as zeros.
     pub(crate) fn write_zeroes_impl(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
         self.begin_write("write_zeroes", offset, len)?;
-        let g = self.geo;
+        let g = self.geo();
         let unmap = flags.contains(ZeroFlags::MAY_UNMAP);
         let raw = self.meta_read().h.data_file_raw();
         if g.version < 3 || raw {
@@ -454,9 +454,9 @@ impl Qcow2Node {
     }
 
     fn zero_partial(&self, pos: u64, n: u64) -> Result<()> {
-        let scs = self.geo.sc_size();
+        let scs = self.geo().sc_size();
         let lk = self.lookup_now(pos)?;
-        let in_c = self.geo.in_cluster(pos);
+        let in_c = self.geo().in_cluster(pos);
         let a = (in_c / scs) as u32;
         let b = ((in_c + n - 1) / scs) as u32;
         if self.reads_zero(&lk, a, b) {
@@ -480,7 +480,7 @@ impl Qcow2Node {
     /// Turns subclusters `a..=b` of the cluster at `cstart` into zero
     /// (sub)clusters.
     fn zero_subclusters(&self, cstart: u64, a: u32, b: u32, unmap: bool) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let mut ws = self.wlock();
         self.maybe_writeback(&mut ws)?;
         let lk = self.lookup_now(cstart)?;
@@ -524,7 +524,7 @@ impl Qcow2Node {
     /// except a partial last cluster that ends at the image end).
     pub(crate) fn discard_impl(&self, offset: u64, len: u64) -> Result<()> {
         self.begin_write("discard", offset, len)?;
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let size = self.meta_read().h.size;
         let end = offset + len;
@@ -561,7 +561,7 @@ impl Qcow2Node {
     /// Block status of the range at `offset` (at most `len` bytes).
     pub(crate) fn block_status_impl(&self, offset: u64, len: u64) -> Result<Extent> {
         self.check_usable("block_status")?;
-        let g = self.geo;
+        let g = self.geo();
         let m = self.meta_read();
         let size = m.h.size;
         if offset >= size || len == 0 {

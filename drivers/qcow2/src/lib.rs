@@ -10,29 +10,36 @@
 //! crash-consistency design.
 #![warn(missing_docs)]
 
+mod amend;
 pub mod cache;
 mod check;
 pub mod compress;
 mod create;
 mod driver;
 mod error;
+mod expand;
 pub mod features;
 mod flush;
 pub mod header;
 mod io;
+mod make_empty;
 pub mod mapping;
+pub mod measure;
 mod node;
 mod nodeimpl;
 mod open;
 pub mod overlap;
 mod refcount;
+mod reforder;
 mod snapops;
 pub mod snapshot;
+mod trim;
 mod truncate;
 
 #[cfg(test)]
 mod tests;
 
+pub use amend::amend_options;
 pub use create::create_options;
 pub use driver::Qcow2Driver;
 pub use node::Qcow2Node;

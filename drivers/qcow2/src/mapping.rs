@@ -90,6 +90,26 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// Packs the geometry into one word (for atomic replacement).
+    pub fn pack(&self) -> u64 {
+        u64::from(self.cluster_bits)
+            | u64::from(self.extended_l2) << 8
+            | u64::from(self.refcount_order) << 16
+            | u64::from(self.data_file) << 24
+            | u64::from(self.version) << 32
+            | u64::from(self.compression_type) << 40
+    }
+    /// The inverse of [`Geometry::pack`].
+    pub fn unpack(w: u64) -> Geometry {
+        Geometry {
+            cluster_bits: (w & 0xff) as u32,
+            extended_l2: (w >> 8) & 1 != 0,
+            refcount_order: ((w >> 16) & 0xff) as u32,
+            data_file: (w >> 24) & 1 != 0,
+            version: ((w >> 32) & 0xff) as u32,
+            compression_type: ((w >> 40) & 0xff) as u8,
+        }
+    }
     /// Cluster size in bytes.
     pub fn cs(&self) -> u64 {
         1 << self.cluster_bits
@@ -273,6 +293,15 @@ mod tests {
             version: 3,
             compression_type: 0,
         }
+    }
+
+    #[test]
+    fn pack_roundtrip() {
+        let mut g = geo(true);
+        g.data_file = true;
+        g.compression_type = 1;
+        g.refcount_order = 6;
+        assert_eq!(Geometry::unpack(g.pack()), g);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::overlap::{kind, kind_name, OverlapMap};
 use crate::snapshot::Snapshot;
 use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Metadata readers need: header, active L1, snapshot list.
@@ -72,7 +72,9 @@ pub struct Qcow2Node {
     #[allow(dead_code)]
     pub(crate) host: Arc<dyn HostServices>,
     pub(crate) flags: OpenFlags,
-    pub(crate) geo: Geometry,
+    /// The geometry, packed ([`Geometry::pack`]): amend changes the
+    /// refcount width and the version of an open image.
+    pub(crate) geo_bits: AtomicU64,
     pub(crate) meta: RwLock<Meta>,
     pub(crate) l2: TableCache,
     pub(crate) rc: TableCache,
@@ -90,7 +92,7 @@ impl std::fmt::Debug for Qcow2Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Qcow2Node")
             .field("filename", &self.filename)
-            .field("geo", &self.geo)
+            .field("geo", &self.geo())
             .finish()
     }
 }
@@ -105,6 +107,15 @@ pub(crate) struct Lookup {
 }
 
 impl Qcow2Node {
+    /// The image geometry.
+    pub(crate) fn geo(&self) -> Geometry {
+        Geometry::unpack(self.geo_bits.load(Ordering::Acquire))
+    }
+    /// Replaces the geometry (amend; with the allocation mutex and the
+    /// metadata write lock held).
+    pub(crate) fn set_geo(&self, g: Geometry) {
+        self.geo_bits.store(g.pack(), Ordering::Release);
+    }
     pub(crate) fn meta_read(&self) -> RwLockReadGuard<'_, Meta> {
         self.meta.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -135,13 +146,13 @@ impl Qcow2Node {
 
     /// Reads a whole cluster from the image file.
     pub(crate) fn read_cluster(&self, off: u64) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; self.geo.cs() as usize];
+        let mut buf = vec![0u8; self.geo().cs() as usize];
         self.file.read_at(off, &mut buf)?;
         Ok(buf)
     }
 
     fn check_table_offset(&self, off: u64, what: &str) -> Result<()> {
-        if self.geo.in_cluster(off) != 0 || off == 0 {
+        if self.geo().in_cluster(off) != 0 || off == 0 {
             return Err(self.corruption(
                 off,
                 &format!("{what} offset {off:#x} is not cluster aligned or zero"),
@@ -152,28 +163,40 @@ impl Qcow2Node {
 
     /// The L2 table at `off` through the cache.
     pub(crate) fn l2_table(&self, off: u64) -> Result<Arc<Table>> {
-        if let Some(t) = self.l2.get(off) {
-            return Ok(t);
-        }
-        self.check_table_offset(off, "L2 table")?;
-        let data = self.read_cluster(off)?;
-        Ok(self.l2.insert(off, data, false))
+        self.cached_table(&self.l2, off, "L2 table")
     }
 
     /// The refcount block at `off` through the cache.
     pub(crate) fn rc_table(&self, off: u64) -> Result<Arc<Table>> {
-        if let Some(t) = self.rc.get(off) {
+        self.cached_table(&self.rc, off, "Refcount block")
+    }
+
+    /// Loads a table through `cache`. Loads run without the allocation
+    /// mutex, so a load is only inserted when no table at that offset was
+    /// evicted or removed during its disk read (it might have been changed
+    /// and written back meanwhile: the bytes read would be stale); after a
+    /// few raced attempts the read is done under the cache map lock.
+    fn cached_table(&self, cache: &TableCache, off: u64, what: &str) -> Result<Arc<Table>> {
+        if let Some(t) = cache.get(off) {
             return Ok(t);
         }
-        self.check_table_offset(off, "Refcount block")?;
-        let data = self.read_cluster(off)?;
-        Ok(self.rc.insert(off, data, false))
+        self.check_table_offset(off, what)?;
+        for _ in 0..4 {
+            let gen = cache.load_generation(off);
+            let data = self.read_cluster(off)?;
+            #[cfg(test)]
+            crate::tests::stress::widen_load_window();
+            if let Some(t) = cache.insert_loaded(off, data, gen) {
+                return Ok(t);
+            }
+        }
+        cache.load_locked(off, || self.read_cluster(off))
     }
 
     /// Looks up the L2 entry mapping guest offset `pos`.
     pub(crate) fn lookup(&self, m: &Meta, pos: u64) -> Result<Lookup> {
-        let l1_idx = self.geo.l1_index(pos) as usize;
-        let l2_idx = self.geo.l2_index(pos) as usize;
+        let l1_idx = self.geo().l1_index(pos) as usize;
+        let l2_idx = self.geo().l2_index(pos) as usize;
         let mut lk = Lookup {
             entry: 0,
             bitmap: 0,
@@ -187,9 +210,9 @@ impl Qcow2Node {
         }
         let t = self.l2_table(l2_off)?;
         let d = t.read();
-        let es = self.geo.l2_entry_size() as usize;
+        let es = self.geo().l2_entry_size() as usize;
         lk.entry = crate::header::get_u64(&d, l2_idx * es);
-        if self.geo.extended_l2 {
+        if self.geo().extended_l2 {
             lk.bitmap = crate::header::get_u64(&d, l2_idx * es + 8);
         }
         Ok(lk)
@@ -238,7 +261,7 @@ impl Qcow2Node {
         );
         let first = !self.corrupt.swap(true, Ordering::AcqRel);
         if first
-            && self.geo.version >= 3
+            && self.geo().version >= 3
             && !self.read_only
             && !self.flags.contains(OpenFlags::CHECK)
             && !self.inactive.load(Ordering::Acquire)
@@ -259,7 +282,7 @@ impl Qcow2Node {
 
     /// Writes the incompatible-features field of the header and flushes.
     pub(crate) fn write_incompat(&self, bits: u64) -> Result<()> {
-        if self.geo.version < 3 {
+        if self.geo().version < 3 {
             return Ok(());
         }
         let mut b = [0u8; 8];
@@ -270,7 +293,7 @@ impl Qcow2Node {
 
     /// Rebuilds the overlap map from the current metadata.
     pub(crate) fn refresh_overlap(&self, m: &Meta, ws: &WState) {
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let mut map = OverlapMap::new(cs);
         map.add(0, cs, kind::HEADER);
         map.add(m.h.l1_table_offset, m.l1.len() as u64 * 8, kind::ACTIVE_L1);

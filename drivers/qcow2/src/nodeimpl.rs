@@ -162,6 +162,14 @@ impl BlockNode for Qcow2Node {
         self.writeback(&mut ws, false)
     }
 
+    fn make_empty(&self) -> Result<()> {
+        self.make_empty_impl()
+    }
+
+    fn amend(&self, options: &[(String, String)]) -> Result<()> {
+        self.amend_impl(options)
+    }
+
     fn invalidate_cache(&self) -> Result<()> {
         self.invalidate_impl()
     }

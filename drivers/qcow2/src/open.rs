@@ -191,7 +191,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         backing: RwLock::new(backing),
         host,
         flags: req.flags,
-        geo,
+        geo_bits: std::sync::atomic::AtomicU64::new(geo.pack()),
         meta: RwLock::new(meta),
         l2: TableCache::new((l2c / cs) as usize),
         rc: TableCache::new((rcc / cs) as usize),
@@ -270,7 +270,7 @@ impl Qcow2Node {
                 )));
             }
         };
-        if geometry(&ld.h) != self.geo {
+        if geometry(&ld.h) != self.geo() {
             self.broken.store(true, Ordering::Release);
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::Unsupported,

@@ -46,7 +46,7 @@ pub fn rc_set(d: &mut [u8], idx: u64, order: u32, v: u64) {
 impl Qcow2Node {
     /// The refcount of cluster `ci` (0 when no refcount block covers it).
     pub(crate) fn get_refcount(&self, ws: &WState, ci: u64) -> Result<u64> {
-        let e = self.geo.rb_entries();
+        let e = self.geo().rb_entries();
         let t = (ci / e) as usize;
         let Some(&rte) = ws.reftable.get(t) else {
             return Ok(0);
@@ -57,7 +57,7 @@ impl Qcow2Node {
         }
         let tab = self.rc_table(off)?;
         let d = tab.read();
-        Ok(rc_get(&d, ci % e, self.geo.refcount_order))
+        Ok(rc_get(&d, ci % e, self.geo().refcount_order))
     }
 
     fn is_reserved(ws: &WState, ci: u64) -> bool {
@@ -66,7 +66,7 @@ impl Qcow2Node {
 
     /// Finds `n` contiguous free clusters (refcount 0) from the hint on.
     fn find_free_run(&self, ws: &WState, n: u64) -> Result<u64> {
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let max = MAX_HOST_OFFSET / cs;
         let mut ci = ws.free_hint.max(1);
         let mut start = ci;
@@ -95,7 +95,7 @@ impl Qcow2Node {
     /// Makes sure a refcount block covers cluster `ci`. Returns true when
     /// it had to allocate something (callers re-plan their allocation).
     fn ensure_refblock(&self, ws: &mut WState, ci: u64) -> Result<bool> {
-        let e = self.geo.rb_entries();
+        let e = self.geo().rb_entries();
         let t = ci / e;
         if t as usize >= ws.reftable.len() {
             self.grow_reftable(ws, t + 1)?;
@@ -112,7 +112,7 @@ impl Qcow2Node {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let mut place = None;
         for c in (t * e).max(1)..(t + 1) * e {
             if !Self::is_reserved(ws, c) && map.check(c * cs, cs, 0).is_none() {
@@ -124,7 +124,7 @@ impl Qcow2Node {
             Some(c) => {
                 let off = c * cs;
                 let tab = self.rc.insert(off, vec![0u8; cs as usize], true);
-                rc_set(&mut tab.write(), c % e, self.geo.refcount_order, 1);
+                rc_set(&mut tab.write(), c % e, self.geo().refcount_order, 1);
                 off
             }
             None => {
@@ -161,8 +161,8 @@ impl Qcow2Node {
     /// it to new clusters. The old table is freed after the next header
     /// write.
     fn grow_reftable(&self, ws: &mut WState, min_entries: u64) -> Result<()> {
-        let cs = self.geo.cs();
-        let e = self.geo.rb_entries();
+        let cs = self.geo().cs();
+        let e = self.geo().rb_entries();
         let mut entries = min_entries.max(ws.reftable.len() as u64 * 2).max(cs / 8);
         let (loc, k) = {
             let mut tries = 0;
@@ -230,7 +230,7 @@ impl Qcow2Node {
     /// Adds `delta` to the refcount of cluster `ci`, whose refcount block
     /// must exist for increments. Returns the new value.
     pub(crate) fn change_refcount(&self, ws: &mut WState, ci: u64, delta: i64) -> Result<u64> {
-        let e = self.geo.rb_entries();
+        let e = self.geo().rb_entries();
         let t = (ci / e) as usize;
         let off = ws
             .reftable
@@ -239,31 +239,31 @@ impl Qcow2Node {
             .unwrap_or(0);
         if off == 0 {
             return Err(self.corruption(
-                ci * self.geo.cs(),
+                ci * self.geo().cs(),
                 "refcount update for a cluster without refcount block",
             ));
         }
         let tab = self.rc_table(off)?;
         let mut d = tab.write();
-        let cur = rc_get(&d, ci % e, self.geo.refcount_order);
+        let cur = rc_get(&d, ci % e, self.geo().refcount_order);
         let new = if delta >= 0 {
             cur.checked_add(delta as u64)
-                .filter(|v| *v <= self.geo.max_refcount())
+                .filter(|v| *v <= self.geo().max_refcount())
         } else {
             cur.checked_sub(delta.unsigned_abs())
         };
         let Some(new) = new else {
             drop(d);
             return Err(self.corruption(
-                ci * self.geo.cs(),
+                ci * self.geo().cs(),
                 &format!("refcount of cluster {ci} would leave its range ({cur} {delta:+})"),
             ));
         };
-        rc_set(&mut d, ci % e, self.geo.refcount_order, new);
+        rc_set(&mut d, ci % e, self.geo().refcount_order, new);
         drop(d);
         if new == 0 {
             ws.free_hint = ws.free_hint.min(ci);
-            self.l2.remove(ci * self.geo.cs());
+            self.l2.remove(ci * self.geo().cs());
         }
         Ok(new)
     }
@@ -283,8 +283,8 @@ impl Qcow2Node {
     /// Allocates `n` contiguous clusters with refcount 1; returns the
     /// offset of the first.
     pub(crate) fn alloc_clusters(&self, ws: &mut WState, n: u64) -> Result<u64> {
-        let cs = self.geo.cs();
-        let e = self.geo.rb_entries();
+        let cs = self.geo().cs();
+        let e = self.geo().rb_entries();
         for _ in 0..64 {
             let start = self.find_free_run(ws, n)?;
             ws.reserved.push((start, n));
@@ -331,12 +331,12 @@ impl Qcow2Node {
     /// Allocates `len` (< cluster size) bytes for compressed data, packing
     /// several compressed clusters into one host cluster.
     pub(crate) fn alloc_bytes(&self, ws: &mut WState, len: u64) -> Result<u64> {
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let fbo = ws.free_byte_offset;
-        if fbo != 0 && self.geo.in_cluster(fbo) != 0 && cs - self.geo.in_cluster(fbo) >= len {
+        if fbo != 0 && self.geo().in_cluster(fbo) != 0 && cs - self.geo().in_cluster(fbo) >= len {
             let ci = fbo / cs;
             let rc = self.get_refcount(ws, ci)?;
-            if rc > 0 && rc < self.geo.max_refcount() {
+            if rc > 0 && rc < self.geo().max_refcount() {
                 self.change_refcount(ws, ci, 1)?;
                 ws.free_byte_offset = fbo + len;
                 return Ok(fbo);
@@ -349,9 +349,9 @@ impl Qcow2Node {
 
     /// Queues the release of whatever host storage an L2 entry references.
     pub(crate) fn defer_free_entry(&self, ws: &mut WState, entry: u64, punch: bool) {
-        match self.geo.cluster_type(entry) {
+        match self.geo().cluster_type(entry) {
             ClusterType::Compressed => {
-                let (first, n) = self.geo.compressed_clusters(entry);
+                let (first, n) = self.geo().compressed_clusters(entry);
                 ws.deferred.push(Deferred {
                     offset: first,
                     clusters: n,
@@ -384,7 +384,7 @@ impl Qcow2Node {
         }
         drop(self.meta_write());
         let list = std::mem::take(&mut ws.deferred);
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         for d in list {
             for c in 0..d.clusters {
                 let off = d.offset + c * cs;

@@ -12,7 +12,7 @@ impl Qcow2Node {
     /// (L2 tables and data). With a positive delta, COPIED flags in the
     /// L2 tables are cleared (the clusters become shared).
     pub(crate) fn update_tree(&self, ws: &mut WState, l1: &[u64], delta: i64) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let es = g.l2_entry_size() as usize;
         if delta < 0 {
@@ -61,7 +61,7 @@ impl Qcow2Node {
 
     /// Sets the COPIED flags of the active state from the refcounts.
     pub(crate) fn rebuild_copied(&self, ws: &mut WState) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let es = g.l2_entry_size() as usize;
         let l1 = self.meta_read().l1.clone();
@@ -116,7 +116,7 @@ impl Qcow2Node {
 
     /// Grows the active L1 table to `entries`, moving it to new clusters.
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         if entries * 8 > crate::header::MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
@@ -165,8 +165,8 @@ impl Qcow2Node {
 
     /// Writes a new snapshot table for `list` and points the header at it
     /// (the old table is freed after the header write).
-    fn store_snapshots(&self, ws: &mut WState, list: Vec<Snapshot>) -> Result<()> {
-        let cs = self.geo.cs();
+    pub(crate) fn store_snapshots(&self, ws: &mut WState, list: Vec<Snapshot>) -> Result<()> {
+        let cs = self.geo().cs();
         let buf = snapshot::serialize_table(&list);
         let new_off = if buf.is_empty() {
             0
@@ -245,7 +245,7 @@ impl Qcow2Node {
             .max()
             .unwrap_or(0)
             + 1;
-        let cs = self.geo.cs();
+        let cs = self.geo().cs();
         let l1_off = if l1.is_empty() {
             0
         } else {
@@ -341,7 +341,7 @@ impl Qcow2Node {
             .collect();
         self.update_tree(&mut ws, &sn_l1, -1)?;
         if sn.l1_size > 0 {
-            let cs = self.geo.cs();
+            let cs = self.geo().cs();
             for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
                 self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
             }

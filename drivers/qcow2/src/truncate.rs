@@ -46,7 +46,7 @@ impl Qcow2Node {
     }
 
     fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         {
             let mut ws = self.wlock();
@@ -86,7 +86,7 @@ impl Qcow2Node {
     /// Allocates clusters for `[start, end)` (metadata preallocation) and
     /// makes the file child long enough for them.
     pub(crate) fn preallocate(&self, start: u64, end: u64, mode: Preallocation) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let mut ws = self.wlock();
         let mut pos = start / cs * cs;
@@ -132,7 +132,7 @@ impl Qcow2Node {
     }
 
     fn shrink(&self, new_size: u64) -> Result<()> {
-        let g = self.geo;
+        let g = self.geo();
         let cs = g.cs();
         let mut ws = self.wlock();
         let old = self.meta_read().h.size;
@@ -168,6 +168,9 @@ impl Qcow2Node {
             self.refresh_overlap(&m, &ws);
         }
         self.writeback(&mut ws, false)?;
+        if !self.dirty_set.load(std::sync::atomic::Ordering::Acquire) {
+            self.trim_file_tail(&mut ws)?;
+        }
         if let Some(d) = &self.data_file {
             if self.meta_read().h.data_file_raw() {
                 d.truncate(new_size, Preallocation::Off)?;

@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod amend;
 mod check;
 mod create;
 mod hostile;
 mod life;
 mod read;
 mod snap;
+pub(crate) mod stress;
 mod write;
 
 use crate::{Qcow2Driver, Qcow2Node};

@@ -21,8 +21,8 @@ fn exercise(opts: &str, size: u64, seed: u64, ops: usize, base: Option<&[u8]>) {
     }
     create(&img, &full_opts).unwrap();
     let n = open(&img, OpenFlags::NONE);
-    let cs = n.geo.cs();
-    let v3 = n.geo.version >= 3;
+    let cs = n.geo().cs();
+    let v3 = n.geo().version >= 3;
     let mut rng = Rng(seed);
     for _ in 0..ops {
         let kind = rng.below(10);

@@ -1,0 +1,58 @@
+//! `make_empty`: drop every mapping of the active L1 table (what
+//! `qemu-img commit` does to the top image), so that all reads fall through
+//! to the backing file.
+
+use crate::header::get_u64;
+use crate::mapping::L1E_OFFSET_MASK;
+use crate::node::{Deferred, Qcow2Node};
+use block_core::Result;
+
+impl Qcow2Node {
+    /// Empties the active layer: every L2 table of the active L1 table is
+    /// released (with the data clusters it references), the L1 entries
+    /// become zero, freed clusters are discarded in the file child, and the
+    /// file is truncated after its last used cluster. Snapshots keep their
+    /// clusters (only the active layer's references are dropped).
+    pub(crate) fn make_empty_impl(&self) -> Result<()> {
+        self.begin_write("make_empty", 0, 0)?;
+        let es = self.geo().l2_entry_size() as usize;
+        let n = self.geo().l2_entries() as usize;
+        let mut ws = self.wlock();
+        let l1_len = self.meta_read().l1.len();
+        for i in 0..l1_len {
+            let l1e = self.meta_read().l1[i];
+            let l2_off = l1e & L1E_OFFSET_MASK;
+            if l2_off == 0 {
+                continue;
+            }
+            let entries: Vec<u64> = {
+                let t = self.l2_table(l2_off)?;
+                let d = t.read();
+                (0..n).map(|j| get_u64(&d, j * es)).collect()
+            };
+            for e in entries {
+                self.defer_free_entry(&mut ws, e, true);
+            }
+            {
+                let mut m = self.meta_write();
+                m.l1[i] = 0;
+                m.l1_dirty = true;
+            }
+            ws.deferred.push(Deferred {
+                offset: l2_off,
+                clusters: 1,
+                punch: true,
+            });
+            if ws.deferred.len() > 4096 {
+                self.refresh_overlap(&self.meta_read(), &ws);
+                self.writeback(&mut ws, false)?;
+            }
+        }
+        self.refresh_overlap(&self.meta_read(), &ws);
+        self.writeback(&mut ws, false)?;
+        if !self.dirty_set.load(std::sync::atomic::Ordering::Acquire) {
+            self.trim_file_tail(&mut ws)?;
+        }
+        Ok(())
+    }
+}
