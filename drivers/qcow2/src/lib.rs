@@ -6,7 +6,7 @@
 //! refcounts, the corrupt bit with metadata overlap checks, consistency
 //! checks with repair, and cache invalidation for migration handoff.
 //!
-//! Depends on `block-core` only. See `DESIGN.md` for the cache, lock and
+//! Depends on `block-core` only. See `docs/qcow2.md` for the cache, lock and
 //! crash-consistency design.
 #![warn(missing_docs)]
 
