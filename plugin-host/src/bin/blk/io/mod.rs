@@ -3,7 +3,10 @@
 //! command makes the exit status 1, as qemu-io 10.
 
 mod cmds;
+mod control;
 mod getopt;
+mod read;
+mod write;
 
 use crate::common::{open_detail, CliError, CliResult, Globals};
 use clap::Args;

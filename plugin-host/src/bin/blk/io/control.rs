@@ -1,0 +1,301 @@
+//! The other qemu-io commands: flush, length, info, alloc, map, truncate,
+//! sleep, quit, help, and blk's activate, inactivate and invalidate.
+
+use super::cmds::*;
+use super::Ctx;
+use crate::human::{cvtstr, strerror};
+use block_core::{ExtentFlags, Preallocation};
+use std::time::Duration;
+
+pub(super) fn flush_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    match ctx.img.flush() {
+        Ok(()) => 0,
+        Err(e) => {
+            log::warn!("flush failed: {e}");
+            -errno_of(ctx, &e)
+        }
+    }
+}
+
+pub(super) fn aio_flush_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    let _ = ctx.img.flush();
+    let _ = argv;
+    0
+}
+
+pub(super) fn length_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    match ctx.img.length() {
+        Ok(l) => {
+            println!("{}", cvtstr(l as f64));
+            0
+        }
+        Err(e) => {
+            let e = errno_of(ctx, &e);
+            println!("getlength: {}", strerror(e));
+            -e
+        }
+    }
+}
+
+pub(super) fn info_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    println!("format name: {}", ctx.img.format());
+    let info = match ctx.img.info() {
+        Ok(i) => i,
+        Err(e) => return -errno_of(ctx, &e),
+    };
+    let cs = info.node.cluster_size.unwrap_or(0);
+    // qcow2 stores the VM state after the last L1 entry that covers the disk.
+    let vm_state = match (info.node.format.as_str(), info.node.cluster_size) {
+        ("qcow2", Some(cs)) if cs >= 512 => {
+            let extended = info
+                .node
+                .format_specific
+                .as_ref()
+                .and_then(|v| v.pointer("/data/extended-l2"))
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let l2_entries = cs / if extended { 16 } else { 8 };
+            let per_l1 = cs * l2_entries;
+            info.node.virtual_size.div_ceil(per_l1) * per_l1
+        }
+        _ => 0,
+    };
+    println!("cluster size: {}", cvtstr(cs as f64));
+    println!("vm state offset: {}", cvtstr(vm_state as f64));
+    if let Some(fs) = &info.node.format_specific {
+        if let Some(data) = fs.get("data") {
+            if data.as_object().is_some_and(|m| !m.is_empty()) {
+                println!("Format specific information:");
+                let mut out = String::new();
+                crate::qjson::dump_human(&crate::qjson::QObj::from_value(data), 1, &mut out);
+                print!("{out}");
+            }
+        }
+    }
+    0
+}
+
+/// The allocation status of the top layer over `[offset, offset+bytes)`
+/// clamped to the image; `None` past the end.
+pub(super) fn is_allocated(
+    ctx: &Ctx<'_>,
+    offset: u64,
+    bytes: u64,
+) -> Result<Option<(bool, u64)>, i32> {
+    let len = ctx.img.length().map_err(|e| errno_of(ctx, &e))?;
+    if offset >= len || bytes == 0 {
+        return Ok(None);
+    }
+    let q = bytes.min(len - offset);
+    let e = ctx
+        .img
+        .block_status(offset, q)
+        .map_err(|e| errno_of(ctx, &e))?;
+    let n = e.length.clamp(1, q);
+    Ok(Some((e.flags.contains(ExtentFlags::ALLOCATED), n)))
+}
+
+pub(super) fn alloc_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    let start = match num(&argv[1]) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let mut count = if argv.len() == 3 {
+        match num(&argv[2]) {
+            Ok(v) => v,
+            Err(e) => return e,
+        }
+    } else {
+        512
+    };
+    if count > i32::MAX as u64 * 512 {
+        println!(
+            "length argument cannot exceed {}, given {}",
+            i32::MAX as u64 * 512,
+            argv[2]
+        );
+        return -EINVAL;
+    }
+    let mut offset = start;
+    let mut remaining = count;
+    let mut sum_alloc = 0u64;
+    while remaining > 0 {
+        match is_allocated(ctx, offset, remaining) {
+            Err(e) => {
+                println!("is_allocated failed: {}", strerror(-e));
+                return e;
+            }
+            Ok(None) => {
+                count -= remaining;
+                remaining = 0;
+            }
+            Ok(Some((alloc, n))) => {
+                offset += n;
+                remaining -= n;
+                if alloc {
+                    sum_alloc += n;
+                }
+            }
+        }
+    }
+    println!(
+        "{sum_alloc}/{count} bytes allocated at offset {}",
+        cvtstr(start as f64)
+    );
+    0
+}
+
+pub(super) fn map_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    let mut bytes = match ctx.img.length() {
+        Ok(l) => l,
+        Err(e) => {
+            let e = errno_of(ctx, &e);
+            eprintln!("blk: Failed to query image length: {}", strerror(e));
+            return -e;
+        }
+    };
+    let mut offset = 0u64;
+    while bytes > 0 {
+        // map_is_allocated: merge following ranges of the same status.
+        let first = match is_allocated(ctx, offset, bytes) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                eprintln!("blk: Unexpected end of image");
+                return -libc::EIO;
+            }
+            Err(e) => {
+                eprintln!("blk: Failed to get allocation status: {}", strerror(-e));
+                return e;
+            }
+        };
+        let mut num = first.1;
+        loop {
+            if num >= bytes {
+                break;
+            }
+            match is_allocated(ctx, offset + num, bytes - num) {
+                Ok(Some((a, n))) if a == first.0 => num += n,
+                _ => break,
+            }
+        }
+        let retstr = if first.0 {
+            "    allocated"
+        } else {
+            "not allocated"
+        };
+        println!(
+            "{} ({num:#x}) bytes {retstr} at offset {} ({offset:#x})",
+            cvtstr(num as f64),
+            cvtstr(offset as f64)
+        );
+        offset += num;
+        bytes -= num;
+    }
+    0
+}
+
+pub(super) fn truncate_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    let p = match opts(argv, "m:") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut prealloc = Preallocation::Off;
+    for (c, arg) in &p.opts {
+        if *c == 'm' {
+            let a = arg.as_deref().unwrap_or("");
+            match Preallocation::parse(a) {
+                Some(m) => prealloc = m,
+                None => {
+                    eprintln!("blk: Invalid preallocation mode '{a}'");
+                    return -EINVAL;
+                }
+            }
+        }
+    }
+    if p.operands.len() != 1 {
+        return usage(&argv[0]);
+    }
+    let size = match num(&p.operands[0]) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    match ctx.img.truncate(size, prealloc) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("blk: {e}");
+            -errno_of(ctx, &e)
+        }
+    }
+}
+
+pub(super) fn sleep_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    let a = &argv[1];
+    let v = if let Some(h) = a.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()
+    } else {
+        a.parse::<i64>().ok()
+    };
+    match v {
+        Some(ms) if ms >= 0 => {
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            0
+        }
+        _ => {
+            println!("{a} is not a valid number");
+            -EINVAL
+        }
+    }
+}
+
+pub(super) fn quit_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    ctx.quit = true;
+    0
+}
+
+pub(super) fn help_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    if argv.len() == 2 {
+        match find(&argv[1]) {
+            Some(c) => println!("{} {} -- {}", c.name, c.args, c.oneline),
+            None => {
+                println!("command {} not found", argv[1]);
+                return -EINVAL;
+            }
+        }
+        return 0;
+    }
+    for c in CMDS {
+        println!("{} {} -- {}", c.name, c.args, c.oneline);
+    }
+    println!("\nUse 'help commandname' for extended help.");
+    0
+}
+
+pub(super) fn activate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    match ctx.img.activate() {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("activate failed: {e}");
+            -e.errno()
+        }
+    }
+}
+
+pub(super) fn inactivate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    match ctx.img.inactivate() {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("inactivate failed: {e}");
+            -e.errno()
+        }
+    }
+}
+
+pub(super) fn invalidate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
+    match ctx.img.invalidate_cache() {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("invalidate failed: {e}");
+            -e.errno()
+        }
+    }
+}
