@@ -7,6 +7,7 @@ use crate::human::{cvtstr, strerror};
 use block_core::{ExtentFlags, Preallocation};
 use std::time::Duration;
 
+/// qemu-io's `flush` command.
 pub(super) fn flush_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     match ctx.img.flush() {
         Ok(()) => 0,
@@ -17,12 +18,14 @@ pub(super) fn flush_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `aio_flush` command.
 pub(super) fn aio_flush_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let _ = ctx.img.flush();
     let _ = argv;
     0
 }
 
+/// qemu-io's `length` command.
 pub(super) fn length_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     match ctx.img.length() {
         Ok(l) => {
@@ -37,6 +40,7 @@ pub(super) fn length_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `info` command.
 pub(super) fn info_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     println!("format name: {}", ctx.img.format());
     let info = match ctx.img.info() {
@@ -95,6 +99,7 @@ pub(super) fn is_allocated(
     Ok(Some((e.flags.contains(ExtentFlags::ALLOCATED), n)))
 }
 
+/// qemu-io's `alloc` command.
 pub(super) fn alloc_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let start = match num(&argv[1]) {
         Ok(v) => v,
@@ -145,6 +150,7 @@ pub(super) fn alloc_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     0
 }
 
+/// qemu-io's `map` command.
 pub(super) fn map_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     let mut bytes = match ctx.img.length() {
         Ok(l) => l,
@@ -194,6 +200,7 @@ pub(super) fn map_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     0
 }
 
+/// qemu-io's `truncate` command.
 pub(super) fn truncate_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "m:") {
         Ok(p) => p,
@@ -228,6 +235,7 @@ pub(super) fn truncate_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `sleep` command.
 pub(super) fn sleep_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let a = &argv[1];
     let v = if let Some(h) = a.strip_prefix("0x") {
@@ -247,11 +255,13 @@ pub(super) fn sleep_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `quit` command.
 pub(super) fn quit_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     ctx.quit = true;
     0
 }
 
+/// qemu-io's `help` command.
 pub(super) fn help_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     if argv.len() == 2 {
         match find(&argv[1]) {
@@ -270,6 +280,7 @@ pub(super) fn help_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     0
 }
 
+/// qemu-io's `activate` command.
 pub(super) fn activate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     match ctx.img.activate() {
         Ok(()) => 0,
@@ -280,6 +291,7 @@ pub(super) fn activate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `inactivate` command.
 pub(super) fn inactivate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     match ctx.img.inactivate() {
         Ok(()) => 0,
@@ -290,6 +302,7 @@ pub(super) fn inactivate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     }
 }
 
+/// qemu-io's `invalidate` command.
 pub(super) fn invalidate_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
     match ctx.img.invalidate_cache() {
         Ok(()) => 0,

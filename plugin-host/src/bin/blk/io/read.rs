@@ -6,6 +6,7 @@ use crate::human::strerror;
 use std::io::IoSliceMut;
 use std::time::Instant;
 
+/// qemu-io's `read` command.
 pub(super) fn read_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "bCl:pP:qrs:v") {
         Ok(p) => p,
@@ -109,6 +110,7 @@ pub(super) fn read_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     ret
 }
 
+/// qemu-io's `readv` command.
 pub(super) fn readv_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "CiP:qrv") {
         Ok(p) => p,

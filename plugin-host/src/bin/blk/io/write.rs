@@ -32,6 +32,7 @@ pub(super) fn alloc_from_file(len: usize, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// qemu-io's `write` command.
 pub(super) fn write_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "bcCfnpP:qrs:uz") {
         Ok(p) => p,
@@ -152,6 +153,7 @@ pub(super) fn write_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     0
 }
 
+/// qemu-io's `writev` command.
 pub(super) fn writev_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "CfiqP:ruz") {
         Ok(p) => p,
@@ -226,6 +228,7 @@ pub(super) fn writev_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     0
 }
 
+/// qemu-io's `discard` command.
 pub(super) fn discard_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let p = match opts(argv, "Cq") {
         Ok(p) => p,
