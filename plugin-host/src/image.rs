@@ -11,7 +11,7 @@ use block_core::{
 use serde::Serialize;
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// The largest buffer used when emulating zero writes.
 const ZERO_CHUNK: u64 = 1 << 20;
@@ -42,6 +42,8 @@ pub struct Image {
     root: Arc<GraphNode>,
     read_only: bool,
     inactive: AtomicBool,
+    /// Shared by modifying operations, exclusive for activate/inactivate.
+    state: RwLock<()>,
 }
 
 impl Image {
@@ -51,6 +53,7 @@ impl Image {
             root,
             read_only: opts.read_only || opts.force_share,
             inactive: AtomicBool::new(opts.inactive),
+            state: RwLock::new(()),
         }
     }
 
@@ -108,14 +111,18 @@ impl Image {
         }
     }
 
-    fn check_writable(&self, op: &str) -> Result<()> {
+    /// Admits a modifying operation: holds the state lock shared for the
+    /// operation's duration (so `inactivate` waits for it to finish) and
+    /// refuses while the image is inactive or read-only.
+    fn check_writable(&self, op: &str) -> Result<RwLockReadGuard<'_, ()>> {
+        let guard = self.state.read().unwrap_or_else(|p| p.into_inner());
         if self.is_inactive() {
             return Err(self.err(BlockError::read_only(op, "image is inactive")));
         }
         if self.read_only {
             return Err(self.err(BlockError::read_only(op, "image is read-only")));
         }
-        Ok(())
+        Ok(guard)
     }
 
     /// Reads `buf.len()` bytes at `offset`.
@@ -137,7 +144,12 @@ impl Image {
     /// Vectored write. FUA is emulated by a flush after the write;
     /// COMPRESSED is passed to the driver.
     pub fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
-        self.check_writable("write")?;
+        let _admitted = self.check_writable("write")?;
+        self.write_admitted(offset, bufs, flags)
+    }
+
+    /// A write already admitted by [`Image::check_writable`].
+    fn write_admitted(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
         let len = block_core::iov_len(bufs);
         self.check_range("write", offset, len)?;
         if self.root.probed_raw && offset < 512 && len > 0 {
@@ -198,7 +210,7 @@ impl Image {
     /// Makes a range read as zeros; emulated with zero-buffer writes when the
     /// driver does not support it (unless `NO_FALLBACK`).
     pub fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
-        self.check_writable("write_zeroes")?;
+        let _admitted = self.check_writable("write_zeroes")?;
         self.check_range("write_zeroes", offset, len)?;
         match self.root.node.write_zeroes(offset, len, flags) {
             Err(e) if e.is_unsupported() && !flags.contains(ZeroFlags::NO_FALLBACK) => {
@@ -212,7 +224,7 @@ impl Image {
                     } else {
                         ReqFlags::NONE
                     };
-                    self.write_vectored(off, &[IoSlice::new(&zeros[..n])], fl)?;
+                    self.write_admitted(off, &[IoSlice::new(&zeros[..n])], fl)?;
                     off += n as u64;
                 }
                 Ok(())
@@ -223,7 +235,7 @@ impl Image {
 
     /// Discards a range. Discard is advisory: a driver without it succeeds.
     pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
-        self.check_writable("discard")?;
+        let _admitted = self.check_writable("discard")?;
         self.check_range("discard", offset, len)?;
         match self.root.node.discard(offset, len) {
             Err(e) if e.is_unsupported() => {
@@ -244,7 +256,7 @@ impl Image {
 
     /// Changes the guest-visible size.
     pub fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
-        self.check_writable("truncate")?;
+        let _admitted = self.check_writable("truncate")?;
         self.root.node.truncate(size, prealloc)
     }
 
@@ -318,9 +330,11 @@ impl Image {
 
     /// Checks (and repairs) the top image.
     pub fn check(&self, mode: CheckMode) -> Result<CheckReport> {
-        if mode != CheckMode::REPORT {
-            self.check_writable("check")?;
-        }
+        let _admitted = if mode != CheckMode::REPORT {
+            Some(self.check_writable("check")?)
+        } else {
+            None
+        };
         self.root.node.check(mode).map_err(|e| self.err(e))
     }
 
@@ -331,38 +345,38 @@ impl Image {
 
     /// Creates an internal snapshot.
     pub fn snapshot_create(&self, name: &str) -> Result<()> {
-        self.check_writable("snapshot_create")?;
+        let _admitted = self.check_writable("snapshot_create")?;
         self.root.node.snapshot_create(name)
     }
 
     /// Reverts to an internal snapshot.
     pub fn snapshot_apply(&self, id_or_name: &str) -> Result<()> {
-        self.check_writable("snapshot_apply")?;
+        let _admitted = self.check_writable("snapshot_apply")?;
         self.root.node.snapshot_apply(id_or_name)
     }
 
     /// Deletes an internal snapshot.
     pub fn snapshot_delete(&self, id_or_name: &str) -> Result<()> {
-        self.check_writable("snapshot_delete")?;
+        let _admitted = self.check_writable("snapshot_delete")?;
         self.root.node.snapshot_delete(id_or_name)
     }
 
     /// Rewrites the backing file reference stored in the image.
     pub fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
-        self.check_writable("change_backing_file")?;
+        let _admitted = self.check_writable("change_backing_file")?;
         self.root.node.change_backing_file(filename, format)
     }
 
     /// Drops every allocation of the top image so it reads from its backing
     /// file (used by `commit`).
     pub fn make_empty(&self) -> Result<()> {
-        self.check_writable("make_empty")?;
+        let _admitted = self.check_writable("make_empty")?;
         self.root.node.make_empty().map_err(|e| self.err(e))
     }
 
     /// Changes format options (`qemu-img amend`), given as `key=value` pairs.
     pub fn amend(&self, options: &[(String, String)]) -> Result<()> {
-        self.check_writable("amend")?;
+        let _admitted = self.check_writable("amend")?;
         self.root.node.amend(options).map_err(|e| self.err(e))
     }
 
@@ -370,6 +384,7 @@ impl Image {
     /// children up (each re-reads its metadata). On failure the image stays
     /// inactive and the error names the node.
     pub fn activate(&self) -> Result<()> {
+        let _exclusive = self.state.write().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = activate_node(&self.root) {
             self.inactive.store(true, Ordering::Release);
             return Err(e);
@@ -388,6 +403,8 @@ impl Image {
     /// from the top down (qcow2 writes back its caches and clears the dirty
     /// bit). Afterwards writes fail until [`Image::activate`].
     pub fn inactivate(&self) -> Result<()> {
+        // Waits for every admitted write (the "writers above") to finish.
+        let _exclusive = self.state.write().unwrap_or_else(|p| p.into_inner());
         if self.is_inactive() {
             return Ok(());
         }
