@@ -33,7 +33,11 @@ fn open_rw(h: &Host, p: &str) -> plugin_host::Image {
 #[test]
 fn host_measure_matches_qemu() {
     let h = host();
-    for o in ["", "cluster_size=512,refcount_bits=2", "cluster_size=2M,extended_l2=on"] {
+    for o in [
+        "",
+        "cluster_size=512,refcount_bits=2",
+        "cluster_size=2M,extended_l2=on",
+    ] {
         for size in [0u64, 12345, 1 << 30] {
             let ss = size.to_string();
             let mut a = vec!["measure", "--output=json", "-O", "qcow2", "--size", &ss];
@@ -65,7 +69,16 @@ fn host_make_empty_and_amend() {
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "2M"]);
     qemu_io_ok(&["-c", "write -P 1 0 2M", s(&base)]);
     qemu_img_ok(&[
-        "create", "-q", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top), "2M",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        s(&base),
+        "-F",
+        "qcow2",
+        s(&top),
+        "2M",
     ]);
     qemu_io_ok(&["-c", "write -P 2 4k 300k", s(&top)]);
     let h = host();
@@ -74,11 +87,17 @@ fn host_make_empty_and_amend() {
         i.amend(&kv("refcount_bits=4,lazy_refcounts=on")).unwrap();
         i.make_empty().unwrap();
         let e = i.amend(&kv("cluster_size=4k")).unwrap_err();
-        assert!(e.to_string().contains("only supported for image creation"), "{e}");
+        assert!(
+            e.to_string().contains("only supported for image creation"),
+            "{e}"
+        );
     }
     let out = qemu_img_ok(&["check", s(&top)]);
     assert!(out.contains("No errors"), "{out}");
     let info = qemu_img_ok(&["info", s(&top)]);
-    assert!(info.contains("refcount bits: 4") && info.contains("lazy refcounts: true"), "{info}");
+    assert!(
+        info.contains("refcount bits: 4") && info.contains("lazy refcounts: true"),
+        "{info}"
+    );
     qemu_img_ok(&["compare", s(&top), s(&base)]);
 }

@@ -109,7 +109,9 @@ fn test(extra: &[String]) -> Result<(), String> {
     ]);
     c.args(extra);
     test_env(&mut c);
-    run(c)
+    run(c)?;
+    // Style is part of the suite: formatting and clippy must be clean.
+    lint()
 }
 
 fn conformance(args: &[String]) -> Result<(), String> {
