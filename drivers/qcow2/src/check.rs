@@ -208,6 +208,12 @@ impl Qcow2Node {
     /// Checks (and repairs, per `mode`) the image.
     pub(crate) fn check_impl(&self, mode: CheckMode) -> Result<CheckReport> {
         self.check_usable("check")?;
+        if self.snapshot_view.is_some() {
+            return Err(self.ctx(crate::error::unsupported(
+                "check",
+                "cannot check a snapshot view; open the image without snapshot options",
+            )));
+        }
         let repair = mode.0 != 0;
         if repair {
             if self.read_only {
@@ -283,16 +289,21 @@ impl Qcow2Node {
             ws.reftable.len() as u64 * 8,
             &mut rep,
         );
+        // A refcount block that is unusable (misplaced, shared with other
+        // data, outside the image) must not be written through.
+        let mut broken_blocks = false;
         for (i, &e) in ws.reftable.iter().enumerate() {
             let off = e & REFT_OFFSET_MASK;
             if e & REFT_RESERVED_MASK != 0 {
                 log::error!("qcow2 check: refcount table entry {i} has reserved bits set");
                 rep.corruptions += 1;
+                broken_blocks = true;
                 continue;
             }
             if g.in_cluster(off) != 0 {
                 log::error!("qcow2 check: refcount block {i} is not cluster aligned");
                 rep.corruptions += 1;
+                broken_blocks = true;
                 continue;
             }
             if off == 0 {
@@ -301,6 +312,7 @@ impl Qcow2Node {
             if off / cs >= nb {
                 log::error!("qcow2 check: refcount block {i} is outside image");
                 rep.corruptions += 1;
+                broken_blocks = true;
                 continue;
             }
             refs.inc(off, cs, &mut rep);
@@ -310,6 +322,7 @@ impl Qcow2Node {
                     refs.get(off / cs)
                 );
                 rep.corruptions += 1;
+                broken_blocks = true;
             }
         }
         // Compare.
@@ -332,8 +345,9 @@ impl Qcow2Node {
             if r1 == r2 {
                 continue;
             }
-            let fix = (r1 > r2 && mode.contains(CheckMode::FIX_LEAKS))
-                || (r1 < r2 && mode.contains(CheckMode::FIX_ERRORS));
+            let fix = !broken_blocks
+                && ((r1 > r2 && mode.contains(CheckMode::FIX_LEAKS))
+                    || (r1 < r2 && mode.contains(CheckMode::FIX_ERRORS)));
             if fix && self.set_refcount(ws, i, r2).is_ok() {
                 if r1 > r2 {
                     rep.leaks_fixed += 1;
@@ -349,6 +363,14 @@ impl Qcow2Node {
                 log::warn!("qcow2 check: Leaked cluster {i} refcount={r1} reference={r2}");
                 rep.leaks += 1;
             }
+        }
+        if broken_blocks && mode.0 != 0 {
+            // Rebuilding the refcount structure is not implemented: repair
+            // nothing rather than write refcounts into unusable blocks.
+            log::error!("qcow2 check: ERROR need to rebuild refcount structures");
+            rep.check_errors += 1;
+            rep.image_end_offset = Some((highest + 1) * cs);
+            return Ok(rep);
         }
         self.check_copied(ws, &mut rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);

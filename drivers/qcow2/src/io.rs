@@ -8,11 +8,11 @@ use crate::mapping::{
     OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::{Deferred, Lookup, Qcow2Node, WState};
-use block_core::{BlockError, BlockNodeExt, Extent, ExtentFlags, ReqFlags, Result, ZeroFlags};
+use block_core::{BlockError, BlockNodeExt, Extent, ExtentFlags, ReqFlags, Result};
 use std::sync::atomic::Ordering;
 
 /// Bitmask of subclusters `a..=b`.
-fn sc_mask(a: u32, b: u32) -> u64 {
+pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
     let hi = if b >= 31 {
         u32::MAX as u64
     } else {
@@ -217,7 +217,7 @@ impl Qcow2Node {
         Ok(())
     }
 
-    fn lookup_now(&self, pos: u64) -> Result<Lookup> {
+    pub(crate) fn lookup_now(&self, pos: u64) -> Result<Lookup> {
         let m = self.meta_read();
         self.lookup(&m, pos)
     }
@@ -331,7 +331,7 @@ impl Qcow2Node {
         Ok(())
     }
 
-    fn write_plain(&self, offset: u64, buf: &[u8]) -> Result<()> {
+    pub(crate) fn write_plain(&self, offset: u64, buf: &[u8]) -> Result<()> {
         let cs = self.geo().cs();
         let mut done = 0usize;
         while done < buf.len() {
@@ -387,141 +387,11 @@ impl Qcow2Node {
         Ok(())
     }
 
-    /// True when subclusters `a..=b` of `lk` already read as zeros.
-    fn reads_zero(&self, lk: &Lookup, a: u32, b: u32) -> bool {
-        let has_backing = self.backing().is_some();
-        (a..=b).all(
-            |sc| match self.geo().subcluster_type(lk.entry, lk.bitmap, sc) {
-                SubType::ZeroPlain | SubType::ZeroAlloc => true,
-                SubType::UnallocPlain | SubType::UnallocAlloc => !has_backing,
-                _ => false,
-            },
-        )
-    }
-
-    /// Makes `[offset, offset+len)` read as zeros.
-    pub(crate) fn write_zeroes_impl(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
-        self.begin_write("write_zeroes", offset, len)?;
-        let g = self.geo();
-        let unmap = flags.contains(ZeroFlags::MAY_UNMAP);
-        let raw = self.meta_read().h.data_file_raw();
-        if g.version < 3 || raw {
-            if flags.contains(ZeroFlags::NO_FALLBACK) {
-                return Err(self.ctx(BlockError::unsupported("write_zeroes")));
-            }
-            return self.write_zero_buffers(offset, len);
-        }
-        let scs = g.sc_size();
-        let mut pos = offset;
-        let end = offset + len;
-        while pos < end {
-            let in_c = g.in_cluster(pos);
-            let n = (g.cs() - in_c).min(end - pos);
-            // Whole subclusters inside this piece.
-            let a = in_c.div_ceil(scs);
-            let b = (in_c + n) / scs; // exclusive
-            let size = self.meta_read().h.size;
-            // A partial subcluster at the image end counts as whole.
-            let b = if pos + n == size && (in_c + n) % scs != 0 {
-                b + 1
-            } else {
-                b
-            };
-            if a >= b {
-                let lk = self.lookup_now(pos)?;
-                let sc = (in_c / scs) as u32;
-                let sc_end = ((in_c + n - 1) / scs) as u32;
-                if !self.reads_zero(&lk, sc, sc_end) {
-                    self.write_zero_buffers(pos, n)?;
-                }
-            } else {
-                // Partial head / tail subclusters.
-                if a * scs > in_c {
-                    self.zero_partial(pos, a * scs - in_c)?;
-                }
-                let tail_start = b * scs;
-                if tail_start < in_c + n {
-                    self.zero_partial(pos - in_c + tail_start, in_c + n - tail_start)?;
-                }
-                self.zero_subclusters(pos - in_c, a as u32, (b - 1) as u32, unmap)?;
-            }
-            pos += n;
-        }
-        if flags.contains(ZeroFlags::FUA) {
-            self.flush_all()?;
-        }
-        Ok(())
-    }
-
-    fn zero_partial(&self, pos: u64, n: u64) -> Result<()> {
-        let scs = self.geo().sc_size();
-        let lk = self.lookup_now(pos)?;
-        let in_c = self.geo().in_cluster(pos);
-        let a = (in_c / scs) as u32;
-        let b = ((in_c + n - 1) / scs) as u32;
-        if self.reads_zero(&lk, a, b) {
-            return Ok(());
-        }
-        self.write_zero_buffers(pos, n)
-    }
-
-    fn write_zero_buffers(&self, offset: u64, len: u64) -> Result<()> {
-        let chunk = (1u64 << 20).min(len.max(1)) as usize;
-        let zeros = vec![0u8; chunk];
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(chunk as u64) as usize;
-            self.write_plain(offset + done, &zeros[..n])?;
-            done += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Turns subclusters `a..=b` of the cluster at `cstart` into zero
-    /// (sub)clusters.
-    fn zero_subclusters(&self, cstart: u64, a: u32, b: u32, unmap: bool) -> Result<()> {
-        let g = self.geo();
-        let mut ws = self.wlock();
-        self.maybe_writeback(&mut ws)?;
-        let lk = self.lookup_now(cstart)?;
-        let ct = g.cluster_type(lk.entry);
-        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
-        let owned = has_host && lk.entry & OFLAG_COPIED != 0;
-        let full = a == 0 && b + 1 == g.sc_count();
-        let (entry, bitmap, free) = if !g.extended_l2 {
-            if owned && !unmap {
-                (lk.entry | OFLAG_ZERO, 0, false)
-            } else {
-                (OFLAG_ZERO, 0, has_host || ct == ClusterType::Compressed)
-            }
-        } else {
-            let mask = sc_mask(a, b);
-            if ct == ClusterType::Compressed || (has_host && !owned) || (owned && unmap && full) {
-                if !full {
-                    drop(ws);
-                    let scs = g.sc_size();
-                    return self.write_zero_buffers(
-                        cstart + u64::from(a) * scs,
-                        u64::from(b - a + 1) * scs,
-                    );
-                }
-                (0, BITMAP_ALL_ZERO, true)
-            } else {
-                (lk.entry, (lk.bitmap & !mask) | (mask << 32), false)
-            }
-        };
-        if entry == lk.entry && bitmap == lk.bitmap {
-            return Ok(());
-        }
-        self.set_l2_entry(&mut ws, cstart, entry, bitmap)?;
-        if free {
-            self.defer_free_entry(&mut ws, lk.entry, true);
-        }
-        Ok(())
-    }
-
-    /// Discards whole clusters in the range (partial clusters are ignored,
-    /// except a partial last cluster that ends at the image end).
+    /// Discards whole clusters in the range, as QEMU 10 does (its discard
+    /// alignment is the cluster size even with subclusters): partial
+    /// clusters are ignored, except a partial last cluster that ends at the
+    /// image end; a version 2 image with a backing file ignores discards
+    /// (a discarded cluster would reveal the backing data).
     pub(crate) fn discard_impl(&self, offset: u64, len: u64) -> Result<()> {
         self.begin_write("discard", offset, len)?;
         let g = self.geo();
@@ -530,30 +400,47 @@ impl Qcow2Node {
         let end = offset + len;
         let mut pos = offset.div_ceil(cs) * cs;
         let has_backing = self.backing().is_some();
+        if g.version < 3 && has_backing {
+            return Ok(());
+        }
         while pos < end {
             let cend = (pos + cs).min(size);
             if cend > end {
                 break;
             }
-            let mut ws = self.wlock();
-            self.maybe_writeback(&mut ws)?;
-            let lk = self.lookup_now(pos)?;
-            let ct = g.cluster_type(lk.entry);
-            let allocated = ct != ClusterType::Unallocated || lk.bitmap != 0;
-            if allocated || has_backing {
-                let (entry, bitmap) = if g.version < 3 {
-                    (0, 0)
-                } else if g.extended_l2 {
-                    (0, BITMAP_ALL_ZERO)
-                } else {
-                    (OFLAG_ZERO, 0)
-                };
-                if (entry, bitmap) != (lk.entry, lk.bitmap) {
-                    self.set_l2_entry(&mut ws, pos, entry, bitmap)?;
-                    self.defer_free_entry(&mut ws, lk.entry, true);
-                }
-            }
+            self.discard_cluster(pos)?;
             pos += cs;
+        }
+        Ok(())
+    }
+
+    /// Discards the cluster at `pos` (QEMU's `discard_in_l2_slice` without
+    /// `full_discard`): an allocated cluster, or any cluster over a backing
+    /// file, becomes a zero cluster (unallocated in version 2) and its host
+    /// cluster is freed.
+    pub(crate) fn discard_cluster(&self, pos: u64) -> Result<()> {
+        let g = self.geo();
+        let has_backing = self.backing().is_some();
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(pos)?;
+        let ct = g.cluster_type(lk.entry);
+        let allocated = matches!(
+            ct,
+            ClusterType::Normal | ClusterType::ZeroAlloc | ClusterType::Compressed
+        );
+        if allocated || has_backing {
+            let (entry, bitmap) = if g.version < 3 {
+                (0, 0)
+            } else if g.extended_l2 {
+                (0, BITMAP_ALL_ZERO)
+            } else {
+                (OFLAG_ZERO, 0)
+            };
+            if (entry, bitmap) != (lk.entry, lk.bitmap) {
+                self.set_l2_entry(&mut ws, pos, entry, bitmap)?;
+                self.defer_free_entry(&mut ws, lk.entry, true);
+            }
         }
         Ok(())
     }

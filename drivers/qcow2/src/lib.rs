@@ -33,8 +33,10 @@ mod refcount;
 mod reforder;
 mod snapops;
 pub mod snapshot;
+mod snapview;
 mod trim;
 mod truncate;
+mod zero;
 
 #[cfg(test)]
 mod tests;

@@ -81,6 +81,9 @@ pub struct Qcow2Node {
     pub(crate) wlock: Mutex<WState>,
     pub(crate) overlap: RwLock<Arc<OverlapMap>>,
     pub(crate) read_only: bool,
+    /// The snapshot this read-only node presents instead of the active
+    /// state (open options `snapshot.id` / `snapshot.name`).
+    pub(crate) snapshot_view: Option<crate::snapview::SnapshotSel>,
     pub(crate) inactive: AtomicBool,
     pub(crate) corrupt: AtomicBool,
     pub(crate) broken: AtomicBool,

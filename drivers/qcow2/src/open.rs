@@ -8,6 +8,7 @@ use crate::mapping::Geometry;
 use crate::node::{Meta, Qcow2Node, WState};
 use crate::overlap::OverlapMap;
 use crate::snapshot::{self, Snapshot};
+use crate::snapview::{self, SnapshotSel};
 use block_core::{
     parse_size, BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole,
     HostServices, OpenFlags, OpenRequest, Result,
@@ -109,7 +110,11 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     for (k, _) in &req.options {
         if !matches!(
             k.as_str(),
-            "cache-size" | "l2-cache-size" | "refcount-cache-size"
+            "cache-size"
+                | "l2-cache-size"
+                | "refcount-cache-size"
+                | "snapshot.id"
+                | "snapshot.name"
         ) {
             return Err(ctx(BlockError::invalid(
                 "open",
@@ -121,13 +126,24 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let l2_bytes = opt_size(req, "l2-cache-size").map_err(ctx)?;
     let rc_bytes = opt_size(req, "refcount-cache-size").map_err(ctx)?;
 
+    let snapshot_view = SnapshotSel::from_request(req);
+    let read_only = req.flags.contains(OpenFlags::READ_ONLY);
+    if snapshot_view.is_some() && !read_only {
+        return Err(ctx(BlockError::invalid(
+            "snapshot_load_tmp",
+            "Device is not readonly",
+        )));
+    }
+
     let mut freq = ChildRequest::new(ChildRole::File, req.filename.clone());
     freq.flags = req.flags;
     let file = host.open_child(&freq)?;
     let lenient = req.flags.contains(OpenFlags::CHECK);
-    let ld = load(&file, lenient).map_err(ctx)?;
+    let mut ld = load(&file, lenient).map_err(ctx)?;
+    if let Some(sel) = &snapshot_view {
+        snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
+    }
     let h = &ld.h;
-    let read_only = req.flags.contains(OpenFlags::READ_ONLY);
     if h.is_corrupt() && !read_only && !lenient {
         return Err(ctx(BlockError::corrupt(
             "open",
@@ -198,6 +214,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         wlock: Mutex::new(WState::default()),
         overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
         read_only,
+        snapshot_view,
         inactive: AtomicBool::new(req.flags.contains(OpenFlags::INACTIVE)),
         corrupt: AtomicBool::new(corrupt),
         broken: AtomicBool::new(false),
@@ -260,7 +277,13 @@ impl Qcow2Node {
         {
             self.writeback(&mut ws, false)?;
         }
-        let ld = match load(&self.file, self.flags.contains(OpenFlags::CHECK)) {
+        let loaded = load(&self.file, self.flags.contains(OpenFlags::CHECK)).and_then(|mut l| {
+            if let Some(sel) = &self.snapshot_view {
+                snapview::apply(&self.file, &mut l, sel)?;
+            }
+            Ok(l)
+        });
+        let ld = match loaded {
             Ok(l) => l,
             Err(e) => {
                 self.broken.store(true, Ordering::Release);

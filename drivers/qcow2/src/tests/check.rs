@@ -168,3 +168,30 @@ fn small_clusters_and_narrow_refcounts() {
     );
     compare_with_qemu(&img);
 }
+
+#[test]
+fn repair_never_writes_through_a_refcount_block_in_data() {
+    let s = Scratch::new();
+    let img = s.path("rb.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", &img, "1M"]);
+    qemu_io(&img, &["write -P 7 0 64k"]);
+    // Point refcount table entry 0 at the data cluster of guest offset 0.
+    let data = {
+        let n = open(&img, OpenFlags::READ_ONLY);
+        let m = n.meta_read();
+        let lk = n.lookup(&m, 0).unwrap();
+        (
+            lk.entry & crate::mapping::L2E_OFFSET_MASK,
+            m.h.refcount_table_offset,
+        )
+    };
+    poke(&img, data.1, &data.0.to_be_bytes());
+    let before = std::fs::read(&img).unwrap();
+    let n = open(&img, OpenFlags::CHECK);
+    let r = n.check(CheckMode::FIX_ALL).unwrap();
+    assert!(r.corruptions > 0 && r.check_errors > 0, "{r:?}");
+    drop(n);
+    let after = std::fs::read(&img).unwrap();
+    let d = data.0 as usize;
+    assert_eq!(before[d..d + 65536], after[d..d + 65536]);
+}

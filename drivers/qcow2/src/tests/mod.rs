@@ -12,8 +12,10 @@ mod hostile;
 mod life;
 mod read;
 mod snap;
+mod snapview;
 pub(crate) mod stress;
 mod write;
+mod zero;
 
 use crate::{Qcow2Driver, Qcow2Node};
 use block_core::{

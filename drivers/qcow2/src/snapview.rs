@@ -1,0 +1,116 @@
+//! The read-only snapshot view: the open options `snapshot.id` and
+//! `snapshot.name` present an internal snapshot's disk, as QEMU's
+//! `bdrv_snapshot_load_tmp` does for `qemu-img convert -l` and
+//! `qemu-img measure -l`.
+//!
+//! As in QEMU, only the L1 table is switched (to the snapshot's); the
+//! virtual size stays the image's current size (guest offsets past the
+//! snapshot's L1 table read as unallocated), and the node must be
+//! read-only.
+
+use crate::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::open::Loaded;
+use crate::snapshot::Snapshot;
+use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, OpenRequest, Result};
+use std::sync::Arc;
+
+/// Which snapshot a view shows: by ID, by name, or both (both must match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapshotSel {
+    /// `snapshot.id`.
+    pub id: Option<String>,
+    /// `snapshot.name`.
+    pub name: Option<String>,
+}
+
+impl SnapshotSel {
+    /// The selection the open options ask for, if any.
+    pub fn from_request(req: &OpenRequest) -> Option<SnapshotSel> {
+        let id = req.option("snapshot.id").map(str::to_string);
+        let name = req.option("snapshot.name").map(str::to_string);
+        if id.is_none() && name.is_none() {
+            None
+        } else {
+            Some(SnapshotSel { id, name })
+        }
+    }
+
+    /// The index of the snapshot matching every given field (QEMU's
+    /// `find_snapshot_by_id_and_name`).
+    pub fn find(&self, snaps: &[Snapshot]) -> Option<usize> {
+        snaps.iter().position(|s| {
+            self.id.as_deref().is_none_or(|i| s.id == i)
+                && self.name.as_deref().is_none_or(|n| s.name == n)
+        })
+    }
+}
+
+/// Switches `ld` to the L1 table of the snapshot `sel` selects (read from
+/// `file` and validated as QEMU's `qcow2_validate_table` does).
+pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSel) -> Result<()> {
+    let op = "snapshot_load_tmp";
+    let Some(idx) = sel.find(&ld.snapshots) else {
+        return Err(BlockError::new(
+            ErrorKind::NotFound,
+            op,
+            "Can't find snapshot",
+        ));
+    };
+    let sn = &ld.snapshots[idx];
+    let bytes = u64::from(sn.l1_size) * 8;
+    if bytes > MAX_L1_BYTES {
+        return Err(BlockError::new(
+            ErrorKind::OutOfRange,
+            op,
+            "Snapshot L1 table too large",
+        ));
+    }
+    let cs = ld.h.cluster_size();
+    let end = sn.l1_offset.checked_add(bytes);
+    if sn.l1_offset % cs != 0 || end.is_none_or(|e| e >= MAX_HOST_OFFSET) {
+        return Err(BlockError::invalid(op, "Snapshot L1 table offset invalid"));
+    }
+    let mut buf = vec![0u8; bytes as usize];
+    file.read_at(sn.l1_offset, &mut buf)?;
+    ld.l1 = (0..sn.l1_size as usize)
+        .map(|i| get_u64(&buf, i * 8))
+        .collect();
+    ld.h.l1_table_offset = sn.l1_offset;
+    ld.h.l1_size = sn.l1_size;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sn(id: &str, name: &str) -> Snapshot {
+        Snapshot {
+            l1_offset: 0,
+            l1_size: 0,
+            id: id.into(),
+            name: name.into(),
+            date_sec: 0,
+            date_nsec: 0,
+            vm_clock_nsec: 0,
+            vm_state_size: 0,
+            disk_size: None,
+            icount: None,
+            extra_tail: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn find_by_id_name_and_both() {
+        let l = [sn("1", "a"), sn("2", "b"), sn("3", "1")];
+        let sel = |id: Option<&str>, name: Option<&str>| SnapshotSel {
+            id: id.map(str::to_string),
+            name: name.map(str::to_string),
+        };
+        assert_eq!(sel(Some("2"), None).find(&l), Some(1));
+        assert_eq!(sel(None, Some("1")).find(&l), Some(2));
+        assert_eq!(sel(Some("1"), Some("a")).find(&l), Some(0));
+        assert_eq!(sel(Some("1"), Some("b")).find(&l), None);
+        assert_eq!(sel(None, Some("zz")).find(&l), None);
+    }
+}
