@@ -25,6 +25,8 @@ pub const PERM_RESIZE: u8 = 1 << 3;
 
 const PERM_NAMES: [&str; 4] = ["consistent read", "write", "write unchanged", "resize"];
 const PERM_BASE: i64 = 100;
+/// How often a conflicting lock is retried (10 ms apart) before failing.
+const LOCK_RETRIES: u32 = 5;
 const SHARED_BASE: i64 = 200;
 
 /// The permissions a node takes and the ones it refuses to share.
@@ -110,7 +112,26 @@ impl FileLock {
 
     /// Takes `set` on `file` (releasing whatever was held before) and checks
     /// for conflicts with other holders. On conflict nothing stays held.
+    ///
+    /// A conflict is retried a few times over ~50 ms before it is reported:
+    /// OFD locks belong to the open file description, and a process that
+    /// forks (to run a helper program) while another thread closes an image
+    /// briefly keeps that description, and its locks, alive until the child
+    /// execs. A real owner holds its locks far longer.
     pub fn acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.try_acquire(file, path, set) {
+                Err(e) if e.kind == ErrorKind::Busy && attempt < LOCK_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn try_acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
         self.release(file);
         let flavor = flavor_for(file);
         let err = |e: io::Error| BlockError::from_io("lock", e).in_file(path);
