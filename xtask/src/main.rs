@@ -109,9 +109,44 @@ fn test(extra: &[String]) -> Result<(), String> {
     ]);
     c.args(extra);
     test_env(&mut c);
-    run(c)?;
+    let (passed, failed, ok) = run_counting(c)?;
     // Style is part of the suite: formatting and clippy must be clean.
-    lint()
+    let lint_result = lint();
+    println!("xtask: {passed} passed, {failed} failed");
+    if !ok {
+        return Err(format!("{failed} test(s) failed"));
+    }
+    lint_result
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result"
+/// lines: (passed, failed, exit status success).
+fn run_counting(mut c: Command) -> Result<(u64, u64, bool), String> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("xtask: running {c:?}");
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {c:?}: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(|e| e.to_string())?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |word: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| part.trim().strip_suffix(word))
+                        .and_then(|n| n.trim().rsplit(' ').next().and_then(|x| x.parse().ok()))
+                        .unwrap_or(0)
+                };
+                passed += num(" passed");
+                failed += num(" failed");
+            }
+        }
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    Ok((passed, failed, st.success()))
 }
 
 fn conformance(args: &[String]) -> Result<(), String> {
