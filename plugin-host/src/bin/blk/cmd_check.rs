@@ -102,9 +102,10 @@ pub fn run(g: &Globals, a: CheckArgs) -> CliResult {
         Some("leaks") => CheckMode::FIX_LEAKS,
         Some("all") => CheckMode::FIX_ALL,
         Some(o) => {
-            return Err(CliError::new(format!(
-                "Unknown option value for -r (expecting 'leaks' or 'all'): {o}"
-            )))
+            return Err(CliError::usage(
+                "check",
+                format!("--repair (-r) expects 'leaks' or 'all' not '{o}'"),
+            ))
         }
     };
     let host = g.host()?;

@@ -140,43 +140,198 @@ fn write_data(job: &Job<'_>, toff: u64, buf: &[u8]) -> Result<(), String> {
     if job.min_sparse == 0 {
         return job.target.write(toff, buf).map_err(|e| werr(toff, &e));
     }
-    // Split into data runs and zero runs of whole min_sparse blocks.
-    let ms = job.min_sparse;
+    // Split into data runs and zero runs as qemu-img's convert_co_write
+    // does (is_allocated_sectors_min): leading zeroes are skipped, zero runs
+    // inside data only from min_sparse bytes on, aligned to the sparse size.
+    let min = (job.min_sparse / SECTOR) as usize;
+    let alignment = 1u64 << (63 - (job.min_sparse / SECTOR).leading_zeros());
+    let total = buf.len().div_ceil(SECTOR as usize);
     let mut pos = 0usize;
-    let mut data_start: Option<usize> = None;
-    let flush_data = |start: usize, end: usize| -> Result<(), String> {
-        let off = toff + start as u64;
-        job.target
-            .write(off, &buf[start..end])
-            .map_err(|e| werr(off, &e))
-    };
-    while pos < buf.len() {
-        let n = ((ms - (toff + pos as u64) % ms) as usize).min(buf.len() - pos);
-        let piece = &buf[pos..pos + n];
-        let zero = n as u64 == ms && piece.iter().all(|&b| b == 0);
-        if zero {
-            if let Some(s) = data_start.take() {
-                flush_data(s, pos)?;
-            }
-            if !job.has_zero_init {
-                let off = toff + pos as u64;
-                job.target
-                    .write_zeroes(off, n as u64, job.zero_flags)
-                    .map_err(|e| werr(off, &e))?;
-            }
-        } else if data_start.is_none() {
-            data_start = Some(pos);
+    while pos < total {
+        let at = pos * SECTOR as usize;
+        let (alloc, n) = is_allocated_sectors_min(
+            &buf[at..],
+            total - pos,
+            min,
+            toff / SECTOR + pos as u64,
+            alignment,
+        );
+        let end = ((pos + n) * SECTOR as usize).min(buf.len());
+        let off = toff + at as u64;
+        if alloc {
+            job.target
+                .write(off, &buf[at..end])
+                .map_err(|e| werr(off, &e))?;
+        } else if !job.has_zero_init {
+            job.target
+                .write_zeroes(off, (end - at) as u64, job.zero_flags)
+                .map_err(|e| werr(off, &e))?;
         }
         pos += n;
-    }
-    if let Some(s) = data_start {
-        flush_data(s, buf.len())?;
     }
     Ok(())
 }
 
-/// Copies `[off, off+len)` of source `src` to target offset `base + off`.
-fn copy_range(job: &Job<'_>, src: &Image, base: u64, off: u64, len: u64) -> Result<(), String> {
+const SECTOR: u64 = 512;
+
+/// Whether sector `i` of `buf` (the last one may be short) is all zeroes.
+fn sector_is_zero(buf: &[u8], i: usize) -> bool {
+    let s = i * SECTOR as usize;
+    buf[s..(s + SECTOR as usize).min(buf.len())]
+        .iter()
+        .all(|&b| b == 0)
+}
+
+/// qemu-img's `is_allocated_sectors`: whether the first run of `n` sectors
+/// holds data, and its length, a run end not on `alignment` moved (zero runs
+/// end down, data runs up; a zero run no longer than the tail counts as data).
+fn is_allocated_sectors(buf: &[u8], n: usize, sector_num: u64, alignment: u64) -> (bool, usize) {
+    if n == 0 {
+        return (false, 0);
+    }
+    let mut is_zero = sector_is_zero(buf, 0);
+    let mut i = 1;
+    while i < n && sector_is_zero(buf, i) == is_zero {
+        i += 1;
+    }
+    if i == n {
+        return (!is_zero, i);
+    }
+    let tail = ((sector_num + i as u64) & (alignment - 1)) as usize;
+    if tail != 0 {
+        if is_zero && i <= tail {
+            is_zero = false;
+        }
+        if !is_zero {
+            i = (i + alignment as usize - tail).min(n);
+        } else {
+            i -= tail;
+        }
+    }
+    (!is_zero, i)
+}
+
+/// qemu-img's `is_allocated_sectors_min`: leading zero sectors are a zero
+/// run whatever their number; after data, only zero runs of at least `min`
+/// sectors end the data run.
+fn is_allocated_sectors_min(
+    buf: &[u8],
+    n: usize,
+    min: usize,
+    sector_num: u64,
+    alignment: u64,
+) -> (bool, usize) {
+    let min = min.min(n);
+    let (alloc, first) = is_allocated_sectors(buf, n, sector_num, alignment);
+    if !alloc {
+        return (false, first);
+    }
+    let mut used = first;
+    let mut checked = first;
+    while checked < n {
+        let (alloc, k) = is_allocated_sectors(
+            &buf[checked * SECTOR as usize..],
+            n - checked,
+            sector_num + checked as u64,
+            alignment,
+        );
+        checked += k;
+        if alloc {
+            used = checked;
+        } else if k >= min {
+            break;
+        }
+    }
+    (true, used)
+}
+
+/// Copies `[off, off+len)` of source `src` to target offset `base + off` in
+/// whole target clusters (holes read as zeroes), as compressed writes need.
+fn copy_range_compressed(
+    job: &Job<'_>,
+    src: &Image,
+    base: u64,
+    off: u64,
+    len: u64,
+    ops: &mut Vec<Op>,
+) -> Result<(), String> {
+    let end = off + len;
+    let mut cur = off;
+    let mut buf = Vec::new();
+    while cur < end {
+        if job.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let toff = base + cur;
+        let n = (job.cluster - toff % job.cluster).min(end - cur);
+        let (e, _) = src.block_status_above(cur, n).map_err(|e| {
+            log::debug!("block status failed: {e}");
+            format!(
+                "error while reading block status at offset {toff}: {}",
+                strerror(errno_of(&e))
+            )
+        })?;
+        if e.flags.contains(ExtentFlags::ZERO) && e.length >= n {
+            if !job.has_zero_init {
+                ops.push(Op::Zero(toff, n));
+            }
+        } else {
+            buf.resize(n as usize, 0);
+            src.read(cur, &mut buf).map_err(|e| {
+                log::debug!("read failed: {e}");
+                format!(
+                    "error while reading at byte {toff}: {}",
+                    strerror(errno_of(&e))
+                )
+            })?;
+            ops.push(Op::Data(toff, std::mem::take(&mut buf)));
+        }
+        job.done.fetch_add(n, Ordering::Relaxed);
+        cur += n;
+    }
+    Ok(())
+}
+
+/// A write to the target gathered by [`copy_range`].
+enum Op {
+    /// Write zeroes at `(offset, length)`.
+    Zero(u64, u64),
+    /// Write data at an offset (through [`write_data`]).
+    Data(u64, Vec<u8>),
+}
+
+/// Performs gathered writes.
+fn apply(job: &Job<'_>, ops: Vec<Op>) -> Result<(), String> {
+    for op in ops {
+        match op {
+            Op::Zero(toff, n) => job
+                .target
+                .write_zeroes(toff, n, job.zero_flags)
+                .map_err(|e| {
+                    format!(
+                        "error while writing at byte {toff}: {}",
+                        strerror(errno_of(&e))
+                    )
+                })?,
+            Op::Data(toff, buf) => write_data(job, toff, &buf)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads `[off, off+len)` of source `src` and gathers the writes that copy it
+/// to target offset `base + off` into `ops`.
+fn copy_range(
+    job: &Job<'_>,
+    src: &Image,
+    base: u64,
+    off: u64,
+    len: u64,
+    ops: &mut Vec<Op>,
+) -> Result<(), String> {
+    if job.compress && !job.target_has_backing {
+        return copy_range_compressed(job, src, base, off, len, ops);
+    }
     let end = off + len;
     let mut cur = off;
     let mut buf = Vec::new();
@@ -196,9 +351,13 @@ fn copy_range(job: &Job<'_>, src: &Image, base: u64, off: u64, len: u64) -> Resu
         let (zero, data, n) = if job.target_has_backing {
             let e = src.block_status(cur, want).map_err(|e| rerr(&e))?;
             let alloc = e.flags.contains(ExtentFlags::ALLOCATED);
+            // Unallocated in a source without a backing file reads as
+            // zeroes, which must hide the target's backing file.
+            let no_backing = src.graph().backing().is_none();
+            let z = e.flags.contains(ExtentFlags::ZERO);
             (
-                alloc && e.flags.contains(ExtentFlags::ZERO),
-                alloc && !e.flags.contains(ExtentFlags::ZERO),
+                if no_backing { z || !alloc } else { alloc && z },
+                alloc && !z,
                 e.length,
             )
         } else {
@@ -208,16 +367,13 @@ fn copy_range(job: &Job<'_>, src: &Image, base: u64, off: u64, len: u64) -> Resu
         };
         let n = n.clamp(1, want);
         let toff = base + cur;
-        if zero {
+        if zero && job.min_sparse == 0 {
+            // -S 0: zeroes are written as data, fully allocating the target
+            // (qemu-img's convert_co_do_copy).
+            ops.push(Op::Data(toff, vec![0; n as usize]));
+        } else if zero {
             if !job.has_zero_init {
-                job.target
-                    .write_zeroes(toff, n, job.zero_flags)
-                    .map_err(|e| {
-                        format!(
-                            "error while writing at byte {toff}: {}",
-                            strerror(errno_of(&e))
-                        )
-                    })?;
+                ops.push(Op::Zero(toff, n));
             }
         } else if data {
             buf.resize(n as usize, 0);
@@ -228,7 +384,7 @@ fn copy_range(job: &Job<'_>, src: &Image, base: u64, off: u64, len: u64) -> Resu
                     strerror(errno_of(&e))
                 )
             })?;
-            write_data(job, toff, &buf)?;
+            ops.push(Op::Data(toff, std::mem::take(&mut buf)));
         }
         // Neither: unallocated above a target backing file; leave it.
         job.done.fetch_add(n, Ordering::Relaxed);
@@ -276,6 +432,16 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     }
     if a.target_is_zero && !a.no_create {
         return Err(CliError::new("--target-is-zero requires use of -n flag"));
+    }
+    if a.files.len() > 2 && a.backing.is_some() {
+        return Err(CliError::new(
+            "Having a backing file for the target makes no sense when concatenating multiple input images",
+        ));
+    }
+    if a.no_create && !a.options.is_empty() {
+        return Err(CliError::new(
+            "-o has no effect when skipping image creation",
+        ));
     }
     // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
     let snapshot = match (&a.snapshot, &a.snapshot_old) {
@@ -329,16 +495,28 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 a.out_format
             )));
         }
-        if a.backing_format.is_none() {
+        if a.backing_format.is_none() && !a.no_create {
             return Err(CliError::new(
                 "Use of backing file requires explicit backing format",
             ));
         }
     }
+    if a.backing_format.is_some() && !schema.iter().any(|o| o.name == "backing_fmt") {
+        return Err(CliError::new(format!(
+            "Backing file format not supported for file format '{}'",
+            a.out_format
+        )));
+    }
+    if !a.no_create && a.backing.is_none() && a.backing_format.is_some() {
+        return Err(CliError::new(format!(
+            "{dst}: error while converting {}: Backing format cannot be used without backing file",
+            a.out_format
+        )));
+    }
     if !a.no_create {
         // Validate the options first, as qemu-img does.
         OptionValues::parse_str(&schema, &options)
-            .map_err(|e| CliError::new(format!("{dst}: {}", e.message)))?;
+            .map_err(|e| CliError::new(crate::common::opt_error(&e.message)))?;
         let bk = a
             .backing
             .as_deref()
@@ -348,7 +526,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 CliError::new(format!(
                     "{dst}: error while converting {}: {}",
                     a.out_format,
-                    crate::common::error_detail(&e, dst)
+                    crate::common::create_detail(&e, dst)
                 ))
             })?;
     }
@@ -421,6 +599,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         None
     };
     let next = AtomicUsize::new(0);
+    let turn = (Mutex::new(0usize), std::sync::Condvar::new());
     std::thread::scope(|s| {
         for _ in 0..workers.min(items.len().max(1)) {
             s.spawn(|| loop {
@@ -432,8 +611,29 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                     break;
                 }
                 let (img, base) = &job.sources[src];
-                if let Err(m) = copy_range(&job, img, *base, off, len) {
+                let mut ops = Vec::new();
+                let mut r = copy_range(&job, img, *base, off, len, &mut ops);
+                // Without -W the writes go out in order (as qemu-img's, so
+                // that clusters are allocated in guest order); the reads
+                // still run in parallel.
+                if !a.out_of_order {
+                    let mut t = turn.0.lock().unwrap_or_else(|p| p.into_inner());
+                    while *t != i && !job.failed.load(Ordering::Relaxed) {
+                        t = turn.1.wait(t).unwrap_or_else(|p| p.into_inner());
+                    }
+                    if r.is_ok() && !job.failed.load(Ordering::Relaxed) {
+                        r = apply(&job, ops);
+                    }
+                    *t += 1;
+                    turn.1.notify_all();
+                } else if r.is_ok() {
+                    r = apply(&job, ops);
+                }
+                if let Err(m) = r {
                     fail(&job, m);
+                    // Under the lock, so that no waiter misses the failure.
+                    let _t = turn.0.lock().unwrap_or_else(|p| p.into_inner());
+                    turn.1.notify_all();
                     break;
                 }
             });

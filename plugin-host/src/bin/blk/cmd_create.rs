@@ -1,6 +1,6 @@
 //! `blk create`: qemu-img create, with its "Formatting ..." line and messages.
 
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use block_core::{OptDesc, OptKind, OptionValues};
 use clap::Args;
 use plugin_host::{Host, OpenOptions};
@@ -176,7 +176,8 @@ pub fn create_image(
         .get(fmt)
         .ok_or_else(|| ferr(format!("Unknown file format '{fmt}'")))?;
     let schema = d.driver.create_options();
-    let mut values = OptionValues::parse_str(&schema, options).map_err(|e| ferr(e.message))?;
+    let mut values = OptionValues::parse_str(&schema, options)
+        .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
     // Positional size, -b and -F override -o.
     if let Some(s) = size {
         values.set("size", s.to_string());
@@ -226,7 +227,7 @@ pub fn create_image(
                 force_share: true,
                 ..OpenOptions::default()
             };
-            match open_image(host, &full, &opts) {
+            match host.open(&full, &opts) {
                 Ok(img) => {
                     if !have_size {
                         let len = img.length().map_err(|e| ferr(e.to_string()))?;
@@ -237,7 +238,13 @@ pub fn create_image(
                     if unsafe_backing {
                         return Err(ferr("Image creation needs a size parameter".to_string()));
                     }
-                    let m = e.msg.unwrap_or_default();
+                    // The file-level detail already names the file.
+                    let d = crate::common::open_detail(&e, &full);
+                    let m = if d.starts_with("Could not open '") {
+                        d
+                    } else {
+                        format!("Could not open '{full}': {d}")
+                    };
                     return Err(ferr(format!("{m}\nCould not open backing image.")));
                 }
             }
@@ -261,7 +268,7 @@ pub fn create_image(
     let size = values.get_size("size").ok().flatten();
     let bk = backing.as_deref().map(|b| (b, backing_fmt.as_deref()));
     host.create(fmt, filename, &opt_string, size, bk)
-        .map_err(|e| ferr(crate::common::error_detail(&e, filename)))
+        .map_err(|e| ferr(crate::common::create_detail(&e, filename)))
 }
 
 /// Runs `blk create`.

@@ -15,10 +15,10 @@ pub struct MapArgs {
     #[arg(long = "output", value_name = "FMT")]
     output: Option<String>,
     /// Start at this offset.
-    #[arg(short = 's', long = "start-offset")]
+    #[arg(short = 's', long = "start-offset", allow_hyphen_values = true)]
     start_offset: Option<String>,
     /// Map at most this many bytes.
-    #[arg(short = 'l', long = "max-length")]
+    #[arg(short = 'l', long = "max-length", allow_hyphen_values = true)]
     max_length: Option<String>,
     /// Force shared permissions.
     #[arg(short = 'U', long = "force-share")]
@@ -145,10 +145,8 @@ fn dump(out: OutputFormat, e: &MapEntry, next: Option<&mut MapEntry>) -> CliResu
 }
 
 fn size_opt(s: Option<&str>, what: &str) -> CliResult<Option<u64>> {
-    s.map(|v| {
-        crate::human::strtosz(v).map_err(|_| CliError::new(format!("Invalid {what} specified")))
-    })
-    .transpose()
+    s.map(|v| crate::args::cvtnum_full(what, v, 0, i64::MAX as u64))
+        .transpose()
 }
 
 /// Runs `blk map`.

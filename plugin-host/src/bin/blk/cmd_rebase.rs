@@ -78,7 +78,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
         ..OpenOptions::default()
     };
     let new_full = (!new.is_empty()).then(|| block_core::resolve_relative(&new, Some(&a.filename)));
-    let mut new_fmt = a.backing_format.clone();
+    let new_fmt = a.backing_format.clone();
     if !a.unsafe_mode {
         let old = match &info.full_backing_filename {
             Some(f) => Some(open_image(
@@ -89,12 +89,14 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             None => None,
         };
         let newimg = match &new_full {
-            Some(f) => Some(open_image(&host, f, &ro(new_fmt.clone()))?),
+            Some(f) => Some(host.open(f, &ro(new_fmt.clone())).map_err(|e| {
+                CliError::new(format!(
+                    "Could not open new backing file '{new}': {}",
+                    crate::common::open_detail(&e, f)
+                ))
+            })?),
             None => None,
         };
-        if new_fmt.is_none() {
-            new_fmt = newimg.as_ref().map(|i| i.format().to_string());
-        }
         let len = top.length()?;
         let mut off = 0u64;
         let (mut b1, mut b2) = (Vec::new(), Vec::new());
@@ -117,6 +119,12 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             }
             off += n;
         }
+    }
+    if !new.is_empty() && new_fmt.is_none() {
+        // qemu-img requires the format (bdrv_change_backing_file's require).
+        return Err(CliError::new(format!(
+            "Could not change the backing file to '{new}': backing format must be specified"
+        )));
     }
     top.change_backing_file(
         (!new.is_empty()).then_some(new.as_str()),

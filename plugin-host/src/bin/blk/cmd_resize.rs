@@ -44,7 +44,15 @@ pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
             "Parameter 'size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.",
         )
     };
-    let n = crate::human::strtosz(text).map_err(|_| bad())?;
+    let n = match crate::human::strtosz(text) {
+        Ok(n) => n,
+        // Below 2^64 but past INT64_MAX: qemu-img's int64_t size turns
+        // negative.
+        Err(libc::ERANGE) if below_2_64(text) => {
+            return Err(CliError::new("New image size must be positive"))
+        }
+        Err(_) => return Err(bad()),
+    };
     let host = g.host()?;
     let opts = OpenOptions {
         format: a.format.clone(),
@@ -62,16 +70,40 @@ pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
             .ok_or_else(|| CliError::new("New image size must be positive"))?,
         _ => n,
     };
+    // qemu-img computes the new size as an int64_t.
+    if new == 0 || new > i64::MAX as u64 {
+        return Err(CliError::new("New image size must be positive"));
+    }
     if new < cur && !a.shrink {
         return Err(CliError::new(
             "Use the --shrink option to perform a shrink operation.\nblk: warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.",
         ));
     }
-    img.truncate(new, prealloc)
-        .map_err(|e| CliError::new(crate::common::error_detail(&e, &a.filename)))?;
+    img.truncate(new, prealloc).map_err(|e| {
+        let d = crate::common::error_detail(&e, &a.filename);
+        CliError::new(d.strip_prefix("resize: ").unwrap_or(&d).to_string())
+    })?;
     img.flush()?;
     if !a.quiet {
         println!("Image resized.");
     }
     Ok(())
+}
+
+/// Whether a size text strtosz found out of range is below 2^64 (the limit
+/// of qemu's size option parser).
+fn below_2_64(text: &str) -> bool {
+    let (num, shift) = match text.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&text[..text.len() - 1], 10),
+        Some('m') => (&text[..text.len() - 1], 20),
+        Some('g') => (&text[..text.len() - 1], 30),
+        Some('t') => (&text[..text.len() - 1], 40),
+        Some('p') => (&text[..text.len() - 1], 50),
+        Some('e') => (&text[..text.len() - 1], 60),
+        Some('b') => (&text[..text.len() - 1], 0),
+        _ => (text, 0),
+    };
+    num.parse::<f64>()
+        .map(|v| v * 2f64.powi(shift) < 2f64.powi(64))
+        .unwrap_or(false)
 }

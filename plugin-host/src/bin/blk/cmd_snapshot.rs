@@ -7,19 +7,18 @@ use plugin_host::OpenOptions;
 
 /// Arguments of `blk snapshot`.
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("action").multiple(false))]
 pub struct SnapshotArgs {
     /// List the snapshots.
-    #[arg(short = 'l', group = "action")]
+    #[arg(short = 'l')]
     list: bool,
     /// Create a snapshot.
-    #[arg(short = 'c', group = "action", value_name = "NAME")]
+    #[arg(short = 'c', value_name = "NAME")]
     create: Option<String>,
     /// Revert the disk to a snapshot.
-    #[arg(short = 'a', group = "action", value_name = "NAME")]
+    #[arg(short = 'a', value_name = "NAME")]
     apply: Option<String>,
     /// Delete a snapshot.
-    #[arg(short = 'd', group = "action", value_name = "NAME")]
+    #[arg(short = 'd', value_name = "NAME")]
     delete: Option<String>,
     /// Image format (probed when absent).
     #[arg(short = 'f', long = "format")]
@@ -36,6 +35,18 @@ pub struct SnapshotArgs {
 
 /// Runs `blk snapshot`.
 pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
+    let actions = [
+        a.list,
+        a.create.is_some(),
+        a.apply.is_some(),
+        a.delete.is_some(),
+    ];
+    if actions.iter().filter(|x| **x).count() > 1 {
+        return Err(CliError::usage(
+            "snapshot",
+            "Cannot mix '-l', '-a', '-c', '-d'",
+        ));
+    }
     let host = g.host()?;
     let listing = a.create.is_none() && a.apply.is_none() && a.delete.is_none();
     let opts = OpenOptions {

@@ -142,6 +142,30 @@ pub fn error_detail(e: &BlockError, filename: &str) -> String {
     }
 }
 
+/// A create option parse error worded as QEMU's QemuOpts words it.
+pub fn opt_error(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("Parameter '") {
+        if let Some((name, _)) = rest.split_once("' expects a size, got '") {
+            return format!(
+                "Parameter '{name}' expects a non-negative number below 2^64\n\
+                 Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n\
+                 and exabytes, respectively."
+            );
+        }
+    }
+    msg.to_string()
+}
+
+/// The reason of a failed image creation, as qemu-img words it after the
+/// file name (without the library's "create: " operation prefix).
+pub fn create_detail(e: &BlockError, filename: &str) -> String {
+    let s = error_detail(e, filename);
+    match s.strip_prefix("create: ") {
+        Some(rest) => rest.to_string(),
+        None => s,
+    }
+}
+
 /// Opens an image; failures read `Could not open 'FILE': ...` as qemu-img's.
 pub fn open_image(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
     host.open(filename, opts)
@@ -167,6 +191,12 @@ pub fn open_detail(e: &BlockError, filename: &str) -> String {
     } else {
         error_detail(e, filename)
     };
+    if let Some(fmt) = detail
+        .strip_prefix("image is not in ")
+        .and_then(|r| r.strip_suffix(" format (bad magic)"))
+    {
+        return format!("Image is not in {fmt} format");
+    }
     match detail.strip_prefix("Could not open: ") {
         Some(rest) => format!("Could not open '{filename}': {rest}"),
         None => detail,

@@ -105,9 +105,29 @@ fn init_logging(verbose: u8) {
     };
     let env = env_logger::Env::default().default_filter_or(default);
     let _ = env_logger::Builder::from_env(env)
-        .format_timestamp(None)
+        .format(|buf, rec| {
+            let msg = rec.args().to_string();
+            match check_message(rec.level(), &msg) {
+                Some(m) => writeln!(buf, "{m}"),
+                None => writeln!(buf, "[{:<5} {}] {msg}", rec.level(), rec.target()),
+            }
+        })
         .target(env_logger::Target::Stderr)
         .try_init();
+}
+
+/// A format driver's `check` finding (logged as "FMT check: MESSAGE") as
+/// qemu-img prints it on stderr: bare, errors starting with "ERROR".
+fn check_message(level: log::Level, msg: &str) -> Option<String> {
+    let (fmt, rest) = msg.split_once(" check: ")?;
+    if fmt.is_empty() || fmt.contains(' ') {
+        return None;
+    }
+    if level == log::Level::Error && !rest.starts_with("ERROR") {
+        Some(format!("ERROR {rest}"))
+    } else {
+        Some(rest.to_string())
+    }
 }
 
 fn run(cli: Cli) -> CliResult {

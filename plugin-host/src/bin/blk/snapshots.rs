@@ -54,7 +54,11 @@ pub fn snapshot_table(snaps: &[SnapshotInfo]) -> Vec<String> {
             secs % 60,
             (nsec / 1_000_000) % 1000
         );
-        let icount = s.icount.map(|i| i.to_string()).unwrap_or_default();
+        // bdrv_snapshot_dump prints "--" for an icount of -1 (none).
+        let icount = s
+            .icount
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "--".to_string());
         lines.push(format!(
             "{:<7} {:<16} {:>8} {:>19} {:>15} {:>10}",
             s.id,
