@@ -299,14 +299,16 @@ impl Image {
                     depth += 1;
                 }
                 None => {
+                    // The offset stays with OFFSET_VALID (qemu-img maps an
+                    // unallocated subcluster of an allocated qcow2 cluster).
                     return Ok((
                         Extent {
                             length: e.length,
                             flags: e.flags.with(ExtentFlags::ZERO).without(ExtentFlags::DATA),
-                            mapped_offset: 0,
+                            mapped_offset: e.mapped_offset,
                         },
                         depth,
-                    ))
+                    ));
                 }
             }
         }

@@ -563,7 +563,6 @@ fn map_json_merge(text: &str, drop: impl Fn(&serde_json::Value) -> bool) -> Stri
 /// subclusters of allocated extended-L2 clusters, so `map --output=json`
 /// lacks their "offset" that qemu-img shows.
 #[test]
-#[ignore = "library bug: qcow2 block_status lacks OFFSET_VALID on ZERO_ALLOC/UNALLOCATED_ALLOC"]
 fn map_reports_offsets_of_allocated_zero_clusters() {
     let dir = tempfile::tempdir().unwrap();
     let z = dir.path().join("z.qcow2");

@@ -30,15 +30,28 @@ fn crash_rounds(opts: &str, lazy: bool) {
     let mut r = blk_tests::rng(if lazy { 99 } else { 7 });
     qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", opts, s(&img), "512M"]);
     let mut killed_mid_run = 0;
-    for round in 0..6u32 {
-        // A flushed, known write first: it must survive the crash.
+    // Rounds 0-5 kill after a random delay. Rounds 6-11 kill just after
+    // the file grew past the next 8 MiB boundary (the range of one
+    // refcount block with 4 KiB clusters): a new refcount block, and a
+    // writeback whose L2 tables reference the new range, are then in
+    // flight (a kill between its L2 and refcount table writes once made
+    // the lazy repair place the missing block on guest data).
+    for round in 0..12u32 {
+        let targeted = round >= 6;
+        // A flushed, known write first: it must survive the crash. The
+        // bench writes from 8 MiB on.
         let pat = 0x40 + round as u8;
+        let pat_off = if targeted {
+            u64::from(round - 6) * (1 << 20) + (512 << 10)
+        } else {
+            u64::from(round) * (1 << 20)
+        };
         blk_tests::blk_ok(&[
             "io",
             "-f",
             "qcow2",
             "-c",
-            &format!("write -P {pat} {} 64k", round as u64 * (1 << 20)),
+            &format!("write -P {pat} {pat_off} 64k"),
             "-c",
             "flush",
             s(&img),
@@ -70,9 +83,22 @@ fn crash_rounds(opts: &str, lazy: bool) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(r.gen_range(20..250)));
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_run += 1;
+        if targeted {
+            let len = || std::fs::metadata(&img).unwrap().len();
+            let boundary = (len() / (8 << 20) + 1) * (8 << 20) + 4096;
+            let t0 = std::time::Instant::now();
+            while len() <= boundary
+                && t0.elapsed() < Duration::from_secs(10)
+                && child.try_wait().unwrap().is_none()
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros(r.gen_range(0..30_000)));
+        } else {
+            std::thread::sleep(Duration::from_millis(r.gen_range(20..250)));
+            if child.try_wait().unwrap().is_none() {
+                killed_mid_run += 1;
+            }
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -91,7 +117,7 @@ fn crash_rounds(opts: &str, lazy: bool) {
             "-f",
             "qcow2",
             "-c",
-            &format!("read -P {pat} {} 64k", round as u64 * (1 << 20)),
+            &format!("read -P {pat} {pat_off} 64k"),
             s(&img),
         ]);
         if lazy {

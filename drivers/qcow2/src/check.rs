@@ -5,12 +5,12 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::header::get_u64;
+use crate::header::{get_u64, MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
 use crate::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
 };
-use crate::node::{Qcow2Node, WState};
+use crate::node::{Deferred, Qcow2Node, WState};
 use block_core::{BlockNodeExt, CheckMode, CheckReport, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -51,6 +51,40 @@ impl Refs {
         } else {
             self.sparse.get(&k).copied().unwrap_or(0)
         }
+    }
+
+    /// The first run of `n` clusters from `from` on that nothing
+    /// references (below the host offset limit).
+    fn free_run(&self, from: u64, n: u64) -> Option<u64> {
+        let max = MAX_HOST_OFFSET >> self.cs_bits;
+        let mut start = from.max(1);
+        let mut k = start;
+        while k < max {
+            if self.get(k) != 0 {
+                start = k + 1;
+            } else if k + 1 - start == n {
+                return Some(start);
+            }
+            k += 1;
+        }
+        None
+    }
+
+    /// The refcount-block ranges (of `e` clusters) holding referenced
+    /// clusters, ascending.
+    fn used_ranges(&self, e: u64) -> Vec<u64> {
+        let mut v: Vec<u64> = Vec::new();
+        for (t, chunk) in self.dense.chunks(e as usize).enumerate() {
+            if chunk.iter().any(|&r| r > 0) {
+                v.push(t as u64);
+            }
+        }
+        for (&k, &r) in &self.sparse {
+            if r > 0 && v.last() != Some(&(k / e)) {
+                v.push(k / e);
+            }
+        }
+        v
     }
 }
 
@@ -325,6 +359,9 @@ impl Qcow2Node {
                 broken_blocks = true;
             }
         }
+        if !broken_blocks && mode.contains(CheckMode::FIX_ERRORS) {
+            self.cover_references(ws, &mut refs)?;
+        }
         // Compare.
         let mut highest = 0u64;
         let mut idx: Vec<u64> = (0..nb).collect();
@@ -348,7 +385,9 @@ impl Qcow2Node {
             let fix = !broken_blocks
                 && ((r1 > r2 && mode.contains(CheckMode::FIX_LEAKS))
                     || (r1 < r2 && mode.contains(CheckMode::FIX_ERRORS)));
-            if fix && self.set_refcount(ws, i, r2).is_ok() {
+            // Never allocates: `cover_references` made every block the
+            // references need (an uncovered cluster stays reported).
+            if fix && self.change_refcount(ws, i, r2 as i64 - r1 as i64).is_ok() {
                 if r1 > r2 {
                     rep.leaks_fixed += 1;
                 } else {
@@ -375,6 +414,132 @@ impl Qcow2Node {
         self.check_copied(ws, &mut rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);
         Ok(rep)
+    }
+
+    /// Gives every referenced cluster a refcount block (growing the
+    /// refcount table if needed) before the repair writes refcounts. The
+    /// new structures go only to clusters that `refs`, the references just
+    /// computed, shows unused, and are counted in `refs`: the on-disk
+    /// refcounts that the allocator trusts are what is being repaired
+    /// (after a crash with lazy refcounts they call clusters free that
+    /// hold data, and the missing block's range may start with data), so
+    /// nothing here may use them. As in QEMU's rebuild of the refcount
+    /// structure. A block goes into its own range when that has a free
+    /// cluster (it describes itself), else to the first free cluster.
+    /// Ranges that no table within the size limit can cover stay
+    /// uncovered; their clusters are then reported, not fixed.
+    fn cover_references(&self, ws: &mut WState, refs: &mut Refs) -> Result<()> {
+        let g = self.geo();
+        let cs = g.cs();
+        let e = g.rb_entries();
+        // Clusters are only ever taken here, so the first free one never
+        // moves down.
+        let mut cursor = 1u64;
+        let mut limit = MAX_REFTABLE_BYTES / 8;
+        let mut changed = false;
+        for _ in 0..64 {
+            let covered = |ws: &WState, t: u64| {
+                ws.reftable
+                    .get(t as usize)
+                    .is_some_and(|x| x & REFT_OFFSET_MASK != 0)
+            };
+            let mut need = refs.used_ranges(e);
+            need.retain(|&t| t < limit && !covered(ws, t));
+            let Some(&top) = need.last() else {
+                break;
+            };
+            changed = true;
+            if top >= ws.reftable.len() as u64 {
+                if !self.grow_reftable_for_repair(ws, refs, top + 1, &mut cursor) {
+                    limit = ws.reftable.len() as u64;
+                }
+                continue;
+            }
+            for t in need {
+                let own = ((t * e).max(1)..(t + 1) * e).find(|&c| refs.get(c) == 0);
+                let c = match own {
+                    Some(c) => c,
+                    None => {
+                        while refs.get(cursor) != 0 {
+                            cursor += 1;
+                        }
+                        cursor
+                    }
+                };
+                let off = c * cs;
+                refs.inc(off, cs, &mut CheckReport::default());
+                self.l2.remove(off);
+                self.rc.insert(off, vec![0u8; cs as usize], true);
+                ws.reftable[t as usize] = off;
+                ws.reftable_dirty = true;
+                log::info!("qcow2 check: new refcount block {t} at {off:#x}");
+            }
+        }
+        if changed {
+            let m = self.meta_read();
+            self.refresh_overlap(&m, ws);
+        }
+        Ok(())
+    }
+
+    /// Moves the refcount table to clusters `refs` shows free, with at
+    /// least `min_entries` entries (and enough to cover itself). The old
+    /// table stays counted in `refs` and is freed after the header that
+    /// points at the new one is written. Returns false (and does nothing)
+    /// when the table would exceed its size limit.
+    fn grow_reftable_for_repair(
+        &self,
+        ws: &mut WState,
+        refs: &mut Refs,
+        min_entries: u64,
+        cursor: &mut u64,
+    ) -> bool {
+        let cs = self.geo().cs();
+        let e = self.geo().rb_entries();
+        let most = MAX_REFTABLE_BYTES / 8;
+        let mut entries = min_entries.max((ws.reftable.len() as u64 * 2).min(most));
+        let (loc, k) = loop {
+            let k = (entries * 8).div_ceil(cs);
+            if k * cs > MAX_REFTABLE_BYTES {
+                log::error!("qcow2 check: refcount table would exceed its size limit");
+                return false;
+            }
+            while refs.get(*cursor) != 0 {
+                *cursor += 1;
+            }
+            let Some(loc) = refs.free_run(*cursor, k) else {
+                return false;
+            };
+            let need = (loc + k - 1) / e + 1;
+            if need > entries {
+                entries = need.max((need + need / 2).min(most));
+                continue;
+            }
+            break (loc, k);
+        };
+        refs.inc(loc * cs, k * cs, &mut CheckReport::default());
+        let (old_off, old_clusters) = {
+            let mut m = self.meta_write();
+            let old = (
+                m.h.refcount_table_offset,
+                u64::from(m.h.refcount_table_clusters),
+            );
+            m.h.refcount_table_offset = loc * cs;
+            m.h.refcount_table_clusters = k as u32;
+            m.header_dirty = true;
+            old
+        };
+        ws.reftable.resize((k * cs / 8) as usize, 0);
+        ws.reftable_dirty = true;
+        ws.deferred.push(Deferred {
+            offset: old_off,
+            clusters: old_clusters,
+            punch: false,
+        });
+        log::info!("qcow2 check: refcount table moved to {:#x}", loc * cs);
+        let m = self.meta_read();
+        self.refresh_overlap(&m, ws);
+        true
     }
 
     fn check_copied(&self, ws: &mut WState, rep: &mut CheckReport, mode: CheckMode) -> Result<()> {

@@ -119,40 +119,48 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
             "Backing format cannot be used without backing file",
         )));
     }
+    // The checks in the order of QEMU's qcow2_co_create, worded as its.
+    const V3: &str = "compatibility level 1.1 and above (use version=v3 or greater)";
+    if !v3 && ext_l2 {
+        return Err(ctx(inv(format!(
+            "Extended L2 entries are only supported with {V3}"
+        ))));
+    }
     if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
         return Err(ctx(inv(
             "Cluster size must be a power of two between 512 and 2048k",
         )));
-    }
-    if !rbits.is_power_of_two() || rbits > 64 {
-        return Err(ctx(inv(
-            "Refcount width must be a power of two and may not exceed 64 bits",
-        )));
-    }
-    if !v3 {
-        if lazy {
-            return Err(ctx(inv("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")));
-        }
-        if rbits != 16 {
-            return Err(ctx(inv("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)")));
-        }
-        if ext_l2 {
-            return Err(ctx(inv("Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)")));
-        }
-        if data_file.is_some() {
-            return Err(ctx(inv("data-file requires compat=1.1 or later")));
-        }
-        if ctype != compress::TYPE_ZLIB {
-            return Err(ctx(inv("Compression type 'zstd' requires compatibility level 1.1 or above (use compat=1.1 or greater)")));
-        }
     }
     if ext_l2 && cs < 16384 {
         return Err(ctx(inv(
             "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
         )));
     }
+    if !v3 && lazy {
+        return Err(ctx(inv(format!("Lazy refcounts only supported with {V3}"))));
+    }
+    if !rbits.is_power_of_two() || rbits > 64 {
+        return Err(ctx(inv(
+            "Refcount width must be a power of two and may not exceed 64 bits",
+        )));
+    }
+    if !v3 && rbits != 16 {
+        return Err(ctx(inv(
+            "Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)",
+        )));
+    }
+    if !v3 && data_file.is_some() {
+        return Err(ctx(inv(format!(
+            "External data files are only supported with {V3}"
+        ))));
+    }
     if data_file_raw && data_file.is_none() {
         return Err(ctx(inv("data-file-raw requires data-file")));
+    }
+    if !v3 && ctype != compress::TYPE_ZLIB {
+        return Err(ctx(inv(format!(
+            "Non-zlib compression type is only supported with {V3}"
+        ))));
     }
     if data_file_raw && prealloc == Preallocation::Off {
         prealloc = Preallocation::Metadata;

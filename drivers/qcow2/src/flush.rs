@@ -2,16 +2,18 @@
 //!
 //! Order on every writeback:
 //! 1. refcount blocks (increments before the metadata that uses them),
-//!    then flush the file child (and the data file: guest data before the
-//!    L2 entries that point at it);
+//!    flush, the refcount table (a moved one: flush, then the header's
+//!    refcount table fields), then flush the file child (and the data
+//!    file: guest data before the L2 entries that point at it);
 //! 2. L2 tables, flush;
-//! 3. L1 table and refcount table, flush;
+//! 3. L1 table, flush;
 //! 4. header, flush;
 //! 5. deferred decrements (references dropped in steps 2-4), then the
 //!    refcount blocks again, flush.
 //!
 //! With lazy refcounts and the dirty bit set, refcount blocks are only
-//! written by a full writeback (close, inactivate, check).
+//! written by a full writeback (close, inactivate, check) and before the
+//! refcount table changes (a block it names must be on disk).
 
 use crate::features;
 use crate::node::{Qcow2Node, WState};
@@ -26,6 +28,35 @@ impl Qcow2Node {
             self.write_meta(off, &data, ign::REFBLOCK)?;
             t.mark_clean();
         }
+        Ok(())
+    }
+
+    /// Writes the refcount table where the in-memory header puts it. A
+    /// table that moved (grew) is written completely first; then, after a
+    /// flush, only the header's refcount table fields are switched to it
+    /// (other pending header changes wait for their own step). The old
+    /// table is freed by a deferred decrement after the full header write.
+    fn write_reftable(&self, ws: &mut WState) -> Result<()> {
+        let (off, clusters) = {
+            let m = self.meta_read();
+            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
+        };
+        let mut buf = Vec::with_capacity(ws.reftable.len() * 8);
+        for e in &ws.reftable {
+            buf.extend_from_slice(&e.to_be_bytes());
+        }
+        self.write_meta(off, &buf, ign::REFTABLE)?;
+        let mut on_disk = [0u8; 12];
+        self.file.read_at(48, &mut on_disk)?;
+        let mut named = [0u8; 12];
+        named[..8].copy_from_slice(&off.to_be_bytes());
+        named[8..].copy_from_slice(&clusters.to_be_bytes());
+        if on_disk != named {
+            self.file.flush()?;
+            self.write_meta(48, &named, ign::HEADER)?;
+            self.file.flush()?;
+        }
+        ws.reftable_dirty = false;
         Ok(())
     }
 
@@ -47,8 +78,20 @@ impl Qcow2Node {
         if nothing {
             return Ok(());
         }
-        if !lazy {
+        // With lazy refcounts too when the table changes: a block the
+        // table names must be on disk (else it may lie past the end of the
+        // file or hold old bytes, and the repair refuses the structure).
+        if !lazy || ws.reftable_dirty {
             self.write_refblocks()?;
+        }
+        if ws.reftable_dirty {
+            // The refcount table is refcount metadata too: a new block must
+            // be named by the table on disk before an L2 table references a
+            // cluster it counts (written with the L1 table, a kill between
+            // the L2 and the table writes left those clusters at refcount
+            // 0, qemu-img check: corruptions).
+            self.file.flush()?;
+            self.write_reftable(ws)?;
         }
         if let Some(d) = &self.data_file {
             d.flush()?;
@@ -69,14 +112,6 @@ impl Qcow2Node {
                 }
                 self.write_meta(m.h.l1_table_offset, &buf, ign::L1)?;
                 m.l1_dirty = false;
-            }
-            if ws.reftable_dirty {
-                let mut buf = Vec::with_capacity(ws.reftable.len() * 8);
-                for e in &ws.reftable {
-                    buf.extend_from_slice(&e.to_be_bytes());
-                }
-                self.write_meta(m.h.refcount_table_offset, &buf, ign::REFTABLE)?;
-                ws.reftable_dirty = false;
             }
             if m.header_dirty {
                 self.file.flush()?;

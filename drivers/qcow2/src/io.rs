@@ -1,6 +1,7 @@
 //! The data path: reads, writes with cluster/subcluster allocation and
 //! copy-on-write, zero writes, discards, compressed writes, block status.
 
+use crate::cache::Table;
 use crate::compress;
 use crate::header::put_u64;
 use crate::mapping::{
@@ -10,6 +11,7 @@ use crate::mapping::{
 use crate::node::{Deferred, Lookup, Qcow2Node, WState};
 use block_core::{BlockError, BlockNodeExt, Extent, ExtentFlags, ReqFlags, Result};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Bitmask of subclusters `a..=b`.
 pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
@@ -176,8 +178,24 @@ impl Qcow2Node {
         bitmap: u64,
     ) -> Result<()> {
         let g = self.geo();
-        let l1_idx = g.l1_index(pos) as usize;
         let l2_idx = g.l2_index(pos) as usize;
+        let table = self.ensure_l2(ws, pos)?;
+        let es = g.l2_entry_size() as usize;
+        let mut d = table.write();
+        put_u64(&mut d, l2_idx * es, entry);
+        if g.extended_l2 {
+            put_u64(&mut d, l2_idx * es + 8, bitmap);
+        }
+        Ok(())
+    }
+
+    /// The writable L2 table mapping `pos`: allocated when missing, copied
+    /// when shared (QEMU's `get_cluster_table`). Writes call it before
+    /// allocating their data clusters, so that a new L2 table lands before
+    /// the data in the file, as with QEMU.
+    pub(crate) fn ensure_l2(&self, ws: &mut WState, pos: u64) -> Result<Arc<Table>> {
+        let g = self.geo();
+        let l1_idx = g.l1_index(pos) as usize;
         let l1e = self.meta_read().l1.get(l1_idx).copied();
         let Some(l1e) = l1e else {
             return Err(self.corruption(pos, "L1 table too small for the guest offset"));
@@ -208,13 +226,7 @@ impl Qcow2Node {
         } else {
             self.l2_table(l2_off)?
         };
-        let es = g.l2_entry_size() as usize;
-        let mut d = table.write();
-        put_u64(&mut d, l2_idx * es, entry);
-        if g.extended_l2 {
-            put_u64(&mut d, l2_idx * es + 8, bitmap);
-        }
-        Ok(())
+        Ok(table)
     }
 
     pub(crate) fn lookup_now(&self, pos: u64) -> Result<Lookup> {
@@ -264,6 +276,7 @@ impl Qcow2Node {
         } else {
             let whole =
                 g.extended_l2 && (ct == ClusterType::Compressed || ct == ClusterType::Normal);
+            self.ensure_l2(&mut ws, pos)?;
             (self.alloc_clusters(&mut ws, 1)?, whole)
         };
         let sc0 = (in_c / scs) as u32;
@@ -378,6 +391,7 @@ impl Qcow2Node {
             let mut ws = self.wlock();
             self.maybe_writeback(&mut ws)?;
             let lk = self.lookup_now(pos)?;
+            self.ensure_l2(&mut ws, pos)?;
             let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
             self.write_data(coff, &c)?;
             self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
@@ -461,39 +475,47 @@ impl Qcow2Node {
         let len = len.min(size - offset);
         let scs = g.sc_size();
         let has_backing = self.backing().is_some();
+        // As QEMU's qcow2_co_block_status: the host offset is reported for
+        // every subcluster whose cluster has a host cluster (normal data,
+        // preallocated zeros, unallocated subclusters of an allocated
+        // extended-L2 cluster), never for compressed clusters.
         let classify = |lk: &Lookup, pos: u64| -> (ExtentFlags, Option<u64>) {
             let in_c = g.in_cluster(pos);
             let t = g.subcluster_type(lk.entry, lk.bitmap, (in_c / scs) as u32);
             let host = (lk.entry & L2E_OFFSET_MASK) + in_c;
             let valid = self.data_file.is_none();
-            match t {
-                SubType::UnallocPlain | SubType::UnallocAlloc => {
+            let (flags, has_host) = match t {
+                SubType::UnallocPlain | SubType::UnallocAlloc => (
                     if has_backing {
-                        (ExtentFlags(0), None)
+                        ExtentFlags(0)
                     } else {
-                        (ExtentFlags::ZERO, None)
-                    }
-                }
-                SubType::ZeroPlain => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), None),
-                SubType::ZeroAlloc => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), None),
-                SubType::Normal => (
-                    ExtentFlags::DATA.with(ExtentFlags::ALLOCATED),
-                    if valid { Some(host) } else { None },
+                        ExtentFlags::ZERO
+                    },
+                    t == SubType::UnallocAlloc,
                 ),
+                SubType::ZeroPlain => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), false),
+                SubType::ZeroAlloc => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), true),
+                SubType::Normal => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), true),
                 SubType::Compressed => (
                     ExtentFlags::DATA
                         .with(ExtentFlags::ALLOCATED)
                         .with(ExtentFlags::COMPRESSED),
-                    None,
+                    false,
                 ),
-                SubType::Invalid => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), None),
+                SubType::Invalid => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), false),
+            };
+            if has_host && valid {
+                (flags.with(ExtentFlags::OFFSET_VALID), Some(host))
+            } else {
+                (flags, None)
             }
         };
         let lk0 = self.lookup(&m, offset)?;
         let (flags, host0) = classify(&lk0, offset);
         let mut pos = offset;
-        // Extend over following subclusters/clusters with the same status;
-        // bound the walk to keep the call cheap.
+        // Extend over following subclusters/clusters with the same status
+        // (and contiguous host offsets); bound the walk to keep the call
+        // cheap.
         let mut steps = 0;
         while pos < offset + len && steps < 65536 {
             let lk = self.lookup(&m, pos)?;
@@ -511,10 +533,6 @@ impl Qcow2Node {
             steps += 1;
         }
         let length = pos.min(offset + len) - offset;
-        let mut flags = flags;
-        if host0.is_some() {
-            flags = flags.with(ExtentFlags::OFFSET_VALID);
-        }
         Ok(Extent {
             length: length.max(1),
             flags,

@@ -106,7 +106,9 @@ impl Qcow2Node {
         }
         // The block is missing, so every cluster it covers is free: place
         // it inside its own range so that it describes itself, unless that
-        // range is reserved for the allocation in progress.
+        // range is reserved for the allocation in progress. (This holds
+        // only while the refcounts in memory are the truth: the repair in
+        // check, which fixes them, never allocates through here.)
         let map = self
             .overlap
             .read()
@@ -266,18 +268,6 @@ impl Qcow2Node {
             self.l2.remove(ci * self.geo().cs());
         }
         Ok(new)
-    }
-
-    /// Sets the refcount of cluster `ci` (creating its block as needed).
-    pub(crate) fn set_refcount(&self, ws: &mut WState, ci: u64, v: u64) -> Result<()> {
-        for _ in 0..8 {
-            if !self.ensure_refblock(ws, ci)? {
-                break;
-            }
-        }
-        let cur = self.get_refcount(ws, ci)?;
-        self.change_refcount(ws, ci, v as i64 - cur as i64)?;
-        Ok(())
     }
 
     /// Allocates `n` contiguous clusters with refcount 1; returns the

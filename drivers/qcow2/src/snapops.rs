@@ -270,12 +270,14 @@ impl Qcow2Node {
             l1_size: l1.len() as u32,
             id: id.to_string(),
             name: name.to_string(),
+            // QEMU takes the date from g_get_real_time(): microseconds.
             date_sec: now.as_secs() as u32,
-            date_nsec: now.subsec_nanos(),
+            date_nsec: now.subsec_micros() * 1000,
             vm_clock_nsec: 0,
             vm_state_size: 0,
             disk_size: Some(size),
-            icount: None,
+            // qemu-img stores icount 0 (no record/replay), not "absent".
+            icount: Some(0),
             extra_tail: Vec::new(),
         });
         self.store_snapshots(&mut ws, list)

@@ -1,8 +1,10 @@
 //! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
 //! shrinking (freeing clusters and L2 tables past the new end).
 
+use crate::mapping::REFT_OFFSET_MASK;
 use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
-use crate::node::{Deferred, Qcow2Node};
+use crate::node::{Deferred, Qcow2Node, WState};
+use crate::refcount::rc_get;
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 
 impl Qcow2Node {
@@ -168,14 +170,60 @@ impl Qcow2Node {
             self.refresh_overlap(&m, &ws);
         }
         self.writeback(&mut ws, false)?;
-        if !self.dirty_set.load(std::sync::atomic::Ordering::Acquire) {
-            self.trim_file_tail(&mut ws)?;
-        }
+        self.shrink_reftable(&mut ws)?;
+        // QEMU truncates the file after the last used cluster even with
+        // lazy refcounts in effect (the in-memory refcounts are exact; the
+        // L1/L2 tables written above no longer reference the tail).
+        self.trim_file_tail(&mut ws)?;
         if let Some(d) = &self.data_file {
             if self.meta_read().h.data_file_raw() {
                 d.truncate(new_size, Preallocation::Off)?;
             }
         }
+        Ok(())
+    }
+
+    /// Drops the refcount blocks that count no cluster but (maybe)
+    /// themselves, as QEMU's `qcow2_shrink_reftable` after a shrink: the
+    /// refcount table entries are cleared on disk first, then the blocks'
+    /// clusters are freed.
+    fn shrink_reftable(&self, ws: &mut WState) -> Result<()> {
+        let g = self.geo();
+        let cs = g.cs();
+        let e = g.rb_entries();
+        let mut unused = Vec::new();
+        for (i, rte) in ws.reftable.iter().enumerate() {
+            let off = rte & REFT_OFFSET_MASK;
+            if off == 0 {
+                continue;
+            }
+            let ci = off / cs;
+            let own = (ci / e) as usize == i;
+            let tab = self.rc_table(off)?;
+            let d = tab.read();
+            if (0..e).all(|k| (own && k == ci % e) || rc_get(&d, k, g.refcount_order) == 0) {
+                unused.push((i, off, own));
+            }
+        }
+        if unused.is_empty() {
+            return Ok(());
+        }
+        for &(i, off, _) in &unused {
+            ws.reftable[i] = 0;
+            self.rc.remove(off);
+        }
+        ws.reftable_dirty = true;
+        self.writeback(ws, false)?;
+        for &(_, off, own) in &unused {
+            if own {
+                // Its own refcount went away with it.
+                ws.free_hint = ws.free_hint.min(off / cs);
+            } else {
+                self.change_refcount(ws, off / cs, -1)?;
+            }
+        }
+        let m = self.meta_read();
+        self.refresh_overlap(&m, ws);
         Ok(())
     }
 }

@@ -195,3 +195,230 @@ fn repair_never_writes_through_a_refcount_block_in_data() {
     let d = data.0 as usize;
     assert_eq!(before[d..d + 65536], after[d..d + 65536]);
 }
+
+/// A lazy-refcounts writer killed after the L2 tables of a writeback are
+/// on disk but before the refcount table is: the L2 tables reference data
+/// in a range that no refcount block covers on disk (the block the writer
+/// placed for it exists only in its memory), and the first cluster of that
+/// range holds guest data. The stale on-disk refcounts call that cluster
+/// free; the repair on open must place the missing refcount block only
+/// where its own computed references show a free cluster.
+#[test]
+fn lazy_repair_places_new_refcount_blocks_only_in_free_clusters() {
+    let s = Scratch::new();
+    let img = s.path("lz.qcow2");
+    create(&img, "size=64M,lazy_refcounts=on,cluster_size=4096").unwrap();
+    // 4 KiB clusters, 16-bit refcounts: one block covers 2048 clusters
+    // (8 MiB of the file). The L2 tables first (one per 2 MiB of guest
+    // data), flushed, so that the later writes only fill existing tables.
+    let n = open(&img, OpenFlags::NONE);
+    let mut expect = vec![0u8; 64 << 20];
+    let mut rng = Rng(11);
+    for l2 in 0..8u64 {
+        let d = rng.bytes(4096);
+        n.write_at(l2 << 21, &d).unwrap();
+        patch(&mut expect, l2 << 21, &d);
+    }
+    n.flush().unwrap();
+    // Then single-cluster writes until the data runs past the range of
+    // refcount block 0.
+    for k in 0..2200u64 {
+        let off = (k * 4096 * 3) % (16 << 20) + 4096;
+        let d = rng.bytes(4096);
+        n.write_at(off, &d).unwrap();
+        patch(&mut expect, off, &d);
+    }
+    n.flush().unwrap();
+    std::mem::forget(n);
+    let rt = u64::from_be_bytes(peek(&img, 48, 8).try_into().unwrap());
+    let rte1 = u64::from_be_bytes(peek(&img, rt + 8, 8).try_into().unwrap());
+    assert_ne!(rte1, 0, "the writer needed a second refcount block");
+    // The state after a kill between writeback steps 2 and 3: refcount
+    // table entry 1 never reached the disk.
+    poke(&img, rt + 8, &[0u8; 8]);
+    let n = open(&img, OpenFlags::NONE);
+    assert!(!n.info().unwrap().dirty_flag);
+    assert!(read_all(&n) == expect, "guest data changed by the repair");
+    drop(n);
+    assert_clean(&img);
+    assert!(raw_of(&img, "qcow2") == expect);
+}
+
+/// The same kill with a refcount table that had to grow: the header on
+/// disk still names the old, smaller table, and the L2 tables reference
+/// data past everything it covers. The repair must move the table (and
+/// add blocks) only into clusters nothing references.
+#[test]
+fn lazy_repair_grows_the_refcount_table_only_into_free_clusters() {
+    let s = Scratch::new();
+    let img = s.path("lg.qcow2");
+    // 512-byte clusters: a block covers 128 KiB of the file, the
+    // one-cluster refcount table 8 MiB.
+    create(&img, "size=16M,lazy_refcounts=on,cluster_size=512").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    let mut expect = vec![0u8; 16 << 20];
+    let mut rng = Rng(12);
+    let chunks = 300u64; // of 32 KiB, one L2 table each
+    for c in 0..chunks {
+        let d = rng.bytes(512);
+        n.write_at(c << 15, &d).unwrap();
+        patch(&mut expect, c << 15, &d);
+    }
+    n.flush().unwrap();
+    let hdr = peek(&img, 48, 12);
+    for c in 0..chunks {
+        let d = rng.bytes((32 << 10) - 512);
+        n.write_at((c << 15) + 512, &d).unwrap();
+        patch(&mut expect, (c << 15) + 512, &d);
+    }
+    n.flush().unwrap();
+    std::mem::forget(n);
+    assert_ne!(
+        peek(&img, 48, 12),
+        hdr,
+        "the writer moved the refcount table"
+    );
+    // Killed before the header write: the old table is still named.
+    poke(&img, 48, &hdr);
+    let n = open(&img, OpenFlags::NONE);
+    assert!(!n.info().unwrap().dirty_flag);
+    assert!(read_all(&n) == expect, "guest data changed by the repair");
+    drop(n);
+    assert_clean(&img);
+    assert!(raw_of(&img, "qcow2") == expect);
+}
+
+/// A file node that stops writing after a budget of writes, like a killed
+/// process: what was written stays, nothing after it reaches the file.
+struct CrashFile {
+    inner: Arc<dyn BlockNode>,
+    budget: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl BlockNode for CrashFile {
+    fn read_vectored(
+        &self,
+        offset: u64,
+        bufs: &mut [IoSliceMut<'_>],
+        f: block_core::ReqFlags,
+    ) -> Result<()> {
+        self.inner.read_vectored(offset, bufs, f)
+    }
+    fn write_vectored(
+        &self,
+        offset: u64,
+        bufs: &[IoSlice<'_>],
+        f: block_core::ReqFlags,
+    ) -> Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(BlockError::io("write", "killed"));
+        }
+        self.inner.write_vectored(offset, bufs, f)
+    }
+    fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn length(&self) -> Result<u64> {
+        self.inner.length()
+    }
+    fn info(&self) -> Result<NodeInfo> {
+        self.inner.info()
+    }
+    fn truncate(&self, size: u64, p: Preallocation) -> Result<()> {
+        if self.budget.load(Ordering::SeqCst) <= 0 {
+            return Err(BlockError::io("truncate", "killed"));
+        }
+        self.inner.truncate(size, p)
+    }
+    fn discard(&self, off: u64, len: u64) -> Result<()> {
+        self.inner.discard(off, len)
+    }
+    fn allocated_size(&self) -> Result<u64> {
+        self.inner.allocated_size()
+    }
+}
+
+struct CrashHost(Arc<std::sync::atomic::AtomicI64>);
+
+impl HostServices for CrashHost {
+    fn open_child(&self, req: &ChildRequest) -> Result<Arc<dyn BlockNode>> {
+        Ok(Arc::new(CrashFile {
+            inner: TestHost.open_child(req)?,
+            budget: self.0.clone(),
+        }))
+    }
+    fn create_file(&self, filename: &str, size: u64, p: Preallocation) -> Result<()> {
+        TestHost.create_file(filename, size, p)
+    }
+}
+
+/// A writer whose data crosses into the range of a new refcount block is
+/// "killed" after every possible number of writes: the image must never
+/// be corrupt (leaks are fine). The refcount table was written with the
+/// L1 table, after the L2 tables: a kill between them left the clusters
+/// of the new range that the L2 tables referenced at refcount 0.
+#[test]
+fn killed_at_every_write_while_crossing_a_refcount_block_range() {
+    killed_at_every_write(false);
+}
+
+/// The same with lazy refcounts: after every kill the repair on open
+/// leaves a clean image (it placed the missing refcount block on the
+/// guest data at the start of the new range).
+#[test]
+fn lazy_killed_at_every_write_is_repaired_on_open() {
+    killed_at_every_write(true);
+}
+
+fn killed_at_every_write(lazy: bool) {
+    let s = Scratch::new();
+    let base = s.path("base.qcow2");
+    let opts = if lazy {
+        "size=64M,cluster_size=4096,lazy_refcounts=on"
+    } else {
+        "size=64M,cluster_size=4096"
+    };
+    create(&base, opts).unwrap();
+    // Host clusters 0..~2040 used: the next allocations cross cluster
+    // 2048, the first of refcount block 1's range.
+    let n = open(&base, OpenFlags::NONE);
+    n.write_at(0, &Rng(5).bytes((8 << 20) - (64 << 10)))
+        .unwrap();
+    drop(n);
+    let work = |img: &str, budget: i64| -> i64 {
+        let b = Arc::new(std::sync::atomic::AtomicI64::new(budget));
+        let req = OpenRequest::new(img, OpenFlags::NONE);
+        let n = crate::open::open(&req, Arc::new(CrashHost(b.clone()))).unwrap();
+        let mut rng = Rng(6);
+        let _ = (|| -> Result<()> {
+            for i in 0..30u64 {
+                n.write_at((9 << 20) + i * 20480, &rng.bytes(4096))?;
+                if i % 8 == 7 {
+                    n.flush()?;
+                }
+            }
+            n.flush()
+        })();
+        let used = budget - b.load(Ordering::SeqCst);
+        std::mem::forget(n);
+        used
+    };
+    let img = s.path("crash.qcow2");
+    std::fs::copy(&base, &img).unwrap();
+    let total = work(&img, i64::MAX / 2);
+    assert!(total > 30, "{total} writes");
+    for k in 0..total {
+        std::fs::copy(&base, &img).unwrap();
+        work(&img, k);
+        if lazy {
+            if let Err(e) = try_open(&img, OpenFlags::NONE) {
+                panic!("killed after {k} of {total} writes: {e}");
+            }
+            assert_clean(&img);
+            continue;
+        }
+        let v = qemu_check(&img);
+        let c = v.get("corruptions").and_then(|x| x.as_u64()).unwrap_or(0);
+        assert_eq!(c, 0, "killed after {k} of {total} writes: {v}");
+    }
+}

@@ -136,6 +136,42 @@ fn invalid_options() {
     }
 }
 
+/// The error messages (and which of several errors wins) are qemu-img's.
+#[test]
+fn invalid_option_messages_like_qemu() {
+    let s = Scratch::new();
+    let img = s.path("bad.qcow2");
+    for o in [
+        "compat=0.10,extended_l2=on",
+        "compat=0.10,lazy_refcounts=on",
+        "compat=0.10,compression_type=zstd",
+        "compat=0.10,refcount_bits=8",
+        "compat=0.10,data_file=x.raw",
+        "compat=0.10,extended_l2=on,lazy_refcounts=on",
+        "compat=0.10,extended_l2=on,cluster_size=3k",
+        "compat=0.10,lazy_refcounts=on,refcount_bits=3",
+        "compat=0.10,lazy_refcounts=on,cluster_size=3k",
+        "compat=0.10,data_file=x.raw,refcount_bits=8",
+        "compat=0.10,compression_type=zstd,data_file=x.raw",
+        "compat=0.10,compression_type=zstd,data_file_raw=on",
+        "extended_l2=on,cluster_size=8k,refcount_bits=3",
+    ] {
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-o", o, &img, "1M"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{o}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = err
+            .trim()
+            .strip_prefix(&format!("qemu-img: {img}: "))
+            .unwrap_or_else(|| panic!("{o}: {err}"));
+        let e = create(&img, &format!("size=1M,{o}")).unwrap_err();
+        assert_eq!(e.message, want, "{o}");
+        assert!(!exists(&img), "{o}");
+    }
+}
+
 #[test]
 fn change_backing_file_rewrites_header() {
     let s = Scratch::new();

@@ -245,3 +245,67 @@ fn vectored_read_and_info() {
     let mut x = [0u8; 2];
     assert!(n.read_at((1 << 20) - 1, &mut x).is_err());
 }
+
+/// Checks this driver's block status against every entry of
+/// `qemu-img map --output=json` (an image without backing file), at each
+/// `step` bytes: flags and host offset as qemu-img reports them.
+fn assert_map_like_qemu(img: &str, step: u64) {
+    let out = qemu_img(&["map", "--output=json", "-f", "qcow2", img]);
+    let map: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n = open(img, OpenFlags::READ_ONLY);
+    for m in map.as_array().unwrap() {
+        let start = m["start"].as_u64().unwrap();
+        let end = start + m["length"].as_u64().unwrap();
+        let mut p = start;
+        while p < end {
+            let e = n.block_status(p, end - p).unwrap();
+            let f = e.flags;
+            let what = format!("{m} at {p}: {e:?}");
+            assert!(e.length <= end - p, "{what}");
+            assert_eq!(f.contains(ExtentFlags::ZERO), m["zero"] == true, "{what}");
+            assert_eq!(f.contains(ExtentFlags::DATA), m["data"] == true, "{what}");
+            assert_eq!(
+                f.contains(ExtentFlags::ALLOCATED),
+                m["present"] == true,
+                "{what}"
+            );
+            let off = m["offset"].as_u64().map(|o| o + (p - start));
+            let got = f
+                .contains(ExtentFlags::OFFSET_VALID)
+                .then_some(e.mapped_offset);
+            assert_eq!(got, off, "{what}");
+            p += step;
+        }
+    }
+}
+
+#[test]
+fn block_status_offsets_of_allocated_zero_clusters_like_qemu() {
+    let s = Scratch::new();
+    let img = s.path("z.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", &img, "1M"]);
+    qemu_io(&img, &["write -P 1 0 128k", "write -z 0 64k"]);
+    assert_map_like_qemu(&img, 64 << 10);
+    // Preallocated zero cluster next to a plain zero cluster and data.
+    qemu_io(&img, &["write -z -u 64k 64k", "write -P 2 192k 64k"]);
+    assert_map_like_qemu(&img, 64 << 10);
+    let e = s.path("e.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "extended_l2=on",
+        &e,
+        "1M",
+    ]);
+    qemu_io(&e, &["write -P 1 0 2k"]);
+    assert_map_like_qemu(&e, 2048);
+    // Zero subcluster of an allocated cluster; zeroed unallocated cluster.
+    qemu_io(
+        &e,
+        &["write -z 4k 2k", "write -z 128k 2k", "write -c 192k 64k"],
+    );
+    assert_map_like_qemu(&e, 2048);
+}

@@ -105,3 +105,49 @@ fn reads_and_applies_qemu_snapshots() {
     assert_clean(&img);
     assert!(raw_of(&img, "qcow2").iter().all(|&b| b == 1));
 }
+
+/// A snapshot's entry is written as qemu-img writes one: icount 0 in the
+/// extra data, dates with microsecond precision; `snapshot -l` shows the
+/// same ICOUNT column for both.
+#[test]
+fn snapshot_metadata_like_qemu() {
+    let s = Scratch::new();
+    let img = s.path("s.qcow2");
+    create(&img, "size=1M").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    n.snapshot_create("ours").unwrap();
+    n.flush().unwrap();
+    drop(n);
+    qemu_img(&["snapshot", "-c", "theirs", &img]);
+    let v: serde_json::Value =
+        serde_json::from_str(&qemu_img(&["info", "--output=json", &img])).unwrap();
+    let sn = v["snapshots"].as_array().unwrap();
+    assert_eq!(sn.len(), 2);
+    for k in ["icount", "vm-state-size", "vm-clock-sec", "vm-clock-nsec"] {
+        assert_eq!(sn[0][k], sn[1][k], "{k}: {sn:?}");
+    }
+    for x in sn {
+        assert_eq!(x["date-nsec"].as_u64().unwrap() % 1000, 0, "{x}");
+    }
+    // Both entries have the same extra data (24 bytes, icount 0).
+    let b = std::fs::read(&img).unwrap();
+    let be32 = |o: usize| u32::from_be_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let mut off = u64::from_be_bytes(b[64..72].try_into().unwrap()) as usize;
+    let mut extras = Vec::new();
+    for _ in 0..2 {
+        let id_len = u16::from_be_bytes(b[off + 12..off + 14].try_into().unwrap()) as usize;
+        let name_len = u16::from_be_bytes(b[off + 14..off + 16].try_into().unwrap()) as usize;
+        let es = be32(off + 36);
+        extras.push(b[off + 40..off + 40 + es].to_vec());
+        off += (40 + es + id_len + name_len).div_ceil(8) * 8;
+    }
+    assert_eq!(extras[0], extras[1]);
+    assert_eq!(extras[0].len(), 24);
+    let list = qemu_img(&["snapshot", "-l", &img]);
+    let icount: Vec<&str> = list
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(icount, ["0", "0"], "{list}");
+}

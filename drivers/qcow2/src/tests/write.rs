@@ -323,3 +323,89 @@ fn fua_and_errors() {
     let e = n.write_at(0, &[0u8; 1]).unwrap_err();
     assert_eq!(e.kind, block_core::ErrorKind::ReadOnly);
 }
+
+/// A write that needs a new L2 table allocates the table before the data
+/// clusters, as QEMU does: the host offsets qemu-img maps are the same.
+#[test]
+fn new_l2_table_allocated_before_data_like_qemu() {
+    let s = Scratch::new();
+    let map = |img: &str| qemu_img(&["map", "--output=json", "-f", "qcow2", img]);
+    for (size, off, len) in [("8M", 4u64 << 20, 8192usize), ("8M", 4096, 12288)] {
+        let q = s.path("q.qcow2");
+        let b = s.path("b.qcow2");
+        for p in [&q, &b] {
+            qemu_img(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                "cluster_size=4096",
+                p,
+                size,
+            ]);
+        }
+        qemu_io(&q, &[&format!("write -P 7 {off} {len}")]);
+        let n = open(&b, OpenFlags::NONE);
+        n.write_at(off, &vec![7u8; len]).unwrap();
+        n.flush().unwrap();
+        drop(n);
+        assert_eq!(map(&b), map(&q), "{off} {len}");
+        assert_clean(&b);
+    }
+    // A compressed write: the L2 table, then the compressed bytes.
+    let q = s.path("cq.qcow2");
+    let b = s.path("cb.qcow2");
+    for p in [&q, &b] {
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=4096",
+            p,
+            "8M",
+        ]);
+    }
+    qemu_io(&q, &["write -c -P 7 4M 4k"]);
+    let n = open(&b, OpenFlags::NONE);
+    n.write_vectored(4 << 20, &[IoSlice::new(&[7u8; 4096])], ReqFlags::COMPRESSED)
+        .unwrap();
+    n.flush().unwrap();
+    drop(n);
+    assert_eq!(std::fs::read(&b).unwrap(), std::fs::read(&q).unwrap());
+}
+
+/// Shrinking truncates the file after the last used cluster as
+/// `qemu-img resize --shrink` does, lazy refcounts included.
+#[test]
+fn shrink_file_length_like_qemu() {
+    let s = Scratch::new();
+    for (o, w) in [
+        ("cluster_size=65536", "write -P 2 3M 1M"),
+        ("cluster_size=4096", "write -P 2 3M 1M"),
+        ("lazy_refcounts=on", "write -P 2 3M 1M"),
+        ("lazy_refcounts=on", "write -P 2 0 4M"),
+        ("cluster_size=512", "write -P 2 0 4M"),
+        ("cluster_size=512,refcount_bits=64", "write -P 2 0 4M"),
+        ("cluster_size=1024,refcount_bits=1", "write -P 2 1M 3M"),
+    ] {
+        let q = s.path("q.qcow2");
+        let b = s.path("b.qcow2");
+        for p in [&q, &b] {
+            qemu_img(&["create", "-q", "-f", "qcow2", "-o", o, p, "4M"]);
+            qemu_io(p, &["write -P 1 0 64k", w, "write -P 3 64k 64k"]);
+        }
+        qemu_img(&["resize", "-q", "--shrink", &q, "1M"]);
+        let n = open(&b, OpenFlags::NONE);
+        n.truncate(1 << 20, Preallocation::Off).unwrap();
+        n.flush().unwrap();
+        drop(n);
+        let len = |p: &str| std::fs::metadata(p).unwrap().len();
+        assert_eq!(len(&b), len(&q), "{o}");
+        let map = |img: &str| qemu_img(&["map", "--output=json", "-f", "qcow2", img]);
+        assert_eq!(map(&b), map(&q), "{o}");
+        assert_clean(&b);
+    }
+}
