@@ -413,3 +413,21 @@ pub(super) fn iov_lengths(args: &[String]) -> Result<Vec<usize>, i32> {
     }
     Ok(out)
 }
+
+/// Parses the `OFFSET LENGTH` operands of `read` and `discard`, with
+/// qemu-io's usage and "length cannot exceed" messages.
+pub(super) fn offset_and_length(argv: &[String], operands: &[String]) -> Result<(u64, u64), i32> {
+    if operands.len() != 2 {
+        return Err(usage(&argv[0]));
+    }
+    let offset = num(&operands[0])?;
+    let length = num(&operands[1])?;
+    if length > REQUEST_MAX_BYTES {
+        println!(
+            "length cannot exceed {REQUEST_MAX_BYTES}, given {}",
+            operands[1]
+        );
+        return Err(-EINVAL);
+    }
+    Ok((offset, length))
+}

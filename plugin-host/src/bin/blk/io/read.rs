@@ -42,24 +42,10 @@ pub(super) fn read_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
             _ => {}
         }
     }
-    if p.operands.len() != 2 {
-        return usage(&argv[0]);
-    }
-    let offset = match num(&p.operands[0]) {
+    let (offset, count) = match offset_and_length(argv, &p.operands) {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let count = match num(&p.operands[1]) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    if count > REQUEST_MAX_BYTES {
-        println!(
-            "length cannot exceed {REQUEST_MAX_BYTES}, given {}",
-            p.operands[1]
-        );
-        return -EINVAL;
-    }
     if pattern.is_none() && (pattern_count.is_some() || sflag) {
         return usage(&argv[0]);
     }

@@ -236,24 +236,10 @@ pub(super) fn discard_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     };
     let cflag = p.opts.iter().any(|(c, _)| *c == 'C');
     let qflag = p.opts.iter().any(|(c, _)| *c == 'q');
-    if p.operands.len() != 2 {
-        return usage(&argv[0]);
-    }
-    let offset = match num(&p.operands[0]) {
+    let (offset, bytes) = match offset_and_length(argv, &p.operands) {
         Ok(v) => v,
         Err(e) => return e,
     };
-    let bytes = match num(&p.operands[1]) {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    if bytes > REQUEST_MAX_BYTES {
-        println!(
-            "length cannot exceed {REQUEST_MAX_BYTES}, given {}",
-            p.operands[1]
-        );
-        return -EINVAL;
-    }
     let t1 = Instant::now();
     let r = ctx.img.discard(offset, bytes);
     let t = t1.elapsed();
