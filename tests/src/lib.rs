@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod differential;
 pub mod fuzz;
 
 use rand::{Rng, SeedableRng};
