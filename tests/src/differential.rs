@@ -706,6 +706,8 @@ fn compare_files(
                     "virtual-size",
                     "backing-filename",
                     "backing-filename-format",
+                    "format-specific",
+                    "encrypted",
                 ] {
                     if qi.get(k) != bi.get(k) {
                         problems.push(format!(

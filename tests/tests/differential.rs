@@ -281,3 +281,64 @@ fn differential_refusals() {
     ];
     check_table(&rows);
 }
+
+/// Commands that change images: the same resulting files.
+#[test]
+fn differential_modifying_commands() {
+    let all = &["a.qcow2", "a.raw", "top.qcow2", "snap.qcow2", "c4k.qcow2"];
+    let rows = vec![
+        img("create qcow2", all, "create -f qcow2 new.qcow2 1G"),
+        img(
+            "create options",
+            all,
+            "create -f qcow2 -o cluster_size=4k,lazy_refcounts=on,refcount_bits=8 new.qcow2 100M",
+        ),
+        img(
+            "create over an idle image",
+            all,
+            "create -f qcow2 a.qcow2 1M",
+        ),
+        img(
+            "create with backing",
+            all,
+            "create -f qcow2 -b a.qcow2 -F qcow2 new.qcow2",
+        ),
+        img("create raw", all, "create -f raw new.raw 3M"),
+        img("create bad size", all, "create -f qcow2 new.qcow2 12Q"),
+        img(
+            "create unknown option",
+            all,
+            "create -f qcow2 -o bogus=1 new.qcow2 1M",
+        ),
+        img("commit", all, "commit top.qcow2"),
+        img("commit -d", all, "commit -d top.qcow2"),
+        img(
+            "rebase unsafe",
+            all,
+            "rebase -u -b a.qcow2 -F qcow2 top.qcow2",
+        ),
+        img("rebase safe", all, "rebase -b a.qcow2 -F qcow2 top.qcow2"),
+        img("rebase to none", all, "rebase -b '' top.qcow2"),
+        img("amend compat", all, "amend -o compat=0.10 a.qcow2"),
+        img(
+            "amend lazy refcounts",
+            all,
+            "amend -o lazy_refcounts=on c4k.qcow2",
+        ),
+        img("resize grow", all, "resize a.qcow2 +1G"),
+        img("resize shrink refused", all, "resize a.qcow2 1M"),
+        img("resize shrink", all, "resize --shrink a.qcow2 8M"),
+        img("resize raw", all, "resize -f raw a.raw 20M"),
+        img("snapshot apply", all, "snapshot -a s1 snap.qcow2"),
+        img("snapshot delete", all, "snapshot -d s2 snap.qcow2"),
+        img(
+            "snapshot delete missing",
+            all,
+            "snapshot -d nope snap.qcow2",
+        ),
+        io("io discard", all, "-c 'discard 64k 128k' a.qcow2"),
+        io("io zero", all, "-c 'write -z 0 1M' c4k.qcow2"),
+        io("io read-only write", all, "-r -c 'write 0 512' a.qcow2"),
+    ];
+    check_table(&rows);
+}
