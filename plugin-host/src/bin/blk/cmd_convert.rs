@@ -600,7 +600,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             log::debug!("progress: block status failed: {e}");
             Vec::new()
         });
-        Some(crate::convert_progress::ConvertProgress::new(progress, chunks))
+        Some(crate::convert_progress::ConvertProgress::new(
+            progress, chunks,
+        ))
     } else {
         None
     };
