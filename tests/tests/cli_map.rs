@@ -7,7 +7,7 @@
 //! written by QEMU and by blk. Also convert's sparse detection: the targets
 //! both tools make from such sources map and allocate the same.
 
-use blk_tests::{blk, blk_ok, qemu_img, qemu_img_ok, qemu_io_ok, rng, s};
+use blk_tests::{blk, blk_bin, blk_ok, plugin_dir, qemu_img, qemu_img_ok, qemu_io_ok, rng, s};
 use rand::Rng;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -276,6 +276,29 @@ fn convert_of_preallocated_sources_allocates_as_qemu_img() {
             }
             let c = qemu_img(&["compare", "-F", fmt, s(src), s(&b)]);
             assert!(c.status.success(), "{ba:?}");
+        }
+    }
+}
+
+#[test]
+fn map_through_plugin_libraries_matches_qemu_img() {
+    // The RECURSE flag crosses the C ABI: the same maps with the drivers
+    // loaded as plugins only.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir();
+    for p in qcow2_matrix(dir.path(), "qemu").iter().take(4) {
+        for out in ["--output=human", "--output=json"] {
+            let a = ["map", out, s(p)];
+            let q = norm(&qemu_img(&a));
+            let b = norm(
+                &std::process::Command::new(blk_bin())
+                    .env("BLK_BUILTIN_DRIVERS", "0")
+                    .env("BLK_PLUGIN_PATH", &plugins)
+                    .args(a)
+                    .output()
+                    .unwrap(),
+            );
+            assert_eq!(q, b, "qemu-img vs blk (plugins) {a:?}");
         }
     }
 }
