@@ -433,18 +433,21 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     if a.target_is_zero && !a.no_create {
         return Err(CliError::new("--target-is-zero requires use of -n flag"));
     }
-    if a.files.len() > 2 && a.backing.is_some() {
-        return Err(CliError::new(
-            "Having a backing file for the target makes no sense when concatenating multiple input images",
-        ));
-    }
     if a.no_create && !a.options.is_empty() {
         return Err(CliError::new(
             "-o has no effect when skipping image creation",
         ));
     }
-    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 1.0);
+    // As qemu-img: from here on errors end the progress line (`-o help`
+    // prints no progress at all).
+    let help = crate::cmd_create::has_help_option(&a.options.join(","));
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet && !help, 1.0);
     progress.print(0.0, 100);
+    if a.files.len() > 2 && a.backing.is_some() {
+        return Err(CliError::new(
+            "Having a backing file for the target makes no sense when concatenating multiple input images",
+        ));
+    }
     // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
     let snapshot = match (&a.snapshot, &a.snapshot_old) {
         (Some(l), _) => Some(parse_snapshot_param(l)?),
