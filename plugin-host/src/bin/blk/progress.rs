@@ -133,7 +133,10 @@ impl Progress {
                 let _ = writeln!(out);
                 let _ = out.flush();
             }
-            Some(Sink::Bar(pb)) => pb.finish(),
+            Some(Sink::Bar(pb)) => {
+                pb.finish();
+                println!();
+            }
             #[cfg(test)]
             Some(Sink::Record(v)) => v.push("\n".to_string()),
         }
