@@ -330,7 +330,11 @@ fn commit_progress_has_qemu_imgs_shape() {
         assert_eq!(p.first(), Some(&0.0), "{tool}");
         assert_eq!(p.last(), Some(&100.0), "{tool}");
         assert!(p.windows(2).all(|w| w[0] <= w[1]), "{tool}: {p:?}");
-        assert!(p.iter().any(|&x| x > 0.0 && x < 100.0), "{tool}: {p:?}");
+        // qemu-img's intermediate lines depend on its job's timing (a busy
+        // machine can see 0 then 100); blk reports after every extent.
+        if tool == "blk" {
+            assert!(p.iter().any(|&x| x > 0.0 && x < 100.0), "{tool}: {p:?}");
+        }
         let c = qemu_img(&["compare", "-f", "qcow2", "-F", "qcow2", s(&b), s(&top)]);
         assert!(
             c.status.success(),
