@@ -64,6 +64,11 @@ impl ExtentFlags {
     pub const OFFSET_VALID: ExtentFlags = ExtentFlags(0x4);
     /// The range is allocated in this node (not passed through to a backing node).
     pub const ALLOCATED: ExtentFlags = ExtentFlags(0x10);
+    /// A DATA range with a valid `mapped_offset` that may still read as
+    /// zeros: the host asks the node's `file` child for holes at the mapped
+    /// offset and reports those as ZERO (QEMU's BDRV_BLOCK_RECURSE; qcow2
+    /// sets it on preallocated images). Hosts clear it from what they return.
+    pub const RECURSE: ExtentFlags = ExtentFlags(0x40);
     /// The range is stored compressed.
     pub const COMPRESSED: ExtentFlags = ExtentFlags(0x80);
 

@@ -260,15 +260,19 @@ impl Image {
         self.root.node.truncate(size, prealloc)
     }
 
-    /// The status of the range at `offset` in the top node only.
+    /// The status of the range at `offset` in the top node only, refined by
+    /// the file's holes where the format asks for it (`file_status.rs`).
     pub fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
         self.check_range("block_status", offset, len)?;
-        self.root.node.block_status(offset, len)
+        let e = self.root.node.block_status(offset, len)?;
+        Ok(crate::file_status::refine(&self.root, e))
     }
 
     /// The status of the range at `offset` through the backing chain, and the
     /// depth (0 = top) of the node that provides it. A range allocated
-    /// nowhere has depth equal to the chain length and reads as zeros.
+    /// nowhere has depth equal to the chain length and reads as zeros. The
+    /// answering node's status is refined by its file's holes where the
+    /// format asks for it (`file_status.rs`).
     pub fn block_status_above(&self, offset: u64, len: u64) -> Result<(Extent, usize)> {
         self.check_range("block_status", offset, len)?;
         let mut node = self.root.clone();
@@ -290,9 +294,23 @@ impl Image {
             let q = want.min(node_len - offset);
             let e = node.node.block_status(offset, q)?;
             if e.flags.contains(ExtentFlags::ALLOCATED) || node.role == Some(ChildRole::File) {
-                return Ok((e, depth));
+                return Ok((crate::file_status::refine(&node, e), depth));
             }
             match node.backing() {
+                Some(b) if offset >= b.node.length()? => {
+                    // As QEMU: past the end of the backing file the range
+                    // reads as zeros, answered by this node.
+                    return Ok((
+                        Extent {
+                            flags: e
+                                .flags
+                                .with(ExtentFlags::ZERO)
+                                .without(ExtentFlags::RECURSE),
+                            ..e
+                        },
+                        depth,
+                    ));
+                }
                 Some(b) => {
                     want = e.length;
                     node = b;
@@ -304,7 +322,11 @@ impl Image {
                     return Ok((
                         Extent {
                             length: e.length,
-                            flags: e.flags.with(ExtentFlags::ZERO).without(ExtentFlags::DATA),
+                            flags: e
+                                .flags
+                                .with(ExtentFlags::ZERO)
+                                .without(ExtentFlags::DATA)
+                                .without(ExtentFlags::RECURSE),
                             mapped_offset: e.mapped_offset,
                         },
                         depth,

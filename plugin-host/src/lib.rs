@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod file_status;
 pub mod graph;
 pub mod host;
 pub mod image;

@@ -143,10 +143,15 @@ impl FileNode {
 
     fn resize(&self, old: u64, size: u64, prealloc: Preallocation) -> Result<()> {
         match prealloc {
-            Preallocation::Off | Preallocation::Metadata => self
-                .file
-                .set_len(size)
-                .map_err(|e| self.err("truncate", size, e)),
+            Preallocation::Off | Preallocation::Metadata => {
+                self.file
+                    .set_len(size)
+                    .map_err(|e| self.err("truncate", size, e))?;
+                if prealloc == Preallocation::Off && old == 0 && size > 0 {
+                    self.allocate_first_block(size)?;
+                }
+                Ok(())
+            }
             Preallocation::Falloc => {
                 if size > old {
                     sys::fallocate(&self.file, 0, old, size - old)
@@ -173,6 +178,25 @@ impl FileNode {
                     .map_err(|e| self.err("truncate", size, e))
             }
         }
+    }
+}
+
+impl FileNode {
+    /// As QEMU's file-posix when an empty file grows without preallocation:
+    /// writes zeros over the first block (4 KiB, or one sector of a smaller
+    /// file, never past its end), so that later O_DIRECT access and block-status probes find the
+    /// file's first block allocated; `qemu-img map` of the new image and
+    /// its allocated size then match QEMU's.
+    fn allocate_first_block(&self, size: u64) -> Result<()> {
+        const MAX_BLOCKSIZE: u64 = 4096;
+        let n = if size < MAX_BLOCKSIZE {
+            512.min(size)
+        } else {
+            MAX_BLOCKSIZE
+        };
+        self.file
+            .write_all_at(&vec![0u8; n as usize], 0)
+            .map_err(|e| self.err("truncate", 0, e))
     }
 }
 

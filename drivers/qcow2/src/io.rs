@@ -533,9 +533,10 @@ impl Qcow2Node {
             steps += 1;
         }
         let length = pos.min(offset + len) - offset;
+        drop(m);
         Ok(Extent {
             length: length.max(1),
-            flags,
+            flags: self.recurse_flag(flags),
             mapped_offset: host0.unwrap_or(0),
         })
     }

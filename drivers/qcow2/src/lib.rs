@@ -29,6 +29,7 @@ mod node;
 mod nodeimpl;
 mod open;
 pub mod overlap;
+mod prealloc;
 mod refcount;
 mod reforder;
 mod snapops;

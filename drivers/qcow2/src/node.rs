@@ -89,6 +89,8 @@ pub struct Qcow2Node {
     pub(crate) broken: AtomicBool,
     /// The dirty bit is set on disk by this node (lazy refcounts).
     pub(crate) dirty_set: AtomicBool,
+    /// Whether the image looks metadata-preallocated (`prealloc.rs`).
+    pub(crate) metadata_prealloc: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for Qcow2Node {

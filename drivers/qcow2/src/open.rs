@@ -219,6 +219,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         corrupt: AtomicBool::new(corrupt),
         broken: AtomicBool::new(false),
         dirty_set: AtomicBool::new(dirty),
+        metadata_prealloc: std::sync::atomic::AtomicU8::new(crate::prealloc::UNKNOWN),
     };
     {
         let mut w = node.wlock();
@@ -306,6 +307,8 @@ impl Qcow2Node {
         self.rc.clear();
         self.corrupt.store(ld.h.is_corrupt(), Ordering::Release);
         self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
+        self.metadata_prealloc
+            .store(crate::prealloc::UNKNOWN, Ordering::Release);
         *m = Meta {
             h: ld.h,
             l1: ld.l1,

@@ -309,3 +309,39 @@ fn block_status_offsets_of_allocated_zero_clusters_like_qemu() {
     );
     assert_map_like_qemu(&e, 2048);
 }
+
+#[test]
+fn preallocated_images_ask_the_host_to_consult_the_file() {
+    let s = Scratch::new();
+    // preallocation=metadata: far more clusters in use than the file stores.
+    let p = s.path("p.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "preallocation=metadata",
+        &p,
+        "4M",
+    ]);
+    qemu_io(&p, &["write -P 1 0 4k", "write -z 1M 64k"]);
+    let n = open(&p, OpenFlags::READ_ONLY);
+    let e = n.block_status(0, 64 << 10).unwrap();
+    assert!(e
+        .flags
+        .contains(ExtentFlags::DATA.with(ExtentFlags::OFFSET_VALID)));
+    assert!(e.flags.contains(ExtentFlags::RECURSE), "{e:?}");
+    // Zero clusters are answered as zero already: no file check.
+    let z = n.block_status(1 << 20, 64 << 10).unwrap();
+    assert!(z.flags.contains(ExtentFlags::ZERO), "{z:?}");
+    assert!(!z.flags.contains(ExtentFlags::RECURSE), "{z:?}");
+    // A written image stores what it uses: no flag.
+    let w = s.path("w.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", &w, "4M"]);
+    qemu_io(&w, &["write -P 1 0 1M"]);
+    let n = open(&w, OpenFlags::READ_ONLY);
+    let e = n.block_status(0, 1 << 20).unwrap();
+    assert!(e.flags.contains(ExtentFlags::DATA), "{e:?}");
+    assert!(!e.flags.contains(ExtentFlags::RECURSE), "{e:?}");
+}

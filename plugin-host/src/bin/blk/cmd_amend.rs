@@ -61,16 +61,6 @@ fn not_supported(fmt: &str) -> CliError {
     ))
 }
 
-/// qemu-img's progress line at `pct` percent.
-fn progress(pct: f64, end: bool) {
-    use std::io::Write;
-    print!("    ({pct:.2}/100%)\r");
-    if end {
-        println!();
-    }
-    let _ = std::io::stdout().flush();
-}
-
 /// Runs `blk amend`.
 pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     if !a.object.is_empty() {
@@ -80,7 +70,6 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
         return Err(CliError::usage("amend", "Must specify options (-o)"));
     }
     let options = a.options.join(",");
-    let show_progress = a.progress && !a.quiet;
     let host = g.host()?;
     if let (Some(f), true) = (&a.format, has_help_option(&options)) {
         return print_amend_help(&host, f);
@@ -132,13 +121,11 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     if a.force {
         log::info!("--force: the library's amend has no force switch");
     }
-    if show_progress {
-        progress(0.0, false);
-    }
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 1.0);
+    progress.print(0.0, 100);
     let r = img.amend(&values.values);
-    if show_progress {
-        progress(100.0, true);
-    }
+    progress.set(100.0);
+    progress.end();
     r.map_err(|e| {
         if e.kind == block_core::ErrorKind::Unsupported {
             not_supported(&fmt)

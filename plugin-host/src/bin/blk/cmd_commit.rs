@@ -18,7 +18,7 @@ pub struct CommitArgs {
     /// Do not empty the image after committing.
     #[arg(short = 'd', long = "drop")]
     keep: bool,
-    /// Show progress (accepted, no output).
+    /// Show progress.
     #[arg(short = 'p', long = "progress")]
     progress: bool,
     /// Quiet.
@@ -46,6 +46,8 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 1.0);
+    progress.print(0.0, 100);
     let info = top.info()?;
     let Some(base_name) = info.full_backing_filename.clone() else {
         return Err(CliError::new("Image does not have a backing file"));
@@ -92,6 +94,8 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
             }
         }
         off += n;
+        // qemu-img reports the commit job's offset in single precision.
+        progress.set(off as f32 / len as f32 * 100.0);
     }
     base.flush()?;
     drop(base);
@@ -107,6 +111,8 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
         }
     }
     top.flush()?;
+    progress.set(100.0);
+    progress.end();
     if !a.quiet {
         println!("Image committed.");
     }

@@ -20,7 +20,7 @@ pub struct CompareArgs {
     /// Strict: sizes and allocation must match too.
     #[arg(short = 's')]
     strict: bool,
-    /// Show progress (accepted, no output).
+    /// Show progress.
     #[arg(short = 'p')]
     progress: bool,
     /// Quiet.
@@ -62,6 +62,7 @@ fn first_diff_sector(a: &[u8], b: &[u8]) -> Option<u64> {
 
 /// Runs `blk compare`.
 pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 2.0);
     let host = g.host().map_err(|e| CliError { code: 2, ..e })?;
     let open = |f: &str, fmt: &Option<String>| -> CliResult<Image> {
         let opts = OpenOptions {
@@ -84,6 +85,9 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
     let len1 = img1.length().map_err(|e| err2(e.to_string()))?;
     let len2 = img2.length().map_err(|e| err2(e.to_string()))?;
     let total = len1.min(len2);
+    // qemu-img's shares are of the larger image, in single precision.
+    let base = len1.max(len2) as f32;
+    progress.print(0.0, 100);
     if len1 != len2 && a.strict {
         say("Strict mode: Image size mismatch!");
         return Err(CliError::silent(1));
@@ -128,6 +132,7 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             }
         }
         offset += chunk;
+        progress.print(chunk as f32 / base * 100.0, 100);
     }
     if len1 != len2 {
         say("Warning: Image size mismatch!");
@@ -139,7 +144,10 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
         let mut off = total;
         while off < over_len {
             let e = st(over, off, over_len - off)?;
-            let chunk = e.length.clamp(1, over_len - off).min(IO_BUF_SIZE);
+            let mut chunk = e.length.clamp(1, over_len - off);
+            if e.flags.contains(ExtentFlags::ALLOCATED) {
+                chunk = chunk.min(IO_BUF_SIZE);
+            }
             if !e.flags.contains(ExtentFlags::ZERO) {
                 buf1.resize(chunk as usize, 0);
                 read(over, name, off, &mut buf1)?;
@@ -150,6 +158,7 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
                 }
             }
             off += chunk;
+            progress.print(chunk as f32 / base * 100.0, 100);
         }
     }
     say("Images are identical.");

@@ -433,14 +433,19 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     if a.target_is_zero && !a.no_create {
         return Err(CliError::new("--target-is-zero requires use of -n flag"));
     }
-    if a.files.len() > 2 && a.backing.is_some() {
-        return Err(CliError::new(
-            "Having a backing file for the target makes no sense when concatenating multiple input images",
-        ));
-    }
     if a.no_create && !a.options.is_empty() {
         return Err(CliError::new(
             "-o has no effect when skipping image creation",
+        ));
+    }
+    // As qemu-img: from here on errors end the progress line (`-o help`
+    // prints no progress at all).
+    let help = crate::cmd_create::has_help_option(&a.options.join(","));
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet && !help, 1.0);
+    progress.print(0.0, 100);
+    if a.files.len() > 2 && a.backing.is_some() {
+        return Err(CliError::new(
+            "Having a backing file for the target makes no sense when concatenating multiple input images",
         ));
     }
     // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
@@ -586,15 +591,21 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             off += n;
         }
     }
-    let bar = if a.progress && !a.quiet {
-        let pb = indicatif::ProgressBar::new(total.max(1));
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "    ({percent}.00/100%) {wide_bar} {bytes}/{total_bytes}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(pb)
+    let mut progress = if progress.enabled() {
+        let walk = crate::convert_progress::WalkParams {
+            sources: &sources,
+            target_has_backing,
+            target_backing_len: target.graph().backing().and_then(|b| b.node.length().ok()),
+            min_sparse,
+            compress_cluster: a.compress.then_some(cluster),
+        };
+        let chunks = crate::convert_progress::counted_chunks(&walk).unwrap_or_else(|e| {
+            log::debug!("progress: block status failed: {e}");
+            Vec::new()
+        });
+        Some(crate::convert_progress::ConvertProgress::new(
+            progress, chunks,
+        ))
     } else {
         None
     };
@@ -638,22 +649,21 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 }
             });
         }
-        if let Some(pb) = &bar {
+        if let Some(p) = progress.as_mut() {
             while next.load(Ordering::SeqCst) < items.len() && !job.failed.load(Ordering::Relaxed) {
-                pb.set_position(job.done.load(Ordering::Relaxed));
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                p.advance(job.done.load(Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
     });
-    if let Some(pb) = &bar {
-        pb.set_position(job.done.load(Ordering::Relaxed));
-        pb.finish();
-    }
     if let Some(m) = job.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(CliError::new(m));
     }
     target
         .flush()
         .map_err(|e| CliError::new(format!("error while flushing: {e}")))?;
+    if let Some(p) = progress {
+        p.finish();
+    }
     Ok(())
 }

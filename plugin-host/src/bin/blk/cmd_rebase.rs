@@ -6,6 +6,9 @@ use block_core::ExtentFlags;
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
 
+/// qemu-img's rebase step (its IO_BUF_SIZE).
+const IO_BUF_SIZE: u64 = 2 << 20;
+
 /// Arguments of `blk rebase`.
 #[derive(Args, Debug)]
 pub struct RebaseArgs {
@@ -21,7 +24,7 @@ pub struct RebaseArgs {
     /// Unsafe: only change the reference.
     #[arg(short = 'u')]
     unsafe_mode: bool,
-    /// Show progress (accepted, no output).
+    /// Show progress.
     #[arg(short = 'p')]
     progress: bool,
     /// Quiet.
@@ -60,6 +63,8 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             "Must specify backing file (-b) or use unsafe mode (-u)",
         ));
     };
+    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 1.0);
+    progress.print(0.0, 100);
     let host = g.host()?;
     let top = open_image(
         &host,
@@ -98,10 +103,17 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             None => None,
         };
         let len = top.length()?;
+        // qemu-img steps through the image in IO_BUF_SIZE pieces and adds
+        // this share after each unallocated one.
+        let step = if len == 0 {
+            0.0
+        } else {
+            100.0 / (len / len.min(IO_BUF_SIZE)) as f32
+        };
         let mut off = 0u64;
         let (mut b1, mut b2) = (Vec::new(), Vec::new());
         while off < len {
-            let e = top.block_status(off, (len - off).min(1 << 30))?;
+            let e = top.block_status(off, (len - off).min(IO_BUF_SIZE))?;
             let n = e.length.clamp(1, len - off);
             if !e.flags.contains(ExtentFlags::ALLOCATED) {
                 let mut pos = off;
@@ -116,6 +128,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
                     }
                     pos += m as u64;
                 }
+                progress.print(step, 100);
             }
             off += n;
         }
@@ -141,5 +154,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
         ))
     })?;
     top.flush()?;
+    progress.set(100.0);
+    progress.end();
     Ok(())
 }
