@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod foreign;
 pub mod graph;
 pub mod host;
 pub mod image;
