@@ -30,6 +30,7 @@ mod node;
 mod nodeimpl;
 mod open;
 pub mod overlap;
+mod rebuild;
 mod refcount;
 mod reforder;
 mod snapops;
