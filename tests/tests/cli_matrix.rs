@@ -55,14 +55,6 @@ fn same_on_copies_but(
     let bo = norm(&blk(&subst(args, s(&b))));
     qo.0 = qo.0.replace(s(&q), s(&b));
     qo.1 = qo.1.replace(s(&q), s(&b));
-    // Library gap: the driver's OFLAG_COPIED L2 message lacks the L1 entry.
-    qo.1 =
-        qo.1.lines()
-            .map(|l| match (l.find(" l1_entry="), l.find(" refcount=")) {
-                (Some(a), Some(r)) if a < r => format!("{}{}\n", &l[..a], &l[r..]),
-                _ => format!("{l}\n"),
-            })
-            .collect();
     if skip_stderr {
         qo.1 = bo.1.clone();
     }
@@ -730,12 +722,12 @@ fn check_matches_qemu_img_on_clean_leaky_and_corrupt_images() {
     }
 }
 
-/// Library bug: a referenced cluster with refcount 0 needs the refcount
-/// structures rebuilt; qemu-img check -r leaks refuses ("ERROR need to
+/// A referenced cluster with refcount 0 needs the refcount structures
+/// rebuilt: `check -r leaks` refuses as qemu-img does ("ERROR need to
 /// rebuild refcount structures", "Check failed: Input/output error", exit
-/// 1), the qcow2 driver reports a normal check (exit 2) instead.
+/// 1); `check -r all` rebuilds them as qemu-img does (same output, same
+/// image afterwards, clean).
 #[test]
-#[ignore = "library bug: qcow2 check -r leaks with a zero refcount does not fail like qemu's"]
 fn check_leaks_repair_refuses_to_rebuild_refcounts() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.qcow2");
@@ -744,8 +736,17 @@ fn check_leaks_repair_refuses_to_rebuild_refcounts() {
     let data0 = be64(&bytes, l2 as usize) & 0x00ff_ffff_ffff_fe00;
     refcount(&mut bytes, &l, data0 / l.cluster, Some(0));
     std::fs::write(&p, &bytes).unwrap();
-    let (_, _, (_, _, code)) = same_on_copies(&p, &["check", "-r", "leaks", "X"]);
+    let (q, b, (_, err, code)) = same_on_copies(&p, &["check", "-r", "leaks", "X"]);
     assert_eq!(code, 1);
+    assert!(err.contains("ERROR need to rebuild refcount structures"), "{err}");
+    assert_eq!(std::fs::read(&q).unwrap(), std::fs::read(&b).unwrap());
+    for out in ["--output=human", "--output=json"] {
+        let (q, b, (_, err, code)) = same_on_copies(&p, &["check", "-r", "all", out, "X"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(err.contains("Rebuilding refcount structure"), "{err}");
+        assert_eq!(norm(&qemu_img(&["check", s(&b)])).2, 0);
+        assert_eq!(qemu_compare(&q, &b), 0);
+    }
 }
 
 #[test]
