@@ -37,7 +37,7 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
         }
         return None;
     }
-    if at(h, 0, b"QFI\0") {
+    if at(h, 0, b"QED\0") {
         return f("qed", "QED");
     }
     if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
@@ -96,7 +96,7 @@ mod tests {
     fn signatures() {
         assert_eq!(probe(b"QFI\xfb\0\0\0\x01rest"), Some("qcow"));
         assert_eq!(probe(b"QFI\xfb\0\0\0\x03rest"), None);
-        assert_eq!(probe(b"QFI\0rest"), Some("qed"));
+        assert_eq!(probe(b"QED\0rest"), Some("qed"));
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
         assert_eq!(probe(b"conectix"), Some("vpc"));

@@ -291,8 +291,8 @@ fn probed_raw_guard_refuses_writing_a_foreign_signature() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("r.raw");
     qemu_img_ok(&["create", "-q", "-f", "raw", s(&p), "1M"]);
-    // "QFI\0" (QED) and "QFI\xfb" version 1 (qcow) at offset 0.
-    for pattern in ["0x51 0x46 0x49 0x00", "0x51 0x46 0x49 0xfb 0x00 0x00 0x00 0x01"] {
+    // "QED\0" (QED) and "QFI\xfb" version 1 (qcow) at offset 0.
+    for pattern in ["0x51 0x45 0x44 0x00", "0x51 0x46 0x49 0xfb 0x00 0x00 0x00 0x01"] {
         let bytes: Vec<u8> = pattern
             .split(' ')
             .map(|x| u8::from_str_radix(&x[2..], 16).unwrap())
