@@ -315,3 +315,46 @@ fn probed_raw_guard_refuses_writing_a_foreign_signature() {
         assert_ne!(&d[..bytes.len()], &bytes[..]);
     }
 }
+
+#[test]
+fn luks_encrypted_image_is_described_but_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("luks.qcow2");
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "--object",
+        "secret,id=sec0,data=abc",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+        s(&p),
+        "16M",
+    ]);
+    // qemu-img info needs no secret; blk describes it the same way.
+    for args in [vec!["info", "X"], vec!["info", "--output=json", "X"]] {
+        let (_, _, (out, _, code)) = same_on_copies(&p, "i", &args);
+        assert_eq!(code, 0);
+        assert!(out.contains("encrypted: yes") || out.contains("\"encrypted\": true"), "{out}");
+        assert!(out.contains("luks"), "{out}");
+    }
+    // Everything that needs the data is refused with QEMU's message.
+    for args in [
+        vec!["check", s(&p)],
+        vec!["convert", "-O", "raw", s(&p), s(&p.with_extension("raw"))],
+        vec!["map", s(&p)],
+    ] {
+        let q = qemu_img(&args);
+        let b = blk(&args);
+        assert_eq!(q.status.code(), Some(1), "{args:?}");
+        assert_eq!(b.status.code(), Some(1), "{args:?}");
+    }
+    let before = std::fs::read(&p).unwrap();
+    for cmd in ["read 0 512", "write 0 512"] {
+        let o = blk(&["io", "-c", cmd, s(&p)]);
+        assert_ne!(o.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("encrypt.key-secret"));
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), before);
+}

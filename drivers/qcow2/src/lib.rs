@@ -15,6 +15,7 @@ pub mod cache;
 mod check;
 pub mod compress;
 mod create;
+mod crypto;
 mod damage;
 mod driver;
 mod error;

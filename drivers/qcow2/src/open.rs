@@ -144,6 +144,9 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::damage::refuse_writable(what)));
     }
+    if h.crypt_method != 0 && (!read_only || lenient) {
+        return Err(ctx(crate::crypto::no_secret("open")));
+    }
     if h.is_corrupt() && !read_only && !lenient {
         return Err(ctx(BlockError::corrupt(
             "open",
