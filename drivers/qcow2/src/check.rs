@@ -342,6 +342,17 @@ impl Qcow2Node {
         Ok((refs, rebuild))
     }
 
+    /// The references of the image as check computes them (tests).
+    #[cfg(test)]
+    pub(crate) fn calculate_refs_for_test(
+        &self,
+        ws: &mut WState,
+        rep: &mut CheckReport,
+    ) -> (Refs, bool) {
+        self.calculate_refcounts(ws, CheckMode::REPORT, rep, false)
+            .unwrap()
+    }
+
     /// QEMU's check_refblocks: counts every refcount block; returns true
     /// when one is unusable (reserved bits, unaligned, shared) and the
     /// structure must be rebuilt. A block past the end of the file is
@@ -460,6 +471,15 @@ impl Qcow2Node {
                 log::warn!("qcow2 check: Repairing cluster {i} refcount={r1} reference={r2}");
                 // Never allocates: r1 > 0, so a refcount block covers i.
                 if self.change_refcount(ws, i, r2 as i64 - r1 as i64).is_ok() {
+                    if r2 == 0 && i < refs.dense.len() as u64 {
+                        // Nothing references it: discard it as QEMU does
+                        // (QCOW2_DISCARD_ALWAYS); a crash before the
+                        // refcount reaches disk leaves a harmless leak.
+                        let cs = 1u64 << refs.cs_bits;
+                        if let Err(e) = self.file.discard(i * cs, cs) {
+                            log::debug!("qcow2 check: discard of cluster {i} failed: {e}");
+                        }
+                    }
                     if r1 > r2 {
                         rep.leaks_fixed += 1;
                     } else {
@@ -495,7 +515,7 @@ impl Qcow2Node {
             compressed_clusters: Some(0),
             ..CheckReport::default()
         };
-        self.check_snapshot_table(&mut rep);
+        let incomplete = self.check_snapshot_table(&mut rep, mode);
         let (mut refs, mut rebuild) = self.calculate_refcounts(ws, mode, &mut rep, true)?;
         let pre_compare = rep.clone();
         let mut highest =
@@ -559,22 +579,58 @@ impl Qcow2Node {
         }
         self.check_copied(ws, &mut rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);
+        if !incomplete.is_empty() {
+            self.fix_snapshot_table(ws, &incomplete)?;
+            rep.corruptions_fixed += incomplete.len() as u64;
+        }
         Ok(rep)
     }
 
+    /// Completes the snapshot entries `incomplete` (the disk size becomes
+    /// the image's, as QEMU does) and writes the table anew. A table that
+    /// lay past the end of the file has nothing to free.
+    fn fix_snapshot_table(&self, ws: &mut WState, incomplete: &[usize]) -> Result<()> {
+        let flen = self.file.length()?;
+        let list = {
+            let mut m = self.meta_write();
+            let size = m.h.size;
+            if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
+                // QEMU tries to free it and fails with EINVAL; say so alike.
+                log::warn!("qcow2 check: qcow2_free_clusters failed: Invalid argument");
+                m.snapshots_size = 0;
+            }
+            let mut list = m.snapshots.clone();
+            for &i in incomplete {
+                list[i].disk_size = Some(size);
+            }
+            list
+        };
+        self.store_snapshots(ws, list)
+    }
+
     /// Reports snapshot table entries that lack the fields version 3
-    /// requires (QEMU: "snapshot table entry N is incomplete").
-    fn check_snapshot_table(&self, rep: &mut CheckReport) {
+    /// requires (QEMU: "snapshot table entry N is incomplete"). Returns
+    /// those to repair (with FIX_ERRORS; they are fixed after the
+    /// refcounts, as in QEMU).
+    fn check_snapshot_table(&self, rep: &mut CheckReport, mode: CheckMode) -> Vec<usize> {
         let m = self.meta_read();
+        let mut fix = Vec::new();
         if m.h.version < 3 {
-            return;
+            return fix;
         }
         for (i, s) in m.snapshots.iter().enumerate() {
-            if s.disk_size.is_none() {
+            if s.disk_size.is_some() {
+                continue;
+            }
+            if mode.contains(CheckMode::FIX_ERRORS) {
+                log::warn!("qcow2 check: Repairing snapshot table entry {i} is incomplete");
+                fix.push(i);
+            } else {
                 log::error!("qcow2 check: ERROR snapshot table entry {i} is incomplete");
                 rep.corruptions += 1;
             }
         }
+        fix
     }
 
     /// QEMU's check_oflag_copied: the COPIED flag of every active L1 and
