@@ -138,23 +138,32 @@ impl Qcow2Node {
             };
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: L2 entry with reserved bits set: {entry:x}");
+                log::error!("qcow2 check: ERROR found l2 entry with reserved bits set: {entry:x}");
                 rep.corruptions += 1;
             }
             match ct {
                 ClusterType::Compressed => {
                     if entry & OFLAG_COPIED != 0 {
-                        log::error!("qcow2 check: copied flag set on a compressed cluster");
+                        let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
+                        log::error!(
+                            "qcow2 check: ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"
+                        );
                         rep.corruptions += 1;
                     }
+                    let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
-                        log::error!("qcow2 check: compressed cluster with data file");
+                        log::error!(
+                            "qcow2 check: ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                        );
                         rep.corruptions += 1;
                         continue;
                     }
                     if bitmap != 0 {
-                        log::error!("qcow2 check: compressed cluster with non-zero bitmap");
+                        log::error!(
+                            "qcow2 check: ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"
+                        );
                         rep.corruptions += 1;
+                        continue;
                     }
                     let (first, n) = g.compressed_clusters(entry & !OFLAG_COPIED);
                     let (coff, csize) = g.compressed_range(entry & !OFLAG_COPIED);
@@ -169,7 +178,9 @@ impl Qcow2Node {
                 ClusterType::Normal | ClusterType::ZeroAlloc => {
                     let off = entry & L2E_OFFSET_MASK;
                     if (bitmap >> 32) & bitmap != 0 {
-                        log::error!("qcow2 check: corrupted subcluster allocation bitmap");
+                        log::error!(
+                            "qcow2 check: ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"
+                        );
                         rep.corruptions += 1;
                     }
                     if g.in_cluster(off) != 0 {
@@ -179,14 +190,25 @@ impl Qcow2Node {
                         } else {
                             entry & OFLAG_ZERO == 0
                         };
-                        if !contains_data && mode.contains(CheckMode::FIX_ERRORS) {
-                            let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
-                            fixed.push((i, new));
-                            rep.corruptions -= 1;
-                            rep.corruptions_fixed += 1;
-                            continue;
+                        if !contains_data {
+                            let fix = mode.contains(CheckMode::FIX_ERRORS);
+                            let m = format!(
+                                "offset={off:x}: Preallocated cluster is not properly aligned; L2 entry corrupted."
+                            );
+                            if fix {
+                                log::warn!("qcow2 check: Repairing {m}");
+                                let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
+                                fixed.push((i, new));
+                                rep.corruptions -= 1;
+                                rep.corruptions_fixed += 1;
+                                continue;
+                            }
+                            log::error!("qcow2 check: ERROR {m}");
+                        } else {
+                            log::error!(
+                                "qcow2 check: ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."
+                            );
                         }
-                        log::error!("qcow2 check: cluster offset {off:x} not aligned");
                     }
                     if frag {
                         rep.allocated_clusters = Some(rep.allocated_clusters.unwrap_or(0) + 1);
@@ -203,7 +225,9 @@ impl Qcow2Node {
                 ClusterType::ZeroPlain => {}
                 ClusterType::Unallocated => {
                     if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        log::error!("qcow2 check: unallocated cluster with allocation bits");
+                        log::error!(
+                            "qcow2 check: ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                        );
                         rep.corruptions += 1;
                     }
                 }
@@ -233,7 +257,7 @@ impl Qcow2Node {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: L1 entry with reserved bits set: {e:x}");
+                log::error!("qcow2 check: ERROR found L1 entry with reserved bits set: {e:x}");
                 rep.corruptions += 1;
             }
             let l2 = e & L1E_OFFSET_MASK;
@@ -242,7 +266,9 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                log::error!("qcow2 check: L2 table offset {l2:x} not cluster aligned");
+                log::error!(
+                    "qcow2 check: ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                );
                 rep.corruptions += 1;
                 continue;
             }
