@@ -49,7 +49,9 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     if at(h, 0, b"vhdxfile") {
         return f("vhdx", "VHDX");
     }
-    if at(h, 0, b"conectix") || (input.file_size >= 512 && at(t, t.len().saturating_sub(512), b"conectix")) {
+    if at(h, 0, b"conectix")
+        || (input.file_size >= 512 && at(t, t.len().saturating_sub(512), b"conectix"))
+    {
         return f("vpc", "VPC (VHD)");
     }
     if at(h, 0, b"WithoutFreeSpace") || at(h, 0, b"WithouFreSpacExt") {

@@ -680,8 +680,7 @@ fn check_matches_qemu_img_on_clean_leaky_and_corrupt_images() {
                 // reference) the refcount rebuild, as qemu-img; `-r leaks`
                 // then fails (exit 1, see
                 // check_leaks_repair_refuses_to_rebuild_refcounts).
-                let (q, b, (_, _, code)) =
-                    same_on_copies(&p, &["check", "-r", mode, out, "X"]);
+                let (q, b, (_, _, code)) = same_on_copies(&p, &["check", "-r", mode, out, "X"]);
                 if *zero_ref && mode == "leaks" {
                     assert_eq!(code, 1, "{name} -r leaks");
                 }
@@ -735,7 +734,10 @@ fn check_leaks_repair_refuses_to_rebuild_refcounts() {
     std::fs::write(&p, &bytes).unwrap();
     let (q, b, (_, err, code)) = same_on_copies(&p, &["check", "-r", "leaks", "X"]);
     assert_eq!(code, 1);
-    assert!(err.contains("ERROR need to rebuild refcount structures"), "{err}");
+    assert!(
+        err.contains("ERROR need to rebuild refcount structures"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&q).unwrap(), std::fs::read(&b).unwrap());
     for out in ["--output=human", "--output=json"] {
         let (q, b, (_, err, code)) = same_on_copies(&p, &["check", "-r", "all", out, "X"]);

@@ -50,20 +50,36 @@ fn damaged(src: &Path, name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> PathBuf 
 
 /// Runs `args` ("X" = the image) through qemu-img on one copy of `img`
 /// and blk on another; both must agree. Returns the copies and the output.
-fn same_on_copies(img: &Path, tag: &str, args: &[&str]) -> (PathBuf, PathBuf, (String, String, i32)) {
+fn same_on_copies(
+    img: &Path,
+    tag: &str,
+    args: &[&str],
+) -> (PathBuf, PathBuf, (String, String, i32)) {
     let q = img.with_extension(format!("{tag}.q"));
     let b = img.with_extension(format!("{tag}.b"));
     std::fs::copy(img, &q).unwrap();
     std::fs::copy(img, &b).unwrap();
     let sub = |p: &Path| -> Vec<String> {
         args.iter()
-            .map(|a| if *a == "X" { s(p).to_string() } else { a.to_string() })
+            .map(|a| {
+                if *a == "X" {
+                    s(p).to_string()
+                } else {
+                    a.to_string()
+                }
+            })
             .collect()
     };
     let qa = sub(&q);
     let ba = sub(&b);
-    let qo = norm(&qemu_img(&qa.iter().map(|x| x.as_str()).collect::<Vec<_>>()), s(&q));
-    let bo = norm(&blk(&ba.iter().map(|x| x.as_str()).collect::<Vec<_>>()), s(&b));
+    let qo = norm(
+        &qemu_img(&qa.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        s(&q),
+    );
+    let bo = norm(
+        &blk(&ba.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        s(&b),
+    );
     assert_eq!(qo, bo, "qemu-img vs blk {args:?} on {}", img.display());
     (q, b, bo)
 }
@@ -113,7 +129,12 @@ fn same_everywhere(img: &Path) -> [i32; 3] {
         // The repaired (or untouched) copies check the same way.
         let qc = norm(&qemu_img(&["check", s(&q)]), s(&q));
         let bc = norm(&qemu_img(&["check", s(&b)]), s(&b));
-        assert_eq!(qc, bc, "{args:?} on {}: qemu-img check after", img.display());
+        assert_eq!(
+            qc,
+            bc,
+            "{args:?} on {}: qemu-img check after",
+            img.display()
+        );
         if qc.2 == 0 {
             let c = qemu_img(&["compare", s(&q), s(&b)]);
             assert_eq!(c.status.code(), Some(0), "{args:?} on {}", img.display());
@@ -189,7 +210,10 @@ fn garbage_snapshot_table_is_refused_like_qemu() {
     });
     let (_, _, (_, err, code)) = same_on_copies(&p, "i", &["info", "X"]);
     assert_eq!(code, 1);
-    assert!(err.contains("Too much extra metadata in snapshot table entry 0"), "{err}");
+    assert!(
+        err.contains("Too much extra metadata in snapshot table entry 0"),
+        "{err}"
+    );
     let q = qemu_img(&["convert", "-O", "raw", s(&p), s(&p.with_extension("raw"))]);
     let o = blk(&["convert", "-O", "raw", s(&p), s(&p.with_extension("raw"))]);
     assert_eq!(q.status.code(), o.status.code());
@@ -235,9 +259,16 @@ fn unsupported_version_and_features_are_refused_with_qemus_message() {
     });
     for (p, msg) in [
         (&v9, "Unsupported qcow2 version 9"),
-        (&incompat, "Unsupported qcow2 feature(s): Unknown incompatible feature: 100000"),
+        (
+            &incompat,
+            "Unsupported qcow2 feature(s): Unknown incompatible feature: 100000",
+        ),
     ] {
-        for args in [vec!["info", "X"], vec!["check", "X"], vec!["check", "-r", "all", "X"]] {
+        for args in [
+            vec!["info", "X"],
+            vec!["check", "X"],
+            vec!["check", "-r", "all", "X"],
+        ] {
             let (_, _, (_, err, code)) = same_on_copies(p, "u", &args);
             assert_eq!(code, 1, "{args:?}");
             assert!(err.contains(msg), "{err}");
@@ -282,7 +313,10 @@ fn formats_without_a_driver_are_not_opened_as_raw() {
         assert!(String::from_utf8_lossy(&q.stdout).contains(&format!("\"format\": \"{fmt}\"")));
         let o = blk(&["info", s(&p)]);
         assert_eq!(o.status.code(), Some(1), "{fmt}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("'{fmt}'")), "{fmt}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(&format!("'{fmt}'")),
+            "{fmt}"
+        );
         // Named as raw it opens as raw, as in QEMU.
         let o = blk(&["info", "-f", "raw", s(&p)]);
         assert_eq!(o.status.code(), Some(0), "{fmt}");
@@ -295,7 +329,10 @@ fn probed_raw_guard_refuses_writing_a_foreign_signature() {
     let p = dir.path().join("r.raw");
     qemu_img_ok(&["create", "-q", "-f", "raw", s(&p), "1M"]);
     // "QED\0" (QED) and "QFI\xfb" version 1 (qcow) at offset 0.
-    for pattern in ["0x51 0x45 0x44 0x00", "0x51 0x46 0x49 0xfb 0x00 0x00 0x00 0x01"] {
+    for pattern in [
+        "0x51 0x45 0x44 0x00",
+        "0x51 0x46 0x49 0xfb 0x00 0x00 0x00 0x01",
+    ] {
         let bytes: Vec<u8> = pattern
             .split(' ')
             .map(|x| u8::from_str_radix(&x[2..], 16).unwrap())
@@ -339,7 +376,10 @@ fn luks_encrypted_image_is_described_but_not_read() {
     for args in [vec!["info", "X"], vec!["info", "--output=json", "X"]] {
         let (_, _, (out, _, code)) = same_on_copies(&p, "i", &args);
         assert_eq!(code, 0);
-        assert!(out.contains("encrypted: yes") || out.contains("\"encrypted\": true"), "{out}");
+        assert!(
+            out.contains("encrypted: yes") || out.contains("\"encrypted\": true"),
+            "{out}"
+        );
         assert!(out.contains("luks"), "{out}");
     }
     // Everything that needs the data is refused with QEMU's message.

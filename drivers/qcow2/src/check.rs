@@ -485,14 +485,12 @@ impl Qcow2Node {
             if r1 == r2 {
                 continue;
             }
-            let mut fixable = false;
             if r1 == 0 {
                 *rebuild = true;
-            } else if r1 > r2 && fix.contains(CheckMode::FIX_LEAKS) {
-                fixable = true;
-            } else if r1 < r2 && fix.contains(CheckMode::FIX_ERRORS) {
-                fixable = true;
             }
+            let fixable = r1 != 0
+                && ((r1 > r2 && fix.contains(CheckMode::FIX_LEAKS))
+                    || (r1 < r2 && fix.contains(CheckMode::FIX_ERRORS)));
             if fixable {
                 log::warn!("qcow2 check: Repairing cluster {i} refcount={r1} reference={r2}");
                 // Never allocates: r1 > 0, so a refcount block covers i.

@@ -33,7 +33,11 @@ pub(crate) fn read_padded(
 
 /// The first of the header's tables that extends past `file_len`, named as
 /// in the open error, or `None` for an intact image.
-pub(crate) fn table_past_eof(h: &Header, file_len: u64, snapshots_size: u64) -> Option<&'static str> {
+pub(crate) fn table_past_eof(
+    h: &Header,
+    file_len: u64,
+    snapshots_size: u64,
+) -> Option<&'static str> {
     let cs = h.cluster_size();
     let past = |off: u64, len: u64| len > 0 && off.saturating_add(len) > file_len;
     if past(

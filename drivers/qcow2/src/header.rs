@@ -420,11 +420,7 @@ impl Header {
         // offsets is absolute.
         let _ = file_len;
         if end > MAX_HOST_OFFSET {
-            return Err(corrupt_at(
-                "open",
-                offset,
-                format!("{what} offset invalid"),
-            ));
+            return Err(corrupt_at("open", offset, format!("{what} offset invalid")));
         }
         Ok(())
     }

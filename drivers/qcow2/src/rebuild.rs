@@ -120,7 +120,11 @@ impl Qcow2Node {
     /// Builds a new refcount structure from `refs` (which then counts it
     /// too), writes it and switches the header to it. The old structure is
     /// left as leaks.
-    pub(crate) fn rebuild_refcount_structure(&self, ws: &mut WState, refs: &mut Refs) -> Result<()> {
+    pub(crate) fn rebuild_refcount_structure(
+        &self,
+        ws: &mut WState,
+        refs: &mut Refs,
+    ) -> Result<()> {
         let cs = self.geo().cs();
         // Drop the cached blocks of the old structure (written back
         // before the check began).
@@ -188,7 +192,16 @@ mod tests {
     fn rebuild_leaves_the_old_structure_intact_until_the_header_switch() {
         let s = Scratch::new();
         let img = s.path("r.qcow2");
-        qemu_img(&["create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", &img, "8M"]);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=4k",
+            &img,
+            "8M",
+        ]);
         qemu_io(&img, &["write -P 5 0 1M", "write -P 6 5M 300k"]);
         let want = raw_of(&img, "qcow2");
         let before = std::fs::read(&img).unwrap();
@@ -212,7 +225,11 @@ mod tests {
         let cs = 4096usize;
         for &o in old_blocks.iter().chain([old_rt].iter()) {
             let o = o as usize;
-            assert_eq!(before[o..o + cs], after[o..o + cs], "old structure at {o:#x} changed");
+            assert_eq!(
+                before[o..o + cs],
+                after[o..o + cs],
+                "old structure at {o:#x} changed"
+            );
         }
         // Only the header's refcount table fields changed in cluster 0.
         assert_eq!(before[..48], after[..48]);
