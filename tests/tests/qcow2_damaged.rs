@@ -401,3 +401,41 @@ fn luks_encrypted_image_is_described_but_not_read() {
     }
     assert_eq!(std::fs::read(&p).unwrap(), before);
 }
+
+/// A base image with an internal snapshot; returns it and the offset of
+/// the snapshot table.
+fn with_snapshot(dir: &Path) -> (PathBuf, usize) {
+    let b = base(dir);
+    qemu_img_ok(&["snapshot", "-c", "s1", s(&b)]);
+    qemu_io_ok(&["-c", "write -P 0x44 0 64k", s(&b)]);
+    let d = std::fs::read(&b).unwrap();
+    let so = be64(&d, 64) as usize;
+    (b, so)
+}
+
+#[test]
+fn snapshot_l1_table_past_the_end_is_reported_like_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, so) = with_snapshot(dir.path());
+    let p = damaged(&b, "sl_eof", |d| {
+        d[so..so + 8].copy_from_slice(&0x100_0000u64.to_be_bytes());
+    });
+    assert_eq!(same_everywhere(&p), [2, 2, 2]);
+    same_on_copies(&p, "l", &["snapshot", "-l", "X"]);
+}
+
+#[test]
+fn unaligned_snapshot_l1_table_is_reported_and_skipped_like_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, so) = with_snapshot(dir.path());
+    let p = damaged(&b, "sl_unal", |d| {
+        let l1 = be64(d, so);
+        d[so..so + 8].copy_from_slice(&(l1 + 0x200).to_be_bytes());
+    });
+    assert_eq!(same_everywhere(&p), [2, 2, 2]);
+    // Snapshot changes need a writable open, which refuses the image.
+    let before = std::fs::read(&p).unwrap();
+    let o = blk(&["snapshot", "-a", "s1", s(&p)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(&p).unwrap(), before);
+}

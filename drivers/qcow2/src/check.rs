@@ -349,8 +349,35 @@ impl Qcow2Node {
         };
         refs.inc(0, cs, rep);
         self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
+        if self.data_file.is_some() && !snaps.is_empty() {
+            log::error!(
+                "qcow2 check: ERROR {} snapshots in image with data file",
+                snaps.len()
+            );
+            rep.corruptions += 1;
+        }
         for s in &snaps {
-            match self.read_l1_from_disk(s.l1_offset, s.l1_size.min(4 << 20)) {
+            if g.in_cluster(s.l1_offset) != 0 {
+                log::error!(
+                    "qcow2 check: ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_offset
+                );
+                rep.corruptions += 1;
+                continue;
+            }
+            if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
+                log::error!(
+                    "qcow2 check: ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_size
+                );
+                rep.corruptions += 1;
+                continue;
+            }
+            match self.read_l1_from_disk(s.l1_offset, s.l1_size) {
                 Ok(sl1) => {
                     self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?;
                 }

@@ -36,7 +36,8 @@ fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result
     Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
 }
 
-/// Reads and validates header, L1, refcount table and snapshot table.
+/// Reads and validates header, L1, refcount table and snapshot table;
+/// `lenient` tolerates invalid snapshot L1 tables (check, read-only).
 pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
     let flen = file.length()?;
     let first = (flen.min(1 << MAX_CLUSTER_BITS)) as usize;
@@ -136,7 +137,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     freq.flags = req.flags;
     let file = host.open_child(&freq)?;
     let lenient = req.flags.contains(OpenFlags::CHECK);
-    let mut ld = load(&file, lenient).map_err(ctx)?;
+    // Snapshot L1 tables are validated when used; a read-only open
+    // tolerates invalid ones as QEMU does (snapshot changes need a
+    // writable open, which refuses them).
+    let mut ld = load(&file, lenient || read_only).map_err(ctx)?;
     if let Some(sel) = &snapshot_view {
         snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
     }
@@ -280,7 +284,8 @@ impl Qcow2Node {
         {
             self.writeback(&mut ws, false)?;
         }
-        let loaded = load(&self.file, self.flags.contains(OpenFlags::CHECK)).and_then(|mut l| {
+        let lenient = self.flags.contains(OpenFlags::CHECK) || self.read_only;
+        let loaded = load(&self.file, lenient).and_then(|mut l| {
             if let Some(sel) = &self.snapshot_view {
                 snapview::apply(&self.file, &mut l, sel)?;
             }
