@@ -102,13 +102,17 @@ fn same_convert(img: &Path) -> i32 {
     qo.2
 }
 
-/// info, check, check -r leaks/all (the repaired copies must be equal and
-/// check the same with qemu-img) and convert, through both tools. Returns the exit codes of check,
+/// info, map, check, check -r leaks/all (the repaired copies must be equal
+/// and check the same with qemu-img; human and JSON output) and convert,
+/// through both tools. Returns the exit codes of check,
 /// -r leaks, -r all.
 fn same_everywhere(img: &Path) -> [i32; 3] {
     let info = same_on_copies(img, "info", &["info", "X"]);
     assert_eq!(info.2 .2, 0, "info {}", img.display());
     same_on_copies(img, "infoj", &["info", "--output=json", "X"]);
+    same_on_copies(img, "map", &["map", "--output=json", "X"]);
+    same_on_copies(img, "cj", &["check", "--output=json", "X"]);
+    same_on_copies(img, "rj", &["check", "-r", "all", "--output=json", "X"]);
     let mut codes = [0; 3];
     for (i, args) in [
         vec!["check", "X"],
