@@ -443,3 +443,37 @@ fn unaligned_snapshot_l1_table_is_reported_and_skipped_like_qemu() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read(&p).unwrap(), before);
 }
+
+/// The host offset of the first L2 table and of its first entry's data.
+fn first_l2_and_data(d: &[u8]) -> (usize, usize) {
+    let l1 = be64(d, 40) as usize;
+    let l2 = (be64(d, l1) & 0x00ff_ffff_ffff_fe00) as usize;
+    (l1, l2)
+}
+
+#[test]
+fn l2_table_or_data_past_the_end_read_as_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = base(dir.path());
+    let p = damaged(&b, "l2_eof", |d| {
+        let (l1, _) = first_l2_and_data(d);
+        d[l1..l1 + 8].copy_from_slice(&0x8000_0000_0100_0000u64.to_be_bytes());
+    });
+    assert_eq!(same_everywhere(&p), [2, 2, 2]);
+    let p = damaged(&b, "data_eof", |d| {
+        let (_, l2) = first_l2_and_data(d);
+        d[l2..l2 + 8].copy_from_slice(&0x8000_0000_0200_0000u64.to_be_bytes());
+    });
+    assert_eq!(same_everywhere(&p), [2, 2, 2]);
+}
+
+#[test]
+fn header_cluster_with_refcount_zero_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = base(dir.path());
+    let p = damaged(&b, "hdr_rc0", |d| {
+        let rb = (be64(d, be64(d, 48) as usize) & 0x00ff_ffff_ffff_fe00) as usize;
+        d[rb..rb + 2].copy_from_slice(&[0, 0]);
+    });
+    assert_eq!(same_everywhere(&p), [2, 1, 0]);
+}
