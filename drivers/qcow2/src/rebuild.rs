@@ -21,6 +21,13 @@ use block_core::{BlockError, Result};
 /// The on-disk refcount table being built.
 struct NewTable {
     entries: Vec<u64>,
+    /// Clusters the old structure names (sorted): never written, so that
+    /// it stays intact until the header switches, even where it names a
+    /// cluster the references do not count (an entry with reserved bits,
+    /// unaligned, or past the end of the file). QEMU's overlap check
+    /// fails the rebuild there; avoiding them never changes a layout
+    /// QEMU produces.
+    avoid: Vec<u64>,
 }
 
 impl Refs {
@@ -28,13 +35,14 @@ impl Refs {
     /// `*first_free` on (past the end of the counted clusters when the
     /// gaps are too small); counts them and moves `*first_free` to the
     /// first gap seen. As QEMU's alloc_clusters_imrt.
-    fn alloc(&mut self, n: u64, first_free: &mut u64) -> u64 {
-        let len = self.len();
+    /// Clusters in `avoid` (sorted) count as used.
+    fn alloc(&mut self, n: u64, first_free: &mut u64, avoid: &[u64]) -> u64 {
+        let len = self.len().max(avoid.last().map_or(0, |&k| k + 1));
         let mut c = *first_free;
         let mut run = 0u64;
         let mut first_gap = true;
         while c < len && run < n {
-            if self.get(c) == 0 {
+            if self.get(c) == 0 && avoid.binary_search(&c).is_err() {
                 run += 1;
                 if first_gap {
                     *first_free = c;
@@ -83,7 +91,7 @@ impl Qcow2Node {
                 _ => {
                     // A block already written must not change under us.
                     first_free = first_free.max(start);
-                    let k = refs.alloc(1, &mut first_free);
+                    let k = refs.alloc(1, &mut first_free, &table.avoid);
                     if k >= end {
                         // The block counting this one must be written too.
                         end = k + 1;
@@ -117,6 +125,33 @@ impl Qcow2Node {
         Ok(grown)
     }
 
+    /// The clusters of the current refcount table and of every block it
+    /// names (whatever the entry's flags), sorted.
+    fn old_structure_clusters(&self, ws: &WState) -> Vec<u64> {
+        let g = self.geo();
+        let cs = g.cs();
+        let (rt_off, rt_clusters) = {
+            let m = self.meta_read();
+            (
+                m.h.refcount_table_offset,
+                u64::from(m.h.refcount_table_clusters),
+            )
+        };
+        let mut v: Vec<u64> = (0..rt_clusters).map(|i| rt_off / cs + i).collect();
+        for &e in &ws.reftable {
+            let off = e & crate::mapping::REFT_OFFSET_MASK;
+            if off != 0 {
+                v.push(off / cs);
+                if off % cs != 0 {
+                    v.push(off / cs + 1);
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Builds a new refcount structure from `refs` (which then counts it
     /// too), writes it and switches the header to it. The old structure is
     /// left as leaks.
@@ -131,13 +166,14 @@ impl Qcow2Node {
         self.rc.clear();
         let mut table = NewTable {
             entries: Vec::new(),
+            avoid: self.old_structure_clusters(ws),
         };
         let len = refs.len();
         self.rebuild_write_blocks(refs, &mut table, 0, len)?;
         let (rt_off, rt_clusters) = loop {
             let n = (table.entries.len() as u64 * 8).div_ceil(cs);
             let mut first_free = 0;
-            let k = refs.alloc(n, &mut first_free);
+            let k = refs.alloc(n, &mut first_free, &table.avoid);
             // The table's clusters need counting in their blocks.
             if !self.rebuild_write_blocks(refs, &mut table, k, k + n)? {
                 break (k * cs, n);
@@ -259,16 +295,20 @@ mod tests {
     fn alloc_takes_gaps_then_appends() {
         let mut r = refs(&[0, 1, 3, 4], 5);
         let mut ff = 0;
-        assert_eq!(r.alloc(1, &mut ff), 2);
+        assert_eq!(r.alloc(1, &mut ff, &[]), 2);
         assert_eq!(ff, 2);
         // No gap of two: appended after the end.
         let mut ff = 0;
-        assert_eq!(r.alloc(2, &mut ff), 5);
+        assert_eq!(r.alloc(2, &mut ff, &[]), 5);
         assert_eq!(r.len(), 7);
         assert_eq!(r.get(6), 1);
         // A gap at the end is extended.
         let mut r = refs(&[0, 1], 3);
         let mut ff = 0;
-        assert_eq!(r.alloc(2, &mut ff), 2);
+        assert_eq!(r.alloc(2, &mut ff, &[]), 2);
+        // Avoided clusters count as used, also past the end.
+        let mut r = refs(&[0, 1], 3);
+        let mut ff = 0;
+        assert_eq!(r.alloc(1, &mut ff, &[2, 3]), 4);
     }
 }
