@@ -165,13 +165,26 @@ pub fn probe_format(registry: &Registry, file: &GraphNode, filename: &str) -> Re
         file_size: size,
         filename,
     };
-    Ok(match registry.probe(&input) {
+    let fmt = match registry.probe(&input) {
         Some((d, score)) => {
             log::debug!("probed {filename}: {} (score {score})", d.driver.name());
             d.driver.name().to_string()
         }
         None => "raw".to_string(),
-    })
+    };
+    if fmt == "raw" {
+        if let Some(f) = crate::foreign::detect(&input) {
+            if registry.get(f.name).is_none() {
+                return Err(BlockError::new(
+                    ErrorKind::Unsupported,
+                    "open",
+                    crate::foreign::refusal(&f),
+                )
+                .in_file(filename));
+            }
+        }
+    }
+    Ok(fmt)
 }
 
 fn open_driver(

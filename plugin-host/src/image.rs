@@ -189,20 +189,21 @@ impl Image {
             file_size: size,
             filename: &self.root.filename,
         };
-        if let Some((d, _)) = self.registry.probe(&input) {
-            if d.driver.name() != "raw" {
-                return Err(self.err(
-                    BlockError::new(
-                        ErrorKind::PermissionDenied,
-                        "write",
-                        format!(
-                            "Operation not permitted: the write would make an image probed as raw look like '{}' (open it with an explicit format to allow this)",
-                            d.driver.name()
-                        ),
-                    )
-                    .at(offset),
-                ));
-            }
+        let probed = match self.registry.probe(&input) {
+            Some((d, _)) if d.driver.name() != "raw" => Some(d.driver.name().to_string()),
+            _ => crate::foreign::detect(&input).map(|f| f.name.to_string()),
+        };
+        if let Some(name) = probed {
+            return Err(self.err(
+                BlockError::new(
+                    ErrorKind::PermissionDenied,
+                    "write",
+                    format!(
+                        "Operation not permitted: the write would make an image probed as raw look like '{name}' (open it with an explicit format to allow this)"
+                    ),
+                )
+                .at(offset),
+            ));
         }
         Ok(())
     }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod file_status;
+pub mod foreign;
 pub mod graph;
 pub mod host;
 pub mod image;

@@ -5,47 +5,73 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::header::{get_u64, MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
+use crate::header::{get_u64, MAX_HOST_OFFSET};
 use crate::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
 };
-use crate::node::{Deferred, Qcow2Node, WState};
+use crate::node::{Qcow2Node, WState};
 use block_core::{BlockNodeExt, CheckMode, CheckReport, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-/// The computed references: dense up to the file end, sparse beyond it
-/// (a hostile entry far past the end must not size an allocation).
-struct Refs {
-    dense: Vec<u64>,
-    sparse: BTreeMap<u64, u64>,
-    cs_bits: u32,
-    max: u64,
+/// The computed references (QEMU's in-memory refcount table): dense up to
+/// the file end, sparse beyond it (a hostile entry far past the end must
+/// not size an allocation).
+pub(crate) struct Refs {
+    pub(crate) dense: Vec<u64>,
+    pub(crate) sparse: BTreeMap<u64, u64>,
+    pub(crate) cs_bits: u32,
+    pub(crate) max: u64,
+    /// Length of the image file: a reference reaching one cluster or more
+    /// past it is an error and is not counted (as in QEMU).
+    pub(crate) file_len: u64,
 }
 
 impl Refs {
-    fn inc(&mut self, off: u64, len: u64, rep: &mut CheckReport) {
+    pub(crate) fn inc(&mut self, off: u64, len: u64, rep: &mut CheckReport) {
         if len == 0 {
             return;
         }
+        let end = off.saturating_add(len);
+        if end > self.file_len && end - self.file_len >= 1 << self.cs_bits {
+            log::error!(
+                "qcow2 check: ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset {off:#x} size {len:#x}"
+            );
+            rep.corruptions += 1;
+            return;
+        }
         let first = off >> self.cs_bits;
-        let last = (off + len - 1) >> self.cs_bits;
+        let last = (end - 1) >> self.cs_bits;
         for k in first..=last {
-            let slot = if (k as usize) < self.dense.len() {
-                &mut self.dense[k as usize]
-            } else {
-                self.sparse.entry(k).or_insert(0)
-            };
-            if *slot >= self.max {
-                log::error!("qcow2 check: refcount overflow at cluster {k}");
+            let max = self.max;
+            let slot = self.slot(k);
+            if *slot >= max {
+                log::error!(
+                    "qcow2 check: ERROR: overflow cluster offset={:#x}",
+                    k << self.cs_bits
+                );
                 rep.corruptions += 1;
             } else {
                 *slot += 1;
             }
         }
     }
-    fn get(&self, k: u64) -> u64 {
+
+    fn slot(&mut self, k: u64) -> &mut u64 {
+        if (k as usize) < self.dense.len() {
+            &mut self.dense[k as usize]
+        } else {
+            self.sparse.entry(k).or_insert(0)
+        }
+    }
+
+    /// Sets the reference count of cluster `k`.
+    pub(crate) fn set(&mut self, k: u64, v: u64) {
+        *self.slot(k) = v;
+    }
+
+    pub(crate) fn get(&self, k: u64) -> u64 {
         if (k as usize) < self.dense.len() {
             self.dense[k as usize]
         } else {
@@ -53,38 +79,24 @@ impl Refs {
         }
     }
 
-    /// The first run of `n` clusters from `from` on that nothing
-    /// references (below the host offset limit).
-    fn free_run(&self, from: u64, n: u64) -> Option<u64> {
-        let max = MAX_HOST_OFFSET >> self.cs_bits;
-        let mut start = from.max(1);
-        let mut k = start;
-        while k < max {
-            if self.get(k) != 0 {
-                start = k + 1;
-            } else if k + 1 - start == n {
-                return Some(start);
-            }
-            k += 1;
-        }
-        None
+    /// Clusters covered: the file's, and any counted or allocated past it.
+    pub(crate) fn len(&self) -> u64 {
+        let past = self
+            .sparse
+            .iter()
+            .rev()
+            .find(|(_, &v)| v > 0)
+            .map_or(0, |(&k, _)| k + 1);
+        (self.dense.len() as u64).max(past)
     }
 
-    /// The refcount-block ranges (of `e` clusters) holding referenced
-    /// clusters, ascending.
-    fn used_ranges(&self, e: u64) -> Vec<u64> {
-        let mut v: Vec<u64> = Vec::new();
-        for (t, chunk) in self.dense.chunks(e as usize).enumerate() {
-            if chunk.iter().any(|&r| r > 0) {
-                v.push(t as u64);
-            }
-        }
-        for (&k, &r) in &self.sparse {
-            if r > 0 && v.last() != Some(&(k / e)) {
-                v.push(k / e);
-            }
-        }
-        v
+    /// Indices of the clusters to compare: the file's and every counted
+    /// one past it.
+    fn indices(&self) -> Vec<u64> {
+        let nb = self.dense.len() as u64;
+        let mut idx: Vec<u64> = (0..nb).collect();
+        idx.extend(self.sparse.keys().copied().filter(|k| *k >= nb));
+        idx
     }
 }
 
@@ -126,23 +138,32 @@ impl Qcow2Node {
             };
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: L2 entry with reserved bits set: {entry:x}");
+                log::error!("qcow2 check: ERROR found l2 entry with reserved bits set: {entry:x}");
                 rep.corruptions += 1;
             }
             match ct {
                 ClusterType::Compressed => {
                     if entry & OFLAG_COPIED != 0 {
-                        log::error!("qcow2 check: copied flag set on a compressed cluster");
+                        let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
+                        log::error!(
+                            "qcow2 check: ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"
+                        );
                         rep.corruptions += 1;
                     }
+                    let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
-                        log::error!("qcow2 check: compressed cluster with data file");
+                        log::error!(
+                            "qcow2 check: ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                        );
                         rep.corruptions += 1;
                         continue;
                     }
                     if bitmap != 0 {
-                        log::error!("qcow2 check: compressed cluster with non-zero bitmap");
+                        log::error!(
+                            "qcow2 check: ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"
+                        );
                         rep.corruptions += 1;
+                        continue;
                     }
                     let (first, n) = g.compressed_clusters(entry & !OFLAG_COPIED);
                     let (coff, csize) = g.compressed_range(entry & !OFLAG_COPIED);
@@ -157,7 +178,9 @@ impl Qcow2Node {
                 ClusterType::Normal | ClusterType::ZeroAlloc => {
                     let off = entry & L2E_OFFSET_MASK;
                     if (bitmap >> 32) & bitmap != 0 {
-                        log::error!("qcow2 check: corrupted subcluster allocation bitmap");
+                        log::error!(
+                            "qcow2 check: ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"
+                        );
                         rep.corruptions += 1;
                     }
                     if g.in_cluster(off) != 0 {
@@ -167,14 +190,25 @@ impl Qcow2Node {
                         } else {
                             entry & OFLAG_ZERO == 0
                         };
-                        if !contains_data && mode.contains(CheckMode::FIX_ERRORS) {
-                            let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
-                            fixed.push((i, new));
-                            rep.corruptions -= 1;
-                            rep.corruptions_fixed += 1;
-                            continue;
+                        if !contains_data {
+                            let fix = mode.contains(CheckMode::FIX_ERRORS);
+                            let m = format!(
+                                "offset={off:x}: Preallocated cluster is not properly aligned; L2 entry corrupted."
+                            );
+                            if fix {
+                                log::warn!("qcow2 check: Repairing {m}");
+                                let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
+                                fixed.push((i, new));
+                                rep.corruptions -= 1;
+                                rep.corruptions_fixed += 1;
+                                continue;
+                            }
+                            log::error!("qcow2 check: ERROR {m}");
+                        } else {
+                            log::error!(
+                                "qcow2 check: ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."
+                            );
                         }
-                        log::error!("qcow2 check: cluster offset {off:x} not aligned");
                     }
                     if frag {
                         rep.allocated_clusters = Some(rep.allocated_clusters.unwrap_or(0) + 1);
@@ -191,7 +225,9 @@ impl Qcow2Node {
                 ClusterType::ZeroPlain => {}
                 ClusterType::Unallocated => {
                     if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        log::error!("qcow2 check: unallocated cluster with allocation bits");
+                        log::error!(
+                            "qcow2 check: ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                        );
                         rep.corruptions += 1;
                     }
                 }
@@ -221,7 +257,7 @@ impl Qcow2Node {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: L1 entry with reserved bits set: {e:x}");
+                log::error!("qcow2 check: ERROR found L1 entry with reserved bits set: {e:x}");
                 rep.corruptions += 1;
             }
             let l2 = e & L1E_OFFSET_MASK;
@@ -230,7 +266,9 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                log::error!("qcow2 check: L2 table offset {l2:x} not cluster aligned");
+                log::error!(
+                    "qcow2 check: ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                );
                 rep.corruptions += 1;
                 continue;
             }
@@ -279,12 +317,20 @@ impl Qcow2Node {
         Ok(rep)
     }
 
-    fn check_locked(&self, ws: &mut WState, mode: CheckMode) -> Result<CheckReport> {
+    /// QEMU's calculate_refcounts: every reference counted into a fresh
+    /// [`Refs`], with the refcount blocks checked (`check_refblocks`).
+    /// Returns the references and whether the refcount structure must be
+    /// rebuilt.
+    fn calculate_refcounts(
+        &self,
+        ws: &mut WState,
+        mode: CheckMode,
+        rep: &mut CheckReport,
+        frag: bool,
+    ) -> Result<(Refs, bool)> {
         let g = self.geo();
         let cs = g.cs();
-        let mut rep = CheckReport::default();
         let flen = self.file.length()?;
-        let nb = flen.div_ceil(cs);
         let (h, l1, snaps, snap_size) = {
             let m = self.meta_read();
             (
@@ -294,83 +340,167 @@ impl Qcow2Node {
                 m.snapshots_size,
             )
         };
-        rep.total_clusters = Some(h.size.div_ceil(cs));
-        rep.allocated_clusters = Some(0);
-        rep.fragmented_clusters = Some(0);
-        rep.compressed_clusters = Some(0);
         let mut refs = Refs {
-            dense: vec![0u64; nb as usize],
+            dense: vec![0u64; flen.div_ceil(cs) as usize],
             sparse: BTreeMap::new(),
             cs_bits: g.cluster_bits,
             max: g.max_refcount(),
+            file_len: flen,
         };
-        refs.inc(0, cs, &mut rep);
-        self.check_l1(h.l1_table_offset, &l1, &mut refs, &mut rep, true, mode)?;
+        refs.inc(0, cs, rep);
+        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
+        if self.data_file.is_some() && !snaps.is_empty() {
+            log::error!(
+                "qcow2 check: ERROR {} snapshots in image with data file",
+                snaps.len()
+            );
+            rep.corruptions += 1;
+        }
         for s in &snaps {
-            match self.read_l1_from_disk(s.l1_offset, s.l1_size.min(4 << 20)) {
+            if g.in_cluster(s.l1_offset) != 0 {
+                log::error!(
+                    "qcow2 check: ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_offset
+                );
+                rep.corruptions += 1;
+                continue;
+            }
+            if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
+                log::error!(
+                    "qcow2 check: ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_size
+                );
+                rep.corruptions += 1;
+                continue;
+            }
+            match self.read_l1_from_disk(s.l1_offset, s.l1_size) {
                 Ok(sl1) => {
-                    self.check_l1(s.l1_offset, &sl1, &mut refs, &mut rep, false, mode)?;
+                    self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?;
                 }
                 Err(e) => {
-                    log::error!("qcow2 check: I/O error in check_refcounts_l1: {e}");
+                    log::error!("qcow2 check: ERROR: I/O error in check_refcounts_l1: {e}");
                     rep.check_errors += 1;
                 }
             }
         }
-        refs.inc(h.snapshots_offset, snap_size, &mut rep);
-        refs.inc(
-            h.refcount_table_offset,
-            ws.reftable.len() as u64 * 8,
-            &mut rep,
-        );
-        // A refcount block that is unusable (misplaced, shared with other
-        // data, outside the image) must not be written through.
-        let mut broken_blocks = false;
-        for (i, &e) in ws.reftable.iter().enumerate() {
+        if h.nb_snapshots > 0 {
+            refs.inc(h.snapshots_offset, snap_size, rep);
+        }
+        refs.inc(h.refcount_table_offset, ws.reftable.len() as u64 * 8, rep);
+        let rebuild = self.check_refblocks(ws, mode, &mut refs, rep)?;
+        Ok((refs, rebuild))
+    }
+
+    /// The references of the image as check computes them (tests).
+    #[cfg(test)]
+    pub(crate) fn calculate_refs_for_test(
+        &self,
+        ws: &mut WState,
+        rep: &mut CheckReport,
+    ) -> (Refs, bool) {
+        self.calculate_refcounts(ws, CheckMode::REPORT, rep, false)
+            .unwrap()
+    }
+
+    /// QEMU's check_refblocks: counts every refcount block; returns true
+    /// when one is unusable (reserved bits, unaligned, shared) and the
+    /// structure must be rebuilt. A block past the end of the file is
+    /// repaired (with FIX_ERRORS) by growing the file over it.
+    fn check_refblocks(
+        &self,
+        ws: &mut WState,
+        mode: CheckMode,
+        refs: &mut Refs,
+        rep: &mut CheckReport,
+    ) -> Result<bool> {
+        let g = self.geo();
+        let cs = g.cs();
+        let mut rebuild = false;
+        for i in 0..ws.reftable.len() {
+            let e = ws.reftable[i];
             let off = e & REFT_OFFSET_MASK;
             if e & REFT_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: refcount table entry {i} has reserved bits set");
+                log::error!("qcow2 check: ERROR refcount table entry {i} has reserved bits set");
                 rep.corruptions += 1;
-                broken_blocks = true;
+                rebuild = true;
                 continue;
             }
             if g.in_cluster(off) != 0 {
-                log::error!("qcow2 check: refcount block {i} is not cluster aligned");
+                log::error!(
+                    "qcow2 check: ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
+                );
                 rep.corruptions += 1;
-                broken_blocks = true;
+                rebuild = true;
                 continue;
             }
             if off == 0 {
                 continue;
             }
-            if off / cs >= nb {
-                log::error!("qcow2 check: refcount block {i} is outside image");
+            if off / cs >= refs.file_len.div_ceil(cs) {
                 rep.corruptions += 1;
-                broken_blocks = true;
+                if !mode.contains(CheckMode::FIX_ERRORS) {
+                    log::error!("qcow2 check: ERROR refcount block {i} is outside image");
+                    continue;
+                }
+                log::warn!("qcow2 check: Repairing refcount block {i} is outside image");
+                let grown = off
+                    .checked_add(cs)
+                    .filter(|&end| end < MAX_HOST_OFFSET)
+                    .ok_or_else(|| block_core::BlockError::invalid("check", "offset too large"))
+                    .and_then(|end| {
+                        self.file
+                            .truncate(end, block_core::Preallocation::Off)
+                            .map(|_| end)
+                    });
+                match grown {
+                    Ok(end) => {
+                        refs.file_len = end;
+                        rep.corruptions -= 1;
+                        rep.corruptions_fixed += 1;
+                        refs.inc(off, cs, rep);
+                    }
+                    Err(e) => {
+                        log::error!("qcow2 check: ERROR could not resize image: {e}");
+                        rebuild = true;
+                    }
+                }
                 continue;
             }
-            refs.inc(off, cs, &mut rep);
+            refs.inc(off, cs, rep);
             if refs.get(off / cs) != 1 {
                 log::error!(
-                    "qcow2 check: refcount block {i} refcount={}",
+                    "qcow2 check: ERROR refcount block {i} refcount={}",
                     refs.get(off / cs)
                 );
                 rep.corruptions += 1;
-                broken_blocks = true;
+                rebuild = true;
             }
         }
-        if !broken_blocks && mode.contains(CheckMode::FIX_ERRORS) {
-            self.cover_references(ws, &mut refs)?;
-        }
-        // Compare.
+        Ok(rebuild)
+    }
+
+    /// QEMU's compare_refcounts: compares the on-disk refcounts with
+    /// `refs`, repairing per `fix`; a referenced cluster whose refcount is
+    /// 0 (its refcount block may be missing) sets `rebuild` instead.
+    /// Returns the highest cluster in use.
+    fn compare_refcounts(
+        &self,
+        ws: &mut WState,
+        refs: &Refs,
+        fix: CheckMode,
+        rebuild: &mut bool,
+        rep: &mut CheckReport,
+    ) -> u64 {
         let mut highest = 0u64;
-        let mut idx: Vec<u64> = (0..nb).collect();
-        idx.extend(refs.sparse.keys().copied().filter(|k| *k >= nb));
-        for i in idx {
+        for i in refs.indices() {
             let r1 = match self.get_refcount(ws, i) {
                 Ok(v) => v,
                 Err(e) => {
-                    log::error!("qcow2 check: can't get refcount for cluster {i}: {e}");
+                    log::error!("qcow2 check: Can't get refcount for cluster {i}: {e}");
                     rep.check_errors += 1;
                     continue;
                 }
@@ -382,180 +512,211 @@ impl Qcow2Node {
             if r1 == r2 {
                 continue;
             }
-            let fix = !broken_blocks
-                && ((r1 > r2 && mode.contains(CheckMode::FIX_LEAKS))
-                    || (r1 < r2 && mode.contains(CheckMode::FIX_ERRORS)));
-            // Never allocates: `cover_references` made every block the
-            // references need (an uncovered cluster stays reported).
-            if fix && self.change_refcount(ws, i, r2 as i64 - r1 as i64).is_ok() {
-                if r1 > r2 {
-                    rep.leaks_fixed += 1;
-                } else {
-                    rep.corruptions_fixed += 1;
-                }
-                continue;
+            if r1 == 0 {
+                *rebuild = true;
             }
-            if r1 < r2 {
+            let fixable = r1 != 0
+                && ((r1 > r2 && fix.contains(CheckMode::FIX_LEAKS))
+                    || (r1 < r2 && fix.contains(CheckMode::FIX_ERRORS)));
+            if fixable {
+                log::warn!("qcow2 check: Repairing cluster {i} refcount={r1} reference={r2}");
+                // Never allocates: r1 > 0, so a refcount block covers i.
+                if self.change_refcount(ws, i, r2 as i64 - r1 as i64).is_ok() {
+                    if r2 == 0 && i < refs.dense.len() as u64 {
+                        // Nothing references it: discard it as QEMU does
+                        // (QCOW2_DISCARD_ALWAYS); a crash before the
+                        // refcount reaches disk leaves a harmless leak.
+                        let cs = 1u64 << refs.cs_bits;
+                        if let Err(e) = self.file.discard(i * cs, cs) {
+                            log::debug!("qcow2 check: discard of cluster {i} failed: {e}");
+                        }
+                    }
+                    if r1 > r2 {
+                        rep.leaks_fixed += 1;
+                    } else {
+                        rep.corruptions_fixed += 1;
+                    }
+                    continue;
+                }
+            } else if r1 < r2 {
                 log::error!("qcow2 check: ERROR cluster {i} refcount={r1} reference={r2}");
-                rep.corruptions += 1;
             } else {
                 log::warn!("qcow2 check: Leaked cluster {i} refcount={r1} reference={r2}");
+            }
+            if r1 < r2 {
+                rep.corruptions += 1;
+            } else {
                 rep.leaks += 1;
             }
         }
-        if broken_blocks && mode.0 != 0 {
-            // Rebuilding the refcount structure is not implemented: repair
-            // nothing rather than write refcounts into unusable blocks.
-            log::error!("qcow2 check: ERROR need to rebuild refcount structures");
-            rep.check_errors += 1;
-            rep.image_end_offset = Some((highest + 1) * cs);
-            return Ok(rep);
+        highest
+    }
+
+    /// QEMU's qcow2_check_refcounts: count, compare, then repair: leaks and
+    /// refcounts in place, or the whole refcount structure rebuilt
+    /// (rebuild.rs) when a block is unusable or a referenced cluster has
+    /// refcount 0. `-r leaks` cannot rebuild and fails with EIO.
+    fn check_locked(&self, ws: &mut WState, mode: CheckMode) -> Result<CheckReport> {
+        let g = self.geo();
+        let cs = g.cs();
+        let mut rep = CheckReport {
+            total_clusters: Some(self.meta_read().h.size.div_ceil(cs)),
+            allocated_clusters: Some(0),
+            fragmented_clusters: Some(0),
+            compressed_clusters: Some(0),
+            ..CheckReport::default()
+        };
+        let incomplete = self.check_snapshot_table(&mut rep, mode);
+        let (mut refs, mut rebuild) = self.calculate_refcounts(ws, mode, &mut rep, true)?;
+        let pre_compare = rep.clone();
+        let mut highest =
+            self.compare_refcounts(ws, &refs, CheckMode::REPORT, &mut rebuild, &mut rep);
+        if rebuild && mode.contains(CheckMode::FIX_ERRORS) {
+            let old = rep.clone();
+            log::warn!("qcow2 check: Rebuilding refcount structure");
+            if let Err(e) = self.rebuild_refcount_structure(ws, &mut refs) {
+                log::error!("qcow2 check: {e}");
+                return Err(self.ctx(e));
+            }
+            rep.corruptions = 0;
+            rep.leaks = 0;
+            rebuild = false;
+            // The references change with the new structure: count again
+            // (the fragmentation figures stay those of the first count).
+            let frag = (
+                rep.allocated_clusters,
+                rep.fragmented_clusters,
+                rep.compressed_clusters,
+            );
+            let (refs2, rb) = self.calculate_refcounts(ws, CheckMode::REPORT, &mut rep, false)?;
+            rebuild |= rb;
+            (
+                rep.allocated_clusters,
+                rep.fragmented_clusters,
+                rep.compressed_clusters,
+            ) = frag;
+            let mut fresh_leaks = 0;
+            if mode.contains(CheckMode::FIX_LEAKS) {
+                // The old structures are leaked now; free them.
+                let saved = rep.clone();
+                let mut r = CheckReport::default();
+                highest =
+                    self.compare_refcounts(ws, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
+                if rebuild {
+                    log::error!("qcow2 check: ERROR rebuilt refcount structure is still broken");
+                }
+                fresh_leaks = r.leaks;
+                rep = saved;
+            }
+            if rep.corruptions < old.corruptions {
+                rep.corruptions_fixed += old.corruptions - rep.corruptions;
+            }
+            if rep.leaks < old.leaks {
+                rep.leaks_fixed += old.leaks - rep.leaks;
+            }
+            rep.leaks += fresh_leaks;
+        } else if mode.0 != 0 {
+            if rebuild {
+                log::error!("qcow2 check: ERROR need to rebuild refcount structures");
+                return Err(self.ctx(block_core::BlockError::io(
+                    "check",
+                    "need to rebuild refcount structures",
+                )));
+            }
+            if rep.leaks != 0 || rep.corruptions != 0 {
+                rep = pre_compare;
+                highest = self.compare_refcounts(ws, &refs, mode, &mut rebuild, &mut rep);
+            }
         }
         self.check_copied(ws, &mut rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);
+        if !incomplete.is_empty() {
+            self.fix_snapshot_table(ws, &incomplete)?;
+            rep.corruptions_fixed += incomplete.len() as u64;
+        }
         Ok(rep)
     }
 
-    /// Gives every referenced cluster a refcount block (growing the
-    /// refcount table if needed) before the repair writes refcounts. The
-    /// new structures go only to clusters that `refs`, the references just
-    /// computed, shows unused, and are counted in `refs`: the on-disk
-    /// refcounts that the allocator trusts are what is being repaired
-    /// (after a crash with lazy refcounts they call clusters free that
-    /// hold data, and the missing block's range may start with data), so
-    /// nothing here may use them. As in QEMU's rebuild of the refcount
-    /// structure. A block goes into its own range when that has a free
-    /// cluster (it describes itself), else to the first free cluster.
-    /// Ranges that no table within the size limit can cover stay
-    /// uncovered; their clusters are then reported, not fixed.
-    fn cover_references(&self, ws: &mut WState, refs: &mut Refs) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
-        let e = g.rb_entries();
-        // Clusters are only ever taken here, so the first free one never
-        // moves down.
-        let mut cursor = 1u64;
-        let mut limit = MAX_REFTABLE_BYTES / 8;
-        let mut changed = false;
-        for _ in 0..64 {
-            let covered = |ws: &WState, t: u64| {
-                ws.reftable
-                    .get(t as usize)
-                    .is_some_and(|x| x & REFT_OFFSET_MASK != 0)
-            };
-            let mut need = refs.used_ranges(e);
-            need.retain(|&t| t < limit && !covered(ws, t));
-            let Some(&top) = need.last() else {
-                break;
-            };
-            changed = true;
-            if top >= ws.reftable.len() as u64 {
-                if !self.grow_reftable_for_repair(ws, refs, top + 1, &mut cursor) {
-                    limit = ws.reftable.len() as u64;
-                }
-                continue;
-            }
-            for t in need {
-                let own = ((t * e).max(1)..(t + 1) * e).find(|&c| refs.get(c) == 0);
-                let c = match own {
-                    Some(c) => c,
-                    None => {
-                        while refs.get(cursor) != 0 {
-                            cursor += 1;
-                        }
-                        cursor
-                    }
-                };
-                let off = c * cs;
-                refs.inc(off, cs, &mut CheckReport::default());
-                self.l2.remove(off);
-                self.rc.insert(off, vec![0u8; cs as usize], true);
-                ws.reftable[t as usize] = off;
-                ws.reftable_dirty = true;
-                log::info!("qcow2 check: new refcount block {t} at {off:#x}");
-            }
-        }
-        if changed {
-            let m = self.meta_read();
-            self.refresh_overlap(&m, ws);
-        }
-        Ok(())
-    }
-
-    /// Moves the refcount table to clusters `refs` shows free, with at
-    /// least `min_entries` entries (and enough to cover itself). The old
-    /// table stays counted in `refs` and is freed after the header that
-    /// points at the new one is written. Returns false (and does nothing)
-    /// when the table would exceed its size limit.
-    fn grow_reftable_for_repair(
-        &self,
-        ws: &mut WState,
-        refs: &mut Refs,
-        min_entries: u64,
-        cursor: &mut u64,
-    ) -> bool {
-        let cs = self.geo().cs();
-        let e = self.geo().rb_entries();
-        let most = MAX_REFTABLE_BYTES / 8;
-        let mut entries = min_entries.max((ws.reftable.len() as u64 * 2).min(most));
-        let (loc, k) = loop {
-            let k = (entries * 8).div_ceil(cs);
-            if k * cs > MAX_REFTABLE_BYTES {
-                log::error!("qcow2 check: refcount table would exceed its size limit");
-                return false;
-            }
-            while refs.get(*cursor) != 0 {
-                *cursor += 1;
-            }
-            let Some(loc) = refs.free_run(*cursor, k) else {
-                return false;
-            };
-            let need = (loc + k - 1) / e + 1;
-            if need > entries {
-                entries = need.max((need + need / 2).min(most));
-                continue;
-            }
-            break (loc, k);
-        };
-        refs.inc(loc * cs, k * cs, &mut CheckReport::default());
-        let (old_off, old_clusters) = {
+    /// Completes the snapshot entries `incomplete` (the disk size becomes
+    /// the image's, as QEMU does) and writes the table anew. A table that
+    /// lay past the end of the file has nothing to free.
+    fn fix_snapshot_table(&self, ws: &mut WState, incomplete: &[usize]) -> Result<()> {
+        let flen = self.file.length()?;
+        let list = {
             let mut m = self.meta_write();
-            let old = (
-                m.h.refcount_table_offset,
-                u64::from(m.h.refcount_table_clusters),
-            );
-            m.h.refcount_table_offset = loc * cs;
-            m.h.refcount_table_clusters = k as u32;
-            m.header_dirty = true;
-            old
+            let size = m.h.size;
+            if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
+                // QEMU tries to free it and fails with EINVAL; say so alike.
+                log::warn!("qcow2 check: qcow2_free_clusters failed: Invalid argument");
+                m.snapshots_size = 0;
+            }
+            let mut list = m.snapshots.clone();
+            for &i in incomplete {
+                list[i].disk_size = Some(size);
+            }
+            list
         };
-        ws.reftable.resize((k * cs / 8) as usize, 0);
-        ws.reftable_dirty = true;
-        ws.deferred.push(Deferred {
-            offset: old_off,
-            clusters: old_clusters,
-            punch: false,
-        });
-        log::info!("qcow2 check: refcount table moved to {:#x}", loc * cs);
-        let m = self.meta_read();
-        self.refresh_overlap(&m, ws);
-        true
+        self.store_snapshots(ws, list)
     }
 
+    /// Reports snapshot table entries that lack the fields version 3
+    /// requires (QEMU: "snapshot table entry N is incomplete"). Returns
+    /// those to repair (with FIX_ERRORS; they are fixed after the
+    /// refcounts, as in QEMU).
+    fn check_snapshot_table(&self, rep: &mut CheckReport, mode: CheckMode) -> Vec<usize> {
+        let m = self.meta_read();
+        let mut fix = Vec::new();
+        if m.h.version < 3 {
+            return fix;
+        }
+        for (i, s) in m.snapshots.iter().enumerate() {
+            if s.disk_size.is_some() {
+                continue;
+            }
+            if mode.contains(CheckMode::FIX_ERRORS) {
+                log::warn!("qcow2 check: Repairing snapshot table entry {i} is incomplete");
+                fix.push(i);
+            } else {
+                log::error!("qcow2 check: ERROR snapshot table entry {i} is incomplete");
+                rep.corruptions += 1;
+            }
+        }
+        fix
+    }
+
+    /// QEMU's check_oflag_copied: the COPIED flag of every active L1 and
+    /// L2 entry must say whether the refcount is 1. Repaired with
+    /// FIX_ERRORS, and with FIX_LEAKS when the refcounts are now clean.
     fn check_copied(&self, ws: &mut WState, rep: &mut CheckReport, mode: CheckMode) -> Result<()> {
         let g = self.geo();
-        let fix = mode.contains(CheckMode::FIX_ERRORS);
+        let repair = mode.contains(CheckMode::FIX_ERRORS)
+            || (mode.contains(CheckMode::FIX_LEAKS)
+                && rep.check_errors == 0
+                && rep.corruptions == 0
+                && rep.leaks == 0);
+        let word = if repair { "Repairing" } else { "ERROR" };
+        let say = |m: String| {
+            if repair {
+                log::warn!("qcow2 check: {m}")
+            } else {
+                log::error!("qcow2 check: {m}")
+            }
+        };
         let l1 = self.meta_read().l1.clone();
         for (i, &l1e) in l1.iter().enumerate() {
             let l2 = l1e & L1E_OFFSET_MASK;
-            if l2 == 0 || g.in_cluster(l2) != 0 {
+            if l2 == 0 {
                 continue;
             }
             let Ok(rc) = self.get_refcount(ws, l2 / g.cs()) else {
                 continue;
             };
             if (rc == 1) != (l1e & OFLAG_COPIED != 0) {
-                if fix {
+                rep.corruptions += 1;
+                say(format!(
+                    "{word} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"
+                ));
+                if repair {
                     let mut m = self.meta_write();
                     m.l1[i] = if rc == 1 {
                         l1e | OFLAG_COPIED
@@ -563,13 +724,15 @@ impl Qcow2Node {
                         l1e & !OFLAG_COPIED
                     };
                     m.l1_dirty = true;
+                    rep.corruptions -= 1;
                     rep.corruptions_fixed += 1;
-                } else {
-                    log::error!("qcow2 check: OFLAG_COPIED L2 cluster: l1_index={i} refcount={rc}");
-                    rep.corruptions += 1;
                 }
             }
+            if g.in_cluster(l2) != 0 {
+                continue;
+            }
             let Ok(table) = self.l2_table(l2) else {
+                log::error!("qcow2 check: ERROR: Could not read L2 table");
                 rep.check_errors += 1;
                 continue;
             };
@@ -580,9 +743,7 @@ impl Qcow2Node {
                 let e = get_u64(&d, j * es);
                 let ct = g.cluster_type(e);
                 let off = e & L2E_OFFSET_MASK;
-                let relevant =
-                    ct == ClusterType::Normal || (ct == ClusterType::ZeroAlloc && off != 0);
-                if !relevant {
+                if ct != ClusterType::Normal && ct != ClusterType::ZeroAlloc {
                     continue;
                 }
                 let rc = if self.data_file.is_some() {
@@ -594,7 +755,11 @@ impl Qcow2Node {
                     }
                 };
                 if (rc == 1) != (e & OFLAG_COPIED != 0) {
-                    if fix {
+                    rep.corruptions += 1;
+                    say(format!(
+                        "{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"
+                    ));
+                    if repair {
                         changes.push((
                             j,
                             if rc == 1 {
@@ -603,16 +768,12 @@ impl Qcow2Node {
                                 e & !OFLAG_COPIED
                             },
                         ));
-                        rep.corruptions_fixed += 1;
-                    } else {
-                        log::error!(
-                            "qcow2 check: OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"
-                        );
-                        rep.corruptions += 1;
                     }
                 }
             }
             if !changes.is_empty() {
+                rep.corruptions -= changes.len() as u64;
+                rep.corruptions_fixed += changes.len() as u64;
                 let mut w = table.write();
                 for (j, e) in changes {
                     crate::header::put_u64(&mut w, j * es, e);

@@ -48,7 +48,10 @@ impl BlockDriver for Qcow2Driver {
         }
         let magic = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
         let version = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        if magic == MAGIC && (version == 2 || version == 3) {
+        // As QEMU: the magic with any version from 2 on is qcow2, so that
+        // open refuses an unsupported version instead of the file being
+        // taken for raw (version 1 is QEMU's older qcow format).
+        if magic == MAGIC && version >= 2 {
             100
         } else {
             0

@@ -16,6 +16,9 @@ impl BlockNode for Qcow2Node {
         bufs: &mut [IoSliceMut<'_>],
         _flags: ReqFlags,
     ) -> Result<()> {
+        if self.meta_read().h.crypt_method != 0 {
+            return Err(self.ctx(crate::crypto::no_secret("read")));
+        }
         if bufs.len() == 1 {
             return self.read_linear(offset, &mut bufs[0]);
         }
@@ -70,6 +73,9 @@ impl BlockNode for Qcow2Node {
                 d["data-file"] = serde_json::json!(df);
                 d["data-file-raw"] = serde_json::json!(h.data_file_raw());
             }
+            if h.crypt_method != 0 {
+                d["encrypt"] = crate::crypto::describe(&self.file, h)?;
+            }
             d["corrupt"] = serde_json::json!(
                 h.is_corrupt() || self.corrupt.load(std::sync::atomic::Ordering::Acquire)
             );
@@ -108,6 +114,9 @@ impl BlockNode for Qcow2Node {
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
+        if self.meta_read().h.crypt_method != 0 {
+            return Err(self.ctx(crate::crypto::no_secret("block_status")));
+        }
         self.block_status_impl(offset, len)
     }
 

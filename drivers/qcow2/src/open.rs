@@ -26,15 +26,18 @@ pub(crate) struct Loaded {
     pub reftable: Vec<u64>,
     pub snapshots: Vec<Snapshot>,
     pub snapshots_size: u64,
+    /// A table past the end of the file (damage.rs), `None` when intact.
+    pub damage: Option<&'static str>,
 }
 
-fn read_u64s(file: &Arc<dyn BlockNode>, off: u64, n: usize) -> Result<Vec<u64>> {
+fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result<Vec<u64>> {
     let mut buf = vec![0u8; n * 8];
-    file.read_at(off, &mut buf)?;
+    crate::damage::read_padded(file, flen, off, &mut buf)?;
     Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
 }
 
-/// Reads and validates header, L1, refcount table and snapshot table.
+/// Reads and validates header, L1, refcount table and snapshot table;
+/// `lenient` tolerates invalid snapshot L1 tables (check, read-only).
 pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
     let flen = file.length()?;
     let first = (flen.min(1 << MAX_CLUSTER_BITS)) as usize;
@@ -48,20 +51,13 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
         }
     }
     let h = Header::parse(&buf, flen)?;
-    let l1 = read_u64s(file, h.l1_table_offset, h.l1_size as usize)?;
+    let l1 = read_u64s(file, flen, h.l1_table_offset, h.l1_size as usize)?;
     let rt_entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
-    let reftable = read_u64s(file, h.refcount_table_offset, rt_entries as usize)?;
+    let reftable = read_u64s(file, flen, h.refcount_table_offset, rt_entries as usize)?;
     let base = h.snapshots_offset;
     let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, h.version, |o, l| {
-        let end = base + o + l as u64;
-        if end > flen {
-            return Err(BlockError::corrupt(
-                "read snapshot table",
-                "snapshot table runs past the end of the image file",
-            ));
-        }
         let mut b = vec![0u8; l];
-        file.read_at(base + o, &mut b)?;
+        crate::damage::read_padded(file, flen, base + o, &mut b)?;
         Ok(b)
     })?;
     let cs = h.cluster_size();
@@ -79,7 +75,9 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
             ));
         }
     }
+    let damage = crate::damage::table_past_eof(&h, flen, snapshots_size);
     Ok(Loaded {
+        damage,
         h,
         l1,
         reftable,
@@ -139,11 +137,20 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     freq.flags = req.flags;
     let file = host.open_child(&freq)?;
     let lenient = req.flags.contains(OpenFlags::CHECK);
-    let mut ld = load(&file, lenient).map_err(ctx)?;
+    // Snapshot L1 tables are validated when used; a read-only open
+    // tolerates invalid ones as QEMU does (snapshot changes need a
+    // writable open, which refuses them).
+    let mut ld = load(&file, lenient || read_only).map_err(ctx)?;
     if let Some(sel) = &snapshot_view {
         snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
     }
     let h = &ld.h;
+    if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
+        return Err(ctx(crate::damage::refuse_writable(what)));
+    }
+    if h.crypt_method != 0 && (!read_only || lenient) {
+        return Err(ctx(crate::crypto::no_secret("open")));
+    }
     if h.is_corrupt() && !read_only && !lenient {
         return Err(ctx(BlockError::corrupt(
             "open",
@@ -278,7 +285,8 @@ impl Qcow2Node {
         {
             self.writeback(&mut ws, false)?;
         }
-        let loaded = load(&self.file, self.flags.contains(OpenFlags::CHECK)).and_then(|mut l| {
+        let lenient = self.flags.contains(OpenFlags::CHECK) || self.read_only;
+        let loaded = load(&self.file, lenient).and_then(|mut l| {
             if let Some(sel) = &self.snapshot_view {
                 snapview::apply(&self.file, &mut l, sel)?;
             }

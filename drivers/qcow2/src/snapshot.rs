@@ -112,7 +112,7 @@ pub fn parse_table(
         let extra_size = get_u32(&h, 36);
         if extra_size > MAX_EXTRA {
             return Err(bad(format!(
-                "Snapshot {i}: extra data too large ({extra_size} bytes)"
+                "Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qemu-img check -r all"
             )));
         }
         let id_len = u16::from_be_bytes([h[12], h[13]]) as usize;
@@ -141,12 +141,11 @@ pub fn parse_table(
         if extra.len() >= 8 {
             sn.vm_state_size = get_u64(extra, 0);
         }
+        // Version 3 requires disk_size; an entry without it is incomplete
+        // (QEMU opens it and `check` reports it), `disk_size` stays None.
+        let _ = version;
         if extra.len() >= 16 {
             sn.disk_size = Some(get_u64(extra, 8));
-        } else if version >= 3 {
-            return Err(bad(format!(
-                "Snapshot {i}: extra data too short for a version 3 image"
-            )));
         }
         if extra.len() >= 24 {
             let ic = get_u64(extra, 16);

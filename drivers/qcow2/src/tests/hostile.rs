@@ -143,9 +143,16 @@ fn extension_past_cluster_and_snapshot_table_bounds() {
     let img = good(&s);
     qemu_img(&["snapshot", "-c", "x", &img]);
     let so = u64::from_be_bytes(peek(&img, 64, 8).try_into().unwrap());
-    // Snapshot L1 too large.
+    // Snapshot L1 too large: validated when used, as in QEMU (qemu-img
+    // info and qemu-io open it; loading the snapshot fails). A writable
+    // open refuses it, so no snapshot operation can use it.
     poke(&img, so + 8, &0x0fff_ffffu32.to_be_bytes());
-    assert!(try_open(&img, OpenFlags::READ_ONLY).is_err());
+    assert!(try_open(&img, OpenFlags::READ_ONLY).is_ok());
+    assert!(try_open(&img, OpenFlags::NONE).is_err());
+    let mut req = OpenRequest::new(&img, OpenFlags::READ_ONLY);
+    req.options.push(("snapshot.name".into(), "x".into()));
+    let err = crate::open::open(&req, Arc::new(TestHost)).unwrap_err();
+    assert!(err.message.contains("Snapshot L1 table too large"), "{err}");
 }
 
 #[test]

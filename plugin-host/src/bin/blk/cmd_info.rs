@@ -108,6 +108,9 @@ pub fn report_qobj(r: &NodeReport) -> QObj {
     if let Some(fs) = format_specific(r) {
         d.put("format-specific", fs);
     }
+    if encrypted(r) {
+        d.put("encrypted", true);
+    }
     let children: Vec<QObj> = r
         .children
         .iter()
@@ -120,6 +123,16 @@ pub fn report_qobj(r: &NodeReport) -> QObj {
         .collect();
     d.put("children", QObj::List(children));
     d
+}
+
+/// True for an encrypted image: its format-specific data describes the
+/// encryption (qcow2's `encrypt`), as QEMU's ImageInfo `encrypted`.
+fn encrypted(r: &NodeReport) -> bool {
+    r.info
+        .format_specific
+        .as_ref()
+        .and_then(|v| v.get("data"))
+        .is_some_and(|d| d.get("encrypt").is_some())
 }
 
 /// The format-specific object; protocol nodes of the `file` driver get
@@ -183,6 +196,9 @@ pub fn dump_node_human(r: &NodeReport, indent: usize, protocol: bool, out: &mut 
             &format!("virtual size: {} ({vs} bytes)", size_to_str(vs)),
         );
         push_line(out, indent, &format!("disk size: {disk}"));
+    }
+    if encrypted(r) {
+        push_line(out, indent, "encrypted: yes");
     }
     if let Some(cs) = r.info.cluster_size {
         push_line(out, indent, &format!("cluster_size: {cs}"));
