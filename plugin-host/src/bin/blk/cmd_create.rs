@@ -199,6 +199,10 @@ pub fn create_image(
             )));
         }
         let full = block_core::resolve_relative(b, Some(filename));
+        // QEMU compares the names; blk the files too (`./a`, links).
+        if b == filename || plugin_host::safety::same_file(&full, filename) {
+            return Err(ferr(plugin_host::host::SAME_AS_BACKING.to_string()));
+        }
         if backing_fmt.is_none() {
             let mut msg = "Backing file specified without backing format".to_string();
             if let Ok(img) = host.open(

@@ -26,6 +26,7 @@ mod opts_check;
 mod qjson;
 mod snapshot_src;
 mod snapshots;
+mod target_check;
 
 use clap::{Parser, Subcommand};
 use common::{CliResult, Globals};
