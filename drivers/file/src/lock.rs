@@ -259,9 +259,12 @@ fn check_conflicts(file: &File, flavor: Flavor, path: &str, set: LockSet) -> Res
     Ok(())
 }
 
-/// No other holder at all: QEMU's check for every permission unshared, then
-/// any lock on any byte of the file (a holder that is not QEMU's kind).
+/// No other holder at all. First the conflicts of a writer (what QEMU's
+/// format open after a create meets, so its message where it refuses
+/// there), then QEMU's check for every permission unshared, then any lock
+/// on any byte of the file (a holder that is not QEMU's kind).
 fn check_exclusive(file: &File, flavor: Flavor, path: &str) -> Result<()> {
+    check_conflicts(file, flavor, path, LockSet::WRITER)?;
     check_conflicts(file, flavor, path, LockSet::ALL)?;
     if held_by_other(file, flavor, 0, 0) {
         return Err(conflict(path, "write", false));
