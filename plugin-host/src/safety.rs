@@ -4,7 +4,7 @@
 
 use crate::graph::GraphNode;
 use block_core::{ChildRole, Registry, Result};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 /// The identity of an existing file, symlinks followed: device and inode,
 /// so that `a`, `./a`, a symlink to `a` and a hard link of `a` are one file.
@@ -90,14 +90,23 @@ pub fn check_unused(registry: &Registry, name: &str) -> Result<()> {
         _ => return Ok(()),
     }
     let path = name.strip_prefix("file:").unwrap_or(name);
-    let Ok(file) = std::fs::File::open(path) else {
+    // Only regular files and block devices are opened (a FIFO would block).
+    let is_image =
+        |m: &std::fs::Metadata| m.file_type().is_file() || m.file_type().is_block_device();
+    if !std::fs::metadata(path)
+        .map(|m| is_image(&m))
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
         return Ok(());
     };
-    let Ok(meta) = file.metadata() else {
-        return Ok(());
-    };
-    let ft = meta.file_type();
-    if !(ft.is_file() || ft.is_block_device()) {
+    if !file.metadata().map(|m| is_image(&m)).unwrap_or(false) {
         return Ok(());
     }
     blk_file::lock::check_unused(&file, path, blk_file::lock::LockSet::CREATE)

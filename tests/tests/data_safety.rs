@@ -225,6 +225,29 @@ fn check_held(kind: Kind) {
                 holder = hold(kind, fmt, &t);
             }
         }
+        // Other names of the held file: a symlink and a hard link.
+        let sym = format!("l.{fmt}");
+        let hard = format!("h.{fmt}");
+        std::os::unix::fs::symlink(&target, d.join(&sym)).unwrap();
+        std::fs::hard_link(&t, d.join(&hard)).unwrap();
+        for name in [&sym, &hard] {
+            for args in [
+                vec!["create", "-f", fmt, name.as_str(), "4M"],
+                vec!["convert", "-O", fmt, "a.qcow2", name.as_str()],
+            ] {
+                let r = refused(d, &args, &[&target]);
+                assert!(
+                    r.stderr
+                        .ends_with(&format!("Is another process using the image [{name}]?")),
+                    "{kind:?} {args:?}: {}",
+                    r.stderr
+                );
+                assert!(
+                    is_locked(&t),
+                    "{kind:?} {args:?}: qemu-img replaced the file"
+                );
+            }
+        }
         drop(holder);
         // The control: once nobody holds it, the same create succeeds.
         let out = run_in(d, &blk_bin(), &["create", "-q", "-f", fmt, &target, "4M"]);

@@ -115,10 +115,15 @@ impl FileNode {
             .open(path)
         {
             Ok(f) => (f, true),
+            // Exists (or is a dangling symlink, which O_EXCL refuses and
+            // plain O_CREAT follows, as QEMU's create does): open it as it
+            // is, without truncating.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let f = OpenOptions::new()
                     .read(true)
                     .write(true)
+                    .create(true)
+                    .truncate(false)
                     .open(path)
                     .map_err(create_err)?;
                 (f, false)
