@@ -76,8 +76,13 @@ fn hold(kind: Kind, fmt: &str, img: &Path) -> Holder {
         .spawn()
         .unwrap_or_else(|e| panic!("start {kind:?}: {e}"));
     let mut h = Holder { child };
+    // Until its locks are on the file and have stopped changing (QEMU
+    // takes its bytes one by one, and a format may change them after its
+    // open).
     let start = Instant::now();
-    while !is_locked(img) {
+    let mut last = String::new();
+    let mut stable = 0;
+    while stable < 3 {
         if let Ok(Some(st)) = h.child.try_wait() {
             panic!("{kind:?} holder of {} exited: {st}", img.display());
         }
@@ -86,9 +91,31 @@ fn hold(kind: Kind, fmt: &str, img: &Path) -> Holder {
             "{kind:?} did not lock {}",
             img.display()
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(15));
+        let now = lock_lines(img);
+        if is_locked(img) && now == last {
+            stable += 1;
+        } else {
+            stable = 0;
+        }
+        last = now;
     }
     h
+}
+
+/// The `/proc/locks` lines about `img`'s inode, without their numbers.
+fn lock_lines(img: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(img).map(|m| m.ino()).unwrap_or(0);
+    let key = format!(":{ino} ");
+    let mut v: Vec<String> = std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&key))
+        .map(|l| l.split_once(':').map_or(l, |(_, r)| r).trim().to_string())
+        .collect();
+    v.sort();
+    v.join("\n")
 }
 
 /// An image with seeded data in its first 64k, so that emptying or
