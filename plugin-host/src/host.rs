@@ -263,6 +263,10 @@ impl Host {
 
     /// Creates an image. `options` is a qemu-img style `k=v,...` string;
     /// `size`, `backing_file` and `backing_fmt` given separately override it.
+    ///
+    /// Refused, with every file left as it was, when the image would be its
+    /// own backing file or data file, or when any other process holds an
+    /// existing file of it open (docs/data-safety.md).
     pub fn create(
         &self,
         format: &str,
@@ -328,8 +332,11 @@ impl Host {
                 .in_file(filename));
             }
         }
-        crate::safety::check_unused(&self.registry, filename).map_err(|e| e.in_file(filename))?;
+        // One file: its protocol create checks it before it changes it.
+        // Two: both are checked before the first is emptied.
         if let Some(df) = &data_file {
+            crate::safety::check_unused(&self.registry, filename)
+                .map_err(|e| e.in_file(filename))?;
             // Reported for the image being created, the message names the
             // data file.
             crate::safety::check_unused(&self.registry, df).map_err(|mut e| {

@@ -2,9 +2,10 @@
 //! (docs/data-safety.md): whether two names are one file, which files an
 //! open image reads, and whether another process holds a file open.
 
-use crate::graph::GraphNode;
-use block_core::{ChildRole, Registry, Result};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use crate::graph::{GraphNode, NodeSpec};
+use block_core::{ChildRole, ErrorKind, OpenFlags, Registry, Result};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 /// The identity of an existing file, symlinks followed: device and inode,
 /// so that `a`, `./a`, a symlink to `a` and a hard link of `a` are one file.
@@ -79,35 +80,24 @@ pub fn find_same_file(root: &GraphNode, target: &str) -> Option<ImageFile> {
         .find(|f| file_id(&f.filename) == Some(id))
 }
 
-/// Checks, without changing or locking anything, that no other process
-/// holds the existing file `name` open (QEMU's create conflicts first, with
-/// QEMU's messages, then a holder of any kind). A name that does not exist,
-/// is not served by the `file` protocol or cannot be opened passes: the
-/// create that follows reports those itself.
-pub fn check_unused(registry: &Registry, name: &str) -> Result<()> {
-    match registry.protocol_for(name) {
-        Some(p) if p.driver.name() == "file" => {}
-        _ => return Ok(()),
-    }
-    let path = name.strip_prefix("file:").unwrap_or(name);
-    // Only regular files and block devices are opened (a FIFO would block).
-    let is_image =
-        |m: &std::fs::Metadata| m.file_type().is_file() || m.file_type().is_block_device();
-    if !std::fs::metadata(path)
-        .map(|m| is_image(&m))
-        .unwrap_or(false)
-    {
-        return Ok(());
-    }
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    else {
+/// Checks, without changing anything, that no other process holds the
+/// existing file `name` open: its protocol node is opened exclusively
+/// ([`OpenFlags::EXCLUSIVE`]) and closed again. A name that does not exist
+/// or cannot be opened passes: the create that follows reports it itself.
+/// For a create of several files, so that the first is not emptied before
+/// the second turns out to be held; each protocol create checks again.
+pub fn check_unused(registry: &Arc<Registry>, name: &str) -> Result<()> {
+    let Some(proto) = registry.protocol_for(name) else {
         return Ok(());
     };
-    if !file.metadata().map(|m| is_image(&m)).unwrap_or(false) {
-        return Ok(());
+    let spec = NodeSpec {
+        filename: name.to_string(),
+        format: Some(proto.driver.name().to_string()),
+        flags: OpenFlags::EXCLUSIVE,
+        options: Vec::new(),
+    };
+    match crate::graph::open_node(registry, &spec) {
+        Err(e) if e.kind == ErrorKind::Busy => Err(e),
+        _ => Ok(()),
     }
-    blk_file::lock::check_unused(&file, path, blk_file::lock::LockSet::CREATE)
 }

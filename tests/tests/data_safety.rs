@@ -620,3 +620,52 @@ fn qcow2_create_with_data_file_checks_both_files_first() {
     let check = run_in(d, Path::new("qemu-img"), &["check", "t.qcow2"]);
     assert!(check.status.success(), "{check:?}");
 }
+
+/// The same protocol when the file driver is a plugin library (the
+/// linked-in drivers left out).
+#[test]
+fn plugin_file_protocol_refuses_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = image(d, "t.raw", "raw", 0x5a);
+    image(d, "a.qcow2", "qcow2", 0x11);
+    let _h = hold(Kind::QemuIo, "raw", &t);
+    let before = std::fs::read(&t).unwrap();
+    for args in [
+        &["create", "-f", "raw", "t.raw", "4M"][..],
+        &["convert", "-n", "-O", "raw", "a.qcow2", "t.raw"],
+        &["resize", "-f", "raw", "t.raw", "8M"],
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "data_file=t.raw",
+            "x.qcow2",
+            "4M",
+        ],
+    ] {
+        let out = Command::new(blk_bin())
+            .args(args)
+            .current_dir(d)
+            .env("BLK_BUILTIN_DRIVERS", "0")
+            .env("BLK_PLUGIN_PATH", blk_tests::plugin_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.ends_with("Is another process using the image [t.raw]?\n"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read(&t).unwrap(), before, "{args:?}");
+    }
+    // It was the plugin that served: `blk plugins` names its library.
+    let out = Command::new(blk_bin())
+        .arg("plugins")
+        .env("BLK_BUILTIN_DRIVERS", "0")
+        .env("BLK_PLUGIN_PATH", blk_tests::plugin_dir())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("libblk_file.so"));
+}
