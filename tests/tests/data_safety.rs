@@ -396,7 +396,8 @@ fn same_file_fixture(d: &Path) {
     for f in std::fs::read_dir(d).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
-    image(d, "a.qcow2", "qcow2", 0x11);
+    let a = image(d, "a.qcow2", "qcow2", 0x11);
+    qemu_img_ok(&["snapshot", "-c", "s1", s(&a)]);
     image(d, "a.raw", "raw", 0x22);
     std::os::unix::fs::symlink("a.qcow2", d.join("sl.qcow2")).unwrap();
     std::fs::hard_link(d.join("a.qcow2"), d.join("hl.qcow2")).unwrap();
@@ -451,6 +452,7 @@ fn target_that_is_a_source_is_refused() {
         &["convert", "-f", "raw", "-O", "raw", "a.raw", "a.raw"],
         &["convert", "-O", "raw", "a.raw", "a.qcow2", "sl.qcow2"],
         &["convert", "-n", "-O", "qcow2", "a.qcow2", "a.qcow2"],
+        &["convert", "-l", "s1", "-O", "qcow2", "a.qcow2", "./a.qcow2"],
         &["convert", "-O", "qcow2", "top.qcow2", "base.qcow2"],
         &["convert", "-n", "-O", "qcow2", "top.qcow2", "base.qcow2"],
         &["convert", "-O", "raw", "d.qcow2", "d.raw"],
@@ -483,6 +485,10 @@ fn target_that_is_a_source_is_refused_where_qemu_destroys_it() {
         (
             &["convert", "-U", "-n", "-O", "qcow2", "a.qcow2", "hl.qcow2"],
             "blk: The target 'hl.qcow2' is the same file as the source image 'a.qcow2'; it would destroy the source",
+        ),
+        (
+            &["convert", "-U", "-l", "s1", "-O", "qcow2", "a.qcow2", "./a.qcow2"],
+            "blk: The target './a.qcow2' is the same file as the source image 'a.qcow2'; it would destroy the source",
         ),
         (
             &["convert", "-U", "-O", "qcow2", "top.qcow2", "base.qcow2"],
