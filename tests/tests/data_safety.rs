@@ -675,3 +675,46 @@ fn plugin_file_protocol_refuses_too() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("libblk_file.so"));
 }
+
+/// `commit` overwrites (and may grow) the base: a base that any process
+/// holds open refuses before either file changes.
+#[test]
+fn commit_into_a_held_base_changes_nothing() {
+    for kind in [
+        Kind::QemuNbd,
+        Kind::QemuIo,
+        Kind::QemuIoReadOnly,
+        Kind::BlkIo,
+        Kind::BlkIoReadOnly,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let base = image(d, "base.raw", "raw", 0x5a);
+        let top = [
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.raw",
+            "-F",
+            "raw",
+            "top.qcow2",
+            "8M",
+        ];
+        assert!(run_in(d, Path::new("qemu-img"), &top).status.success());
+        let w = ["-c", "write -P 0x6b 0 64k", "top.qcow2"];
+        assert!(run_in(d, Path::new("qemu-io"), &w).status.success());
+        let _h = hold(kind, "raw", &base);
+        let r = refused(d, &["commit", "top.qcow2"], &["base.raw", "top.qcow2"]);
+        assert!(
+            r.stderr
+                .ends_with("Is another process using the image [base.raw]?"),
+            "{kind:?}: {}",
+            r.stderr
+        );
+        if kind == Kind::QemuNbd {
+            assert!(r.qemu_refused, "qemu-nbd unshares resize");
+        }
+    }
+}
