@@ -12,9 +12,10 @@
 //!
 //! **Exclusive** use (creating, truncating or overwriting an image, see
 //! docs/data-safety.md) is stricter than QEMU: after the QEMU-compatible
-//! check (so that the message is QEMU's wherever QEMU refuses too), every
-//! permission is taken and none is shared, and a lock of any other process
-//! on any byte of the file refuses. A holder that shares write and resize
+//! check of the node's own set and then of a writer's (so that the message
+//! is QEMU's wherever QEMU refuses too), every permission is taken and none
+//! is shared, and a lock of any other process on any byte of the file
+//! refuses. A holder that shares write and resize
 //! (`qemu-io -f raw`) therefore keeps blk from zeroing its image, which
 //! `qemu-img create` does not.
 
@@ -196,25 +197,6 @@ impl FileLock {
     pub fn release(&mut self, file: &File) {
         if self.held.take().is_some() {
             release_all(file, flavor_for(file));
-        }
-    }
-}
-
-/// Checks, without taking any lock, that `file` could be used exclusively:
-/// first the conflicts of `set` (QEMU's messages), then any lock another
-/// holder has on the file. For a check before several files are changed.
-pub fn check_unused(file: &File, path: &str, set: LockSet) -> Result<()> {
-    let flavor = flavor_for(file);
-    let mut attempt = 0;
-    loop {
-        let r = check_conflicts(file, flavor, path, set)
-            .and_then(|()| check_exclusive(file, flavor, path));
-        match r {
-            Err(e) if e.kind == ErrorKind::Busy && attempt < LOCK_RETRIES => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => return r,
         }
     }
 }
