@@ -517,6 +517,19 @@ fn target_that_is_a_source_is_refused_where_qemu_destroys_it() {
         assert!(!r.qemu_refused, "qemu-img now refuses {args:?}");
         assert_eq!(r.stderr, *msg, "{args:?}");
     }
+    // A target that is its own -B backing file: qemu-img creates it (the
+    // old image is gone) and then fails to open it; blk refuses first.
+    for backing in ["a.qcow2", "./a.qcow2"] {
+        same_file_fixture(d);
+        let args = [
+            "convert", "-f", "raw", "-O", "qcow2", "-B", backing, "-F", "qcow2", "a.raw", "a.qcow2",
+        ];
+        let (out, _) = blk_refuses(d, &args, ALL_FILES);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "blk: a.qcow2: error while converting qcow2: Error: Trying to create an image with the same filename as the backing file\n"
+        );
+    }
     same_file_fixture(d);
     // The target's data file is a source; qemu-img refuses by its lock.
     let r = refused(
