@@ -141,6 +141,7 @@ impl FileNode {
         };
         let r = node
             .take_locks()
+            .and_then(|()| node.probe_size(size))
             .and_then(|()| node.resize(0, 0, Preallocation::Off))
             .and_then(|()| node.resize(0, size, prealloc))
             .and_then(|()| node.flush());
@@ -149,6 +150,19 @@ impl FileNode {
         }
         drop(node);
         r
+    }
+
+    /// Before an existing file is emptied: a size the file cannot have
+    /// (too large for the filesystem) fails here, with the file unchanged,
+    /// rather than after it has been truncated. Growing first only appends
+    /// zeros that the truncation right after drops again.
+    fn probe_size(&self, size: u64) -> Result<()> {
+        if size > self.file_len()? {
+            self.file
+                .set_len(size)
+                .map_err(|e| self.err("truncate", size, e))?;
+        }
+        Ok(())
     }
 
     /// The file name.

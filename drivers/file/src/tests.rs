@@ -104,3 +104,20 @@ fn wanted_permissions_are_checked_before_unshared_ones() {
         "{e}"
     );
 }
+
+#[test]
+fn create_that_cannot_have_its_size_leaves_files_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data) = file_with_data(dir.path());
+    // Past i64::MAX: no filesystem takes it.
+    let huge = 1u64 << 63;
+    FileNode::create(&path, huge, Preallocation::Off).unwrap_err();
+    assert_eq!(std::fs::read(&path).unwrap(), data, "existing file changed");
+    let new = dir.path().join("new");
+    let p = new.to_str().unwrap();
+    FileNode::create(p, huge, Preallocation::Off).unwrap_err();
+    assert!(
+        !new.exists(),
+        "a file the failed create made is left behind"
+    );
+}
