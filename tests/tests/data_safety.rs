@@ -731,3 +731,45 @@ fn commit_into_a_held_base_changes_nothing() {
         }
     }
 }
+
+/// A size the image cannot have fails before an existing file is emptied
+/// (qemu-img empties it first), in qemu-img's words.
+#[test]
+fn create_with_a_size_too_large_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    image(d, "e.raw", "raw", 0x5a);
+    // 128 GiB is the most a 512-byte-cluster qcow2 L1 table (32 MiB) maps;
+    // one sector more is refused.
+    let r = refused(
+        d,
+        &[
+            "create",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=512",
+            "e.raw",
+            "137438953984",
+        ],
+        &["e.raw"],
+    );
+    assert!(r.qemu_refused);
+    assert!(r.stderr.ends_with(
+        "The image size is too large for file format 'qcow2' (try using a larger cluster size)"
+    ));
+    // Whether a raw file of 4 EiB fits depends on the filesystem: where it
+    // does not, blk must refuse as qemu-img does, without emptying the file.
+    let args = ["create", "-f", "raw", "e.raw", "4E"];
+    let before = std::fs::read(d.join("e.raw")).unwrap();
+    let b = run_in(d, &blk_bin(), &args);
+    if b.status.success() {
+        std::fs::write(d.join("e.raw"), &before).unwrap();
+        let q = run_in(d, Path::new("qemu-img"), &args);
+        assert!(q.status.success(), "blk took 4E, qemu-img did not: {q:?}");
+    } else {
+        assert_eq!(std::fs::read(d.join("e.raw")).unwrap(), before);
+        let r = refused(d, &args, &["e.raw"]);
+        assert!(r.qemu_refused);
+    }
+}
