@@ -186,6 +186,10 @@ impl OpenFlags {
     pub const CHECK: OpenFlags = OpenFlags(0x20);
     /// Do not take image locks.
     pub const NO_LOCK: OpenFlags = OpenFlags(0x40);
+    /// Use the image exclusively (it is about to be truncated or overwritten):
+    /// a protocol shares no permission and refuses when any other process
+    /// holds the file open, even one that shares everything (docs/data-safety.md).
+    pub const EXCLUSIVE: OpenFlags = OpenFlags(0x80);
 
     /// True when every flag of `other` is set.
     pub fn contains(self, other: OpenFlags) -> bool {

@@ -308,6 +308,13 @@ impl HostServices for GraphServices {
         if self.parent_flags.contains(OpenFlags::READ_ONLY) {
             flags = flags.with(OpenFlags::READ_ONLY);
         }
+        // Exclusive use covers the storage of the image (file, data file),
+        // never its backing files, which stay shareable read-only bases.
+        if req.role == ChildRole::Backing {
+            flags = flags.without(OpenFlags::EXCLUSIVE);
+        } else if self.parent_flags.contains(OpenFlags::EXCLUSIVE) {
+            flags = flags.with(OpenFlags::EXCLUSIVE);
+        }
         if req.role == ChildRole::Backing {
             let canon = canonical(&filename);
             if let Some(pos) = self.chain.names.iter().position(|n| *n == canon) {

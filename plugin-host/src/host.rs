@@ -15,6 +15,10 @@ pub const PLUGIN_PATH_ENV: &str = "BLK_PLUGIN_PATH";
 /// `env_plugin_path` is on).
 pub const BUILTIN_DRIVERS_ENV: &str = "BLK_BUILTIN_DRIVERS";
 
+/// QEMU's message for an image created over its own backing file.
+pub const SAME_AS_BACKING: &str =
+    "Error: Trying to create an image with the same filename as the backing file";
+
 /// How to open an image.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -30,6 +34,10 @@ pub struct OpenOptions {
     pub force_share: bool,
     /// Open for `check` (do not refuse or repair corrupt images).
     pub for_check: bool,
+    /// Use the image's files exclusively, as before overwriting or
+    /// truncating it: refused while any other process holds them open
+    /// (docs/data-safety.md).
+    pub exclusive: bool,
     /// Format driver options (`key=value`).
     pub options: Vec<(String, String)>,
 }
@@ -52,6 +60,9 @@ impl OpenOptions {
         }
         if self.for_check {
             f = f.with(OpenFlags::CHECK);
+        }
+        if self.exclusive {
+            f = f.with(OpenFlags::EXCLUSIVE);
         }
         f
     }
@@ -252,6 +263,10 @@ impl Host {
 
     /// Creates an image. `options` is a qemu-img style `k=v,...` string;
     /// `size`, `backing_file` and `backing_fmt` given separately override it.
+    ///
+    /// Refused, with every file left as it was, when the image would be its
+    /// own backing file or data file, or when any other process holds an
+    /// existing file of it open (docs/data-safety.md).
     pub fn create(
         &self,
         format: &str,
@@ -283,8 +298,52 @@ impl Host {
             }
         }
         values = OptionValues::parse(&schema, &extra).map_err(|e| e.in_file(filename))?;
+        self.check_create_targets(filename, &values)?;
         d.driver
             .create(filename, &values, graph::services_for(&self.registry))
             .map_err(|e| e.in_file(filename))
+    }
+
+    /// Before any file of a new image is created or emptied: the image is
+    /// not its own backing file or data file, and no other process holds
+    /// the image or its data file open (so a create that fails at its
+    /// second file has not emptied the first). The protocol checks each
+    /// file again, under its locks, before truncating it.
+    fn check_create_targets(&self, filename: &str, values: &OptionValues) -> Result<()> {
+        let named = |k: &str| {
+            values
+                .get_str(k)
+                .filter(|v| !v.is_empty() && values.is_set(k))
+        };
+        if let Some(b) = named("backing_file") {
+            let full = block_core::resolve_relative(&b, Some(filename));
+            if b == filename || crate::safety::same_file(&full, filename) {
+                return Err(BlockError::invalid("", SAME_AS_BACKING).in_file(filename));
+            }
+        }
+        let data_file =
+            named("data_file").map(|d| block_core::resolve_relative(&d, Some(filename)));
+        if let Some(df) = &data_file {
+            if df == filename || crate::safety::same_file(df, filename) {
+                return Err(BlockError::invalid(
+                    "",
+                    format!("The data file '{df}' is the same file as the image"),
+                )
+                .in_file(filename));
+            }
+        }
+        // One file: its protocol create checks it before it changes it.
+        // Two: both are checked before the first is emptied.
+        if let Some(df) = &data_file {
+            crate::safety::check_unused(&self.registry, filename)
+                .map_err(|e| e.in_file(filename))?;
+            // Reported for the image being created, the message names the
+            // data file.
+            crate::safety::check_unused(&self.registry, df).map_err(|mut e| {
+                e.file = None;
+                e.in_file(filename)
+            })?;
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ pub mod host;
 pub mod image;
 mod linked;
 pub mod loader;
+pub mod safety;
 
 pub use graph::GraphNode;
 pub use host::{Host, HostBuilder, OpenOptions, BUILTIN_DRIVERS_ENV, PLUGIN_PATH_ENV};

@@ -10,6 +10,8 @@ mod driver;
 pub mod lock;
 mod node;
 mod sys;
+#[cfg(test)]
+mod tests;
 
 pub use driver::FileDriver;
 pub use node::FileNode;

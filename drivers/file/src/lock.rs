@@ -7,7 +7,17 @@
 //! After taking our bytes we test the bytes of the other side: someone holding
 //! `200 + i` while we want permission *i* means "Failed to get "X" lock";
 //! someone holding `100 + i` while we refuse to share *i* means
-//! "Failed to get shared "X" lock".
+//! "Failed to get shared "X" lock". As QEMU's `raw_check_lock_bytes`, every
+//! wanted permission is tested before any unshared one.
+//!
+//! **Exclusive** use (creating, truncating or overwriting an image, see
+//! docs/data-safety.md) is stricter than QEMU: after the QEMU-compatible
+//! check of the node's own set and then of a writer's (so that the message
+//! is QEMU's wherever QEMU refuses too), every permission is taken and none
+//! is shared, and a lock of any other process on any byte of the file
+//! refuses. A holder that shares write and resize
+//! (`qemu-io -f raw`) therefore keeps blk from zeroing its image, which
+//! `qemu-img create` does not.
 
 use block_core::{BlockError, ErrorKind, Result};
 use std::fs::File;
@@ -49,7 +59,20 @@ impl LockSet {
         perms: PERM_CONSISTENT_READ,
         unshared: PERM_WRITE,
     };
+    /// What QEMU's file protocol takes to create a file (`raw_co_create`):
+    /// write and resize, sharing everything but resize.
+    pub const CREATE: LockSet = LockSet {
+        perms: PERM_WRITE | PERM_RESIZE,
+        unshared: PERM_RESIZE,
+    };
+    /// Every permission, none shared: the set of exclusive use.
+    pub const ALL: LockSet = LockSet {
+        perms: PERM_ALL,
+        unshared: PERM_ALL,
+    };
 }
+
+const PERM_ALL: u8 = PERM_CONSISTENT_READ | PERM_WRITE | PERM_WRITE_UNCHANGED | PERM_RESIZE;
 
 #[derive(Clone, Copy)]
 enum Flavor {
@@ -63,12 +86,13 @@ fn fcntl_lock(
     cmd_get: bool,
     ltype: i16,
     byte: i64,
+    len: i64,
 ) -> io::Result<libc::flock> {
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = ltype;
     fl.l_whence = libc::SEEK_SET as i16;
     fl.l_start = byte;
-    fl.l_len = 1;
+    fl.l_len = len;
     fl.l_pid = 0;
     let cmd = match (flavor, cmd_get) {
         (Flavor::Ofd, false) => libc::F_OFD_SETLK,
@@ -87,7 +111,7 @@ fn fcntl_lock(
 
 fn flavor_for(file: &File) -> Flavor {
     // Probe OFD support with a harmless query on a byte nobody uses.
-    match fcntl_lock(file, Flavor::Ofd, true, libc::F_WRLCK as i16, 399) {
+    match fcntl_lock(file, Flavor::Ofd, true, libc::F_WRLCK as i16, 399, 1) {
         Ok(_) => Flavor::Ofd,
         Err(_) => Flavor::Posix,
     }
@@ -119,9 +143,21 @@ impl FileLock {
     /// briefly keeps that description, and its locks, alive until the child
     /// execs. A real owner holds its locks far longer.
     pub fn acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
+        self.acquire_with(file, path, set, false)
+    }
+
+    /// As [`FileLock::acquire`], then exclusively: every permission is taken
+    /// and none shared, and a lock of any other holder on any byte of the
+    /// file is a conflict. Conflicts that `set` alone has are reported first,
+    /// with QEMU's message for them.
+    pub fn acquire_exclusive(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
+        self.acquire_with(file, path, set, true)
+    }
+
+    fn acquire_with(&mut self, file: &File, path: &str, set: LockSet, excl: bool) -> Result<()> {
         let mut attempt = 0;
         loop {
-            match self.try_acquire(file, path, set) {
+            match self.try_acquire(file, path, set, excl) {
                 Err(e) if e.kind == ErrorKind::Busy && attempt < LOCK_RETRIES => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -131,44 +167,30 @@ impl FileLock {
         }
     }
 
-    fn try_acquire(&mut self, file: &File, path: &str, set: LockSet) -> Result<()> {
+    fn try_acquire(&mut self, file: &File, path: &str, set: LockSet, excl: bool) -> Result<()> {
         self.release(file);
         let flavor = flavor_for(file);
-        let err = |e: io::Error| BlockError::from_io("lock", e).in_file(path);
-        for i in 0..PERM_NAMES.len() as i64 {
-            if set.perms & (1 << i) != 0 {
-                if let Err(e) = fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, PERM_BASE + i)
-                {
-                    release_all(file, flavor);
-                    return Err(
-                        conflict_or(e, path, PERM_NAMES[i as usize], false).unwrap_or_else(err)
-                    );
+        let taken = if excl { LockSet::ALL } else { set };
+        let r = lock_bytes(file, flavor, path, set)
+            .and_then(|()| check_conflicts(file, flavor, path, set))
+            .and_then(|()| {
+                if excl {
+                    lock_bytes(file, flavor, path, LockSet::ALL)?;
+                    check_exclusive(file, flavor, path)
+                } else {
+                    Ok(())
                 }
+            });
+        match r {
+            Ok(()) => {
+                self.held = Some(taken);
+                Ok(())
             }
-            if set.unshared & (1 << i) != 0 {
-                if let Err(e) =
-                    fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, SHARED_BASE + i)
-                {
-                    release_all(file, flavor);
-                    return Err(
-                        conflict_or(e, path, PERM_NAMES[i as usize], true).unwrap_or_else(err)
-                    );
-                }
+            Err(e) => {
+                release_all(file, flavor);
+                Err(e)
             }
         }
-        for i in 0..PERM_NAMES.len() as i64 {
-            let name = PERM_NAMES[i as usize];
-            if set.perms & (1 << i) != 0 && held_by_other(file, flavor, SHARED_BASE + i) {
-                release_all(file, flavor);
-                return Err(conflict(path, name, false));
-            }
-            if set.unshared & (1 << i) != 0 && held_by_other(file, flavor, PERM_BASE + i) {
-                release_all(file, flavor);
-                return Err(conflict(path, name, true));
-            }
-        }
-        self.held = Some(set);
-        Ok(())
     }
 
     /// Releases every lock byte.
@@ -179,15 +201,77 @@ impl FileLock {
     }
 }
 
+/// Read-locks the bytes of `set` (held permissions and unshared ones).
+fn lock_bytes(file: &File, flavor: Flavor, path: &str, set: LockSet) -> Result<()> {
+    let err = |e: io::Error| BlockError::from_io("lock", e).in_file(path);
+    for i in 0..PERM_NAMES.len() as i64 {
+        let name = PERM_NAMES[i as usize];
+        if set.perms & (1 << i) != 0 {
+            fcntl_lock(file, flavor, false, libc::F_RDLCK as i16, PERM_BASE + i, 1)
+                .map_err(|e| conflict_or(e, path, name, false).unwrap_or_else(err))?;
+        }
+        if set.unshared & (1 << i) != 0 {
+            fcntl_lock(
+                file,
+                flavor,
+                false,
+                libc::F_RDLCK as i16,
+                SHARED_BASE + i,
+                1,
+            )
+            .map_err(|e| conflict_or(e, path, name, true).unwrap_or_else(err))?;
+        }
+    }
+    Ok(())
+}
+
+/// QEMU's check: every wanted permission against the others' unshared
+/// bytes, then every unshared permission against the others' holdings.
+fn check_conflicts(file: &File, flavor: Flavor, path: &str, set: LockSet) -> Result<()> {
+    for i in 0..PERM_NAMES.len() as i64 {
+        if set.perms & (1 << i) != 0 && held_by_other(file, flavor, SHARED_BASE + i, 1) {
+            return Err(conflict(path, PERM_NAMES[i as usize], false));
+        }
+    }
+    for i in 0..PERM_NAMES.len() as i64 {
+        if set.unshared & (1 << i) != 0 && held_by_other(file, flavor, PERM_BASE + i, 1) {
+            return Err(conflict(path, PERM_NAMES[i as usize], true));
+        }
+    }
+    Ok(())
+}
+
+/// No other holder at all. First the conflicts of a writer (what QEMU's
+/// format open after a create meets, so its message where it refuses
+/// there), then QEMU's check for every permission unshared, then any lock
+/// on any byte of the file (a holder that is not QEMU's kind).
+fn check_exclusive(file: &File, flavor: Flavor, path: &str) -> Result<()> {
+    check_conflicts(file, flavor, path, LockSet::WRITER)?;
+    check_conflicts(file, flavor, path, LockSet::ALL)?;
+    if held_by_other(file, flavor, 0, 0) {
+        return Err(conflict(path, "write", false));
+    }
+    Ok(())
+}
+
 fn release_all(file: &File, flavor: Flavor) {
     for i in 0..PERM_NAMES.len() as i64 {
-        let _ = fcntl_lock(file, flavor, false, libc::F_UNLCK as i16, PERM_BASE + i);
-        let _ = fcntl_lock(file, flavor, false, libc::F_UNLCK as i16, SHARED_BASE + i);
+        let _ = fcntl_lock(file, flavor, false, libc::F_UNLCK as i16, PERM_BASE + i, 1);
+        let _ = fcntl_lock(
+            file,
+            flavor,
+            false,
+            libc::F_UNLCK as i16,
+            SHARED_BASE + i,
+            1,
+        );
     }
 }
 
-fn held_by_other(file: &File, flavor: Flavor, byte: i64) -> bool {
-    match fcntl_lock(file, flavor, true, libc::F_WRLCK as i16, byte) {
+/// Whether another holder has a lock on `len` bytes from `byte` (0: to the
+/// end of the file).
+fn held_by_other(file: &File, flavor: Flavor, byte: i64, len: i64) -> bool {
+    match fcntl_lock(file, flavor, true, libc::F_WRLCK as i16, byte, len) {
         Ok(fl) => fl.l_type != libc::F_UNLCK as i16,
         Err(_) => false,
     }

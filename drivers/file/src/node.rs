@@ -20,6 +20,8 @@ pub struct FileNode {
     read_only: bool,
     /// The locks this node takes while active (`None`: locking disabled).
     lock_set: Option<LockSet>,
+    /// Whether the locks are taken exclusively ([`OpenFlags::EXCLUSIVE`]).
+    exclusive: bool,
     lock: Mutex<FileLock>,
     /// False while inactive (incoming migration): no writes, no locks.
     active: AtomicBool,
@@ -28,7 +30,8 @@ pub struct FileNode {
 impl FileNode {
     /// Opens `path` (read-only with [`OpenFlags::READ_ONLY`]). Takes QEMU
     /// compatible image locks unless the open is inactive, force-shared or
-    /// `locking` is off.
+    /// `locking` is off; with [`OpenFlags::EXCLUSIVE`] takes them exclusively
+    /// (no other holder of any kind).
     pub fn open(path: &str, flags: OpenFlags, locking: bool) -> Result<FileNode> {
         let read_only = flags.contains(OpenFlags::READ_ONLY);
         let file = OpenOptions::new()
@@ -62,6 +65,7 @@ impl FileNode {
             path: path.to_string(),
             read_only,
             lock_set,
+            exclusive: flags.contains(OpenFlags::EXCLUSIVE),
             lock: Mutex::new(FileLock::none()),
             active: AtomicBool::new(!inactive),
         };
@@ -75,7 +79,11 @@ impl FileNode {
     fn take_locks(&self) -> Result<()> {
         if let Some(set) = self.lock_set {
             let mut l = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            l.acquire(&self.file, &self.path, set)?;
+            if self.exclusive {
+                l.acquire_exclusive(&self.file, &self.path, set)?;
+            } else {
+                l.acquire(&self.file, &self.path, set)?;
+            }
         }
         Ok(())
     }
@@ -85,31 +93,76 @@ impl FileNode {
         l.release(&self.file);
     }
 
-    /// Creates (or truncates) `path` with `size` bytes.
-    /// The size is rounded up to whole 512-byte sectors, as QEMU does.
+    /// Creates `path` with `size` bytes, or empties and resizes it when it
+    /// exists. The size is rounded up to whole 512-byte sectors, as QEMU does.
+    ///
+    /// Nothing of an existing file changes before its locks are held: it is
+    /// opened without truncation, locked exclusively (QEMU's create locks
+    /// first, for QEMU's messages, then no other holder of any kind), and
+    /// only then truncated to 0 and sized. A file this call created is
+    /// removed again when a later step fails.
     pub fn create(path: &str, size: u64, prealloc: Preallocation) -> Result<()> {
         let size = size.div_ceil(512) * 512;
-        let file = OpenOptions::new()
+        let create_err = |e: std::io::Error| {
+            let mut e = BlockError::from_io("", e).in_file(path);
+            e.message = format!("Could not create '{path}': {}", e.message);
+            e
+        };
+        let (file, created) = match OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(path)
-            .map_err(|e| {
-                let mut e = BlockError::from_io("", e).in_file(path);
-                e.message = format!("Could not create '{path}': {}", e.message);
-                e
-            })?;
+        {
+            Ok(f) => (f, true),
+            // Exists (or is a dangling symlink, which O_EXCL refuses and
+            // plain O_CREAT follows, as QEMU's create does): open it as it
+            // is, without truncating.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(create_err)?;
+                (f, false)
+            }
+            Err(e) => return Err(create_err(e)),
+        };
         let node = FileNode {
             file,
             path: path.to_string(),
             read_only: false,
-            lock_set: None,
+            lock_set: Some(LockSet::CREATE),
+            exclusive: true,
             lock: Mutex::new(FileLock::none()),
             active: AtomicBool::new(true),
         };
-        node.resize(0, size, prealloc)?;
-        node.flush()
+        let r = node
+            .take_locks()
+            .and_then(|()| node.probe_size(size))
+            .and_then(|()| node.resize(0, 0, Preallocation::Off))
+            .and_then(|()| node.resize(0, size, prealloc))
+            .and_then(|()| node.flush());
+        if r.is_err() && created {
+            let _ = std::fs::remove_file(path);
+        }
+        drop(node);
+        r
+    }
+
+    /// Before an existing file is emptied: a size the file cannot have
+    /// (too large for the filesystem) fails here, with the file unchanged,
+    /// rather than after it has been truncated. Growing first only appends
+    /// zeros that the truncation right after drops again.
+    fn probe_size(&self, size: u64) -> Result<()> {
+        if size > self.file_len()? {
+            self.file
+                .set_len(size)
+                .map_err(|e| self.err("truncate", size, e))?;
+        }
+        Ok(())
     }
 
     /// The file name.

@@ -228,6 +228,17 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
         h.compatible_features |= features::COMPAT_LAZY_REFCOUNTS;
     }
     let hdr = h.serialize().map_err(ctx)?;
+    // A size the L1 table cannot map fails here, before any file is
+    // created or emptied (QEMU finds out only at its first resize, after
+    // it has emptied the file).
+    let l1_entries = size.div_ceil(h.l2_entries() << cluster_bits);
+    if l1_entries * 8 > crate::header::MAX_L1_BYTES {
+        return Err(ctx(BlockError::new(
+            block_core::ErrorKind::OutOfRange,
+            "resize",
+            "Active L1 table would exceed its size limit",
+        )));
+    }
 
     if let Some(df) = &data_file {
         let path = block_core::resolve_relative(df, Some(filename));

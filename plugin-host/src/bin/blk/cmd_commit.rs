@@ -61,15 +61,23 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
             )));
         }
     }
-    let base = open_image(
-        &host,
-        &base_name,
-        &OpenOptions {
-            format: info.node.backing_filename_format.clone(),
-            no_backing: true,
-            ..OpenOptions::default()
-        },
-    )?;
+    // Exclusive: the base is overwritten (and may grow); any other holder
+    // refuses before a byte of it changes (docs/data-safety.md).
+    let base_opts = OpenOptions {
+        format: info.node.backing_filename_format.clone(),
+        no_backing: true,
+        exclusive: true,
+        ..OpenOptions::default()
+    };
+    // qemu-img reports a lock conflict of the base (met when its commit job
+    // reopens the base read-write) without "Could not open".
+    let base = host.open(&base_name, &base_opts).map_err(|e| {
+        if e.kind == block_core::ErrorKind::Busy {
+            CliError::new(crate::common::open_detail(&e, &base_name))
+        } else {
+            crate::common::open_error(&e, &base_name)
+        }
+    })?;
     let len = top.length()?;
     if base.length()? < len {
         base.truncate(len, block_core::Preallocation::Off)?;

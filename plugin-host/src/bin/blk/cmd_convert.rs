@@ -518,6 +518,46 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             a.out_format
         )));
     }
+    // The target is none of the files the sources read, before anything is
+    // created or opened for writing. Without -U the sources hold their
+    // locks, so qemu-img refuses with the write-lock conflict; with -U it
+    // would overwrite the source.
+    let named: Vec<(&str, &Image)> = srcs
+        .iter()
+        .map(String::as_str)
+        .zip(sources.iter().map(|(img, _)| img))
+        .collect();
+    crate::target_check::check_target(&named, dst, |_| {
+        let lock = crate::target_check::write_lock_message(dst);
+        (!a.force_share).then(|| {
+            if a.no_create {
+                format!("Could not open '{dst}': {lock}")
+            } else {
+                format!("{dst}: error while converting {}: {lock}", a.out_format)
+            }
+        })
+    })?;
+    // So is the data file a new target gets (-o data_file=...).
+    let data_file = if a.no_create {
+        None
+    } else {
+        OptionValues::parse_str(&schema, &options)
+            .ok()
+            .and_then(|v| v.get_str("data_file").filter(|d| !d.is_empty()))
+            .map(|d| block_core::resolve_relative(&d, Some(dst)))
+    };
+    if let Some(df) = &data_file {
+        let label = format!("target's data file '{df}'");
+        crate::target_check::check_target_file(&named, df, &label, |_| {
+            (!a.force_share).then(|| {
+                format!(
+                    "{dst}: error while converting {}: {}",
+                    a.out_format,
+                    crate::target_check::write_lock_message(df)
+                )
+            })
+        })?;
+    }
     if !a.no_create {
         // Validate the options first, as qemu-img does.
         OptionValues::parse_str(&schema, &options)
@@ -535,8 +575,11 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 ))
             })?;
     }
+    // Exclusive: an existing target (-n) held by any other process is
+    // refused before a byte of it changes, and nobody opens it meanwhile.
     let topts = OpenOptions {
         format: Some(a.out_format.clone()),
+        exclusive: true,
         ..OpenOptions::default()
     };
     let target = open_image(&host, dst, &topts)?;

@@ -199,6 +199,10 @@ pub fn create_image(
             )));
         }
         let full = block_core::resolve_relative(b, Some(filename));
+        // QEMU compares the names; blk the files too (`./a`, links).
+        if b == filename || plugin_host::safety::same_file(&full, filename) {
+            return Err(ferr(plugin_host::host::SAME_AS_BACKING.to_string()));
+        }
         if backing_fmt.is_none() {
             let mut msg = "Backing file specified without backing format".to_string();
             if let Ok(img) = host.open(
@@ -267,8 +271,26 @@ pub fn create_image(
         .join(",");
     let size = values.get_size("size").ok().flatten();
     let bk = backing.as_deref().map(|b| (b, backing_fmt.as_deref()));
+    let has_cluster_size = values.get("cluster_size").is_some();
     host.create(fmt, filename, &opt_string, size, bk)
-        .map_err(|e| ferr(crate::common::create_detail(&e, filename)))
+        .map_err(|e| {
+            // EFBIG (a file, or a qcow2 L1 table, that cannot have the
+            // size): qemu-img's bdrv_img_create words it itself.
+            let text = e.to_string();
+            let too_large = text.contains("File too large")
+                || text.contains("Active L1 table would exceed its size limit");
+            if e.kind == block_core::ErrorKind::OutOfRange && too_large {
+                let hint = if has_cluster_size {
+                    " (try using a larger cluster size)"
+                } else {
+                    ""
+                };
+                return ferr(format!(
+                    "The image size is too large for file format '{fmt}'{hint}"
+                ));
+            }
+            ferr(crate::common::create_detail(&e, filename))
+        })
 }
 
 /// Runs `blk create`.

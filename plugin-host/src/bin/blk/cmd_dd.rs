@@ -117,6 +117,18 @@ pub fn run(g: &Globals, a: DdArgs) -> CliResult {
         Some(s) => s.checked_mul(bs).filter(|p| *p <= size),
     };
     let out_size = start.map_or(0, |p| size - p);
+    // The output is none of the files the input reads. qemu-img refuses by
+    // its lock conflict, except over a raw input, whose file it shares.
+    let raw_input = src.format() == "raw";
+    crate::target_check::check_target(&[(input.as_str(), &src)], output, |c| {
+        let raw_file = raw_input && c.relation == plugin_host::safety::FileRelation::Image;
+        (!a.force_share && !raw_file).then(|| {
+            format!(
+                "{output}: error while creating output image: {}",
+                crate::target_check::write_lock_message(output)
+            )
+        })
+    })?;
     host.create(out_fmt, output, "", Some(out_size), None)
         .map_err(|e| {
             CliError::new(format!(
@@ -129,6 +141,7 @@ pub fn run(g: &Globals, a: DdArgs) -> CliResult {
         output,
         &OpenOptions {
             format: Some(out_fmt.to_string()),
+            exclusive: true,
             ..OpenOptions::default()
         },
     )?;

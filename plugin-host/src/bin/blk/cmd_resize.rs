@@ -54,8 +54,11 @@ pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
         Err(_) => return Err(bad()),
     };
     let host = g.host()?;
+    // Exclusive: an image any other process holds open is not truncated,
+    // even by a holder that shares resizing.
     let opts = OpenOptions {
         format: a.format.clone(),
+        exclusive: true,
         ..OpenOptions::default()
     };
     let img = open_image(&host, &a.filename, &opts)?;

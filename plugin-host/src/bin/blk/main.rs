@@ -28,6 +28,7 @@ mod progress;
 mod qjson;
 mod snapshot_src;
 mod snapshots;
+mod target_check;
 
 use clap::{Parser, Subcommand};
 use common::{CliResult, Globals};
