@@ -4,8 +4,8 @@
 
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverKind, ErrorKind,
-    HostServices, OpenFlags, OpenRequest, OptionValues, Preallocation, ProbeInput, Registry,
-    Result, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE,
+    HostServices, OpenFlags, OpenRequest, OptionValues, Preallocation, ProbeInput,
+    RegisteredDriver, Registry, Result, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE,
 };
 use std::sync::{Arc, Mutex, Weak};
 
@@ -115,14 +115,7 @@ fn open_with_chain(
         }
         return open_driver(registry, spec, fmt, role, chain, None, false);
     }
-    let proto = registry.protocol_for(&spec.filename).ok_or_else(|| {
-        BlockError::new(
-            ErrorKind::NotFound,
-            "open",
-            "no protocol driver (is 'file' registered?)",
-        )
-        .in_file(&spec.filename)
-    })?;
+    let proto = find_protocol(registry, &spec.filename)?;
     let proto_name = proto.driver.name().to_string();
     if protocol_only {
         return open_driver(registry, spec, &proto_name, role, chain, None, false);
@@ -148,6 +141,43 @@ fn open_with_chain(
     }
     let probed_raw = fmt == "raw";
     open_driver(registry, spec, &fmt, role, chain, Some(file), probed_raw)
+}
+
+/// The protocol prefix of a file name as QEMU's `path_has_protocol` sees
+/// it: the text before a `:` that comes before any `/` or `\\`.
+pub fn protocol_prefix(filename: &str) -> Option<&str> {
+    let end = filename.find([':', '/', '\\'])?;
+    (filename.as_bytes()[end] == b':').then(|| &filename[..end])
+}
+
+/// The protocol driver for a file name: the one whose prefix the name
+/// carries, `file` for names without a prefix. A prefix no driver claims
+/// is refused with QEMU's "Unknown protocol 'P'" (`bdrv_find_protocol`).
+pub fn find_protocol<'a>(registry: &'a Registry, filename: &str) -> Result<&'a RegisteredDriver> {
+    if let Some(p) = protocol_prefix(filename) {
+        return registry
+            .iter()
+            .find(|d| {
+                d.driver.kind() == DriverKind::Protocol
+                    && d.driver.protocol_prefixes().iter().any(|x| x == p)
+            })
+            .ok_or_else(|| {
+                BlockError::new(
+                    ErrorKind::NotFound,
+                    "open",
+                    format!("Unknown protocol '{p}'"),
+                )
+                .in_file(filename)
+            });
+    }
+    registry.get("file").ok_or_else(|| {
+        BlockError::new(
+            ErrorKind::NotFound,
+            "open",
+            "no protocol driver (is 'file' registered?)",
+        )
+        .in_file(filename)
+    })
 }
 
 /// Reads the head and tail of a protocol node and asks every format driver.
@@ -202,6 +232,7 @@ fn open_driver(
         registry: registry.clone(),
         chain,
         parent_flags: spec.flags,
+        protocol_create_options: Vec::new(),
         preopened_file: Mutex::new(preopened_file),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),
@@ -235,6 +266,8 @@ struct GraphServices {
     registry: Arc<Registry>,
     chain: Chain,
     parent_flags: OpenFlags,
+    /// Protocol create options (`nocow`, ...) for files a format creates.
+    protocol_create_options: Vec<(String, String)>,
     preopened_file: Mutex<Option<Arc<GraphNode>>>,
     children: Arc<Mutex<ChildList>>,
     attach_to: Mutex<Option<Weak<GraphNode>>>,
@@ -339,7 +372,13 @@ impl HostServices for GraphServices {
     }
 
     fn create_file(&self, filename: &str, size: u64, prealloc: Preallocation) -> Result<()> {
-        create_protocol_file(&self.registry, filename, size, prealloc)
+        create_protocol_file_with(
+            &self.registry,
+            filename,
+            size,
+            prealloc,
+            &self.protocol_create_options,
+        )
     }
 }
 
@@ -350,14 +389,24 @@ pub fn create_protocol_file(
     size: u64,
     prealloc: Preallocation,
 ) -> Result<()> {
-    let proto = registry
-        .protocol_for(filename)
-        .ok_or_else(|| BlockError::new(ErrorKind::NotFound, "create", "no protocol driver"))?;
+    create_protocol_file_with(registry, filename, size, prealloc, &[])
+}
+
+/// As [`create_protocol_file`], with further protocol create options.
+pub fn create_protocol_file_with(
+    registry: &Arc<Registry>,
+    filename: &str,
+    size: u64,
+    prealloc: Preallocation,
+    extra: &[(String, String)],
+) -> Result<()> {
+    let proto = find_protocol(registry, filename)?;
     let schema = proto.driver.create_options();
     let mut pairs = vec![("size".to_string(), size.to_string())];
     if prealloc != Preallocation::Off {
         pairs.push(("preallocation".to_string(), prealloc.as_str().to_string()));
     }
+    pairs.extend(extra.iter().cloned());
     let opts = OptionValues::parse(&schema, &pairs).map_err(|e| e.in_file(filename))?;
     proto
         .driver
@@ -367,10 +416,19 @@ pub fn create_protocol_file(
 
 /// Host services with no parent (for `create`).
 pub fn services_for(registry: &Arc<Registry>) -> Arc<dyn HostServices> {
+    services_for_create(registry, Vec::new())
+}
+
+/// Host services for `create` whose protocol files get `protocol_options`.
+pub fn services_for_create(
+    registry: &Arc<Registry>,
+    protocol_options: Vec<(String, String)>,
+) -> Arc<dyn HostServices> {
     Arc::new(GraphServices {
         registry: registry.clone(),
         chain: Chain::default(),
         parent_flags: OpenFlags::NONE,
+        protocol_create_options: protocol_options,
         preopened_file: Mutex::new(None),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),

@@ -268,8 +268,24 @@ impl Host {
             )
         })?;
         let schema = d.driver.create_options();
+        // Options only the protocol knows (nocow, extent_size_hint) go to the
+        // protocol driver when the format creates its file, as QEMU appends
+        // the protocol's create options to the format's.
+        let proto = graph::find_protocol(&self.registry, filename)?;
+        let pschema = if d.driver.kind() == block_core::DriverKind::Format {
+            proto.driver.create_options()
+        } else {
+            Vec::new()
+        };
+        let (proto_pairs, fmt_pairs): (Vec<_>, Vec<_>) =
+            block_core::options::split_option_string(options)
+                .map_err(|e| e.in_file(filename))?
+                .into_iter()
+                .partition(|(k, _)| {
+                    !schema.iter().any(|o| &o.name == k) && pschema.iter().any(|o| &o.name == k)
+                });
         let mut values =
-            OptionValues::parse_str(&schema, options).map_err(|e| e.in_file(filename))?;
+            OptionValues::parse(&schema, &fmt_pairs).map_err(|e| e.in_file(filename))?;
         let mut extra: Vec<(String, String)> = values.values.clone();
         if let Some(s) = size {
             extra.retain(|(k, _)| k != "size");
@@ -284,7 +300,11 @@ impl Host {
         }
         values = OptionValues::parse(&schema, &extra).map_err(|e| e.in_file(filename))?;
         d.driver
-            .create(filename, &values, graph::services_for(&self.registry))
+            .create(
+                filename,
+                &values,
+                graph::services_for_create(&self.registry, proto_pairs),
+            )
             .map_err(|e| e.in_file(filename))
     }
 }

@@ -12,6 +12,16 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// Attributes of a new file (the `nocow` and `extent_size_hint` create
+/// options).
+#[derive(Debug, Default, Clone)]
+pub struct CreateAttrs {
+    /// Set the no-copy-on-write inode flag.
+    pub nocow: bool,
+    /// The extent size hint given, if any (QEMU's default is 1 MiB).
+    pub extent_size_hint: Option<u64>,
+}
+
 /// An open file node.
 #[derive(Debug)]
 pub struct FileNode {
@@ -87,7 +97,12 @@ impl FileNode {
 
     /// Creates (or truncates) `path` with `size` bytes.
     /// The size is rounded up to whole 512-byte sectors, as QEMU does.
-    pub fn create(path: &str, size: u64, prealloc: Preallocation) -> Result<()> {
+    pub fn create(
+        path: &str,
+        size: u64,
+        prealloc: Preallocation,
+        attrs: &CreateAttrs,
+    ) -> Result<()> {
         let size = size.div_ceil(512) * 512;
         let file = OpenOptions::new()
             .read(true)
@@ -100,6 +115,20 @@ impl FileNode {
                 e.message = format!("Could not create '{path}': {}", e.message);
                 e
             })?;
+        if attrs.nocow {
+            crate::create_attrs::set_nocow(&file);
+        }
+        // QEMU's default hint is 1 MiB; only an explicit, nonzero hint that
+        // cannot be set is reported.
+        let hint = attrs.extent_size_hint.unwrap_or(1 << 20);
+        if let Err(errno) = crate::create_attrs::set_extent_size_hint(&file, hint as u32) {
+            if attrs.extent_size_hint.is_some_and(|h| h != 0) {
+                log::warn!(
+                    "Failed to set extent size hint: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
+            }
+        }
         let node = FileNode {
             file,
             path: path.to_string(),

@@ -36,6 +36,7 @@ pub struct CommitArgs {
 
 /// Runs `blk commit`.
 pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
+    crate::cache_mode::check(a.cache.as_deref())?;
     let host = g.host()?;
     let top = open_image(
         &host,

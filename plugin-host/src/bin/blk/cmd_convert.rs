@@ -4,7 +4,7 @@
 
 use crate::common::{errno_of, open_image, CliError, CliResult, Globals};
 use crate::human::strerror;
-use crate::snapshot_src::{open_snapshot, parse_snapshot_param, SnapshotParam};
+use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
 use block_core::{DriverCaps, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
@@ -61,9 +61,6 @@ pub struct ConvertArgs {
     /// name).
     #[arg(short = 'l')]
     snapshot: Option<String>,
-    /// Source snapshot ID or name (legacy form of -l; qemu-img 10 dropped it).
-    #[arg(short = 's')]
-    snapshot_old: Option<String>,
     /// Share the sources with other processes.
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
@@ -77,7 +74,7 @@ pub struct ConvertArgs {
     #[arg(short = 'C')]
     copy_offload: bool,
     /// Sources, then the target.
-    #[arg(required = true, num_args = 1..)]
+    #[arg(num_args = 0..)]
     files: Vec<String>,
 }
 
@@ -425,6 +422,15 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
 
 /// Runs `blk convert`.
 pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
+    let options = a.options.join(",");
+    if !a.no_create && crate::cmd_create::has_help_option(&options) {
+        // As qemu-img: before any image is opened; the target name counts
+        // only when there are at least two file names.
+        let out = (a.files.len() > 1).then(|| a.files[a.files.len() - 1].as_str());
+        return crate::cmd_create::print_option_help(&g.host()?, &a.out_format, out);
+    }
+    crate::cache_mode::check_source(a.src_cache.as_deref())?;
+    crate::cache_mode::check(a.cache.as_deref())?;
     let workers = parse_workers(a.workers.as_deref())?;
     let min_sparse = parse_sparse(a.sparse.as_deref())?;
     if a.files.len() < 2 {
@@ -443,12 +449,11 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             "-o has no effect when skipping image creation",
         ));
     }
-    // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
-    let snapshot = match (&a.snapshot, &a.snapshot_old) {
-        (Some(l), _) => Some(parse_snapshot_param(l)?),
-        (None, Some(s)) => Some(SnapshotParam::IdOrName(s.clone())),
-        (None, None) => None,
-    };
+    let snapshot = a
+        .snapshot
+        .as_deref()
+        .map(parse_snapshot_param)
+        .transpose()?;
     let host = g.host()?;
     let (srcs, dst) = a.files.split_at(a.files.len() - 1);
     let dst = &dst[0];
@@ -474,14 +479,14 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         sources.push((img, total));
         total += len;
     }
-    let options = a.options.join(",");
-    if crate::cmd_create::has_help_option(&options) {
-        return crate::cmd_create::print_option_help(&host, &a.out_format);
-    }
     let drv = host
         .registry()
         .get(&a.out_format)
         .ok_or_else(|| CliError::new(format!("Unknown file format '{}'", a.out_format)))?;
+    if !a.no_create {
+        plugin_host::graph::find_protocol(host.registry(), dst)
+            .map_err(|e| CliError::new(e.message.clone()))?;
+    }
     if a.compress && !drv.driver.caps().contains(DriverCaps::COMPRESSION) {
         return Err(CliError::new(
             "Compression not supported for this file format",

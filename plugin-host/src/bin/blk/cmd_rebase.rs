@@ -54,6 +54,8 @@ fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
 
 /// Runs `blk rebase`.
 pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
+    crate::cache_mode::check(a.cache.as_deref())?;
+    crate::cache_mode::check_source(a.src_cache.as_deref())?;
     let Some(new) = a.backing.clone() else {
         return Err(CliError::usage(
             "rebase",

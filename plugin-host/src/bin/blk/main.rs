@@ -4,6 +4,7 @@
 
 mod args;
 mod bench_engine;
+mod cache_mode;
 mod cmd_amend;
 mod cmd_bench;
 mod cmd_check;
@@ -23,9 +24,12 @@ mod common;
 mod human;
 mod io;
 mod opts_check;
+mod qemu_opts;
 mod qjson;
 mod snapshot_src;
 mod snapshots;
+mod trace_opts;
+mod usage_error;
 
 use clap::{Parser, Subcommand};
 use common::{CliResult, Globals};
@@ -41,6 +45,10 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Tracing options `[[enable=]PATTERN][,events=FILE][,file=FILE]`
+    /// (blk has no trace events; accepted as qemu-img accepts them).
+    #[arg(short = 'T', long = "trace", value_name = "TRACE")]
+    trace: Vec<String>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -161,7 +169,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -171,13 +180,30 @@ fn main() {
                     std::process::exit(0);
                 }
                 _ => {
-                    let _ = e.print();
+                    match usage_error::qemu_style(&e, &argv) {
+                        Some(m) => eprintln!("{m}"),
+                        None => {
+                            let _ = e.print();
+                        }
+                    }
                     std::process::exit(1);
                 }
             }
         }
     };
     init_logging(cli.verbose);
+    for t in &cli.trace {
+        match trace_opts::apply(t) {
+            Ok(trace_opts::TraceAction::Continue) => {}
+            Ok(trace_opts::TraceAction::ExitOk) => std::process::exit(0),
+            Err(e) => {
+                if let Some(m) = &e.msg {
+                    eprintln!("blk: {m}");
+                }
+                std::process::exit(e.code);
+            }
+        }
+    }
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {

@@ -95,6 +95,7 @@ pub fn probe_warning(filename: &str) {
 
 /// Runs `blk io`.
 pub fn run(g: &Globals, a: IoArgs) -> CliResult {
+    crate::cache_mode::check(a.cache.as_deref())?;
     let host = g.host()?;
     if a.force_share && !a.read_only {
         return Err(CliError::new(format!(

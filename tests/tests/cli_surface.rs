@@ -1,0 +1,299 @@
+//! qemu-img command-line surface against `qemu-img` 10: options blk must
+//! accept (`-o help` without files, `-T`, protocol create options, ...) and
+//! ones it must refuse as qemu-img refuses them (`convert -s`, unknown
+//! protocol prefixes, invalid cache modes). Each case runs the same command
+//! line through both tools, each in its own directory holding the same
+//! images, and compares exit codes, output and resulting files.
+
+use blk_tests::{blk_bin, qemu_img_ok, qemu_io_ok, run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Two directories with the same starting content: one for qemu-img, one
+/// for blk.
+struct Pair {
+    _tmp: tempfile::TempDir,
+    q: PathBuf,
+    b: PathBuf,
+}
+
+impl Pair {
+    /// Empty directories.
+    fn new() -> Pair {
+        let tmp = tempfile::tempdir().unwrap();
+        let q = tmp.path().join("q");
+        let b = tmp.path().join("b");
+        std::fs::create_dir(&q).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        Pair { _tmp: tmp, q, b }
+    }
+
+    /// Runs a qemu-img command in both directories (setup, must succeed).
+    fn setup(&self, args: &[&str]) {
+        for d in [&self.q, &self.b] {
+            let out = run(Command::new("qemu-img").args(args).current_dir(d));
+            assert!(out.status.success(), "setup {args:?}: {out:?}");
+        }
+    }
+
+    /// Runs a qemu-io command in both directories (setup, must succeed).
+    fn setup_io(&self, args: &[&str]) {
+        for d in [&self.q, &self.b] {
+            let out = run(Command::new("qemu-io").args(args).current_dir(d));
+            assert!(out.status.success(), "setup {args:?}: {out:?}");
+        }
+    }
+
+    /// Writes a file into both directories.
+    fn write(&self, name: &str, data: &[u8]) {
+        std::fs::write(self.q.join(name), data).unwrap();
+        std::fs::write(self.b.join(name), data).unwrap();
+    }
+
+    /// Runs `qemu-img ARGS` in one directory and `blk ARGS` in the other;
+    /// (stdout, stderr, exit code) must agree after normalising the
+    /// program names. Returns blk's.
+    fn same(&self, args: &[&str]) -> (String, String, i32) {
+        let q = norm(&run(Command::new("qemu-img")
+            .args(args)
+            .current_dir(&self.q)));
+        let b = norm(&run(Command::new(blk_bin())
+            .args(args)
+            .current_dir(&self.b)));
+        assert_eq!(q, b, "qemu-img vs blk {args:?}");
+        b
+    }
+
+    /// Both copies of a file exist (or not) alike and have equal bytes.
+    fn same_file(&self, name: &str) {
+        let q = std::fs::read(self.q.join(name)).ok();
+        let b = std::fs::read(self.b.join(name)).ok();
+        assert_eq!(
+            q.is_some(),
+            b.is_some(),
+            "{name} exists in one directory only"
+        );
+        assert!(q == b, "{name} differs");
+    }
+
+    /// Both copies of an image have the same guest content.
+    fn same_content(&self, name: &str) {
+        let q = s(&self.q.join(name));
+        let b = s(&self.b.join(name));
+        qemu_img_ok(&["compare", "-U", &q, &b]);
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Stdout, stderr with the program names normalised, exit code.
+fn norm(o: &std::process::Output) -> (String, String, i32) {
+    let fix = |t: &[u8]| {
+        String::from_utf8_lossy(t)
+            .replace("qemu-img", "blk")
+            .replace("qemu-io", "blk io")
+    };
+    (
+        fix(&o.stdout),
+        fix(&o.stderr),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+/// A small qcow2 image with data, in both directories.
+fn with_image(p: &Pair) {
+    p.setup(&["create", "-q", "-f", "qcow2", "a.qcow2", "1M"]);
+    p.setup_io(&["-c", "write -P 0x5a 0 64k", "a.qcow2"]);
+}
+
+#[test]
+fn convert_s_is_refused() {
+    let p = Pair::new();
+    with_image(&p);
+    let (_, err, code) = p.same(&["convert", "-s", "snap", "-O", "raw", "a.qcow2", "o.raw"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid option -- 's'"), "{err}");
+    p.same_file("o.raw");
+    // Other unknown options get getopt's wording too.
+    p.same(&["info", "--bogus", "a.qcow2"]);
+    p.same(&["convert", "-Z", "-O", "raw", "a.qcow2", "o.raw"]);
+}
+
+#[test]
+fn unknown_protocol_prefix_is_refused() {
+    let p = Pair::new();
+    with_image(&p);
+    let (_, err, code) = p.same(&["info", "x:y.qcow2"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Unknown protocol 'x'"), "{err}");
+    p.same(&["create", "-f", "qcow2", "x:y.qcow2", "1M"]);
+    p.same_file("x:y.qcow2");
+    p.same(&["convert", "-O", "raw", "a.qcow2", "x:y.raw"]);
+    p.same(&["convert", "-O", "raw", "x:y.qcow2", "o.raw"]);
+    p.same(&["create", "-q", "-f", "raw", "t.raw", "1M"]);
+    p.same(&["convert", "-n", "-O", "raw", "a.qcow2", "x:t.raw"]);
+    p.same_file("x:y.raw");
+    p.same_file("o.raw");
+    // A colon after a slash is part of the file name.
+    p.same(&["info", "./x:y.qcow2"]);
+    p.same(&["create", "-f", "qcow2", "-o", "help", "x:y.qcow2"]);
+}
+
+#[test]
+fn invalid_cache_modes_are_refused() {
+    let p = Pair::new();
+    with_image(&p);
+    p.setup(&[
+        "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", "t.qcow2",
+    ]);
+    for args in [
+        &[
+            "convert", "-t", "x", "-T", "y", "-O", "raw", "a.qcow2", "o.raw",
+        ][..],
+        &["convert", "-t", "x", "-O", "raw", "a.qcow2", "o.raw"],
+        &[
+            "convert",
+            "-t",
+            "directsync",
+            "-T",
+            "writeback",
+            "-O",
+            "raw",
+            "a.qcow2",
+            "o.raw",
+        ],
+        &["commit", "-t", "bogus", "t.qcow2"],
+        &["check", "-T", "bogus", "a.qcow2"],
+        &["rebase", "-u", "-t", "bogus", "-b", "", "t.qcow2"],
+        &["rebase", "-u", "-T", "bogus", "-b", "", "t.qcow2"],
+    ] {
+        p.same(args);
+    }
+    p.same_content("o.raw");
+    p.same_file("t.qcow2");
+}
+
+#[test]
+fn option_help_without_files() {
+    let p = Pair::new();
+    with_image(&p);
+    // blk has no qcow2 encryption: QEMU's encrypt.* lines are left out.
+    let drop_encrypt = |args: &[&str]| {
+        let q = norm(&run(Command::new("qemu-img").args(args).current_dir(&p.q)));
+        let b = norm(&run(Command::new(blk_bin()).args(args).current_dir(&p.b)));
+        let f = |t: &str| -> String {
+            t.lines()
+                .filter(|l| !l.contains("encrypt"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        assert_eq!((f(&q.0), &q.1, q.2), (f(&b.0), &b.1, b.2), "{args:?}");
+        assert!(b.0.contains("options"), "{args:?}: {}", b.0);
+    };
+    drop_encrypt(&["create", "-f", "qcow2", "-o", "help"]);
+    drop_encrypt(&["convert", "-O", "qcow2", "-o", "help"]);
+    drop_encrypt(&["convert", "-O", "qcow2", "-o", "help", "out.qcow2"]);
+    drop_encrypt(&["amend", "-f", "qcow2", "-o", "help"]);
+    drop_encrypt(&["create", "-f", "qcow2", "-o", "help", "x.qcow2"]);
+    // With a target name the protocol's options are merged in.
+    let (out, _, _) = p.same(&["convert", "-O", "raw", "-o", "help", "a.qcow2", "z.raw"]);
+    assert!(out.contains("nocow=<bool (on/off)>"), "{out}");
+    p.same(&["create", "-f", "raw", "-o", "help", "x.raw"]);
+    p.same(&["convert", "-O", "nope", "-o", "help"]);
+    p.same(&["convert", "-O", "qcow2"]);
+    p.same_file("z.raw");
+    p.same_file("x.raw");
+}
+
+#[test]
+fn global_trace_option() {
+    let p = Pair::new();
+    with_image(&p);
+    p.write("events", b"foo\n#comment\nbdrv_*\n-bar\n\n");
+    let (out, err, code) = p.same(&["-T", "foo", "info", "a.qcow2"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("image: a.qcow2"), "{out}");
+    assert!(err.contains("trace event 'foo' does not exist"), "{err}");
+    // QEMU has events that match a pattern (and traces them on stderr);
+    // blk has none: only stdout and the exit code can agree.
+    let q = norm(&run(Command::new("qemu-img")
+        .args(["--trace", "enable=bdrv_*", "info", "a.qcow2"])
+        .current_dir(&p.q)));
+    let b = norm(&run(Command::new(blk_bin())
+        .args(["--trace", "enable=bdrv_*", "info", "a.qcow2"])
+        .current_dir(&p.b)));
+    assert_eq!((q.0, q.2), (b.0, b.2));
+    assert_eq!(b.1, "");
+    p.same(&["-T", "foo", "-T", "bar", "info", "a.qcow2"]);
+    p.same(&["-T", "events=events,file=trace.log", "info", "a.qcow2"]);
+    p.same(&["-T", "events=nonexist", "info", "a.qcow2"]);
+    p.same(&["-T", "bogus=1", "info", "a.qcow2"]);
+    p.same(&["-T", "foo,file=/nonexistent/dir/log", "info", "a.qcow2"]);
+    assert!(p.b.join("trace.log").is_file());
+    // -T is a global option only.
+    p.same(&["info", "-T", "foo", "a.qcow2"]);
+}
+
+/// The inode flags and extent size hint of a file (`FS_IOC_GETFLAGS`,
+/// `FS_IOC_FSGETXATTR`), or `None` where the filesystem has none.
+fn file_attrs(path: &Path) -> (Option<i32>, Option<(u32, u32)>) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the ioctls write one int / one 28-byte fsxattr into buffers
+    // that outlive the calls.
+    let fl = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS as _, &mut flags) };
+    let mut xattr = [0u32; 7];
+    let xr = unsafe { libc::ioctl(f.as_raw_fd(), 0x801c_581f_u64 as _, xattr.as_mut_ptr()) };
+    (
+        (fl == 0).then_some(flags),
+        (xr == 0).then_some((xattr[0], xattr[1])),
+    )
+}
+
+#[test]
+fn nocow_and_extent_size_hint() {
+    let p = Pair::new();
+    let (out, _, code) = p.same(&[
+        "create",
+        "-f",
+        "raw",
+        "-o",
+        "nocow=on,extent_size_hint=2M",
+        "x.raw",
+        "1M",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nocow=on extent_size_hint=2097152"), "{out}");
+    p.same(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        "nocow=on,extent_size_hint=0",
+        "x.qcow2",
+        "1M",
+    ]);
+    p.same(&[
+        "create",
+        "-f",
+        "raw",
+        "-o",
+        "extent_size_hint=5G",
+        "big.raw",
+        "1M",
+    ]);
+    for f in ["x.raw", "x.qcow2"] {
+        assert_eq!(
+            file_attrs(&p.q.join(f)),
+            file_attrs(&p.b.join(f)),
+            "attributes of {f}"
+        );
+    }
+    p.same_file("x.raw");
+    p.same_content("x.qcow2");
+    qemu_img_ok(&["check", &s(&p.b.join("x.qcow2"))]);
+    let _ = qemu_io_ok;
+}
