@@ -66,6 +66,29 @@ pub struct NodeSpec {
     pub flags: OpenFlags,
     /// Driver options.
     pub options: Vec<(String, String)>,
+    /// The protocol driver of the node's `file` child (`file.driver` of an
+    /// image specification); `None` picks it from the file name.
+    pub file_driver: Option<String>,
+    /// Options of the node's `file` child (`file.*` of a specification).
+    pub file_options: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    /// A spec for `filename` with no child settings.
+    pub fn new(filename: impl Into<String>, format: Option<String>, flags: OpenFlags) -> NodeSpec {
+        NodeSpec {
+            filename: filename.into(),
+            format,
+            flags,
+            options: Vec::new(),
+            file_driver: None,
+            file_options: Vec::new(),
+        }
+    }
+
+    fn has_file_settings(&self) -> bool {
+        self.file_driver.is_some() || !self.file_options.is_empty()
+    }
 }
 
 /// Context shared down one open: the canonical names of the images above
@@ -115,15 +138,37 @@ fn open_with_chain(
         }
         return open_driver(registry, spec, fmt, role, chain, None, false);
     }
-    let proto = find_protocol(registry, &spec.filename)?;
-    let proto_name = proto.driver.name().to_string();
+    let proto_name = match &spec.file_driver {
+        Some(d) if !protocol_only => d.clone(),
+        _ => find_protocol(registry, &spec.filename)?
+            .driver
+            .name()
+            .to_string(),
+    };
     if protocol_only {
         return open_driver(registry, spec, &proto_name, role, chain, None, false);
     }
     // Open the protocol node, probe its content, then hand the node to the format.
+    let pspec;
+    let proto_spec = if spec.has_file_settings() {
+        pspec = NodeSpec {
+            options: spec.file_options.clone(),
+            ..NodeSpec::new(spec.filename.clone(), None, spec.flags)
+        };
+        &pspec
+    } else {
+        spec
+    };
+    if registry.get(&proto_name).is_none() {
+        return Err(BlockError::new(
+            ErrorKind::NotFound,
+            "",
+            format!("Unknown driver '{proto_name}'"),
+        ));
+    }
     let file = open_driver(
         registry,
-        spec,
+        proto_spec,
         &proto_name,
         Some(ChildRole::File),
         chain,
@@ -232,6 +277,9 @@ fn open_driver(
         registry: registry.clone(),
         chain,
         parent_flags: spec.flags,
+        file_override: spec
+            .has_file_settings()
+            .then(|| (spec.file_driver.clone(), spec.file_options.clone())),
         protocol_create_options: Vec::new(),
         preopened_file: Mutex::new(preopened_file),
         children: Arc::new(Mutex::new(Vec::new())),
@@ -266,6 +314,9 @@ struct GraphServices {
     registry: Arc<Registry>,
     chain: Chain,
     parent_flags: OpenFlags,
+    /// The driver and options of the `file` child from an image
+    /// specification, applied when the driver opens that child.
+    file_override: Option<(Option<String>, Vec<(String, String)>)>,
     /// Protocol create options (`nocow`, ...) for files a format creates.
     protocol_create_options: Vec<(String, String)>,
     preopened_file: Mutex<Option<Arc<GraphNode>>>,
@@ -350,12 +401,18 @@ impl HostServices for GraphServices {
                 .in_file(&filename));
             }
         }
-        let spec = NodeSpec {
-            filename: filename.clone(),
-            format: req.format.clone(),
-            flags,
+        let mut spec = NodeSpec {
             options: req.options.clone(),
+            ..NodeSpec::new(filename.clone(), req.format.clone(), flags)
         };
+        if req.role == ChildRole::File {
+            if let Some((driver, options)) = &self.file_override {
+                if driver.is_some() {
+                    spec.format = driver.clone();
+                }
+                spec.options.extend(options.iter().cloned());
+            }
+        }
         let child =
             open_with_chain(&self.registry, &spec, Some(req.role), &self.chain).map_err(|e| {
                 if req.role == ChildRole::Backing && e.kind != ErrorKind::Loop {
@@ -428,6 +485,7 @@ pub fn services_for_create(
         registry: registry.clone(),
         chain: Chain::default(),
         parent_flags: OpenFlags::NONE,
+        file_override: None,
         protocol_create_options: protocol_options,
         preopened_file: Mutex::new(None),
         children: Arc::new(Mutex::new(Vec::new())),

@@ -224,14 +224,51 @@ impl Host {
 
     /// Opens an image (format probed unless named) with its backing chain.
     pub fn open(&self, filename: &str, opts: &OpenOptions) -> Result<Image> {
+        if let Some(json) = filename.strip_prefix("json:") {
+            let spec = crate::spec::ImageSpec::from_json(json)?;
+            return self.open_spec(&spec, opts);
+        }
         let spec = NodeSpec {
-            filename: filename.to_string(),
-            format: opts.format.clone(),
-            flags: opts.flags(),
             options: opts.options.clone(),
+            ..NodeSpec::new(filename, opts.format.clone(), opts.flags())
         };
         let root = graph::open_node(&self.registry, &spec)?;
         Ok(Image::new(self.registry.clone(), root, opts))
+    }
+
+    /// Opens an image described by a specification (`json:{...}` or
+    /// `--image-opts`). `opts.format` must be unset (the spec names the
+    /// driver); its flags and options add to the spec's.
+    pub fn open_spec(&self, spec: &crate::spec::ImageSpec, opts: &OpenOptions) -> Result<Image> {
+        let reg = &self.registry;
+        let req = spec.request(|d| {
+            reg.get(d)
+                .map(|r| r.driver.kind() == block_core::DriverKind::Protocol)
+        })?;
+        let mut o = opts.clone();
+        o.format = req.driver.clone();
+        if let Some(ro) = req.read_only {
+            o.read_only = o.read_only || ro;
+        }
+        if let Some(fs) = req.force_share {
+            o.force_share = o.force_share || fs;
+        }
+        o.no_backing = o.no_backing || req.no_backing;
+        o.options.extend(req.options.iter().cloned());
+        let root_is_protocol = req
+            .driver
+            .as_deref()
+            .and_then(|d| reg.get(d))
+            .is_some_and(|r| r.driver.kind() == block_core::DriverKind::Protocol);
+        let nspec = NodeSpec {
+            options: o.options.clone(),
+            file_driver: req.file_driver.clone(),
+            file_options: req.file_options.clone(),
+            ..NodeSpec::new(req.filename.clone(), o.format.clone(), o.flags())
+        };
+        let root = graph::open_node(&self.registry, &nspec)
+            .map_err(|e| crate::spec::reword_option_error(e, &req, root_is_protocol))?;
+        Ok(Image::new(self.registry.clone(), root, &o))
     }
 
     /// How many bytes an image of `format` needs (`qemu-img measure`).

@@ -297,3 +297,238 @@ fn nocow_and_extent_size_hint() {
     qemu_img_ok(&["check", &s(&p.b.join("x.qcow2"))]);
     let _ = qemu_io_ok;
 }
+
+/// A backing chain a.qcow2 <- t.qcow2 with data in both, in both directories.
+fn with_chain(p: &Pair) {
+    with_image(p);
+    p.setup(&[
+        "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", "t.qcow2",
+    ]);
+    p.setup_io(&["-c", "write -P 0x07 64k 64k", "t.qcow2"]);
+}
+
+#[test]
+fn info_short_backing_chain_flag() {
+    let p = Pair::new();
+    with_chain(&p);
+    let (out, _, code) = p.same(&["info", "-b", "t.qcow2"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("image: ").count(), 2, "{out}");
+    p.same(&["info", "-b", "--output=json", "t.qcow2"]);
+}
+
+#[test]
+fn object_secret() {
+    let p = Pair::new();
+    with_image(&p);
+    p.write("sec.txt", b"pass");
+    p.write("sec.b64", b"c2VjcmV0");
+    let ok: &[&[&str]] = &[
+        &["info", "--object", "secret,id=s0,data=abc", "a.qcow2"],
+        &[
+            "info",
+            "--object",
+            "secret,id=s0,file=sec.b64,format=base64",
+            "a.qcow2",
+        ],
+        &[
+            "info",
+            "--object",
+            "secret,id=s0,data=a,,b,format=raw",
+            "a.qcow2",
+        ],
+        &[
+            "info",
+            "--object",
+            r#"{"qom-type":"secret","id":"s0","data":"abc"}"#,
+            "a.qcow2",
+        ],
+        &[
+            "create",
+            "-f",
+            "raw",
+            "--object",
+            "secret,id=s0,file=sec.txt",
+            "x.raw",
+            "1M",
+        ],
+        &[
+            "convert",
+            "--object",
+            "secret,id=s0,data=x",
+            "-O",
+            "raw",
+            "a.qcow2",
+            "o.raw",
+        ],
+        &["info", "--object", "secret,help", "a.qcow2"],
+    ];
+    for args in ok {
+        let (_, _, code) = p.same(args);
+        assert_eq!(code, 0, "{args:?}");
+    }
+    let refused: &[&str] = &[
+        "secret,id=s0",
+        "secret,data=abc",
+        "secret,id=s0,data=abc,file=sec.txt",
+        "secret,id=s0,file=nonexist",
+        "secret,id=s0,data=!!!,format=base64",
+        "secret,id=s0,data=abc,format=hex",
+        "secret,id=s0,data=abc,bogus=1",
+        "bogus,id=x",
+        "memory-backend-ram,id=m,size=1M",
+        "id=s0,data=abc",
+        "secret,id=s0,data=abc,keyid=k",
+        "secret,id=1bad,data=abc",
+    ];
+    for def in refused {
+        let (_, err, code) = p.same(&["info", "--object", def, "a.qcow2"]);
+        assert_eq!(code, 1, "{def}: {err}");
+    }
+    p.same(&[
+        "info",
+        "--object",
+        "secret,id=s0,data=a",
+        "--object",
+        "secret,id=s0,data=b",
+        "a.qcow2",
+    ]);
+    // Refused before anything is created.
+    p.same(&[
+        "create",
+        "-f",
+        "raw",
+        "--object",
+        "secret,id=s0",
+        "y.raw",
+        "1M",
+    ]);
+    p.same_file("y.raw");
+    p.same_file("x.raw");
+    p.same_content("o.raw");
+}
+
+#[test]
+fn image_opts_and_json_filenames() {
+    let p = Pair::new();
+    with_chain(&p);
+    let cases: &[&[&str]] = &[
+        &["info", "--image-opts", "driver=qcow2,file.filename=a.qcow2"],
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.driver=file,file.filename=t.qcow2,read-only=on",
+        ],
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.filename=a.qcow2,l2-cache-size=1M,file.locking=off",
+        ],
+        &["info", "--image-opts", "driver=raw,file.filename=t.qcow2"],
+        &["info", "--image-opts", "driver=file,filename=a.qcow2"],
+        &[
+            "info",
+            "--image-opts",
+            "-b",
+            "driver=qcow2,file.filename=t.qcow2",
+        ],
+        &[
+            "info",
+            r#"json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}"#,
+        ],
+        &[
+            "info",
+            r#"json:{"file":{"driver":"file","filename":"a.qcow2"}}"#,
+        ],
+        &[
+            "info",
+            r#"json:{"driver":"qcow2","file.filename":"t.qcow2","read-only":true}"#,
+        ],
+        &["map", "--image-opts", "driver=qcow2,file.filename=t.qcow2"],
+        &[
+            "map",
+            r#"json:{"driver":"qcow2","file":{"driver":"file","filename":"t.qcow2"},"backing":null}"#,
+        ],
+        &[
+            "map",
+            "--output=json",
+            r#"json:{"driver":"qcow2","file":{"filename":"t.qcow2"},"backing":null}"#,
+        ],
+        &[
+            "check",
+            "--image-opts",
+            "driver=qcow2,file.filename=t.qcow2",
+        ],
+        &[
+            "convert",
+            "--image-opts",
+            "-O",
+            "raw",
+            "driver=qcow2,file.filename=t.qcow2",
+            "o.raw",
+        ],
+        &[
+            "compare",
+            "--image-opts",
+            "driver=qcow2,file.filename=t.qcow2",
+            "driver=raw,file.filename=o.raw",
+        ],
+        &[
+            "convert",
+            "-O",
+            "raw",
+            r#"json:{"driver":"qcow2","file":{"driver":"file","filename":"t.qcow2"},"backing":null}"#,
+            "p.raw",
+        ],
+    ];
+    for args in cases {
+        let (_, err, code) = p.same(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    p.same_content("o.raw");
+    p.same_content("p.raw");
+    let refused: &[&[&str]] = &[
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.filename=nonexist",
+        ],
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.filename=a.qcow2,bogus=1",
+        ],
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.filename=a.qcow2,file.bogus=1",
+        ],
+        &[
+            "info",
+            "--image-opts",
+            "driver=qcow2,file.filename=t.qcow2,backing=null",
+        ],
+        &["info", "--image-opts", "a.qcow2"],
+        &["info", "--image-opts", "driver=qcow2"],
+        &["info", "--image-opts", "driver=qcow2,filename=a.qcow2"],
+        &["info", "-f", "qcow2", "--image-opts", "a.qcow2"],
+        &["info", r#"json:{"driver":"qcow2","file":"a.qcow2"}"#],
+        &[
+            "info",
+            r#"json:{"driver":"qcow2","file":{"driver":"file","filename":"t.qcow2","bogus":1}}"#,
+        ],
+        &["info", r#"json:{"driver":"qcow2""#],
+        &["info", "json:[1]"],
+        &["info", "json:{}"],
+        &[
+            "info",
+            r#"json:{"driver":"nope","file":{"driver":"file","filename":"t.qcow2"}}"#,
+        ],
+        &["create", "--image-opts", "-f", "raw", "x.raw", "1M"],
+    ];
+    for args in refused {
+        let (_, err, code) = p.same(args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+    }
+    p.same_file("x.raw");
+}

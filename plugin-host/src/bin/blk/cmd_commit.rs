@@ -60,7 +60,7 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
             )));
         }
     }
-    let base = open_image(
+    let base = crate::common::open_image_file(
         &host,
         &base_name,
         &OpenOptions {

@@ -539,7 +539,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         format: Some(a.out_format.clone()),
         ..OpenOptions::default()
     };
-    let target = open_image(&host, dst, &topts)?;
+    let target = crate::common::open_image_file(&host, dst, &topts)?;
     let tlen = target.length().map_err(CliError::from)?;
     if tlen < total {
         return Err(CliError::new("output file is smaller than input file"));

@@ -83,7 +83,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
     let new_fmt = a.backing_format.clone();
     if !a.unsafe_mode {
         let old = match &info.full_backing_filename {
-            Some(f) => Some(open_image(
+            Some(f) => Some(crate::common::open_image_file(
                 &host,
                 f,
                 &ro(info.node.backing_filename_format.clone()),

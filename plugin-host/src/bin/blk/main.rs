@@ -23,6 +23,7 @@ mod cmd_snapshot;
 mod common;
 mod human;
 mod io;
+mod objects;
 mod opts_check;
 mod qemu_opts;
 mod qjson;
@@ -45,6 +46,12 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Define a QEMU user-creatable object (`secret,id=ID,data=...`).
+    #[arg(long = "object", value_name = "OBJDEF", global = true)]
+    object: Vec<String>,
+    /// The image arguments are option strings (`driver=qcow2,file.filename=...`).
+    #[arg(long = "image-opts", global = true)]
+    image_opts: bool,
     /// Tracing options `[[enable=]PATTERN][,events=FILE][,file=FILE]`
     /// (blk has no trace events; accepted as qemu-img accepts them).
     #[arg(short = 'T', long = "trace", value_name = "TRACE")]
@@ -138,6 +145,26 @@ fn check_message(level: log::Level, msg: &str) -> Option<String> {
     }
 }
 
+/// `--object` and `--image-opts` are options of the subcommands that
+/// qemu-img gives them: elsewhere they are refused as unknown options.
+fn surface_refusal(cli: &Cli) -> Option<String> {
+    let (takes_object, name) = match &cli.cmd {
+        Command::Plugins(_) => (false, "plugins"),
+        Command::Create(_) => (true, "create"),
+        _ => return None,
+    };
+    let bad = if !cli.object.is_empty() && !takes_object {
+        "--object"
+    } else if cli.image_opts {
+        "--image-opts"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "blk {name}: unrecognized option '{bad}'\nTry 'blk {name} --help' for more info"
+    ))
+}
+
 fn run(cli: Cli) -> CliResult {
     let g = Globals {
         plugin_dirs: cli.plugin_dir,
@@ -192,6 +219,11 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    if let Some(m) = surface_refusal(&cli) {
+        eprintln!("{m}");
+        std::process::exit(1);
+    }
+    common::set_image_opts(cli.image_opts);
     for t in &cli.trace {
         match trace_opts::apply(t) {
             Ok(trace_opts::TraceAction::Continue) => {}
@@ -202,6 +234,16 @@ fn main() {
                 }
                 std::process::exit(e.code);
             }
+        }
+    }
+    match objects::install(&cli.object) {
+        Ok(objects::ObjectsOutcome::Continue) => {}
+        Ok(objects::ObjectsOutcome::ExitOk) => std::process::exit(0),
+        Err(e) => {
+            if let Some(m) = &e.msg {
+                eprintln!("blk: {m}");
+            }
+            std::process::exit(e.code);
         }
     }
     let code = match run(cli) {
