@@ -260,9 +260,21 @@ impl Host {
             .as_deref()
             .and_then(|d| reg.get(d))
             .is_some_and(|r| r.driver.kind() == block_core::DriverKind::Protocol);
+        // When probing, the protocol is named so that the root options go
+        // to the format only.
+        let file_driver = match (&req.file_driver, &req.driver) {
+            (Some(d), _) => Some(d.clone()),
+            (None, None) => Some(
+                graph::find_protocol(reg, &req.filename)?
+                    .driver
+                    .name()
+                    .to_string(),
+            ),
+            (None, Some(_)) => None,
+        };
         let nspec = NodeSpec {
             options: o.options.clone(),
-            file_driver: req.file_driver.clone(),
+            file_driver,
             file_options: req.file_options.clone(),
             ..NodeSpec::new(req.filename.clone(), o.format.clone(), o.flags())
         };
