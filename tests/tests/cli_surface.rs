@@ -532,3 +532,73 @@ fn image_opts_and_json_filenames() {
     }
     p.same_file("x.raw");
 }
+
+#[test]
+fn commit_into_a_base_below_the_backing_file() {
+    let p = Pair::new();
+    p.setup(&["create", "-q", "-f", "qcow2", "a.qcow2", "1M"]);
+    p.setup_io(&[
+        "-c",
+        "write -P 1 0 192k",
+        "-c",
+        "write -P 9 400k 64k",
+        "a.qcow2",
+    ]);
+    p.setup(&[
+        "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", "m.qcow2",
+    ]);
+    p.setup_io(&[
+        "-c",
+        "write -P 2 64k 64k",
+        "-c",
+        "write -z 384k 64k",
+        "m.qcow2",
+    ]);
+    p.setup(&[
+        "create", "-q", "-f", "qcow2", "-b", "m.qcow2", "-F", "qcow2", "t.qcow2",
+    ]);
+    p.setup_io(&[
+        "-c",
+        "write -P 3 128k 64k",
+        "-c",
+        "write -P 4 900k 4k",
+        "t.qcow2",
+    ]);
+    p.same(&["commit", "-b", "nonexist.qcow2", "t.qcow2"]);
+    p.same(&["commit", "-b", "t.qcow2", "t.qcow2"]);
+    let (out, _, code) = p.same(&["commit", "-b", "a.qcow2", "t.qcow2"]);
+    assert_eq!((out.as_str(), code), ("Image committed.\n", 0));
+    for f in ["a.qcow2", "m.qcow2", "t.qcow2"] {
+        p.same_content(f);
+    }
+    qemu_img_ok(&["check", &s(&p.b.join("a.qcow2"))]);
+    p.same(&["map", "-U", "t.qcow2"]);
+    // Host offsets aside: QEMU frees the data cluster that a zero write
+    // with unmap covers and reuses it, blk's qcow2 keeps it (a zero cluster
+    // with its allocation).
+    let map = |d: &Path| {
+        let out = qemu_img_ok(&["map", "-U", "--output=json", &s(&d.join("a.qcow2"))]);
+        out.lines()
+            .map(|l| {
+                l.split(", \"offset\"")
+                    .next()
+                    .unwrap_or(l)
+                    .trim_end_matches(['}', ']', ','])
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(map(&p.q), map(&p.b));
+    // The top and the intermediate image are left as they were (-b implies -d).
+    p.same_file("m.qcow2");
+    p.same_file("t.qcow2");
+    // The base alone now reads as the whole chain did.
+    qemu_img_ok(&[
+        "compare",
+        "-U",
+        &s(&p.b.join("a.qcow2")),
+        &s(&p.b.join("t.qcow2")),
+    ]);
+    p.same(&["commit", "-q", "-b", "./a.qcow2", "t.qcow2"]);
+    p.same_content("a.qcow2");
+}

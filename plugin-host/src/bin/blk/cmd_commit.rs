@@ -11,8 +11,7 @@ pub struct CommitArgs {
     /// Image format (probed when absent).
     #[arg(short = 'f', long = "format")]
     format: Option<String>,
-    /// The base to commit into (only the immediate backing file is
-    /// supported); implies -d.
+    /// The base to commit into (any image of the backing chain); implies -d.
     #[arg(short = 'b', long = "base")]
     base: Option<String>,
     /// Do not empty the image after committing.
@@ -54,10 +53,14 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
     if let Some(b) = &a.base {
         let canon = |p: &str| std::fs::canonicalize(p).ok();
         if canon(b) != canon(&base_name) {
-            return Err(CliError::new(format!(
-                "Did not find '{b}' in the backing chain of '{}' (only the immediate backing file is supported)",
-                a.filename
-            )));
+            // A base further down: commit through the intermediates (the
+            // top stays open, and locked, meanwhile).
+            crate::commit_base::commit_to(&host, &a.filename, a.format.clone(), b)?;
+            drop(top);
+            if !a.quiet {
+                println!("Image committed.");
+            }
+            return Ok(());
         }
     }
     let base = crate::common::open_image_file(

@@ -20,6 +20,7 @@ mod cmd_plugins;
 mod cmd_rebase;
 mod cmd_resize;
 mod cmd_snapshot;
+mod commit_base;
 mod common;
 mod human;
 mod io;
