@@ -602,3 +602,43 @@ fn commit_into_a_base_below_the_backing_file() {
     p.same(&["commit", "-q", "-b", "./a.qcow2", "t.qcow2"]);
     p.same_content("a.qcow2");
 }
+
+#[test]
+fn rebase_compressed() {
+    let p = Pair::new();
+    p.setup(&["create", "-q", "-f", "qcow2", "a.qcow2", "1M"]);
+    p.setup_io(&[
+        "-c",
+        "write -P 1 0 192k",
+        "-c",
+        "write -P 9 400k 10k",
+        "a.qcow2",
+    ]);
+    p.setup(&["create", "-q", "-f", "qcow2", "n.qcow2", "1M"]);
+    p.setup_io(&[
+        "-c",
+        "write -P 1 0 64k",
+        "-c",
+        "write -P 5 600k 64k",
+        "n.qcow2",
+    ]);
+    for t in ["t.qcow2", "u.qcow2", "v.qcow2"] {
+        p.setup(&[
+            "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", t,
+        ]);
+        p.setup_io(&["-c", "write -P 3 128k 4k", t]);
+    }
+    p.setup(&["create", "-q", "-f", "raw", "r.raw", "1M"]);
+    let (_, _, code) = p.same(&["rebase", "-c", "-b", "", "t.qcow2"]);
+    assert_eq!(code, 0);
+    p.same(&["rebase", "-c", "-b", "n.qcow2", "-F", "qcow2", "u.qcow2"]);
+    p.same(&["rebase", "-c", "-u", "-b", "", "v.qcow2"]);
+    p.same(&["rebase", "-c", "-b", "", "-f", "raw", "r.raw"]);
+    for f in ["t.qcow2", "u.qcow2", "v.qcow2"] {
+        p.same_content(f);
+        p.same(&["map", "--output=json", f]);
+        p.same(&["check", f]);
+        p.same(&["info", f]);
+    }
+    p.same_file("r.raw");
+}

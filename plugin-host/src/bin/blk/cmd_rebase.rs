@@ -21,6 +21,9 @@ pub struct RebaseArgs {
     /// Unsafe: only change the reference.
     #[arg(short = 'u')]
     unsafe_mode: bool,
+    /// Write the copied data as compressed clusters.
+    #[arg(short = 'c', long = "compress")]
+    compress: bool,
     /// Show progress (accepted, no output).
     #[arg(short = 'p')]
     progress: bool,
@@ -72,6 +75,9 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
+    if a.compress {
+        crate::rebase_compress::check_supported(&host, &top)?;
+    }
     let info = top.info()?;
     let ro = |fmt: Option<String>| OpenOptions {
         format: fmt,
@@ -108,13 +114,23 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             if !e.flags.contains(ExtentFlags::ALLOCATED) {
                 let mut pos = off;
                 while pos < off + n {
-                    let m = (off + n - pos).min(64 << 10) as usize;
+                    let m = if a.compress {
+                        // Whole clusters, each written compressed.
+                        let cl = crate::rebase_compress::piece_size(&top);
+                        (cl - pos % cl).min(off + n - pos) as usize
+                    } else {
+                        (off + n - pos).min(64 << 10) as usize
+                    };
                     b1.resize(m, 0);
                     b2.resize(m, 0);
                     read_or_zero(old.as_ref(), pos, &mut b1)?;
                     read_or_zero(newimg.as_ref(), pos, &mut b2)?;
                     if b1 != b2 {
-                        top.write(pos, &b1)?;
+                        if a.compress {
+                            crate::rebase_compress::write(&top, pos, &b1)?;
+                        } else {
+                            top.write(pos, &b1)?;
+                        }
                     }
                     pos += m as u64;
                 }

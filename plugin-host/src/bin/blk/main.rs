@@ -28,6 +28,7 @@ mod objects;
 mod opts_check;
 mod qemu_opts;
 mod qjson;
+mod rebase_compress;
 mod snapshot_src;
 mod snapshots;
 mod trace_opts;
