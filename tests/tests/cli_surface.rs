@@ -642,3 +642,100 @@ fn rebase_compressed() {
     }
     p.same_file("r.raw");
 }
+
+/// Overwrites the start of the compressed data of the `index`-th cluster
+/// of a qcow2 image (the first L2 table) so that it no longer inflates.
+fn corrupt_compressed_cluster(path: &Path, index: usize) {
+    let mut img = std::fs::read(path).unwrap();
+    let be = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap());
+    let cluster_bits = u32::from_be_bytes(img[20..24].try_into().unwrap());
+    let l1 = be(&img[40..48]) as usize;
+    let l2 = (be(&img[l1..l1 + 8]) & 0x00ff_ffff_ffff_fe00) as usize;
+    let entry = be(&img[l2 + 8 * index..l2 + 8 * index + 8]);
+    assert!(entry & (1 << 62) != 0, "cluster {index} is not compressed");
+    let off = (entry & ((1u64 << (62 - (cluster_bits - 8))) - 1)) as usize;
+    img[off..off + 64].fill(0xff);
+    std::fs::write(path, img).unwrap();
+}
+
+#[test]
+fn convert_salvage_past_read_errors() {
+    let p = Pair::new();
+    p.setup(&["create", "-q", "-f", "qcow2", "c.qcow2", "1M"]);
+    p.setup_io(&[
+        "-c",
+        "write -P 1 0 64k",
+        "-c",
+        "write -c -P 2 64k 64k",
+        "-c",
+        "write -P 3 128k 64k",
+        "-c",
+        "write -c -P 4 512k 64k",
+        "c.qcow2",
+    ]);
+    corrupt_compressed_cluster(&p.q.join("c.qcow2"), 1);
+    corrupt_compressed_cluster(&p.b.join("c.qcow2"), 1);
+    let (_, err, code) = p.same(&["convert", "-O", "raw", "c.qcow2", "plain.raw"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error while reading at byte 65536"), "{err}");
+    let (_, err, code) = p.same(&["convert", "--salvage", "-O", "raw", "c.qcow2", "s.raw"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        err.matches("warning: error while reading offset").count(),
+        128
+    );
+    p.same_file("s.raw");
+    p.same(&["convert", "--salvage", "-O", "qcow2", "c.qcow2", "s.qcow2"]);
+    p.same_content("s.qcow2");
+    p.same(&[
+        "convert",
+        "--salvage",
+        "-c",
+        "-O",
+        "qcow2",
+        "c.qcow2",
+        "sc.qcow2",
+    ]);
+    p.same_content("sc.qcow2");
+    qemu_img_ok(&["check", &s(&p.b.join("sc.qcow2"))]);
+}
+
+#[test]
+fn convert_rate_limit() {
+    let p = Pair::new();
+    p.setup(&["create", "-q", "-f", "raw", "big.raw", "3M"]);
+    p.setup_io(&["-f", "raw", "-c", "write -P 1 0 3M", "big.raw"]);
+    for bad in ["-5", "abc", "1x"] {
+        let (_, _, code) = p.same(&["convert", "-r", bad, "-O", "raw", "big.raw", "x.raw"]);
+        assert_eq!(code, 1);
+    }
+    p.same(&[
+        "convert",
+        "--rate-limit",
+        "1M",
+        "-O",
+        "raw",
+        "big.raw",
+        "x.raw",
+    ]);
+    p.same(&["convert", "-r", "0", "-O", "raw", "big.raw", "z.raw"]);
+    // 3 MiB is a 2 MiB chunk and a 1 MiB one: at 2 MiB/s the second may
+    // start after a second, in both tools.
+    for (tool, dir) in [("qemu-img", &p.q), ("blk", &p.b)] {
+        let start = std::time::Instant::now();
+        let mut c = if tool == "blk" {
+            Command::new(blk_bin())
+        } else {
+            Command::new(tool)
+        };
+        let out = run(c
+            .args(["convert", "-r", "2M", "-O", "raw", "big.raw", "r.raw"])
+            .current_dir(dir));
+        let took = start.elapsed();
+        assert!(out.status.success(), "{tool}: {out:?}");
+        assert!(took.as_millis() >= 900, "{tool} took {took:?}");
+        assert!(took.as_secs() < 10, "{tool} took {took:?}");
+    }
+    p.same_file("r.raw");
+    p.same_file("z.raw");
+}

@@ -73,6 +73,13 @@ pub struct ConvertArgs {
     /// Enable copy offloading (accepted, no effect).
     #[arg(short = 'C')]
     copy_offload: bool,
+    /// Keep going past read errors of the sources (unreadable sectors are
+    /// written as zeroes, with a warning each).
+    #[arg(long = "salvage")]
+    salvage: bool,
+    /// Limit the copy to RATE bytes per second (k/M/G suffixes).
+    #[arg(short = 'r', value_name = "RATE", allow_hyphen_values = true)]
+    rate: Option<String>,
     /// Sources, then the target.
     #[arg(num_args = 0..)]
     files: Vec<String>,
@@ -88,6 +95,8 @@ struct Job<'a> {
     compress: bool,
     cluster: u64,
     zero_flags: ZeroFlags,
+    /// `--salvage`: unreadable source sectors become zeroes.
+    salvage: bool,
     done: AtomicU64,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
@@ -274,7 +283,7 @@ fn copy_range_compressed(
             }
         } else {
             buf.resize(n as usize, 0);
-            src.read(cur, &mut buf).map_err(|e| {
+            crate::convert_salvage::read(src, cur, &mut buf, job.salvage).map_err(|e| {
                 log::debug!("read failed: {e}");
                 format!(
                     "error while reading at byte {toff}: {}",
@@ -374,7 +383,7 @@ fn copy_range(
             }
         } else if data {
             buf.resize(n as usize, 0);
-            src.read(cur, &mut buf).map_err(|e| {
+            crate::convert_salvage::read(src, cur, &mut buf, job.salvage).map_err(|e| {
                 log::debug!("read failed: {e}");
                 format!(
                     "error while reading at byte {toff}: {}",
@@ -432,6 +441,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     crate::cache_mode::check_source(a.src_cache.as_deref())?;
     crate::cache_mode::check(a.cache.as_deref())?;
     let workers = parse_workers(a.workers.as_deref())?;
+    let rate = crate::convert_rate::parse(a.rate.as_deref())?;
     let min_sparse = parse_sparse(a.sparse.as_deref())?;
     if a.files.len() < 2 {
         return Err(CliError::new("Must specify image file name"));
@@ -571,6 +581,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         } else {
             ZeroFlags::NONE
         },
+        salvage: a.salvage,
         done: AtomicU64::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
@@ -614,6 +625,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 };
                 if job.failed.load(Ordering::Relaxed) {
                     break;
+                }
+                if let Some(r) = &rate {
+                    r.acquire(len);
                 }
                 let (img, base) = &job.sources[src];
                 let mut ops = Vec::new();

@@ -63,10 +63,11 @@ impl From<BlockError> for CliError {
 }
 
 /// The errno qemu-img reports for a failed request (out-of-range requests
-/// are `EIO`, as the block layer's request checks return).
+/// are `EIO`, as the block layer's request checks return; so is corrupt
+/// metadata or data, such as a compressed cluster that does not inflate).
 pub fn errno_of(e: &BlockError) -> i32 {
     match e.kind {
-        block_core::ErrorKind::OutOfRange => libc::EIO,
+        block_core::ErrorKind::OutOfRange | block_core::ErrorKind::Corrupt => libc::EIO,
         k => k.errno(),
     }
 }

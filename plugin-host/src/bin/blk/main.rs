@@ -22,6 +22,8 @@ mod cmd_resize;
 mod cmd_snapshot;
 mod commit_base;
 mod common;
+mod convert_rate;
+mod convert_salvage;
 mod human;
 mod io;
 mod objects;
