@@ -201,6 +201,38 @@ fn option_help_without_files() {
     let (out, _, _) = p.same(&["convert", "-O", "raw", "-o", "help", "a.qcow2", "z.raw"]);
     assert!(out.contains("nocow=<bool (on/off)>"), "{out}");
     p.same(&["create", "-f", "raw", "-o", "help", "x.raw"]);
+    p.same(&["create", "-f", "raw", "-o", "help"]);
+    // The protocol's options are accepted wherever qemu-img merges them.
+    p.same(&[
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "nocow=on,extent_size_hint=1M",
+        "a.qcow2",
+        "n.qcow2",
+    ]);
+    p.same(&["measure", "-O", "qcow2", "-o", "nocow=on", "a.qcow2"]);
+    p.same(&[
+        "measure",
+        "-O",
+        "raw",
+        "-o",
+        "preallocation=full",
+        "--size",
+        "1M",
+    ]);
+    p.same(&[
+        "convert",
+        "-O",
+        "raw",
+        "-o",
+        "preallocation=full",
+        "a.qcow2",
+        "f.raw",
+    ]);
+    p.same_content("n.qcow2");
+    p.same_file("f.raw");
     p.same(&["convert", "-O", "nope", "-o", "help"]);
     p.same(&["convert", "-O", "qcow2"]);
     p.same_file("z.raw");

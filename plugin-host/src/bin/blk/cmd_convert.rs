@@ -529,7 +529,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         )));
     }
     if !a.no_create {
-        // Validate the options first, as qemu-img does.
+        // Validate the options first, as qemu-img does (with the target
+        // protocol's options appended).
+        let schema = crate::cmd_create::merged_create_options(&host, &a.out_format, dst)?;
         OptionValues::parse_str(&schema, &options)
             .map_err(|e| CliError::new(crate::common::opt_error(&e.message)))?;
         let bk = a

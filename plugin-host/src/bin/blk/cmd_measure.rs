@@ -127,13 +127,17 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
         )));
     }
     let options = a.options.join(",");
-    let values = check_options(&drv.driver.create_options(), &options)
+    // The file protocol's options (nocow, ...) are accepted, as QEMU
+    // appends them, and change nothing in the answer.
+    let schema = crate::cmd_create::merged_create_options(&host, out_fmt, "")?;
+    let own = drv.driver.create_options();
+    let values = check_options(&schema, &options)
         .map_err(|m| CliError::new(format!("{m}\nInvalid options for file format '{out_fmt}'")))?;
     let mut req = MeasureRequest {
         options: values
             .values
             .iter()
-            .filter(|(k, _)| k != "size")
+            .filter(|(k, _)| k != "size" && own.iter().any(|o| &o.name == k))
             .cloned()
             .collect(),
         virtual_size: 0,
