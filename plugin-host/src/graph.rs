@@ -309,6 +309,10 @@ fn open_driver(
     Ok(gn)
 }
 
+/// The driver (`None`: by file name) and options of a `file` child named
+/// by an image specification.
+type FileOverride = (Option<String>, Vec<(String, String)>);
+
 /// The services handed to one driver instance.
 struct GraphServices {
     registry: Arc<Registry>,
@@ -316,7 +320,7 @@ struct GraphServices {
     parent_flags: OpenFlags,
     /// The driver and options of the `file` child from an image
     /// specification, applied when the driver opens that child.
-    file_override: Option<(Option<String>, Vec<(String, String)>)>,
+    file_override: Option<FileOverride>,
     /// Protocol create options (`nocow`, ...) for files a format creates.
     protocol_create_options: Vec<(String, String)>,
     preopened_file: Mutex<Option<Arc<GraphNode>>>,

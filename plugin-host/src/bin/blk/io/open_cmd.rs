@@ -19,23 +19,17 @@ pub fn parse(argv: &[String]) -> Result<OpenSpec, ()> {
             'r' => spec.opts.read_only = true,
             'U' => spec.opts.force_share = true,
             'n' | 'k' => {}
-            't' => {
-                if !crate::cache_mode::is_valid(arg) {
-                    eprintln!("blk: Invalid cache option: {arg}");
-                    return Err(());
-                }
+            't' if !crate::cache_mode::is_valid(arg) => {
+                eprintln!("blk: Invalid cache option: {arg}");
+                return Err(());
             }
-            'd' => {
-                if !matches!(arg, "off" | "ignore" | "on" | "unmap") {
-                    eprintln!("blk: Invalid discard option: {arg}");
-                    return Err(());
-                }
+            'd' if !matches!(arg, "off" | "ignore" | "on" | "unmap") => {
+                eprintln!("blk: Invalid discard option: {arg}");
+                return Err(());
             }
-            'i' => {
-                if !matches!(arg, "threads" | "native" | "io_uring") {
-                    eprintln!("blk: Invalid aio option: {arg}");
-                    return Err(());
-                }
+            'i' if !matches!(arg, "threads" | "native" | "io_uring") => {
+                eprintln!("blk: Invalid aio option: {arg}");
+                return Err(());
             }
             'o' => match crate::qemu_opts::parse(arg, None) {
                 Ok(v) => pairs.extend(v),
