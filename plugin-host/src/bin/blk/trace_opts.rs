@@ -40,21 +40,20 @@ pub fn apply(arg: &str) -> CliResult<TraceAction> {
             eprintln!("blk:{f}: {}", crate::human::strerror(errno));
             CliError::silent(1)
         })?;
-        let text = String::from_utf8_lossy(&text);
-        for (n, line) in text.split_inclusive('\n').enumerate() {
-            // As QEMU: lines of one character are skipped, the last
-            // character is dropped, comments are skipped.
+        for (n, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
+            // As QEMU: lines of one byte are skipped, the last byte (the
+            // newline) is dropped, comments are skipped.
             if line.len() <= 1 {
                 continue;
             }
-            let line = &line[..line.len() - 1];
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]);
             if line.starts_with('#') {
                 continue;
             }
-            if is_help(line) {
+            if is_help(&line) {
                 return Ok(TraceAction::ExitOk);
             }
-            enable_events(line, Some((&f, n + 1)));
+            enable_events(&line, Some((&f, n + 1)));
         }
     }
     if let Some(f) = file {
