@@ -292,6 +292,23 @@ fn copy_on_read_flag() {
         None,
     );
     p.same_content_and_map("t.qcow2");
+    // Copy-on-read needs a writable image.
+    p.same(&["-r", "-C", "-c", "read 0 4k", "t.qcow2"], None);
+    p.same(&["-s", "-r", "-C", "-c", "read 0 4k", "t.qcow2"], None);
+    p.same(&["-c", "open -r -C t.qcow2", "-c", "read 0 1"], None);
+    p.same(
+        &[
+            "-s",
+            "-C",
+            "-c",
+            "read -P 0x5a 0 4k",
+            "-c",
+            "map",
+            "t.qcow2",
+        ],
+        None,
+    );
+    p.same_content_and_map("t.qcow2");
     // Without a backing file nothing changes.
     p.same(&["-C", "-c", "read 0 64k", "-c", "map", "a.qcow2"], None);
     p.same_file("a.qcow2");

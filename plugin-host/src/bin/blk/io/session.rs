@@ -106,6 +106,9 @@ fn temp_overlay_name() -> Result<String, CliError> {
 pub fn open(host: &Host, spec: &OpenSpec) -> Result<OpenImage, CliError> {
     if !spec.snapshot {
         let img = open_plain(host, spec, &spec.opts)?;
+        if spec.copy_on_read && (spec.opts.read_only || spec.opts.force_share) {
+            return Err(spec.cant_open("Can't use copy-on-read on read-only device".to_string()));
+        }
         return Ok(OpenImage {
             read_only: spec.opts.read_only || spec.opts.force_share,
             copy_on_read: spec.copy_on_read,
@@ -117,6 +120,9 @@ pub fn open(host: &Host, spec: &OpenSpec) -> Result<OpenImage, CliError> {
     let mut base_opts = spec.opts.clone();
     base_opts.read_only = true;
     let base = open_plain(host, spec, &base_opts)?;
+    if spec.copy_on_read && (spec.opts.read_only || spec.opts.force_share) {
+        return Err(spec.cant_open("Can't use copy-on-read on read-only device".to_string()));
+    }
     let size = base.length().map_err(CliError::from)?;
     let fmt = base.format().to_string();
     let base_name = std::fs::canonicalize(base.filename())
