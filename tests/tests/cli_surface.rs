@@ -119,6 +119,10 @@ fn convert_s_is_refused() {
     // Other unknown options get getopt's wording too.
     p.same(&["info", "--bogus", "a.qcow2"]);
     p.same(&["convert", "-Z", "-O", "raw", "a.qcow2", "o.raw"]);
+    p.same(&["--bogus", "info", "a.qcow2"]);
+    // Subcommand options are refused before the subcommand.
+    p.same(&["--object", "secret,id=s0,data=x", "info", "a.qcow2"]);
+    p.same(&["--image-opts", "info", "a.qcow2"]);
 }
 
 #[test]

@@ -223,6 +223,10 @@ fn main() {
         }
     };
     init_logging(cli.verbose);
+    if let Some(opt) = usage_error::misplaced_subcommand_option(&argv) {
+        eprintln!("blk: unrecognized option '{opt}'\nTry 'blk --help' for more info");
+        std::process::exit(1);
+    }
     if let Some(m) = surface_refusal(&cli) {
         eprintln!("{m}");
         std::process::exit(1);
