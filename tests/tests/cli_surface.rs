@@ -827,3 +827,34 @@ fn image_opts_in_other_commands() {
     p.same_content("t.qcow2");
     qemu_img_ok(&["check", &s(&p.b.join("t.qcow2"))]);
 }
+
+#[test]
+fn commit_rate_limit() {
+    let p = Pair::new();
+    p.setup(&["create", "-q", "-f", "raw", "a.raw", "2M"]);
+    p.setup(&[
+        "create", "-q", "-f", "qcow2", "-b", "a.raw", "-F", "raw", "t.qcow2",
+    ]);
+    p.setup_io(&["-c", "write -P 1 0 2M", "t.qcow2"]);
+    for bad in ["-1", "abc"] {
+        let (_, _, code) = p.same(&["commit", "-r", bad, "t.qcow2"]);
+        assert_eq!(code, 1);
+    }
+    p.same_file("t.qcow2");
+    // As a block job: the 2 MiB copied take a second at 2 MiB/s.
+    for (tool, dir) in [("qemu-img", &p.q), ("blk", &p.b)] {
+        let start = std::time::Instant::now();
+        let mut c = if tool == "blk" {
+            Command::new(blk_bin())
+        } else {
+            Command::new(tool)
+        };
+        let out = run(c.args(["commit", "-r", "2M", "t.qcow2"]).current_dir(dir));
+        let took = start.elapsed();
+        assert!(out.status.success(), "{tool}: {out:?}");
+        assert!(took.as_millis() >= 700, "{tool} took {took:?}");
+        assert!(took.as_secs() < 10, "{tool} took {took:?}");
+    }
+    p.same_file("a.raw");
+    p.same_content("t.qcow2");
+}

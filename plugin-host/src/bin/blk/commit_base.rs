@@ -23,7 +23,13 @@ fn depth_of(top: &Image, base: &str) -> Option<usize> {
 
 /// Commits `top_name` (format `format`) into `base`, which must be in its
 /// backing chain below the immediate backing file.
-pub fn commit_to(host: &Host, top_name: &str, format: Option<String>, base: &str) -> CliResult {
+pub fn commit_to(
+    host: &Host,
+    top_name: &str,
+    format: Option<String>,
+    base: &str,
+    rate: Option<&crate::convert_rate::RateLimit>,
+) -> CliResult {
     let top = crate::common::open_image(
         host,
         top_name,
@@ -72,6 +78,9 @@ pub fn commit_to(host: &Host, top_name: &str, format: Option<String>, base: &str
         if depth < base_depth {
             if e.flags.contains(ExtentFlags::ZERO) {
                 base_img.write_zeroes(off, n, ZeroFlags::MAY_UNMAP)?;
+                if let Some(r) = rate {
+                    r.pay_after(n);
+                }
             } else {
                 let mut pos = off;
                 while pos < off + n {
@@ -79,6 +88,9 @@ pub fn commit_to(host: &Host, top_name: &str, format: Option<String>, base: &str
                     buf.resize(m as usize, 0);
                     top.read(pos, &mut buf)?;
                     base_img.write(pos, &buf)?;
+                    if let Some(r) = rate {
+                        r.pay_after(m);
+                    }
                     pos += m;
                 }
             }

@@ -1,7 +1,8 @@
-//! `blk convert -r RATE`: a limit on the bytes per second copied. As
-//! qemu-img's rate limit, a chunk may start once the chunks before it have
-//! had their time at the given rate (the first starts at once): the copy of
-//! N bytes takes about (N - last chunk) / RATE.
+//! `-r RATE`: a limit on the bytes per second copied. `convert` paces as
+//! qemu-img's convert: a chunk may start once the chunks before it have had
+//! their time at the given rate (the first starts at once), so N bytes take
+//! about (N - last chunk) / RATE. `commit` paces as a block job: after each
+//! chunk it waits for that chunk's time, so N bytes take N / RATE.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,6 +34,25 @@ impl RateLimit {
             let at = s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64);
             s.1 += n;
             at
+        };
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+    }
+}
+
+impl RateLimit {
+    /// Accounts for a chunk of `n` bytes just copied and waits for its time
+    /// (block job pacing).
+    pub fn pay_after(&self, n: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let at = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.1 += n;
+            s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64)
         };
         let now = Instant::now();
         if at > now {
