@@ -4,8 +4,8 @@
 
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverKind, ErrorKind,
-    HostServices, OpenFlags, OpenRequest, OptionValues, Preallocation, ProbeInput, Registry,
-    Result, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE,
+    HostServices, OpenFlags, OpenRequest, OptionValues, Preallocation, ProbeInput,
+    RegisteredDriver, Registry, Result, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE,
 };
 use std::sync::{Arc, Mutex, Weak};
 
@@ -66,6 +66,29 @@ pub struct NodeSpec {
     pub flags: OpenFlags,
     /// Driver options.
     pub options: Vec<(String, String)>,
+    /// The protocol driver of the node's `file` child (`file.driver` of an
+    /// image specification); `None` picks it from the file name.
+    pub file_driver: Option<String>,
+    /// Options of the node's `file` child (`file.*` of a specification).
+    pub file_options: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    /// A spec for `filename` with no child settings.
+    pub fn new(filename: impl Into<String>, format: Option<String>, flags: OpenFlags) -> NodeSpec {
+        NodeSpec {
+            filename: filename.into(),
+            format,
+            flags,
+            options: Vec::new(),
+            file_driver: None,
+            file_options: Vec::new(),
+        }
+    }
+
+    fn has_file_settings(&self) -> bool {
+        self.file_driver.is_some() || !self.file_options.is_empty()
+    }
 }
 
 /// Context shared down one open: the canonical names of the images above
@@ -115,22 +138,37 @@ fn open_with_chain(
         }
         return open_driver(registry, spec, fmt, role, chain, None, false);
     }
-    let proto = registry.protocol_for(&spec.filename).ok_or_else(|| {
-        BlockError::new(
-            ErrorKind::NotFound,
-            "open",
-            "no protocol driver (is 'file' registered?)",
-        )
-        .in_file(&spec.filename)
-    })?;
-    let proto_name = proto.driver.name().to_string();
+    let proto_name = match &spec.file_driver {
+        Some(d) if !protocol_only => d.clone(),
+        _ => find_protocol(registry, &spec.filename)?
+            .driver
+            .name()
+            .to_string(),
+    };
     if protocol_only {
         return open_driver(registry, spec, &proto_name, role, chain, None, false);
     }
     // Open the protocol node, probe its content, then hand the node to the format.
+    let pspec;
+    let proto_spec = if spec.has_file_settings() {
+        pspec = NodeSpec {
+            options: spec.file_options.clone(),
+            ..NodeSpec::new(spec.filename.clone(), None, spec.flags)
+        };
+        &pspec
+    } else {
+        spec
+    };
+    if registry.get(&proto_name).is_none() {
+        return Err(BlockError::new(
+            ErrorKind::NotFound,
+            "",
+            format!("Unknown driver '{proto_name}'"),
+        ));
+    }
     let file = open_driver(
         registry,
-        spec,
+        proto_spec,
         &proto_name,
         Some(ChildRole::File),
         chain,
@@ -148,6 +186,43 @@ fn open_with_chain(
     }
     let probed_raw = fmt == "raw";
     open_driver(registry, spec, &fmt, role, chain, Some(file), probed_raw)
+}
+
+/// The protocol prefix of a file name as QEMU's `path_has_protocol` sees
+/// it: the text before a `:` that comes before any `/` or `\\`.
+pub fn protocol_prefix(filename: &str) -> Option<&str> {
+    let end = filename.find([':', '/', '\\'])?;
+    (filename.as_bytes()[end] == b':').then(|| &filename[..end])
+}
+
+/// The protocol driver for a file name: the one whose prefix the name
+/// carries, `file` for names without a prefix. A prefix no driver claims
+/// is refused with QEMU's "Unknown protocol 'P'" (`bdrv_find_protocol`).
+pub fn find_protocol<'a>(registry: &'a Registry, filename: &str) -> Result<&'a RegisteredDriver> {
+    if let Some(p) = protocol_prefix(filename) {
+        return registry
+            .iter()
+            .find(|d| {
+                d.driver.kind() == DriverKind::Protocol
+                    && d.driver.protocol_prefixes().iter().any(|x| x == p)
+            })
+            .ok_or_else(|| {
+                BlockError::new(
+                    ErrorKind::NotFound,
+                    "open",
+                    format!("Unknown protocol '{p}'"),
+                )
+                .in_file(filename)
+            });
+    }
+    registry.get("file").ok_or_else(|| {
+        BlockError::new(
+            ErrorKind::NotFound,
+            "open",
+            "no protocol driver (is 'file' registered?)",
+        )
+        .in_file(filename)
+    })
 }
 
 /// Reads the head and tail of a protocol node and asks every format driver.
@@ -215,6 +290,10 @@ fn open_driver(
         registry: registry.clone(),
         chain,
         parent_flags: spec.flags,
+        file_override: spec
+            .has_file_settings()
+            .then(|| (spec.file_driver.clone(), spec.file_options.clone())),
+        protocol_create_options: Vec::new(),
         preopened_file: Mutex::new(preopened_file),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),
@@ -243,11 +322,20 @@ fn open_driver(
     Ok(gn)
 }
 
+/// The driver (`None`: by file name) and options of a `file` child named
+/// by an image specification.
+type FileOverride = (Option<String>, Vec<(String, String)>);
+
 /// The services handed to one driver instance.
 struct GraphServices {
     registry: Arc<Registry>,
     chain: Chain,
     parent_flags: OpenFlags,
+    /// The driver and options of the `file` child from an image
+    /// specification, applied when the driver opens that child.
+    file_override: Option<FileOverride>,
+    /// Protocol create options (`nocow`, ...) for files a format creates.
+    protocol_create_options: Vec<(String, String)>,
     preopened_file: Mutex<Option<Arc<GraphNode>>>,
     children: Arc<Mutex<ChildList>>,
     attach_to: Mutex<Option<Weak<GraphNode>>>,
@@ -337,12 +425,18 @@ impl HostServices for GraphServices {
                 .in_file(&filename));
             }
         }
-        let spec = NodeSpec {
-            filename: filename.clone(),
-            format: req.format.clone(),
-            flags,
+        let mut spec = NodeSpec {
             options: req.options.clone(),
+            ..NodeSpec::new(filename.clone(), req.format.clone(), flags)
         };
+        if req.role == ChildRole::File {
+            if let Some((driver, options)) = &self.file_override {
+                if driver.is_some() {
+                    spec.format = driver.clone();
+                }
+                spec.options.extend(options.iter().cloned());
+            }
+        }
         let child =
             open_with_chain(&self.registry, &spec, Some(req.role), &self.chain).map_err(|e| {
                 if req.role == ChildRole::Backing && e.kind != ErrorKind::Loop {
@@ -359,7 +453,13 @@ impl HostServices for GraphServices {
     }
 
     fn create_file(&self, filename: &str, size: u64, prealloc: Preallocation) -> Result<()> {
-        create_protocol_file(&self.registry, filename, size, prealloc)
+        create_protocol_file_with(
+            &self.registry,
+            filename,
+            size,
+            prealloc,
+            &self.protocol_create_options,
+        )
     }
 }
 
@@ -370,14 +470,24 @@ pub fn create_protocol_file(
     size: u64,
     prealloc: Preallocation,
 ) -> Result<()> {
-    let proto = registry
-        .protocol_for(filename)
-        .ok_or_else(|| BlockError::new(ErrorKind::NotFound, "create", "no protocol driver"))?;
+    create_protocol_file_with(registry, filename, size, prealloc, &[])
+}
+
+/// As [`create_protocol_file`], with further protocol create options.
+pub fn create_protocol_file_with(
+    registry: &Arc<Registry>,
+    filename: &str,
+    size: u64,
+    prealloc: Preallocation,
+    extra: &[(String, String)],
+) -> Result<()> {
+    let proto = find_protocol(registry, filename)?;
     let schema = proto.driver.create_options();
     let mut pairs = vec![("size".to_string(), size.to_string())];
     if prealloc != Preallocation::Off {
         pairs.push(("preallocation".to_string(), prealloc.as_str().to_string()));
     }
+    pairs.extend(extra.iter().cloned());
     let opts = OptionValues::parse(&schema, &pairs).map_err(|e| e.in_file(filename))?;
     proto
         .driver
@@ -387,10 +497,20 @@ pub fn create_protocol_file(
 
 /// Host services with no parent (for `create`).
 pub fn services_for(registry: &Arc<Registry>) -> Arc<dyn HostServices> {
+    services_for_create(registry, Vec::new())
+}
+
+/// Host services for `create` whose protocol files get `protocol_options`.
+pub fn services_for_create(
+    registry: &Arc<Registry>,
+    protocol_options: Vec<(String, String)>,
+) -> Arc<dyn HostServices> {
     Arc::new(GraphServices {
         registry: registry.clone(),
         chain: Chain::default(),
         parent_flags: OpenFlags::NONE,
+        file_override: None,
+        protocol_create_options: protocol_options,
         preopened_file: Mutex::new(None),
         children: Arc::new(Mutex::new(Vec::new())),
         attach_to: Mutex::new(None),

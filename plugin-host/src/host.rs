@@ -235,14 +235,63 @@ impl Host {
 
     /// Opens an image (format probed unless named) with its backing chain.
     pub fn open(&self, filename: &str, opts: &OpenOptions) -> Result<Image> {
+        if let Some(json) = filename.strip_prefix("json:") {
+            let spec = crate::spec::ImageSpec::from_json(json)?;
+            return self.open_spec(&spec, opts);
+        }
         let spec = NodeSpec {
-            filename: filename.to_string(),
-            format: opts.format.clone(),
-            flags: opts.flags(),
             options: opts.options.clone(),
+            ..NodeSpec::new(filename, opts.format.clone(), opts.flags())
         };
         let root = graph::open_node(&self.registry, &spec)?;
         Ok(Image::new(self.registry.clone(), root, opts))
+    }
+
+    /// Opens an image described by a specification (`json:{...}` or
+    /// `--image-opts`). `opts.format` must be unset (the spec names the
+    /// driver); its flags and options add to the spec's.
+    pub fn open_spec(&self, spec: &crate::spec::ImageSpec, opts: &OpenOptions) -> Result<Image> {
+        let reg = &self.registry;
+        let req = spec.request(|d| {
+            reg.get(d)
+                .map(|r| r.driver.kind() == block_core::DriverKind::Protocol)
+        })?;
+        let mut o = opts.clone();
+        o.format = req.driver.clone();
+        if let Some(ro) = req.read_only {
+            o.read_only = o.read_only || ro;
+        }
+        if let Some(fs) = req.force_share {
+            o.force_share = o.force_share || fs;
+        }
+        o.no_backing = o.no_backing || req.no_backing;
+        o.options.extend(req.options.iter().cloned());
+        let root_is_protocol = req
+            .driver
+            .as_deref()
+            .and_then(|d| reg.get(d))
+            .is_some_and(|r| r.driver.kind() == block_core::DriverKind::Protocol);
+        // When probing, the protocol is named so that the root options go
+        // to the format only.
+        let file_driver = match (&req.file_driver, &req.driver) {
+            (Some(d), _) => Some(d.clone()),
+            (None, None) => Some(
+                graph::find_protocol(reg, &req.filename)?
+                    .driver
+                    .name()
+                    .to_string(),
+            ),
+            (None, Some(_)) => None,
+        };
+        let nspec = NodeSpec {
+            options: o.options.clone(),
+            file_driver,
+            file_options: req.file_options.clone(),
+            ..NodeSpec::new(req.filename.clone(), o.format.clone(), o.flags())
+        };
+        let root = graph::open_node(&self.registry, &nspec)
+            .map_err(|e| crate::spec::reword_option_error(e, &req, root_is_protocol))?;
+        Ok(Image::new(self.registry.clone(), root, &o))
     }
 
     /// How many bytes an image of `format` needs (`qemu-img measure`).
@@ -283,8 +332,24 @@ impl Host {
             )
         })?;
         let schema = d.driver.create_options();
+        // Options only the protocol knows (nocow, extent_size_hint) go to the
+        // protocol driver when the format creates its file, as QEMU appends
+        // the protocol's create options to the format's.
+        let proto = graph::find_protocol(&self.registry, filename)?;
+        let pschema = if d.driver.kind() == block_core::DriverKind::Format {
+            proto.driver.create_options()
+        } else {
+            Vec::new()
+        };
+        let (proto_pairs, fmt_pairs): (Vec<_>, Vec<_>) =
+            block_core::options::split_option_string(options)
+                .map_err(|e| e.in_file(filename))?
+                .into_iter()
+                .partition(|(k, _)| {
+                    !schema.iter().any(|o| &o.name == k) && pschema.iter().any(|o| &o.name == k)
+                });
         let mut values =
-            OptionValues::parse_str(&schema, options).map_err(|e| e.in_file(filename))?;
+            OptionValues::parse(&schema, &fmt_pairs).map_err(|e| e.in_file(filename))?;
         let mut extra: Vec<(String, String)> = values.values.clone();
         if let Some(s) = size {
             extra.retain(|(k, _)| k != "size");
@@ -300,7 +365,11 @@ impl Host {
         values = OptionValues::parse(&schema, &extra).map_err(|e| e.in_file(filename))?;
         self.check_create_targets(filename, &values)?;
         d.driver
-            .create(filename, &values, graph::services_for(&self.registry))
+            .create(
+                filename,
+                &values,
+                graph::services_for_create(&self.registry, proto_pairs),
+            )
             .map_err(|e| e.in_file(filename))
     }
 

@@ -26,8 +26,10 @@ pub mod image;
 mod linked;
 pub mod loader;
 pub mod safety;
+pub mod spec;
 
 pub use graph::GraphNode;
 pub use host::{Host, HostBuilder, OpenOptions, BUILTIN_DRIVERS_ENV, PLUGIN_PATH_ENV};
 pub use image::{Image, ImageInfo};
 pub use loader::{load_plugin, LoadedPlugin};
+pub use spec::{ImageSpec, SpecValue};

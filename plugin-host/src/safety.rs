@@ -90,12 +90,11 @@ pub fn check_unused(registry: &Arc<Registry>, name: &str) -> Result<()> {
     let Some(proto) = registry.protocol_for(name) else {
         return Ok(());
     };
-    let spec = NodeSpec {
-        filename: name.to_string(),
-        format: Some(proto.driver.name().to_string()),
-        flags: OpenFlags::EXCLUSIVE,
-        options: Vec::new(),
-    };
+    let spec = NodeSpec::new(
+        name,
+        Some(proto.driver.name().to_string()),
+        OpenFlags::EXCLUSIVE,
+    );
     match crate::graph::open_node(registry, &spec) {
         Err(e) if e.kind == ErrorKind::Busy => Err(e),
         _ => Ok(()),

@@ -209,7 +209,8 @@ fn commands_from_stdin() {
     assert!(out.status.success());
     assert_eq!(
         filter(&out.stdout),
-        "wrote 512/512 bytes at offset 0\nread 512/512 bytes at offset 0\n1 MiB\n"
+        // qemu-io's prompt comes before every line read, even from a pipe.
+        "blk io> wrote 512/512 bytes at offset 0\nblk io> blk io> read 512/512 bytes at offset 0\nblk io> 1 MiB\nblk io> \n"
     );
 }
 

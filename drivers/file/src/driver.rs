@@ -3,7 +3,7 @@
 use crate::node::FileNode;
 use block_core::{
     BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
-    OptionValues, Preallocation, Result,
+    OptKind, OptionValues, Preallocation, Result,
 };
 use std::sync::Arc;
 
@@ -42,7 +42,24 @@ impl BlockDriver for FileDriver {
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
-        block_core::options::plain_create_options()
+        let mut o = block_core::options::plain_create_options();
+        // QEMU's file protocol options, in its order after size.
+        o.insert(
+            1,
+            OptDesc::new(
+                "nocow",
+                OptKind::Bool,
+                Some("off"),
+                "Turn off copy-on-write (valid only on btrfs)",
+            ),
+        );
+        o.push(OptDesc::new(
+            "extent_size_hint",
+            OptKind::Size,
+            None,
+            "Extent size hint for the image file, 0 to disable",
+        ));
+        o
     }
 
     fn create(
@@ -56,7 +73,19 @@ impl BlockDriver for FileDriver {
             .get("preallocation")
             .and_then(Preallocation::parse)
             .unwrap_or_default();
-        FileNode::create(strip_prefix(filename), size, prealloc)
+        let attrs = crate::node::CreateAttrs {
+            nocow: options.get_bool("nocow"),
+            extent_size_hint: options.get_size("extent_size_hint")?,
+        };
+        if attrs
+            .extent_size_hint
+            .is_some_and(|h| h > u64::from(u32::MAX))
+        {
+            return Err(
+                BlockError::invalid("create", "Extent size hint is too large").in_file(filename),
+            );
+        }
+        FileNode::create(strip_prefix(filename), size, prealloc, &attrs)
     }
 
     fn open(&self, req: &OpenRequest, _host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {

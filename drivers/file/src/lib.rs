@@ -6,6 +6,7 @@
 //! for block status. Depends on block-core only.
 #![warn(missing_docs)]
 
+mod create_attrs;
 mod driver;
 pub mod lock;
 mod node;

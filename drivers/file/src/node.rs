@@ -12,6 +12,16 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// Attributes of a new file (the `nocow` and `extent_size_hint` create
+/// options).
+#[derive(Debug, Default, Clone)]
+pub struct CreateAttrs {
+    /// Set the no-copy-on-write inode flag.
+    pub nocow: bool,
+    /// The extent size hint given, if any (QEMU's default is 1 MiB).
+    pub extent_size_hint: Option<u64>,
+}
+
 /// An open file node.
 #[derive(Debug)]
 pub struct FileNode {
@@ -101,7 +111,14 @@ impl FileNode {
     /// first, for QEMU's messages, then no other holder of any kind), and
     /// only then truncated to 0 and sized. A file this call created is
     /// removed again when a later step fails.
-    pub fn create(path: &str, size: u64, prealloc: Preallocation) -> Result<()> {
+    /// `attrs` (nocow, extent size hint) are applied to the emptied file,
+    /// before it is sized, as they only take effect on an empty file.
+    pub fn create(
+        path: &str,
+        size: u64,
+        prealloc: Preallocation,
+        attrs: &CreateAttrs,
+    ) -> Result<()> {
         let size = size.div_ceil(512) * 512;
         let create_err = |e: std::io::Error| {
             let mut e = BlockError::from_io("", e).in_file(path);
@@ -143,6 +160,7 @@ impl FileNode {
             .take_locks()
             .and_then(|()| node.probe_size(size))
             .and_then(|()| node.resize(0, 0, Preallocation::Off))
+            .map(|()| node.apply_attrs(attrs))
             .and_then(|()| node.resize(0, size, prealloc))
             .and_then(|()| node.flush());
         if r.is_err() && created {
@@ -150,6 +168,24 @@ impl FileNode {
         }
         drop(node);
         r
+    }
+
+    /// Sets the create attributes on the (empty) file: a nocow failure is
+    /// ignored, and an extent size hint that cannot be set is reported only
+    /// when it was given and nonzero (QEMU's default hint is 1 MiB).
+    fn apply_attrs(&self, attrs: &CreateAttrs) {
+        if attrs.nocow {
+            crate::create_attrs::set_nocow(&self.file);
+        }
+        let hint = attrs.extent_size_hint.unwrap_or(1 << 20);
+        if let Err(errno) = crate::create_attrs::set_extent_size_hint(&self.file, hint as u32) {
+            if attrs.extent_size_hint.is_some_and(|h| h != 0) {
+                log::warn!(
+                    "Failed to set extent size hint: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
+            }
+        }
     }
 
     /// Before an existing file is emptied: a size the file cannot have

@@ -2,7 +2,7 @@
 //! process (each open file description is a holder of its own).
 
 use crate::lock::{FileLock, LockSet};
-use crate::node::FileNode;
+use crate::node::{CreateAttrs, FileNode};
 use block_core::{ErrorKind, OpenFlags, Preallocation};
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
@@ -45,13 +45,13 @@ fn create_over_a_held_file_changes_nothing() {
     ];
     for (bytes, msg) in holders {
         let h = foreign_holder(Path::new(&path), bytes);
-        let e = FileNode::create(&path, 1 << 20, Preallocation::Off).unwrap_err();
+        let e = FileNode::create(&path, 1 << 20, Preallocation::Off, &CreateAttrs::default()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Busy, "{bytes:?}: {e}");
         assert!(e.message.starts_with(msg), "{bytes:?}: {e}");
         assert_eq!(std::fs::read(&path).unwrap(), data, "{bytes:?}");
         drop(h);
     }
-    FileNode::create(&path, 1 << 20, Preallocation::Off).unwrap();
+    FileNode::create(&path, 1 << 20, Preallocation::Off, &CreateAttrs::default()).unwrap();
     let now = std::fs::read(&path).unwrap();
     assert_eq!(now.len(), 1 << 20);
     assert!(now.iter().all(|&b| b == 0), "an existing file is emptied");
@@ -62,7 +62,7 @@ fn create_of_a_new_file_holds_no_lock_afterwards() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new");
     let p = path.to_str().unwrap();
-    FileNode::create(p, 1000, Preallocation::Off).unwrap();
+    FileNode::create(p, 1000, Preallocation::Off, &CreateAttrs::default()).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024);
     // Nothing is left locked: an exclusive open succeeds.
     FileNode::open(p, OpenFlags::EXCLUSIVE, true).unwrap();
@@ -111,11 +111,11 @@ fn create_that_cannot_have_its_size_leaves_files_as_they_were() {
     let (path, data) = file_with_data(dir.path());
     // Past i64::MAX: no filesystem takes it.
     let huge = 1u64 << 63;
-    FileNode::create(&path, huge, Preallocation::Off).unwrap_err();
+    FileNode::create(&path, huge, Preallocation::Off, &CreateAttrs::default()).unwrap_err();
     assert_eq!(std::fs::read(&path).unwrap(), data, "existing file changed");
     let new = dir.path().join("new");
     let p = new.to_str().unwrap();
-    FileNode::create(p, huge, Preallocation::Off).unwrap_err();
+    FileNode::create(p, huge, Preallocation::Off, &CreateAttrs::default()).unwrap_err();
     assert!(
         !new.exists(),
         "a file the failed create made is left behind"

@@ -42,8 +42,13 @@ impl BlockDriver for RawDriver {
         1
     }
 
+    /// Only the size, as QEMU's raw format: preallocation and the other
+    /// file options belong to the protocol, which the host hands them to.
     fn create_options(&self) -> Vec<OptDesc> {
         block_core::options::plain_create_options()
+            .into_iter()
+            .filter(|o| o.name == "size")
+            .collect()
     }
 
     fn create(

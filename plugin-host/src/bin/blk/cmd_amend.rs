@@ -30,12 +30,6 @@ pub struct AmendArgs {
     /// accepted, no effect).
     #[arg(long = "force")]
     force: bool,
-    /// Image specification instead of a file name (not supported).
-    #[arg(long = "image-opts")]
-    image_opts: bool,
-    /// QEMU user-creatable objects (not supported).
-    #[arg(long = "object", value_name = "OBJDEF")]
-    object: Vec<String>,
     /// The image.
     files: Vec<String>,
 }
@@ -63,9 +57,6 @@ fn not_supported(fmt: &str) -> CliError {
 
 /// Runs `blk amend`.
 pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
-    if !a.object.is_empty() {
-        return Err(CliError::new("--object is not supported"));
-    }
     if a.options.is_empty() {
         return Err(CliError::usage("amend", "Must specify options (-o)"));
     }
@@ -85,9 +76,6 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
         ) {
             return Err(CliError::new(format!("Invalid cache option: {c}")));
         }
-    }
-    if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
     }
     let img = open_image(
         &host,

@@ -89,9 +89,6 @@ pub struct BenchArgs {
     /// Open the image in shared mode.
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
-    /// Image specification instead of a file name (not supported).
-    #[arg(long = "image-opts")]
-    image_opts: bool,
     /// The image.
     files: Vec<String>,
 }
@@ -161,9 +158,6 @@ pub fn run(g: &Globals, a: BenchArgs) -> CliResult {
     }
     if flush_interval > 0 && flush_interval < depth {
         return Err(CliError::new("Flush interval can't be smaller than depth"));
-    }
-    if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
     }
     if native && !direct {
         return Err(CliError::new(format!(

@@ -96,6 +96,7 @@ fn human(r: &CheckReport) -> String {
 
 /// Runs `blk check`.
 pub fn run(g: &Globals, a: CheckArgs) -> CliResult {
+    crate::cache_mode::check_source(a.cache.as_deref())?;
     let out = parse_output("check", a.output.as_deref())?;
     let mode = match a.repair.as_deref() {
         None => CheckMode::REPORT,

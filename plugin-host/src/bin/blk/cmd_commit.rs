@@ -11,8 +11,7 @@ pub struct CommitArgs {
     /// Image format (probed when absent).
     #[arg(short = 'f', long = "format")]
     format: Option<String>,
-    /// The base to commit into (only the immediate backing file is
-    /// supported); implies -d.
+    /// The base to commit into (any image of the backing chain); implies -d.
     #[arg(short = 'b', long = "base")]
     base: Option<String>,
     /// Do not empty the image after committing.
@@ -27,8 +26,8 @@ pub struct CommitArgs {
     /// Cache mode (accepted, no effect).
     #[arg(short = 't')]
     cache: Option<String>,
-    /// Rate limit (accepted, no effect).
-    #[arg(short = 'r')]
+    /// Rate limit in bytes per second (k/M/G suffixes).
+    #[arg(short = 'r', allow_hyphen_values = true)]
     rate: Option<String>,
     /// The image.
     filename: String,
@@ -36,6 +35,8 @@ pub struct CommitArgs {
 
 /// Runs `blk commit`.
 pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
+    crate::cache_mode::check(a.cache.as_deref())?;
+    let rate = crate::convert_rate::parse(a.rate.as_deref())?;
     let host = g.host()?;
     let top = open_image(
         &host,
@@ -55,10 +56,14 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
     if let Some(b) = &a.base {
         let canon = |p: &str| std::fs::canonicalize(p).ok();
         if canon(b) != canon(&base_name) {
-            return Err(CliError::new(format!(
-                "Did not find '{b}' in the backing chain of '{}' (only the immediate backing file is supported)",
-                a.filename
-            )));
+            // A base further down: commit through the intermediates (the
+            // top stays open, and locked, meanwhile).
+            crate::commit_base::commit_to(&host, &a.filename, a.format.clone(), b, rate.as_ref())?;
+            drop(top);
+            if !a.quiet {
+                println!("Image committed.");
+            }
+            return Ok(());
         }
     }
     // Exclusive: the base is overwritten (and may grow); any other holder
@@ -90,6 +95,9 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
         if e.flags.contains(ExtentFlags::ALLOCATED) {
             if e.flags.contains(ExtentFlags::ZERO) {
                 base.write_zeroes(off, n, block_core::ZeroFlags::MAY_UNMAP)?;
+                if let Some(r) = &rate {
+                    r.pay_after(n);
+                }
             } else {
                 let mut pos = off;
                 while pos < off + n {
@@ -97,6 +105,9 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
                     buf.resize(m as usize, 0);
                     top.read(pos, &mut buf)?;
                     base.write(pos, &buf)?;
+                    if let Some(r) = &rate {
+                        r.pay_after(m);
+                    }
                     pos += m;
                 }
             }

@@ -71,6 +71,10 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
+        if crate::common::image_opts() || f.starts_with("json:") {
+            return crate::common::open_image(&host, f, &opts)
+                .map_err(|e| CliError { code: 2, ..e });
+        }
         host.open(f, &opts)
             .map_err(|e| err2(format!("Could not open '{f}': {}", open_detail(&e, f))))
     };

@@ -4,7 +4,7 @@
 
 use crate::common::{errno_of, open_image, CliError, CliResult, Globals};
 use crate::human::strerror;
-use crate::snapshot_src::{open_snapshot, parse_snapshot_param, SnapshotParam};
+use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
 use block_core::{DriverCaps, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
@@ -61,9 +61,6 @@ pub struct ConvertArgs {
     /// name).
     #[arg(short = 'l')]
     snapshot: Option<String>,
-    /// Source snapshot ID or name (legacy form of -l; qemu-img 10 dropped it).
-    #[arg(short = 's')]
-    snapshot_old: Option<String>,
     /// Share the sources with other processes.
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
@@ -76,8 +73,15 @@ pub struct ConvertArgs {
     /// Enable copy offloading (accepted, no effect).
     #[arg(short = 'C')]
     copy_offload: bool,
+    /// Keep going past read errors of the sources (unreadable sectors are
+    /// written as zeroes, with a warning each).
+    #[arg(long = "salvage")]
+    salvage: bool,
+    /// Limit the copy to RATE bytes per second (k/M/G suffixes).
+    #[arg(short = 'r', value_name = "RATE", allow_hyphen_values = true)]
+    rate: Option<String>,
     /// Sources, then the target.
-    #[arg(required = true, num_args = 1..)]
+    #[arg(num_args = 0..)]
     files: Vec<String>,
 }
 
@@ -91,6 +95,8 @@ struct Job<'a> {
     compress: bool,
     cluster: u64,
     zero_flags: ZeroFlags,
+    /// `--salvage`: unreadable source sectors become zeroes.
+    salvage: bool,
     done: AtomicU64,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
@@ -277,7 +283,7 @@ fn copy_range_compressed(
             }
         } else {
             buf.resize(n as usize, 0);
-            src.read(cur, &mut buf).map_err(|e| {
+            crate::convert_salvage::read(src, cur, &mut buf, job.salvage).map_err(|e| {
                 log::debug!("read failed: {e}");
                 format!(
                     "error while reading at byte {toff}: {}",
@@ -377,7 +383,7 @@ fn copy_range(
             }
         } else if data {
             buf.resize(n as usize, 0);
-            src.read(cur, &mut buf).map_err(|e| {
+            crate::convert_salvage::read(src, cur, &mut buf, job.salvage).map_err(|e| {
                 log::debug!("read failed: {e}");
                 format!(
                     "error while reading at byte {toff}: {}",
@@ -425,7 +431,17 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
 
 /// Runs `blk convert`.
 pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
+    let options = a.options.join(",");
+    if !a.no_create && crate::cmd_create::has_help_option(&options) {
+        // As qemu-img: before any image is opened; the target name counts
+        // only when there are at least two file names.
+        let out = (a.files.len() > 1).then(|| a.files[a.files.len() - 1].as_str());
+        return crate::cmd_create::print_option_help(&g.host()?, &a.out_format, out);
+    }
+    crate::cache_mode::check_source(a.src_cache.as_deref())?;
+    crate::cache_mode::check(a.cache.as_deref())?;
     let workers = parse_workers(a.workers.as_deref())?;
+    let rate = crate::convert_rate::parse(a.rate.as_deref())?;
     let min_sparse = parse_sparse(a.sparse.as_deref())?;
     if a.files.len() < 2 {
         return Err(CliError::new("Must specify image file name"));
@@ -448,12 +464,11 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             "Having a backing file for the target makes no sense when concatenating multiple input images",
         ));
     }
-    // -s NAME is the legacy spelling of -l NAME (qemu-img 10 dropped it).
-    let snapshot = match (&a.snapshot, &a.snapshot_old) {
-        (Some(l), _) => Some(parse_snapshot_param(l)?),
-        (None, Some(s)) => Some(SnapshotParam::IdOrName(s.clone())),
-        (None, None) => None,
-    };
+    let snapshot = a
+        .snapshot
+        .as_deref()
+        .map(parse_snapshot_param)
+        .transpose()?;
     let host = g.host()?;
     let (srcs, dst) = a.files.split_at(a.files.len() - 1);
     let dst = &dst[0];
@@ -479,14 +494,14 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         sources.push((img, total));
         total += len;
     }
-    let options = a.options.join(",");
-    if crate::cmd_create::has_help_option(&options) {
-        return crate::cmd_create::print_option_help(&host, &a.out_format);
-    }
     let drv = host
         .registry()
         .get(&a.out_format)
         .ok_or_else(|| CliError::new(format!("Unknown file format '{}'", a.out_format)))?;
+    if !a.no_create {
+        plugin_host::graph::find_protocol(host.registry(), dst)
+            .map_err(|e| CliError::new(e.message.clone()))?;
+    }
     if a.compress && !drv.driver.caps().contains(DriverCaps::COMPRESSION) {
         return Err(CliError::new(
             "Compression not supported for this file format",
@@ -559,7 +574,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         })?;
     }
     if !a.no_create {
-        // Validate the options first, as qemu-img does.
+        // Validate the options first, as qemu-img does (with the target
+        // protocol's options appended).
+        let schema = crate::cmd_create::merged_create_options(&host, &a.out_format, dst)?;
         OptionValues::parse_str(&schema, &options)
             .map_err(|e| CliError::new(crate::common::opt_error(&e.message)))?;
         let bk = a
@@ -582,7 +599,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         exclusive: true,
         ..OpenOptions::default()
     };
-    let target = open_image(&host, dst, &topts)?;
+    let target = crate::common::open_image_file(&host, dst, &topts)?;
     let tlen = target.length().map_err(CliError::from)?;
     if tlen < total {
         return Err(CliError::new("output file is smaller than input file"));
@@ -614,6 +631,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         } else {
             ZeroFlags::NONE
         },
+        salvage: a.salvage,
         done: AtomicU64::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
@@ -663,6 +681,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
                 };
                 if job.failed.load(Ordering::Relaxed) {
                     break;
+                }
+                if let Some(r) = &rate {
+                    r.acquire(len);
                 }
                 let (img, base) = &job.sources[src];
                 let mut ops = Vec::new();

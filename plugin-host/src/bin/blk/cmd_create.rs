@@ -42,18 +42,45 @@ pub fn has_help_option(opts: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Prints the create options of a format as `qemu-img create -o help` does.
-pub fn print_option_help(host: &Host, fmt: &str) -> CliResult {
+/// Prints the create options of a format as `qemu-img create -o help` does:
+/// with a target file name, merged with its protocol's options.
+pub fn print_option_help(host: &Host, fmt: &str, filename: Option<&str>) -> CliResult {
     let d = host
         .registry()
         .get(fmt)
         .ok_or_else(|| CliError::new(format!("Unknown file format '{fmt}'")))?;
-    println!("Supported {fmt} options:");
-    print_opt_lines(&d.driver.create_options());
-    println!();
-    println!("The protocol level may support further options.");
-    println!("Specify the target filename to include those options.");
+    let Some(filename) = filename else {
+        println!("Supported {fmt} options:");
+        print_opt_lines(&d.driver.create_options());
+        println!();
+        println!("The protocol level may support further options.");
+        println!("Specify the target filename to include those options.");
+        return Ok(());
+    };
+    let schema = merged_create_options(host, fmt, filename)?;
+    println!("Supported options:");
+    print_opt_lines(&schema);
     Ok(())
+}
+
+/// The create options of `fmt` followed by those of the protocol of
+/// `filename` that the format lacks (QEMU's `qemu_opts_append` order).
+pub fn merged_create_options(host: &Host, fmt: &str, filename: &str) -> CliResult<Vec<OptDesc>> {
+    let d = host
+        .registry()
+        .get(fmt)
+        .ok_or_else(|| CliError::new(format!("Unknown file format '{fmt}'")))?;
+    let mut schema = d.driver.create_options();
+    if d.driver.kind() == block_core::DriverKind::Format {
+        let proto = plugin_host::graph::find_protocol(host.registry(), filename)
+            .map_err(|e| CliError::new(e.message.clone()))?;
+        for o in proto.driver.create_options() {
+            if !schema.iter().any(|s| s.name == o.name) {
+                schema.push(o);
+            }
+        }
+    }
+    Ok(schema)
 }
 
 /// Prints one `  name=<type>  - help` line per option, sorted by name, as
@@ -175,7 +202,9 @@ pub fn create_image(
         .registry()
         .get(fmt)
         .ok_or_else(|| ferr(format!("Unknown file format '{fmt}'")))?;
-    let schema = d.driver.create_options();
+    let _ = d;
+    let schema =
+        merged_create_options(host, fmt, filename).map_err(|e| ferr(e.msg.unwrap_or_default()))?;
     let mut values = OptionValues::parse_str(&schema, options)
         .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
     // Positional size, -b and -F override -o.
@@ -298,7 +327,7 @@ pub fn run(g: &Globals, a: CreateArgs) -> CliResult {
     let host = g.host()?;
     let options = a.options.join(",");
     if has_help_option(&options) {
-        return print_option_help(&host, &a.format);
+        return print_option_help(&host, &a.format, a.filename.as_deref());
     }
     let Some(filename) = a.filename.as_deref() else {
         return Err(CliError::usage("create", "Expecting image file name"));

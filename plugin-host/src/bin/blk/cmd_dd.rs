@@ -24,12 +24,6 @@ pub struct DdArgs {
     /// Open the input in shared mode.
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
-    /// Image specification instead of a file name (not supported).
-    #[arg(long = "image-opts")]
-    image_opts: bool,
-    /// QEMU user-creatable objects (not supported).
-    #[arg(long = "object", value_name = "OBJDEF")]
-    object: Vec<String>,
     /// Operands: `if=INPUT of=OUTPUT [bs=BLOCK_SIZE] [count=BLOCKS] [skip=BLOCKS]`.
     operands: Vec<String>,
 }
@@ -71,16 +65,10 @@ fn parse_operands(ops: &[String]) -> CliResult<Operands> {
 
 /// Runs `blk dd`.
 pub fn run(g: &Globals, a: DdArgs) -> CliResult {
-    if !a.object.is_empty() {
-        return Err(CliError::new("--object is not supported"));
-    }
     let ops = parse_operands(&a.operands)?;
     let (Some(input), Some(output)) = (&ops.input, &ops.output) else {
         return Err(CliError::new("Must specify both input and output files"));
     };
-    if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
-    }
     let host = g.host()?;
     let src = open_image(
         &host,
@@ -136,7 +124,7 @@ pub fn run(g: &Globals, a: DdArgs) -> CliResult {
                 error_detail(&e, output)
             ))
         })?;
-    let dst = open_image(
+    let dst = crate::common::open_image_file(
         &host,
         output,
         &OpenOptions {

@@ -18,14 +18,11 @@ pub struct InfoArgs {
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
     /// Show every image of the backing chain.
-    #[arg(long = "backing-chain")]
+    #[arg(short = 'b', long = "backing-chain")]
     backing_chain: bool,
     /// Output format: human or json.
     #[arg(long = "output", value_name = "FMT")]
     output: Option<String>,
-    /// Image specification instead of a file name (not supported).
-    #[arg(long = "image-opts")]
-    image_opts: bool,
     /// The image.
     filename: String,
 }
@@ -254,9 +251,6 @@ pub fn dump_graph_human(
 /// Runs `blk info`.
 pub fn run(g: &Globals, a: InfoArgs) -> CliResult {
     let out_fmt = parse_output("info", a.output.as_deref())?;
-    if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
-    }
     let host = g.host()?;
     let mut reports = Vec::new();
     let mut filename = a.filename.clone();
@@ -279,7 +273,12 @@ pub fn run(g: &Globals, a: InfoArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let img = open_image(&host, &filename, &opts)?;
+        // Only the first image is the argument (a spec with --image-opts).
+        let img = if reports.is_empty() {
+            open_image(&host, &filename, &opts)?
+        } else {
+            crate::common::open_image_file(&host, &filename, &opts)?
+        };
         let r = node_report(img.graph())?;
         let next = r
             .full_backing_filename

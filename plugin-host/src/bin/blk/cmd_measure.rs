@@ -41,12 +41,6 @@ pub struct MeasureArgs {
     /// Open the source in shared mode.
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
-    /// Image specification instead of a file name (not supported).
-    #[arg(long = "image-opts")]
-    image_opts: bool,
-    /// QEMU user-creatable objects (not supported).
-    #[arg(long = "object", value_name = "OBJDEF")]
-    object: Vec<String>,
     /// The source image.
     files: Vec<String>,
 }
@@ -85,14 +79,13 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
         .map(|s| cvtnum_full("image size", s, 0, i64::MAX as u64))
         .transpose()?;
     let output = parse_output("measure", a.output.as_deref())?;
-    if !a.object.is_empty() {
-        return Err(CliError::new("--object is not supported"));
-    }
     if a.files.len() > 1 {
         return Err(CliError::new("At most one filename argument is allowed."));
     }
     let filename = a.files.first();
-    if filename.is_none() && (a.image_opts || a.format.is_some() || a.snapshot.is_some()) {
+    if filename.is_none()
+        && (crate::common::image_opts() || a.format.is_some() || a.snapshot.is_some())
+    {
         return Err(CliError::new(
             "--image-opts, -f, and -l require a filename argument.",
         ));
@@ -106,9 +99,6 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
         return Err(CliError::new(
             "Either --size N or one filename must be specified.",
         ));
-    }
-    if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
     }
     let host = g.host()?;
     let mut source = None;
@@ -137,13 +127,17 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
         )));
     }
     let options = a.options.join(",");
-    let values = check_options(&drv.driver.create_options(), &options)
+    // The file protocol's options (nocow, ...) are accepted, as QEMU
+    // appends them, and change nothing in the answer.
+    let schema = crate::cmd_create::merged_create_options(&host, out_fmt, "")?;
+    let own = drv.driver.create_options();
+    let values = check_options(&schema, &options)
         .map_err(|m| CliError::new(format!("{m}\nInvalid options for file format '{out_fmt}'")))?;
     let mut req = MeasureRequest {
         options: values
             .values
             .iter()
-            .filter(|(k, _)| k != "size")
+            .filter(|(k, _)| k != "size" && own.iter().any(|o| &o.name == k))
             .cloned()
             .collect(),
         virtual_size: 0,

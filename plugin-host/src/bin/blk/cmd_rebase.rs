@@ -24,6 +24,9 @@ pub struct RebaseArgs {
     /// Unsafe: only change the reference.
     #[arg(short = 'u')]
     unsafe_mode: bool,
+    /// Write the copied data as compressed clusters.
+    #[arg(short = 'c', long = "compress")]
+    compress: bool,
     /// Show progress.
     #[arg(short = 'p')]
     progress: bool,
@@ -57,6 +60,8 @@ fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
 
 /// Runs `blk rebase`.
 pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
+    crate::cache_mode::check(a.cache.as_deref())?;
+    crate::cache_mode::check_source(a.src_cache.as_deref())?;
     let Some(new) = a.backing.clone() else {
         return Err(CliError::usage(
             "rebase",
@@ -75,6 +80,9 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
+    if a.compress {
+        crate::rebase_compress::check_supported(&host, &top)?;
+    }
     let info = top.info()?;
     let ro = |fmt: Option<String>| OpenOptions {
         format: fmt,
@@ -86,7 +94,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
     let new_fmt = a.backing_format.clone();
     if !a.unsafe_mode {
         let old = match &info.full_backing_filename {
-            Some(f) => Some(open_image(
+            Some(f) => Some(crate::common::open_image_file(
                 &host,
                 f,
                 &ro(info.node.backing_filename_format.clone()),
@@ -118,13 +126,23 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             if !e.flags.contains(ExtentFlags::ALLOCATED) {
                 let mut pos = off;
                 while pos < off + n {
-                    let m = (off + n - pos).min(64 << 10) as usize;
+                    let m = if a.compress {
+                        // Whole clusters, each written compressed.
+                        let cl = crate::rebase_compress::piece_size(&top);
+                        (cl - pos % cl).min(off + n - pos) as usize
+                    } else {
+                        (off + n - pos).min(64 << 10) as usize
+                    };
                     b1.resize(m, 0);
                     b2.resize(m, 0);
                     read_or_zero(old.as_ref(), pos, &mut b1)?;
                     read_or_zero(newimg.as_ref(), pos, &mut b2)?;
                     if b1 != b2 {
-                        top.write(pos, &b1)?;
+                        if a.compress {
+                            crate::rebase_compress::write(&top, pos, &b1)?;
+                        } else {
+                            top.write(pos, &b1)?;
+                        }
                     }
                     pos += m as u64;
                 }

@@ -63,10 +63,11 @@ impl From<BlockError> for CliError {
 }
 
 /// The errno qemu-img reports for a failed request (out-of-range requests
-/// are `EIO`, as the block layer's request checks return).
+/// are `EIO`, as the block layer's request checks return; so is corrupt
+/// metadata or data, such as a compressed cluster that does not inflate).
 pub fn errno_of(e: &BlockError) -> i32 {
     match e.kind {
-        block_core::ErrorKind::OutOfRange => libc::EIO,
+        block_core::ErrorKind::OutOfRange | block_core::ErrorKind::Corrupt => libc::EIO,
         k => k.errno(),
     }
 }
@@ -166,14 +167,66 @@ pub fn create_detail(e: &BlockError, filename: &str) -> String {
     }
 }
 
-/// Opens an image; failures read `Could not open 'FILE': ...` as qemu-img's.
+/// Set once from the command line: `--image-opts` was given.
+static IMAGE_OPTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records `--image-opts` (the image arguments are specifications).
+pub fn set_image_opts(on: bool) {
+    IMAGE_OPTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--image-opts` was given.
+pub fn image_opts() -> bool {
+    IMAGE_OPTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Parses an `--image-opts` argument (`driver=qcow2,file.filename=...`;
+/// a leading bare value is the `file` option, as QEMU's).
+pub fn parse_image_opts(text: &str) -> CliResult<plugin_host::ImageSpec> {
+    let pairs = crate::qemu_opts::parse(text, Some("file")).map_err(CliError::new)?;
+    Ok(plugin_host::ImageSpec::from_pairs(pairs))
+}
+
+/// Opens an image argument; failures read `Could not open 'FILE': ...` as
+/// qemu-img's. With `--image-opts` the argument is a specification.
 pub fn open_image(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
+    if image_opts() {
+        if opts.format.is_some() {
+            return Err(CliError::new(
+                "--image-opts and --format are mutually exclusive",
+            ));
+        }
+        let spec = parse_image_opts(filename)?;
+        return host
+            .open_spec(&spec, opts)
+            .map_err(|e| spec_open_error(&e, filename, &spec));
+    }
+    open_image_file(host, filename, opts)
+}
+
+/// Opens an image by file name (or `json:` specification) whatever
+/// `--image-opts` says: for targets and backing files.
+pub fn open_image_file(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
     host.open(filename, opts)
         .map_err(|e| open_error(&e, filename))
 }
 
-/// The qemu-img style message of a failed open.
+/// The message of a failed open of a specification written as `outer`.
+pub fn spec_open_error(e: &BlockError, outer: &str, spec: &plugin_host::ImageSpec) -> CliError {
+    let inner = spec.filename().unwrap_or(outer);
+    CliError::new(format!(
+        "Could not open '{outer}': {}",
+        open_detail(e, inner)
+    ))
+}
+
+/// The qemu-style message of a failed open.
 pub fn open_error(e: &BlockError, filename: &str) -> CliError {
+    if let Some(json) = filename.strip_prefix("json:") {
+        if let Ok(spec) = plugin_host::ImageSpec::from_json(json) {
+            return spec_open_error(e, filename, &spec);
+        }
+    }
     CliError::new(format!(
         "Could not open '{filename}': {}",
         open_detail(e, filename)

@@ -4,6 +4,7 @@
 
 mod args;
 mod bench_engine;
+mod cache_mode;
 mod cmd_amend;
 mod cmd_bench;
 mod cmd_check;
@@ -19,16 +20,24 @@ mod cmd_plugins;
 mod cmd_rebase;
 mod cmd_resize;
 mod cmd_snapshot;
+mod commit_base;
 mod common;
 mod convert_progress;
+mod convert_rate;
+mod convert_salvage;
 mod human;
 mod io;
+mod objects;
 mod opts_check;
 mod progress;
+mod qemu_opts;
 mod qjson;
+mod rebase_compress;
 mod snapshot_src;
 mod snapshots;
 mod target_check;
+mod trace_opts;
+mod usage_error;
 
 use clap::{Parser, Subcommand};
 use common::{CliResult, Globals};
@@ -44,6 +53,16 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Define a QEMU user-creatable object (`secret,id=ID,data=...`).
+    #[arg(long = "object", value_name = "OBJDEF", global = true)]
+    object: Vec<String>,
+    /// The image arguments are option strings (`driver=qcow2,file.filename=...`).
+    #[arg(long = "image-opts", global = true)]
+    image_opts: bool,
+    /// Tracing options `[[enable=]PATTERN][,events=FILE][,file=FILE]`
+    /// (blk has no trace events; accepted as qemu-img accepts them).
+    #[arg(short = 'T', long = "trace", value_name = "TRACE")]
+    trace: Vec<String>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -133,6 +152,26 @@ fn check_message(level: log::Level, msg: &str) -> Option<String> {
     }
 }
 
+/// `--object` and `--image-opts` are options of the subcommands that
+/// qemu-img gives them: elsewhere they are refused as unknown options.
+fn surface_refusal(cli: &Cli) -> Option<String> {
+    let (takes_object, name) = match &cli.cmd {
+        Command::Plugins(_) => (false, "plugins"),
+        Command::Create(_) => (true, "create"),
+        _ => return None,
+    };
+    let bad = if !cli.object.is_empty() && !takes_object {
+        "--object"
+    } else if cli.image_opts {
+        "--image-opts"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "blk {name}: unrecognized option '{bad}'\nTry 'blk {name} --help' for more info"
+    ))
+}
+
 fn run(cli: Cli) -> CliResult {
     let g = Globals {
         plugin_dirs: cli.plugin_dir,
@@ -164,7 +203,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -174,13 +214,49 @@ fn main() {
                     std::process::exit(0);
                 }
                 _ => {
-                    let _ = e.print();
+                    match usage_error::qemu_style(&e, &argv) {
+                        Some(m) => eprintln!("{m}"),
+                        None => {
+                            let _ = e.print();
+                        }
+                    }
                     std::process::exit(1);
                 }
             }
         }
     };
     init_logging(cli.verbose);
+    if let Some(opt) = usage_error::misplaced_subcommand_option(&argv) {
+        eprintln!("blk: unrecognized option '{opt}'\nTry 'blk --help' for more info");
+        std::process::exit(1);
+    }
+    if let Some(m) = surface_refusal(&cli) {
+        eprintln!("{m}");
+        std::process::exit(1);
+    }
+    common::set_image_opts(cli.image_opts);
+    for t in &cli.trace {
+        match trace_opts::apply(t) {
+            Ok(trace_opts::TraceAction::Continue) => {}
+            Ok(trace_opts::TraceAction::ExitOk) => std::process::exit(0),
+            Err(e) => {
+                if let Some(m) = &e.msg {
+                    eprintln!("blk: {m}");
+                }
+                std::process::exit(e.code);
+            }
+        }
+    }
+    match objects::install(&cli.object) {
+        Ok(objects::ObjectsOutcome::Continue) => {}
+        Ok(objects::ObjectsOutcome::ExitOk) => std::process::exit(0),
+        Err(e) => {
+            if let Some(m) = &e.msg {
+                eprintln!("blk: {m}");
+            }
+            std::process::exit(e.code);
+        }
+    }
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {

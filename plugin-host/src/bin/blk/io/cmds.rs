@@ -83,6 +83,16 @@ pub(super) const CMDS: &[CmdInfo] = &[
         f: alloc_f,
     },
     CmdInfo {
+        name: "close",
+        alt: Some("c"),
+        argmin: 0,
+        argmax: 0,
+        args: "",
+        oneline: "close the current open file",
+        write: false,
+        f: session_only_f,
+    },
+    CmdInfo {
         name: "discard",
         alt: Some("d"),
         argmin: 2,
@@ -163,6 +173,16 @@ pub(super) const CMDS: &[CmdInfo] = &[
         f: map_f,
     },
     CmdInfo {
+        name: "open",
+        alt: Some("o"),
+        argmin: 1,
+        argmax: -1,
+        args: "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
+        oneline: "open the file specified by path",
+        write: false,
+        f: session_only_f,
+    },
+    CmdInfo {
         name: "quit",
         alt: Some("q"),
         argmin: 0,
@@ -234,6 +254,12 @@ pub(super) const CMDS: &[CmdInfo] = &[
     },
 ];
 
+/// `open` and `close` act on the session, which runs them itself
+/// (`Session::dispatch`); reaching the table's entry is a usage error.
+fn session_only_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    usage(&argv[0])
+}
+
 pub(super) fn find(name: &str) -> Option<&'static CmdInfo> {
     CMDS.iter().find(|c| c.name == name || c.alt == Some(name))
 }
@@ -273,7 +299,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
 
 pub(super) fn usage(ct: &str) -> i32 {
     if let Some(c) = find(ct) {
-        println!("{} {} -- {}", c.name, c.args, c.oneline);
+        println!("{}", super::control::help_line(c));
     }
     -EINVAL
 }

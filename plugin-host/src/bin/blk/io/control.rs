@@ -237,7 +237,10 @@ pub(super) fn truncate_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
 
 /// qemu-io's `sleep` command.
 pub(super) fn sleep_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
-    let a = &argv[1];
+    sleep_ms(&argv[1])
+}
+
+fn sleep_ms(a: &str) -> i32 {
     let v = if let Some(h) = a.strip_prefix("0x") {
         i64::from_str_radix(h, 16).ok()
     } else {
@@ -263,9 +266,44 @@ pub(super) fn quit_f(ctx: &mut Ctx<'_>, _argv: &[String]) -> i32 {
 
 /// qemu-io's `help` command.
 pub(super) fn help_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
+    help(argv)
+}
+
+/// The commands that run without an open image (`help`, `quit`): `quit`
+/// only returns, the session stops.
+pub(super) fn global_command(argv: &[String]) -> i32 {
+    if matches!(argv[0].as_str(), "help" | "?") {
+        if argv.len() > 2 {
+            eprintln!(
+                "bad argument count {} to help, expected between 0 and 1 arguments",
+                argv.len() - 1
+            );
+            return -EINVAL;
+        }
+        return help(argv);
+    }
+    if argv[0] == "sleep" {
+        if argv.len() != 2 {
+            eprintln!(
+                "bad argument count {} to sleep, expected 1 arguments",
+                argv.len() - 1
+            );
+            return -EINVAL;
+        }
+        return sleep_ms(&argv[1]);
+    }
+    0
+}
+
+fn help(argv: &[String]) -> i32 {
     if argv.len() == 2 {
         match find(&argv[1]) {
-            Some(c) => println!("{} {} -- {}", c.name, c.args, c.oneline),
+            Some(c) => {
+                println!("{}", help_line(c));
+                if let Some(text) = extended_help(c.name) {
+                    print!("{text}");
+                }
+            }
             None => {
                 println!("command {} not found", argv[1]);
                 return -EINVAL;
@@ -274,10 +312,41 @@ pub(super) fn help_f(_ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
         return 0;
     }
     for c in CMDS {
-        println!("{} {} -- {}", c.name, c.args, c.oneline);
+        println!("{}", help_line(c));
     }
     println!("\nUse 'help commandname' for extended help.");
     0
+}
+
+/// The longer help `help NAME` prints after the one-line summary.
+fn extended_help(name: &str) -> Option<&'static str> {
+    match name {
+        "open" => Some(
+            "\n opens a new file in the requested mode\n\n Example:\n \
+             'open -n -o driver=raw /tmp/data' - opens raw data file read-write, uncached\n\n \
+             Opens a file for subsequent use by all of the other blk io commands.\n \
+             -r, -- open file read-only\n -s, -- use snapshot file\n \
+             -C, -- use copy-on-read\n -n, -- disable host cache, short for -t none\n \
+             -U, -- force shared permissions\n \
+             -k, -- use kernel AIO implementation (Linux only, prefer use of -i)\n \
+             -i, -- use AIO mode (threads, native or io_uring)\n \
+             -t, -- use the given cache mode for the image\n \
+             -d, -- use the given discard mode for the image\n \
+             -o, -- options to be given to the block driver\n",
+        ),
+        _ => None,
+    }
+}
+
+/// One command's help line, `NAME [ARGS ]-- ONELINE`. qemu-io leaves the
+/// arguments out when a command has none, except for `map`, whose argument
+/// text is empty rather than absent (hence its double space).
+pub(super) fn help_line(c: &CmdInfo) -> String {
+    if c.args.is_empty() && c.name != "map" {
+        format!("{} -- {}", c.name, c.oneline)
+    } else {
+        format!("{} {} -- {}", c.name, c.args, c.oneline)
+    }
 }
 
 /// qemu-io's `activate` command.

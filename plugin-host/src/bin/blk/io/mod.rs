@@ -4,14 +4,17 @@
 
 mod cmds;
 mod control;
+mod cor;
 mod getopt;
+mod open_cmd;
 mod read;
+mod session;
 mod write;
 
-use crate::common::{open_detail, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 
 /// Arguments of `blk io`.
 #[derive(Args, Debug)]
@@ -22,13 +25,19 @@ pub struct IoArgs {
     /// Open read-only.
     #[arg(short = 'r', long = "read-only")]
     read_only: bool,
+    /// Writes go to a temporary overlay, discarded at exit.
+    #[arg(short = 's', long = "snapshot")]
+    snapshot: bool,
+    /// Copy-on-read: reads copy backing data into the image.
+    #[arg(short = 'C', long = "copy-on-read")]
+    copy_on_read: bool,
     /// Force shared permissions (needs -r).
     #[arg(short = 'U', long = "force-share")]
     force_share: bool,
     /// Disable the host cache (accepted, no effect).
     #[arg(short = 'n', long = "nocache")]
     nocache: bool,
-    /// Cache mode (accepted, no effect).
+    /// Cache mode (checked, no effect).
     #[arg(short = 't', long = "cache")]
     cache: Option<String>,
     /// Discard mode (accepted, no effect).
@@ -43,6 +52,12 @@ pub struct IoArgs {
     /// Misalign buffers (accepted, no effect).
     #[arg(short = 'm', long = "misalign")]
     misalign: bool,
+    /// Tracing options (as the global `-T`).
+    #[arg(short = 'T', long = "trace", value_name = "TRACE")]
+    trace: Vec<String>,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
     /// Open inactive (incoming migration): no writes until `activate`.
     #[arg(long = "inactive")]
     inactive: bool,
@@ -52,8 +67,8 @@ pub struct IoArgs {
     /// A command to run (repeatable, in order).
     #[arg(short = 'c', long = "cmd", allow_hyphen_values = true)]
     cmds: Vec<String>,
-    /// The image.
-    filename: String,
+    /// The image (none: open one with the `open` command).
+    filename: Option<String>,
 }
 
 /// The state the commands work on.
@@ -64,6 +79,8 @@ pub struct Ctx<'a> {
     pub read_only: bool,
     /// Set by `quit`.
     pub quit: bool,
+    /// Reads copy backing data into the top image (`-C`).
+    pub copy_on_read: bool,
 }
 
 /// Splits a command line on spaces as qemu-io's `breakline` does.
@@ -72,18 +89,6 @@ pub fn breakline(line: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-/// Runs one command line; returns false when it failed.
-fn run_line(ctx: &mut Ctx<'_>, line: &str) -> bool {
-    let line = line.trim_end_matches(['\n', '\r']);
-    let argv = breakline(line);
-    if argv.is_empty() {
-        return true;
-    }
-    let ok = cmds::dispatch(ctx, &argv) >= 0;
-    let _ = std::io::stdout().flush();
-    ok
 }
 
 /// QEMU's warning for an image whose format was probed as raw.
@@ -95,67 +100,80 @@ pub fn probe_warning(filename: &str) {
 
 /// Runs `blk io`.
 pub fn run(g: &Globals, a: IoArgs) -> CliResult {
+    if a.version {
+        println!("blk io version {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    for t in &a.trace {
+        if let crate::trace_opts::TraceAction::ExitOk = crate::trace_opts::apply(t)? {
+            return Ok(());
+        }
+    }
+    crate::cache_mode::check(a.cache.as_deref())?;
+    let image_opts = crate::common::image_opts();
+    if image_opts && a.format.is_some() {
+        return Err(CliError::new("--image-opts and -f are mutually exclusive"));
+    }
     let host = g.host()?;
-    if a.force_share && !a.read_only {
-        return Err(CliError::new(format!(
-            "can't open device {}: force-share=on can only be used with read-only images",
-            a.filename
-        )));
-    }
-    let mut options = Vec::new();
-    for o in &a.options {
-        options.extend(crate::common::split_options(o)?);
-    }
-    let opts = OpenOptions {
-        format: a.format.clone(),
-        read_only: a.read_only,
-        force_share: a.force_share,
-        inactive: a.inactive,
-        options,
-        ..OpenOptions::default()
-    };
-    let img = host.open(&a.filename, &opts).map_err(|e| {
-        CliError::new(format!(
-            "can't open device {}: {}",
-            a.filename,
-            open_detail(&e, &a.filename)
-        ))
-    })?;
-    if a.format.is_none() && img.graph().probed_raw {
-        probe_warning(&a.filename);
-    }
-    let mut ctx = Ctx {
-        img: &img,
-        read_only: a.read_only || a.force_share,
+    let mut session = Session {
+        host: &host,
+        image: None,
         quit: false,
     };
+    if let Some(filename) = &a.filename {
+        if a.force_share && !a.read_only {
+            return Err(CliError::new(format!(
+                "can't open device {filename}: force-share=on can only be used with read-only images"
+            )));
+        }
+        let mut options = Vec::new();
+        for o in &a.options {
+            options.extend(crate::common::split_options(o)?);
+        }
+        let spec = session::OpenSpec {
+            filename: filename.clone(),
+            image_opts,
+            opts: OpenOptions {
+                format: a.format.clone(),
+                read_only: a.read_only,
+                force_share: a.force_share,
+                inactive: a.inactive,
+                options,
+                ..OpenOptions::default()
+            },
+            snapshot: a.snapshot,
+            copy_on_read: a.copy_on_read,
+            // qemu-io opens an --image-opts spec without a device name.
+            display_name: image_opts.then(String::new),
+        };
+        session.open(&spec)?;
+    }
     let mut failed = false;
     if !a.cmds.is_empty() {
         for c in &a.cmds {
-            if !run_line(&mut ctx, c) {
+            if !session.run_line(c) {
                 failed = true;
             }
-            if ctx.quit {
+            if session.quit {
                 break;
             }
         }
     } else {
+        // qemu-io prompts before every line, whether stdin is a terminal
+        // or not, and once more before it sees the end of input.
         let stdin = std::io::stdin();
-        let tty = stdin.is_terminal();
         let mut lock = stdin.lock();
         loop {
-            if tty {
-                print!("blk> ");
-                let _ = std::io::stdout().flush();
-            }
+            print!("blk io> ");
+            let _ = std::io::stdout().flush();
             let mut line = String::new();
             match lock.read_line(&mut line) {
                 Ok(0) => break,
                 Ok(_) => {
-                    if !run_line(&mut ctx, &line) {
+                    if !session.run_line(&line) {
                         failed = true;
                     }
-                    if ctx.quit {
+                    if session.quit {
                         break;
                     }
                 }
@@ -164,16 +182,116 @@ pub fn run(g: &Globals, a: IoArgs) -> CliResult {
         }
     }
     let _ = std::io::stdout().flush();
-    // Closing flushes like qemu-io's blk_unref; a failure is reported.
-    if !img.is_inactive() && !img.is_read_only() {
-        if let Err(e) = img.flush() {
-            return Err(CliError::from(e));
-        }
-    }
-    drop(img);
+    session.close()?;
     if failed {
         Err(CliError::silent(1))
     } else {
         Ok(())
+    }
+}
+
+/// A `blk io` session: the open image, if any, and whether `quit` ran.
+struct Session<'h> {
+    host: &'h plugin_host::Host,
+    image: Option<session::OpenImage>,
+    quit: bool,
+}
+
+impl Session<'_> {
+    /// Opens the session image; refused while one is open.
+    fn open(&mut self, spec: &session::OpenSpec) -> CliResult {
+        let oi = session::open(self.host, spec)?;
+        if spec.opts.format.is_none() && !spec.image_opts && oi.img.graph().probed_raw {
+            probe_warning(&spec.filename);
+        }
+        self.image = Some(oi);
+        Ok(())
+    }
+
+    /// Closes the image: flushes it as qemu-io's `blk_unref` does.
+    fn close(&mut self) -> CliResult {
+        if let Some(oi) = self.image.take() {
+            if !oi.img.is_inactive() && !oi.img.is_read_only() {
+                oi.img.flush().map_err(CliError::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one command line; returns false when it failed.
+    fn run_line(&mut self, line: &str) -> bool {
+        let line = line.trim_end_matches(['\n', '\r']);
+        let argv = breakline(line);
+        if argv.is_empty() {
+            return true;
+        }
+        let ok = self.dispatch(&argv);
+        let _ = std::io::stdout().flush();
+        ok
+    }
+
+    fn dispatch(&mut self, argv: &[String]) -> bool {
+        match argv[0].as_str() {
+            "open" | "o" => return self.open_cmd(argv),
+            "close" | "c" if self.image.is_some() && argv.len() == 1 => {
+                return self.close().is_ok();
+            }
+            _ => {}
+        }
+        let Some(oi) = &self.image else {
+            return match cmds::find(&argv[0]) {
+                None => {
+                    eprintln!("command \"{}\" not found", argv[0]);
+                    false
+                }
+                Some(c) if matches!(c.name, "help" | "quit" | "sleep") => {
+                    let r = control::global_command(argv);
+                    if c.name == "quit" {
+                        self.quit = true;
+                    }
+                    r >= 0
+                }
+                Some(_) => {
+                    eprintln!("no file open, try 'help open'");
+                    false
+                }
+            };
+        };
+        let mut ctx = Ctx {
+            img: &oi.img,
+            read_only: oi.read_only,
+            quit: false,
+            copy_on_read: oi.copy_on_read,
+        };
+        let ok = cmds::dispatch(&mut ctx, argv) >= 0;
+        if ctx.quit {
+            self.quit = true;
+        }
+        ok
+    }
+
+    /// qemu-io's `open [-rsCnkU] [-t cache] [-d discard] [-o options] [path]`.
+    fn open_cmd(&mut self, argv: &[String]) -> bool {
+        if argv.len() < 2 {
+            eprintln!("bad argument count 0 to open, expected at least 1 arguments");
+            return false;
+        }
+        let spec = match open_cmd::parse(argv) {
+            Ok(s) => s,
+            Err(()) => return false,
+        };
+        if self.image.is_some() {
+            eprintln!("blk: file open already, try 'help close'");
+            return false;
+        }
+        match self.open(&spec) {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(m) = e.msg {
+                    eprintln!("blk: {m}");
+                }
+                false
+            }
+        }
     }
 }

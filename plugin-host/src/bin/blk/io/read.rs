@@ -68,6 +68,7 @@ pub(super) fn read_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
             .read(offset, &mut buf)
             .map_err(|e| errno_of(ctx, &e))
     };
+    let r = r.and_then(|()| super::cor::after_read(ctx, offset, count));
     let t = t1.elapsed();
     if let Err(e) = r {
         println!("read failed: {}", strerror(e));
@@ -144,6 +145,11 @@ pub(super) fn readv_f(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
         }
         ctx.img.read_vectored(offset, &mut slices)
     };
+    let r = r.and_then(|()| {
+        super::cor::after_read(ctx, offset, total as u64).map_err(|e| {
+            block_core::BlockError::new(block_core::ErrorKind::from_errno(e), "copy-on-read", "")
+        })
+    });
     let t = t1.elapsed();
     if let Err(e) = r {
         let e = errno_of(ctx, &e);
