@@ -45,7 +45,8 @@ fn create_over_a_held_file_changes_nothing() {
     ];
     for (bytes, msg) in holders {
         let h = foreign_holder(Path::new(&path), bytes);
-        let e = FileNode::create(&path, 1 << 20, Preallocation::Off, &CreateAttrs::default()).unwrap_err();
+        let e = FileNode::create(&path, 1 << 20, Preallocation::Off, &CreateAttrs::default())
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Busy, "{bytes:?}: {e}");
         assert!(e.message.starts_with(msg), "{bytes:?}: {e}");
         assert_eq!(std::fs::read(&path).unwrap(), data, "{bytes:?}");
