@@ -318,6 +318,9 @@ impl Qcow2Node {
             }
         }
         refs.inc(h.snapshots_offset, snap_size, &mut rep);
+        for (off, len) in self.bitmap_references(&mut rep)? {
+            refs.inc(off, len, &mut rep);
+        }
         refs.inc(
             h.refcount_table_offset,
             ws.reftable.len() as u64 * 8,

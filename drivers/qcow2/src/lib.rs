@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod amend;
+mod bitmap;
 pub mod cache;
 mod check;
 pub mod compress;

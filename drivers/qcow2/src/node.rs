@@ -89,6 +89,8 @@ pub struct Qcow2Node {
     pub(crate) broken: AtomicBool,
     /// The dirty bit is set on disk by this node (lazy refcounts).
     pub(crate) dirty_set: AtomicBool,
+    /// Persistent dirty bitmaps (bitmap/).
+    pub(crate) bitmaps: crate::bitmap::Bitmaps,
 }
 
 impl std::fmt::Debug for Qcow2Node {
@@ -306,6 +308,9 @@ impl Qcow2Node {
             kind::REFTABLE,
         );
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
+        if let Some(Ok(e)) = crate::bitmap::ext_of(&m.h) {
+            map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);
+        }
         for s in &m.snapshots {
             map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
         }

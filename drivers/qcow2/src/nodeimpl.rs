@@ -70,6 +70,9 @@ impl BlockNode for Qcow2Node {
                 d["data-file"] = serde_json::json!(df);
                 d["data-file-raw"] = serde_json::json!(h.data_file_raw());
             }
+            if let Some(b) = self.bitmaps_info() {
+                d["bitmaps"] = b;
+            }
             d["corrupt"] = serde_json::json!(
                 h.is_corrupt() || self.corrupt.load(std::sync::atomic::Ordering::Acquire)
             );

@@ -1,0 +1,257 @@
+//! qcow2 persistent dirty bitmaps against QEMU 10: bitmaps QEMU makes are
+//! counted by `blk check` and survive blk's writes with the right dirty
+//! bits; bitmaps blk makes are read by QEMU.
+//!
+//! The dirty-bit oracle is QEMU itself: `qemu-nbd -r -B NAME` exports the
+//! bitmap as the `qemu:dirty-bitmap:NAME` meta context and `qemu-img map`
+//! with the nbd driver's `x-dirty-bitmap` option reports dirty areas as
+//! `"data": false`.
+
+use blk_tests::{blk, blk_ok, qemu_img, qemu_img_ok, qemu_io_ok, s};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The dirty ranges `(start, end)` of bitmap `name` of `img`, as QEMU reads
+/// them.
+fn qemu_dirty(img: &Path, name: &str) -> Vec<(u64, u64)> {
+    let sock = img.with_extension(format!("{name}.sock"));
+    let _ = std::fs::remove_file(&sock);
+    let mut nbd = Command::new("qemu-nbd")
+        .args(["-r", "-f", "qcow2", "-B", name, "-k", s(&sock), s(img)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-nbd");
+    let start = Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(st)) = nbd.try_wait() {
+            let mut e = String::new();
+            use std::io::Read;
+            nbd.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            panic!("qemu-nbd exited with {st}: {e}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "qemu-nbd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let opts = format!(
+        "driver=nbd,server.type=unix,server.path={},x-dirty-bitmap=qemu:dirty-bitmap:{name}",
+        s(&sock)
+    );
+    let out = qemu_img(&["map", "--output=json", "--image-opts", &opts]);
+    let _ = nbd.kill();
+    let _ = nbd.wait();
+    let _ = std::fs::remove_file(&sock);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut r: Vec<(u64, u64)> = Vec::new();
+    for e in v.as_array().unwrap() {
+        if e["data"].as_bool() == Some(false) {
+            let st = e["start"].as_u64().unwrap();
+            let end = st + e["length"].as_u64().unwrap();
+            match r.last_mut() {
+                Some(l) if l.1 == st => l.1 = end,
+                _ => r.push((st, end)),
+            }
+        }
+    }
+    r
+}
+
+/// `qemu-img check` must find nothing; returns its output.
+fn qemu_check_clean(img: &Path) -> String {
+    let out = qemu_img(&["check", s(img)]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("No errors were found"),
+        "qemu-img check {}: {text}{}",
+        img.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The `bitmaps` list of `qemu-img info --output=json` (empty when none).
+fn qemu_bitmaps(img: &Path) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&qemu_img_ok(&["info", "--output=json", "-U", s(img)])).unwrap();
+    v["format-specific"]["data"]["bitmaps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A 64 MiB image with data, an enabled bitmap `b0` (64 KiB granularity)
+/// and a disabled `b1` (128 KiB), made by QEMU, with some dirty bits
+/// written by QEMU.
+fn qemu_image(dir: &Path) -> PathBuf {
+    let img = dir.join("q.qcow2");
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&img), "64M"]);
+    qemu_io_ok(&["-c", "write -P 7 0 1M", s(&img)]);
+    qemu_img_ok(&["bitmap", "--add", s(&img), "b0"]);
+    qemu_img_ok(&["bitmap", "--add", "-g", "128k", "--disable", s(&img), "b1"]);
+    qemu_io_ok(&["-c", "write -P 8 8M 4k", s(&img)]);
+    img
+}
+
+#[test]
+fn check_counts_qemu_bitmaps_and_repair_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    // Item 6: no false leak alarm.
+    let q = qemu_check_clean(&img);
+    let b = blk(&["check", s(&img)]);
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&b.stdout), q);
+    // Item 5: repair frees nothing of the bitmaps.
+    for mode in ["leaks", "all"] {
+        let b = blk(&["check", "-r", mode, s(&img)]);
+        assert_eq!(b.status.code(), Some(0));
+        qemu_check_clean(&img);
+        assert_eq!(qemu_bitmaps(&img).len(), 2);
+        assert_eq!(qemu_dirty(&img, "b0"), vec![(8 << 20, (8 << 20) + 65536)]);
+    }
+    // QEMU can still write (no overlap with the bitmap directory).
+    qemu_io_ok(&["-c", "write -P 9 16M 1M", s(&img)]);
+    qemu_check_clean(&img);
+    assert_eq!(
+        qemu_dirty(&img, "b0"),
+        vec![(8 << 20, (8 << 20) + 65536), (16 << 20, 17 << 20)]
+    );
+}
+
+#[test]
+fn blk_writes_set_the_dirty_bits_qemu_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    blk_ok(&[
+        "io",
+        "-c",
+        "write -P 1 1M 4k",
+        "-c",
+        "write -z 3M 128k",
+        "-c",
+        "discard 32M 1M",
+        "-c",
+        "write -P 2 63M 1M",
+        s(&img),
+    ]);
+    qemu_check_clean(&img);
+    let bm = qemu_bitmaps(&img);
+    assert_eq!(bm.len(), 2);
+    assert_eq!(bm[0]["name"], "b0");
+    assert_eq!(bm[0]["flags"], serde_json::json!(["auto"]));
+    assert_eq!(bm[1]["flags"], serde_json::json!([]));
+    assert_eq!(
+        qemu_dirty(&img, "b0"),
+        vec![
+            (1 << 20, (1 << 20) + 65536),
+            (3 << 20, (3 << 20) + 131072),
+            (8 << 20, (8 << 20) + 65536),
+            (32 << 20, 33 << 20),
+            (63 << 20, 64 << 20),
+        ]
+    );
+    // The disabled bitmap did not change.
+    assert_eq!(qemu_dirty(&img, "b1"), vec![]);
+    // Data is intact and QEMU keeps tracking on top.
+    qemu_io_ok(&["-c", "read -P 7 0 1M", "-c", "read -P 1 1M 4k", s(&img)]);
+    qemu_io_ok(&["-c", "write 40M 512", s(&img)]);
+    qemu_check_clean(&img);
+    assert!(qemu_dirty(&img, "b0").contains(&(40 << 20, (40 << 20) + 65536)));
+}
+
+#[test]
+fn in_use_while_open_and_cleared_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    let mut child = Command::new(blk_tests::blk_bin())
+        .args(["io", "-c", "write 0 4k", "-c", "sleep 1500", s(&img)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let bm = qemu_bitmaps(&img);
+    assert_eq!(bm[0]["flags"], serde_json::json!(["in-use", "auto"]));
+    assert_eq!(bm[1]["flags"], serde_json::json!(["in-use"]));
+    assert!(child.wait().unwrap().success());
+    let bm = qemu_bitmaps(&img);
+    assert_eq!(bm[0]["flags"], serde_json::json!(["auto"]));
+    qemu_check_clean(&img);
+}
+
+#[test]
+fn a_bitmap_left_in_use_stays_inconsistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    // Kill a writer: the directory keeps the in-use flags.
+    let mut child = Command::new(blk_tests::blk_bin())
+        .args(["io", "-c", "write 0 4k", "-c", "sleep 30000", s(&img)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        qemu_bitmaps(&img)[0]["flags"],
+        serde_json::json!(["in-use", "auto"])
+    );
+    // blk keeps them as they are (check is clean, writes leave them alone).
+    blk_ok(&["io", "-c", "write 5M 4k", s(&img)]);
+    qemu_check_clean(&img);
+    let o = blk_ok(&["check", s(&img)]);
+    assert!(o.contains("No errors were found"), "{o}");
+    assert_eq!(
+        qemu_bitmaps(&img)[0]["flags"],
+        serde_json::json!(["in-use", "auto"])
+    );
+    // QEMU agrees that they can only be removed.
+    qemu_img_ok(&["bitmap", "--remove", s(&img), "b0"]);
+    qemu_check_clean(&img);
+}
+
+#[test]
+fn hostile_bitmap_extension_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    let data = std::fs::read(&img).unwrap();
+    let ext = data
+        .windows(4)
+        .position(|w| w == [0x23, 0x85, 0x28, 0x75])
+        .expect("bitmaps extension");
+    let field = |off: usize, bytes: &[u8]| {
+        let mut d = data.clone();
+        d[ext + 8 + off..ext + 8 + off + bytes.len()].copy_from_slice(bytes);
+        d
+    };
+    let cases = [
+        field(0, &0xffff_ffffu32.to_be_bytes()),        // nb_bitmaps
+        field(4, &1u32.to_be_bytes()),                  // reserved
+        field(8, &u64::MAX.to_be_bytes()),              // directory size
+        field(8, &(1u64 << 25).to_be_bytes()),          // past the end
+        field(16, &(u64::MAX & !0xffff).to_be_bytes()), // directory offset
+        field(16, &0x1234u64.to_be_bytes()),            // unaligned
+    ];
+    for (i, d) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("h{i}.qcow2"));
+        std::fs::write(&p, d).unwrap();
+        let o = blk(&["info", s(&p)]);
+        assert_eq!(o.status.code(), Some(1), "case {i}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("bitmap"), "case {i}: {e}");
+        assert_eq!(std::fs::read(&p).unwrap(), *d, "case {i} changed the file");
+    }
+}
