@@ -255,3 +255,118 @@ fn hostile_bitmap_extension_is_refused() {
         assert_eq!(std::fs::read(&p).unwrap(), *d, "case {i} changed the file");
     }
 }
+
+/// Stdout+stderr with the program names and the image names made equal,
+/// and the exit code.
+fn outcome(o: &std::process::Output, name: &str) -> (String, i32) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        text.replace("qemu-img", "X")
+            .replace("blk", "X")
+            .replace(name, "IMG"),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+fn format_specific(img: &Path) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&qemu_img_ok(&["info", "--output=json", s(img)])).unwrap();
+    v["format-specific"].clone()
+}
+
+#[test]
+fn blk_bitmap_matches_qemu_img_bitmap() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = qemu_image(dir.path());
+    let other = dir.path().join("other.qcow2");
+    std::fs::copy(&base, &other).unwrap();
+    let cases: &[&[&str]] = &[
+        &["--add", "IMG", "new"],
+        &["--add", "-g", "1M", "IMG", "new"],
+        &["--add", "--disable", "IMG", "new"],
+        &["--add", "-g", "2G", "IMG", "new"],
+        &["--remove", "IMG", "b0"],
+        &["--remove", "IMG", "nope"],
+        &["--clear", "IMG", "b0"],
+        &["--disable", "IMG", "b0"],
+        &["--enable", "IMG", "b1"],
+        &["--merge", "b0", "IMG", "b1"],
+        &["--merge", "nope", "IMG", "b1"],
+        &["--merge", "b0", "-b", "OTHER", "-F", "qcow2", "IMG", "b1"],
+        &["--add", "IMG", "b0"],
+        &["--add", "--add", "IMG", "zz"],
+        &["--remove", "--add", "IMG", "b0"],
+        &["--add", "IMG", "a", "--add"],
+        &["IMG", "b0"],
+        &["--add", "IMG"],
+        &["-g", "64k", "--clear", "IMG", "b0"],
+        &["-b", "OTHER", "--clear", "IMG", "b0"],
+        &["-F", "qcow2", "--add", "IMG", "b0"],
+        &["--add", "-g", "1000", "IMG", "x"],
+        &["--add", "-g", "abc", "IMG", "x"],
+    ];
+    for (i, args) in cases.iter().enumerate() {
+        let q = dir.path().join(format!("q{i}.qcow2"));
+        let b = dir.path().join(format!("b{i}.qcow2"));
+        std::fs::copy(&base, &q).unwrap();
+        std::fs::copy(&base, &b).unwrap();
+        let with = |img: &Path| -> Vec<String> {
+            let mut v = vec!["bitmap".to_string()];
+            v.extend(args.iter().map(|a| match *a {
+                "IMG" => s(img).to_string(),
+                "OTHER" => s(&other).to_string(),
+                x => x.to_string(),
+            }));
+            v
+        };
+        let qa = with(&q);
+        let ba = with(&b);
+        let qo = outcome(&qemu_img(&qa.iter().map(String::as_str).collect::<Vec<_>>()), s(&q));
+        let bo = outcome(&blk(&ba.iter().map(String::as_str).collect::<Vec<_>>()), s(&b));
+        assert_eq!(qo, bo, "case {i}: {args:?}");
+        assert_eq!(format_specific(&q), format_specific(&b), "case {i}: {args:?}");
+        qemu_check_clean(&b);
+    }
+}
+
+#[test]
+fn bitmaps_blk_makes_are_read_by_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("b.qcow2");
+    blk_ok(&["create", "-q", "-f", "qcow2", s(&img), "64M"]);
+    blk_ok(&["bitmap", "--add", s(&img), "full"]);
+    blk_ok(&["bitmap", "--add", "-g", "4k", s(&img), "fine"]);
+    qemu_check_clean(&img);
+    assert_eq!(qemu_dirty(&img, "full"), vec![]);
+    blk_ok(&["io", "-c", "write -P 3 100k 10k", "-c", "write 60M 4k", s(&img)]);
+    qemu_check_clean(&img);
+    assert_eq!(qemu_dirty(&img, "full"), vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]);
+    assert_eq!(
+        qemu_dirty(&img, "fine"),
+        vec![(102400, 114688), (60 << 20, (60 << 20) + 4096)]
+    );
+    // Disable, write, merge, clear: the usual incremental backup steps.
+    blk_ok(&["bitmap", "--disable", s(&img), "full"]);
+    blk_ok(&["io", "-c", "write 30M 4k", s(&img)]);
+    assert_eq!(qemu_dirty(&img, "full"), vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]);
+    blk_ok(&["bitmap", "--merge", "fine", s(&img), "full"]);
+    assert_eq!(
+        qemu_dirty(&img, "full"),
+        vec![(65536, 131072), (30 << 20, (30 << 20) + 65536), (60 << 20, (60 << 20) + 65536)]
+    );
+    blk_ok(&["bitmap", "--clear", s(&img), "fine"]);
+    assert_eq!(qemu_dirty(&img, "fine"), vec![]);
+    qemu_check_clean(&img);
+    // QEMU writes on and tracks into the bitmap blk made.
+    qemu_io_ok(&["-c", "write 1M 4k", s(&img)]);
+    assert_eq!(qemu_dirty(&img, "fine"), vec![(1 << 20, (1 << 20) + 4096)]);
+    // Removal frees everything.
+    blk_ok(&["bitmap", "--remove", s(&img), "fine"]);
+    blk_ok(&["bitmap", "--remove", s(&img), "full"]);
+    assert!(qemu_bitmaps(&img).is_empty());
+    qemu_check_clean(&img);
+}

@@ -173,6 +173,10 @@ impl BlockNode for Qcow2Node {
         self.amend_impl(options)
     }
 
+    fn bitmap(&self, request: &str) -> Result<String> {
+        self.bitmap_control(request)
+    }
+
     fn invalidate_cache(&self) -> Result<()> {
         self.invalidate_impl()
     }

@@ -5,6 +5,7 @@
 mod args;
 mod bench_engine;
 mod cmd_amend;
+mod cmd_bitmap;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_commit;
@@ -79,6 +80,8 @@ enum Command {
     Amend(cmd_amend::AmendArgs),
     /// Calculate the file size needed for a new image (qemu-img measure).
     Measure(cmd_measure::MeasureArgs),
+    /// Modify persistent dirty bitmaps (qemu-img bitmap).
+    Bitmap(cmd_bitmap::BitmapArgs),
 }
 
 fn install_panic_hook() {
@@ -151,6 +154,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Measure(a) => cmd_measure::run(&g, a),
         Command::Amend(a) => cmd_amend::run(&g, a),
         Command::Dd(a) => cmd_dd::run(&g, a),
+        Command::Bitmap(a) => cmd_bitmap::run(&g, a),
     }
 }
 
