@@ -370,3 +370,39 @@ fn bitmaps_blk_makes_are_read_by_qemu() {
     assert!(qemu_bitmaps(&img).is_empty());
     qemu_check_clean(&img);
 }
+
+/// `blk` with every driver from the plugin libraries (the C ABI).
+fn blk_plugins(args: &[&str]) -> std::process::Output {
+    let pd = blk_tests::plugin_dir();
+    blk_tests::run(
+        Command::new(blk_tests::blk_bin())
+            .env("BLK_BUILTIN_DRIVERS", "0")
+            .arg("--plugin-dir")
+            .arg(&pd)
+            .args(args),
+    )
+}
+
+#[test]
+fn bitmaps_through_the_plugin_abi() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(blk_plugins(&["bitmap", "--add", "-g", "512k", s(&img), "p"]));
+    ok(blk_plugins(&["io", "-c", "write 2M 4k", s(&img)]));
+    let o = blk_plugins(&["bitmap", "--add", s(&img), "p"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "blk: Operation add on bitmap p failed: Bitmap already exists: p\n"
+    );
+    assert!(ok(blk_plugins(&["check", s(&img)])).contains("No errors were found"));
+    let info = ok(blk_plugins(&["info", "--output=json", s(&img)]));
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["format-specific"], format_specific(&img));
+    assert_eq!(qemu_dirty(&img, "p"), vec![(2 << 20, (2 << 20) + (512 << 10))]);
+    qemu_check_clean(&img);
+}
