@@ -325,10 +325,20 @@ fn blk_bitmap_matches_qemu_img_bitmap() {
         };
         let qa = with(&q);
         let ba = with(&b);
-        let qo = outcome(&qemu_img(&qa.iter().map(String::as_str).collect::<Vec<_>>()), s(&q));
-        let bo = outcome(&blk(&ba.iter().map(String::as_str).collect::<Vec<_>>()), s(&b));
+        let qo = outcome(
+            &qemu_img(&qa.iter().map(String::as_str).collect::<Vec<_>>()),
+            s(&q),
+        );
+        let bo = outcome(
+            &blk(&ba.iter().map(String::as_str).collect::<Vec<_>>()),
+            s(&b),
+        );
         assert_eq!(qo, bo, "case {i}: {args:?}");
-        assert_eq!(format_specific(&q), format_specific(&b), "case {i}: {args:?}");
+        assert_eq!(
+            format_specific(&q),
+            format_specific(&b),
+            "case {i}: {args:?}"
+        );
         qemu_check_clean(&b);
     }
 }
@@ -342,9 +352,19 @@ fn bitmaps_blk_makes_are_read_by_qemu() {
     blk_ok(&["bitmap", "--add", "-g", "4k", s(&img), "fine"]);
     qemu_check_clean(&img);
     assert_eq!(qemu_dirty(&img, "full"), vec![]);
-    blk_ok(&["io", "-c", "write -P 3 100k 10k", "-c", "write 60M 4k", s(&img)]);
+    blk_ok(&[
+        "io",
+        "-c",
+        "write -P 3 100k 10k",
+        "-c",
+        "write 60M 4k",
+        s(&img),
+    ]);
     qemu_check_clean(&img);
-    assert_eq!(qemu_dirty(&img, "full"), vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]);
+    assert_eq!(
+        qemu_dirty(&img, "full"),
+        vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]
+    );
     assert_eq!(
         qemu_dirty(&img, "fine"),
         vec![(102400, 114688), (60 << 20, (60 << 20) + 4096)]
@@ -352,11 +372,18 @@ fn bitmaps_blk_makes_are_read_by_qemu() {
     // Disable, write, merge, clear: the usual incremental backup steps.
     blk_ok(&["bitmap", "--disable", s(&img), "full"]);
     blk_ok(&["io", "-c", "write 30M 4k", s(&img)]);
-    assert_eq!(qemu_dirty(&img, "full"), vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]);
+    assert_eq!(
+        qemu_dirty(&img, "full"),
+        vec![(65536, 131072), (60 << 20, (60 << 20) + 65536)]
+    );
     blk_ok(&["bitmap", "--merge", "fine", s(&img), "full"]);
     assert_eq!(
         qemu_dirty(&img, "full"),
-        vec![(65536, 131072), (30 << 20, (30 << 20) + 65536), (60 << 20, (60 << 20) + 65536)]
+        vec![
+            (65536, 131072),
+            (30 << 20, (30 << 20) + 65536),
+            (60 << 20, (60 << 20) + 65536)
+        ]
     );
     blk_ok(&["bitmap", "--clear", s(&img), "fine"]);
     assert_eq!(qemu_dirty(&img, "fine"), vec![]);
@@ -391,7 +418,14 @@ fn bitmaps_through_the_plugin_abi() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    ok(blk_plugins(&["bitmap", "--add", "-g", "512k", s(&img), "p"]));
+    ok(blk_plugins(&[
+        "bitmap",
+        "--add",
+        "-g",
+        "512k",
+        s(&img),
+        "p",
+    ]));
     ok(blk_plugins(&["io", "-c", "write 2M 4k", s(&img)]));
     let o = blk_plugins(&["bitmap", "--add", s(&img), "p"]);
     assert_eq!(o.status.code(), Some(1));
@@ -403,6 +437,9 @@ fn bitmaps_through_the_plugin_abi() {
     let info = ok(blk_plugins(&["info", "--output=json", s(&img)]));
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(v["format-specific"], format_specific(&img));
-    assert_eq!(qemu_dirty(&img, "p"), vec![(2 << 20, (2 << 20) + (512 << 10))]);
+    assert_eq!(
+        qemu_dirty(&img, "p"),
+        vec![(2 << 20, (2 << 20) + (512 << 10))]
+    );
     qemu_check_clean(&img);
 }

@@ -96,7 +96,7 @@ impl Bitmaps {
 
     /// Marks the guest range dirty in every enabled bitmap.
     pub fn mark(&self, offset: u64, len: u64) {
-        if !self.tracking.load(Ordering::Acquire) || len == 0 {
+        if !self.tracking.load(Ordering::Acquire) || len == 0 || NO_MARKS.with(|c| c.get()) {
             return;
         }
         let mut st = self.lock();
@@ -106,6 +106,23 @@ impl Bitmaps {
             }
         }
     }
+}
+
+/// The reason QEMU gives for refusing a snapshot revert with bitmaps.
+pub const ACTIVE_BITMAPS: &str = "Device has active dirty bitmaps";
+
+thread_local! {
+    /// Set while this thread runs driver-internal writes that QEMU does not
+    /// track (the zeroing a resize does).
+    static NO_MARKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` without marking its writes in the bitmaps (this thread only).
+pub(crate) fn without_marks<R>(f: impl FnOnce() -> R) -> R {
+    let old = NO_MARKS.with(|c| c.replace(true));
+    let r = f();
+    NO_MARKS.with(|c| c.set(old));
+    r
 }
 
 fn bad(msg: impl Into<String>) -> BlockError {
@@ -272,9 +289,45 @@ impl Qcow2Node {
         self.bitmaps.mark(offset, len);
     }
 
-    /// True when the node has bitmaps that are not inconsistent.
-    pub(crate) fn has_bitmaps(&self) -> bool {
-        !self.bitmaps.lock().list.is_empty()
+    /// QEMU refuses to revert to a snapshot while the image has dirty
+    /// bitmaps (they would not describe the reverted disk).
+    pub(crate) fn bitmaps_snapshot_apply_check(&self) -> Result<()> {
+        if self.bitmaps.lock().list.is_empty() {
+            return Ok(());
+        }
+        Err(self.ctx(BlockError::new(
+            block_core::ErrorKind::Busy,
+            "snapshot_apply",
+            ACTIVE_BITMAPS,
+        )))
+    }
+
+    /// QEMU's `qcow2_truncate_bitmaps_check`: an inconsistent bitmap
+    /// cannot be resized, so neither can the image.
+    pub(crate) fn bitmaps_resize_check(&self) -> Result<()> {
+        let st = self.bitmaps.lock();
+        if let Some(b) = st.list.iter().find(|b| b.inconsistent) {
+            return Err(self.ctx(BlockError::invalid(
+                "resize",
+                format!(
+                    "Bitmap '{}' is inconsistent and cannot be used\nTry block-dirty-bitmap-remove to delete this bitmap from disk",
+                    b.name
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a resize: every bitmap covers the new size (bits past a new,
+    /// smaller end are dropped; a grown area starts clean, as in QEMU).
+    pub(crate) fn bitmaps_resized(&self, size: u64) {
+        let mut st = self.bitmaps.lock();
+        for b in st.list.iter_mut() {
+            b.data.resize(size);
+        }
+        if !st.list.is_empty() {
+            st.changed = true;
+        }
     }
 
     /// The autoclear bits a writer keeps: raw data file, and bitmaps while

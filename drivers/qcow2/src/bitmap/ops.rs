@@ -66,6 +66,13 @@ impl Qcow2Node {
             .map_err(|e| BlockError::invalid("bitmap", format!("invalid bitmap request: {e}")))?;
         let op = req["op"].as_str().unwrap_or("");
         let name = req["name"].as_str().unwrap_or("");
+        if matches!(op, "list" | "get") && self.geo().version < 3 {
+            // Version 2 images cannot keep bitmaps (no autoclear bits).
+            return Err(crate::error::unsupported(
+                "bitmap",
+                "qcow2 v2 images do not support persistent bitmaps",
+            ));
+        }
         match op {
             "list" => {
                 let st = self.bitmaps.lock();
@@ -112,20 +119,20 @@ impl Qcow2Node {
             "enable" => usable(&mut st, op, name)?.enabled = true,
             "disable" => usable(&mut st, op, name)?.enabled = false,
             "merge" => {
-                let add: DirtyBitmap = if let Some(src) = req["source"].as_str() {
-                    usable(&mut st, op, src)?.data.clone()
+                if let Some(src) = req["source"].as_str() {
+                    let add: DirtyBitmap = usable(&mut st, op, src)?.data.clone();
+                    usable(&mut st, op, name)?.data.merge(&add);
                 } else {
                     let size = self.meta_read().h.size;
-                    let mut tmp = DirtyBitmap::new(9, size, 4096);
+                    let t = usable(&mut st, op, name)?;
                     for r in req["ranges"].as_array().into_iter().flatten() {
-                        let (s, e) = (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0));
+                        let s = r[0].as_u64().unwrap_or(0).min(size);
+                        let e = r[1].as_u64().unwrap_or(0).min(size);
                         if e > s {
-                            tmp.mark(s, e - s);
+                            t.data.mark(s, e - s);
                         }
                     }
-                    tmp
-                };
-                usable(&mut st, op, name)?.data.merge(&add);
+                }
             }
             _ => unreachable!("checked above"),
         }

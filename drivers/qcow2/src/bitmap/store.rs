@@ -87,6 +87,14 @@ impl Qcow2Node {
         if !(st.in_use_on_disk || st.changed) || !self.bitmaps_writable() {
             return Ok(());
         }
+        // As QEMU: bitmaps already on disk keep their place; bitmaps
+        // created since are appended newest first.
+        let (mut list, mut new): (Vec<_>, Vec<_>) = std::mem::take(&mut st.list)
+            .into_iter()
+            .partition(|b| b.disk.is_some());
+        new.reverse();
+        list.append(&mut new);
+        st.list = list;
         let cs = self.geo().cs();
         let mut frees: Vec<u64> = Vec::new();
         let mut entries: Vec<DirEntry> = Vec::with_capacity(st.list.len());

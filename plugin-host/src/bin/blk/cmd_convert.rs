@@ -76,6 +76,12 @@ pub struct ConvertArgs {
     /// Enable copy offloading (accepted, no effect).
     #[arg(short = 'C')]
     copy_offload: bool,
+    /// Copy the persistent dirty bitmaps too.
+    #[arg(long = "bitmaps")]
+    bitmaps: bool,
+    /// With --bitmaps: skip inconsistent bitmaps instead of failing.
+    #[arg(long = "skip-broken-bitmaps")]
+    skip_broken_bitmaps: bool,
     /// Sources, then the target.
     #[arg(required = true, num_args = 1..)]
     files: Vec<String>,
@@ -449,6 +455,16 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         (None, Some(s)) => Some(SnapshotParam::IdOrName(s.clone())),
         (None, None) => None,
     };
+    if a.skip_broken_bitmaps && !a.bitmaps {
+        return Err(CliError::new(
+            "Use of --skip-broken-bitmaps requires --bitmaps",
+        ));
+    }
+    if a.bitmaps && a.files.len() > 2 {
+        return Err(CliError::new(
+            "Copying bitmaps only possible with single source",
+        ));
+    }
     let host = g.host()?;
     let (srcs, dst) = a.files.split_at(a.files.len() - 1);
     let dst = &dst[0];
@@ -474,6 +490,14 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         sources.push((img, total));
         total += len;
     }
+    let bitmaps = if a.bitmaps {
+        Some(crate::convert_bitmaps::source_bitmaps(
+            &sources[0].0,
+            a.skip_broken_bitmaps,
+        )?)
+    } else {
+        None
+    };
     let options = a.options.join(",");
     if crate::cmd_create::has_help_option(&options) {
         return crate::cmd_create::print_option_help(&host, &a.out_format);
@@ -535,6 +559,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         ..OpenOptions::default()
     };
     let target = open_image(&host, dst, &topts)?;
+    if bitmaps.is_some() {
+        crate::convert_bitmaps::check_target(&target, &a.out_format)?;
+    }
     let tlen = target.length().map_err(CliError::from)?;
     if tlen < total {
         return Err(CliError::new("output file is smaller than input file"));
@@ -651,6 +678,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     }
     if let Some(m) = job.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(CliError::new(m));
+    }
+    if let Some(list) = &bitmaps {
+        crate::convert_bitmaps::copy(&sources[0].0, &target, list)?;
     }
     target
         .flush()

@@ -5,8 +5,8 @@
 mod args;
 mod bench_engine;
 mod cmd_amend;
-mod cmd_bitmap;
 mod cmd_bench;
+mod cmd_bitmap;
 mod cmd_check;
 mod cmd_commit;
 mod cmd_compare;
@@ -21,6 +21,7 @@ mod cmd_rebase;
 mod cmd_resize;
 mod cmd_snapshot;
 mod common;
+mod convert_bitmaps;
 mod human;
 mod io;
 mod opts_check;
