@@ -110,7 +110,10 @@ fn wait_in_use(img: &Path) {
         if bm.first().is_some_and(|b| b["flags"][0] == "in-use") {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no writer marked {img:?} in use");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no writer marked {img:?} in use"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -252,12 +255,12 @@ fn hostile_bitmap_extension_is_refused() {
         d
     };
     let cases = [
-        field(0, &0xffff_ffffu32.to_be_bytes()),        // nb_bitmaps
-        field(4, &1u32.to_be_bytes()),                  // reserved
-        field(8, &u64::MAX.to_be_bytes()),              // directory size
-        field(8, &(1u64 << 25).to_be_bytes()),          // past the end
-        field(16, &(u64::MAX & !0xffff).to_be_bytes()), // directory offset
-        field(16, &0x1234u64.to_be_bytes()),            // unaligned
+        field(0, &0xffff_ffffu32.to_be_bytes()), // nb_bitmaps
+        field(4, &1u32.to_be_bytes()),           // reserved
+        field(8, &u64::MAX.to_be_bytes()),       // directory size
+        field(8, &(1u64 << 25).to_be_bytes()),   // past the end
+        field(16, &(!0xffffu64).to_be_bytes()),  // directory offset
+        field(16, &0x1234u64.to_be_bytes()),     // unaligned
     ];
     for (i, d) in cases.iter().enumerate() {
         let p = dir.path().join(format!("h{i}.qcow2"));
@@ -479,9 +482,19 @@ fn same_on_copies(dir: &Path, src: &Path, tag: &str, args: &[&str]) -> (PathBuf,
     };
     let qa = with(&q, &qout);
     let ba = with(&b, &bout);
-    let qo = outcome(&qemu_img(&qa.iter().map(String::as_str).collect::<Vec<_>>()), s(&q));
-    let bo = outcome(&blk(&ba.iter().map(String::as_str).collect::<Vec<_>>()), s(&b));
-    let norm = |t: String, out: &Path| t.replace(s(out), "OUT").replace("-qout", "").replace("-bout", "");
+    let qo = outcome(
+        &qemu_img(&qa.iter().map(String::as_str).collect::<Vec<_>>()),
+        s(&q),
+    );
+    let bo = outcome(
+        &blk(&ba.iter().map(String::as_str).collect::<Vec<_>>()),
+        s(&b),
+    );
+    let norm = |t: String, out: &Path| {
+        t.replace(s(out), "OUT")
+            .replace("-qout", "")
+            .replace("-bout", "")
+    };
     assert_eq!(
         (norm(qo.0, &qout), qo.1),
         (norm(bo.0, &bout), bo.1),
@@ -537,10 +550,20 @@ fn snapshots_amend_and_commit_keep_bitmaps() {
     same_on_copies(dir.path(), &b, "delete", &["snapshot", "-d", "s1", "IMG"]);
     // Amend: lazy refcounts on, then the downgrade QEMU 10 accepts (the
     // v2 image's bitmaps are then ignored and leak, as with QEMU).
-    let (q, b) = same_on_copies(dir.path(), &img, "lazy", &["amend", "-o", "lazy_refcounts=on", "IMG"]);
+    let (q, b) = same_on_copies(
+        dir.path(),
+        &img,
+        "lazy",
+        &["amend", "-o", "lazy_refcounts=on", "IMG"],
+    );
     qemu_check_clean(&b);
     assert_eq!(qemu_bitmaps(&b), qemu_bitmaps(&q));
-    let (q, b) = same_on_copies(dir.path(), &img, "v2", &["amend", "-o", "compat=0.10", "IMG"]);
+    let (q, b) = same_on_copies(
+        dir.path(),
+        &img,
+        "v2",
+        &["amend", "-o", "compat=0.10", "IMG"],
+    );
     let qc = outcome(&qemu_img(&["check", s(&q)]), s(&q));
     let bc = outcome(&qemu_img(&["check", s(&b)]), s(&b));
     assert_eq!(qc, bc);
@@ -550,7 +573,17 @@ fn snapshots_amend_and_commit_keep_bitmaps() {
     let top = dir.path().join("top.qcow2");
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&base), "64M"]);
     qemu_img_ok(&["bitmap", "--add", s(&base), "bb"]);
-    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-b", s(&base), "-F", "qcow2", s(&top)]);
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        s(&base),
+        "-F",
+        "qcow2",
+        s(&top),
+    ]);
     qemu_img_ok(&["bitmap", "--add", s(&top), "tb"]);
     qemu_io_ok(&["-c", "write -P 5 2M 64k", "-c", "write -P 6 9M 1k", s(&top)]);
     blk_ok(&["commit", s(&top)]);
@@ -566,13 +599,38 @@ fn snapshots_amend_and_commit_keep_bitmaps() {
 fn measure_counts_bitmaps_as_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("m.qcow2");
-    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", s(&img), "1G"]);
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=4k",
+        s(&img),
+        "1G",
+    ]);
     qemu_img_ok(&["bitmap", "--add", s(&img), "x"]);
-    qemu_img_ok(&["bitmap", "--add", "-g", "512", s(&img), "a-long-name-for-a-bitmap"]);
+    qemu_img_ok(&[
+        "bitmap",
+        "--add",
+        "-g",
+        "512",
+        s(&img),
+        "a-long-name-for-a-bitmap",
+    ]);
     qemu_img_ok(&["bitmap", "--add", "-g", "2M", s(&img), "y"]);
     qemu_io_ok(&["-c", "write 0 1M", s(&img)]);
     let v2 = dir.path().join("v2.qcow2");
-    qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", "compat=0.10", s(&v2), "1M"]);
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "compat=0.10",
+        s(&v2),
+        "1M",
+    ]);
     let raw = dir.path().join("r.raw");
     qemu_img_ok(&["create", "-q", "-f", "raw", s(&raw), "1M"]);
     for args in [
@@ -603,10 +661,22 @@ fn convert_bitmaps_as_qemu() {
     qemu_img_ok(&["bitmap", "--add", "-g", "1M", s(&img), "third"]);
     qemu_io_ok(&["-c", "write 20M 100k", s(&img)]);
     for (tag, args) in [
-        ("plain", &["convert", "--bitmaps", "-O", "qcow2", "IMG", "OUT"][..]),
+        (
+            "plain",
+            &["convert", "--bitmaps", "-O", "qcow2", "IMG", "OUT"][..],
+        ),
         (
             "small",
-            &["convert", "--bitmaps", "-O", "qcow2", "-o", "cluster_size=4k", "IMG", "OUT"][..],
+            &[
+                "convert",
+                "--bitmaps",
+                "-O",
+                "qcow2",
+                "-o",
+                "cluster_size=4k",
+                "IMG",
+                "OUT",
+            ][..],
         ),
     ] {
         let (q, b) = same_on_copies(dir.path(), &img, tag, args);
@@ -625,11 +695,44 @@ fn convert_bitmaps_as_qemu() {
     std::fs::copy(&img, &existing).unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["convert", "--bitmaps", "-O", "raw", "IMG", "OUT"],
-        vec!["convert", "--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "IMG", "OUT"],
-        vec!["convert", "--bitmaps", "-O", "qcow2", "-f", "raw", s(&raw), "OUT"],
+        vec![
+            "convert",
+            "--bitmaps",
+            "-O",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            "IMG",
+            "OUT",
+        ],
+        vec![
+            "convert",
+            "--bitmaps",
+            "-O",
+            "qcow2",
+            "-f",
+            "raw",
+            s(&raw),
+            "OUT",
+        ],
         vec!["convert", "--bitmaps", "-O", "qcow2", "IMG", "IMG", "OUT"],
-        vec!["convert", "--skip-broken-bitmaps", "-O", "qcow2", "IMG", "OUT"],
-        vec!["convert", "--bitmaps", "-n", "-O", "qcow2", "IMG", s(&existing)],
+        vec![
+            "convert",
+            "--skip-broken-bitmaps",
+            "-O",
+            "qcow2",
+            "IMG",
+            "OUT",
+        ],
+        vec![
+            "convert",
+            "--bitmaps",
+            "-n",
+            "-O",
+            "qcow2",
+            "IMG",
+            s(&existing),
+        ],
     ];
     for (i, c) in cases.iter().enumerate() {
         same_on_copies(dir.path(), &img, &format!("refuse{i}"), c);

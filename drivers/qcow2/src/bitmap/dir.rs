@@ -180,13 +180,6 @@ impl DirEntry {
     }
 }
 
-/// Table entries (data clusters) a bitmap of `virtual_size` bytes with
-/// granularity `1 << gran_bits` needs with clusters of `cs` bytes.
-pub fn table_entries(virtual_size: u64, gran_bits: u32, cs: u64) -> u64 {
-    let bits = virtual_size.div_ceil(1u64 << gran_bits);
-    bits.div_ceil(8).div_ceil(cs)
-}
-
 /// Parses the directory in `buf` (exactly `ext.dir_size` bytes) and checks
 /// every entry.
 pub fn parse_directory(
@@ -303,17 +296,18 @@ mod tests {
             dir_size: 32,
             dir_offset: 0x40000,
         };
-        let cases: Vec<Box<dyn Fn(&mut DirEntry)>> = vec![
-            Box::new(|e| e.table_size = 0),
-            Box::new(|e| e.table_offset = 0x30001),
-            Box::new(|e| e.table_offset = u64::MAX & !0xffff),
-            Box::new(|e| e.table_size = MAX_TABLE_ENTRIES + 1),
-            Box::new(|e| e.granularity_bits = 8),
-            Box::new(|e| e.granularity_bits = 40),
-            Box::new(|e| e.flags = 1 << 5),
-            Box::new(|e| e.ty = 2),
+        type Mutation = fn(&mut DirEntry);
+        let cases: [Mutation; 9] = [
+            |e| e.table_size = 0,
+            |e| e.table_offset = 0x30001,
+            |e| e.table_offset = !0xffffu64,
+            |e| e.table_size = MAX_TABLE_ENTRIES + 1,
+            |e| e.granularity_bits = 8,
+            |e| e.granularity_bits = 40,
+            |e| e.flags = 1 << 5,
+            |e| e.ty = 2,
             // Too small for the virtual size.
-            Box::new(|e| e.granularity_bits = 9),
+            |e| e.granularity_bits = 9,
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut e = entry("x");

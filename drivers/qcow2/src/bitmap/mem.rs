@@ -97,6 +97,7 @@ impl DirtyBitmap {
     }
 
     /// True when bit `i` is set.
+    #[cfg(test)]
     pub fn get(&self, i: u64) -> bool {
         let bpc = self.bits_per_chunk();
         match self.chunks.get(&(i / bpc)) {

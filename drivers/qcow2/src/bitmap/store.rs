@@ -176,11 +176,9 @@ impl Qcow2Node {
                 punch: true,
             });
         }
-        let mut k = 0;
-        for b in st.list.iter_mut() {
-            b.disk = Some(entries[k].clone());
-            b.disk_table = std::mem::take(&mut tables[k]);
-            k += 1;
+        for ((b, e), t) in st.list.iter_mut().zip(entries).zip(tables) {
+            b.disk = Some(e);
+            b.disk_table = t;
         }
         st.removed.clear();
         st.changed = false;

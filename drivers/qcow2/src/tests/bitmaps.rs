@@ -1,0 +1,188 @@
+//! Persistent dirty bitmaps in the driver: store round trips across close,
+//! inactivate and activate, crashes, lazy-refcount repair, multi-cluster
+//! bitmap data, and the answers of the control call.
+
+use super::*;
+use serde_json::{json, Value};
+
+fn ctl(n: &Qcow2Node, req: Value) -> Result<Value> {
+    let s = n.bitmap_control(&req.to_string())?;
+    Ok(serde_json::from_str(&s).unwrap())
+}
+
+fn ranges(n: &Qcow2Node, name: &str) -> Vec<(u64, u64)> {
+    let v = ctl(n, json!({"op": "get", "name": name})).unwrap();
+    v["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()))
+        .collect()
+}
+
+fn qemu_flags(img: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&qemu_img(&["info", "-U", "--output=json", img])).unwrap();
+    v["format-specific"]["data"]["bitmaps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|b| b["flags"].clone())
+        .collect()
+}
+
+#[test]
+fn store_round_trip_across_inactivate_and_activate() {
+    let s = Scratch::new();
+    let img = s.path("b.qcow2");
+    create(&img, "size=64M").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    ctl(&n, json!({"op": "add", "name": "a", "granularity": 65536})).unwrap();
+    ctl(&n, json!({"op": "add", "name": "d", "disabled": true})).unwrap();
+    n.write_at(1 << 20, &[1u8; 4096]).unwrap();
+    n.inactivate().unwrap();
+    // Stored, not in use (bitmaps new in one session newest first, as
+    // QEMU stores them), and QEMU finds the image clean.
+    assert_eq!(qemu_flags(&img), vec![json!([]), json!(["auto"])]);
+    assert_clean(&img);
+    n.activate().unwrap();
+    assert_eq!(
+        qemu_flags(&img),
+        vec![json!(["in-use"]), json!(["in-use", "auto"])]
+    );
+    n.write_zeroes(5 << 20, 1 << 20, block_core::ZeroFlags::MAY_UNMAP)
+        .unwrap();
+    n.discard(10 << 20, 65536).unwrap();
+    drop(n);
+    assert_eq!(qemu_flags(&img), vec![json!([]), json!(["auto"])]);
+    assert_clean(&img);
+    let n = open(&img, OpenFlags::READ_ONLY);
+    assert_eq!(
+        ranges(&n, "a"),
+        vec![
+            (1 << 20, (1 << 20) + 65536),
+            (5 << 20, 6 << 20),
+            (10 << 20, (10 << 20) + 65536)
+        ]
+    );
+    assert_eq!(ranges(&n, "d"), vec![]);
+    // Read-only: queries only.
+    let e = ctl(&n, json!({"op": "clear", "name": "a"})).unwrap_err();
+    assert_eq!(e.kind, block_core::ErrorKind::ReadOnly);
+}
+
+#[test]
+fn multi_cluster_bitmap_data() {
+    // 512-byte clusters, 512-byte granularity over 64 MiB: 16 KiB of bits
+    // in 32 data clusters.
+    let s = Scratch::new();
+    let img = s.path("m.qcow2");
+    create(&img, "size=64M,cluster_size=512").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    ctl(&n, json!({"op": "add", "name": "fine", "granularity": 512})).unwrap();
+    let mut rng = Rng(7);
+    let mut want = Vec::new();
+    for _ in 0..40 {
+        let off = (rng.next() % (64 << 11)) * 512;
+        n.write_at(off, &[9u8; 512]).unwrap();
+        want.push((off, off + 512));
+    }
+    // The last bit of the disk too.
+    n.write_at((64 << 20) - 512, &[1u8; 512]).unwrap();
+    want.push(((64 << 20) - 512, 64 << 20));
+    want.sort_unstable();
+    want.dedup();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in want {
+        match merged.last_mut() {
+            Some(l) if l.1 >= a => l.1 = l.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    drop(n);
+    assert_clean(&img);
+    let n = open(&img, OpenFlags::READ_ONLY);
+    assert_eq!(ranges(&n, "fine"), merged);
+}
+
+#[test]
+fn crash_leaves_bitmaps_inconsistent_and_refcounts_intact() {
+    let s = Scratch::new();
+    let img = s.path("c.qcow2");
+    create(&img, "size=16M,lazy_refcounts=on").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    ctl(&n, json!({"op": "add", "name": "x"})).unwrap();
+    n.write_at(0, &[1u8; 4096]).unwrap();
+    drop(n);
+    let n = open(&img, OpenFlags::NONE);
+    n.write_at(8 << 20, &[2u8; 4096]).unwrap();
+    n.flush().unwrap();
+    std::mem::forget(n); // crash: in-use and dirty bits stay set
+    assert_eq!(qemu_flags(&img), vec![json!(["in-use", "auto"])]);
+    // The dirty-image repair at the next writable open must keep the
+    // bitmap's clusters.
+    let n = open(&img, OpenFlags::NONE);
+    let v = ctl(&n, json!({"op": "list"})).unwrap();
+    assert_eq!(v[0]["inconsistent"], true);
+    let e = n.truncate(32 << 20, Preallocation::Off).unwrap_err();
+    assert!(e.message.contains("inconsistent"), "{e}");
+    let e = ctl(&n, json!({"op": "enable", "name": "x"})).unwrap_err();
+    assert!(e.message.contains("inconsistent"), "{e}");
+    drop(n);
+    assert_clean(&img);
+    assert_eq!(qemu_flags(&img), vec![json!(["in-use", "auto"])]);
+    // Removal is what an inconsistent bitmap is good for.
+    let n = open(&img, OpenFlags::NONE);
+    ctl(&n, json!({"op": "remove", "name": "x"})).unwrap();
+    drop(n);
+    assert_clean(&img);
+    assert!(qemu_flags(&img).is_empty());
+}
+
+#[test]
+fn control_call_errors() {
+    let s = Scratch::new();
+    let img = s.path("e.qcow2");
+    create(&img, "size=1M").unwrap();
+    let n = open(&img, OpenFlags::NONE);
+    for (req, msg) in [
+        (json!({"op": "frob"}), "unknown bitmap operation"),
+        (
+            json!({"op": "remove", "name": "no"}),
+            "Dirty bitmap 'no' not found",
+        ),
+        (
+            json!({"op": "add", "name": "g", "granularity": 1000}),
+            "Granularity must be power of 2",
+        ),
+        (
+            json!({"op": "add", "name": "g", "granularity": 256}),
+            "Granularity must be power of 2",
+        ),
+        (
+            json!({"op": "add", "name": "n".repeat(1024)}),
+            "Name length exceeds maximum",
+        ),
+    ] {
+        let e = ctl(&n, req.clone()).unwrap_err();
+        assert!(e.message.contains(msg), "{req}: {e}");
+    }
+    assert!(n.bitmap_control("not json").is_err());
+    ctl(&n, json!({"op": "add", "name": "g"})).unwrap();
+    let e = ctl(&n, json!({"op": "add", "name": "g"})).unwrap_err();
+    assert_eq!(e.message, "Bitmap already exists: g");
+    // Version 2 images cannot keep bitmaps.
+    let v2 = s.path("v2.qcow2");
+    create(&v2, "size=1M,compat=0.10").unwrap();
+    let n2 = open(&v2, OpenFlags::NONE);
+    let e = ctl(&n2, json!({"op": "add", "name": "g"})).unwrap_err();
+    assert!(
+        e.message
+            .contains("Cannot store dirty bitmaps in qcow2 v2 files"),
+        "{e}"
+    );
+    assert_eq!(
+        ctl(&n2, json!({"op": "list"})).unwrap_err().kind,
+        block_core::ErrorKind::Unsupported
+    );
+}
