@@ -190,6 +190,16 @@ fn blk_writes_set_the_dirty_bits_qemu_reads() {
     assert!(qemu_dirty(&img, "b0").contains(&(40 << 20, (40 << 20) + 65536)));
 }
 
+/// `blk info` prints what `qemu-img info` prints (human and JSON).
+fn same_info(img: &Path) {
+    for out in ["human", "json"] {
+        let o = format!("--output={out}");
+        let q = qemu_img_ok(&["info", "-U", &o, s(img)]);
+        let b = blk_ok(&["info", "-U", &o, s(img)]);
+        assert_eq!(q, b, "{out}");
+    }
+}
+
 #[test]
 fn in_use_while_open_and_cleared_on_close() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,9 +213,11 @@ fn in_use_while_open_and_cleared_on_close() {
     let bm = qemu_bitmaps(&img);
     assert_eq!(bm[0]["flags"], serde_json::json!(["in-use", "auto"]));
     assert_eq!(bm[1]["flags"], serde_json::json!(["in-use"]));
+    same_info(&img);
     assert!(child.wait().unwrap().success());
     let bm = qemu_bitmaps(&img);
     assert_eq!(bm[0]["flags"], serde_json::json!(["auto"]));
+    same_info(&img);
     qemu_check_clean(&img);
 }
 
@@ -745,7 +757,13 @@ fn incremental_backup_from_qemu_bitmap_after_blk_writes() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("inc.qcow2");
     qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&img), "32M"]);
-    qemu_io_ok(&["-c", "write -P 0x11 0 8M", "-c", "write -P 0x22 20M 4M", s(&img)]);
+    qemu_io_ok(&[
+        "-c",
+        "write -P 0x11 0 8M",
+        "-c",
+        "write -P 0x22 20M 4M",
+        s(&img),
+    ]);
     // Full backup, then start tracking (as a backup tool does).
     let full = dir.path().join("full.raw");
     qemu_img_ok(&["convert", "-O", "raw", s(&img), s(&full)]);

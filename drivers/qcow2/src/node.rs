@@ -1,7 +1,7 @@
 //! The open qcow2 node: state, lock design and shared helpers.
 //!
 //! Lock order (never taken the other way round):
-//! `wlock` (allocation mutex) → `meta` (RwLock) → per-table locks → cache
+//! `wlock` (allocation mutex) → bitmaps → `meta` (RwLock) → per-table locks → cache
 //! map mutex / overlap map. Readers and in-place writers take only
 //! `meta.read()` plus table read locks; everything that changes metadata
 //! holds `wlock`.

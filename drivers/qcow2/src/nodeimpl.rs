@@ -51,6 +51,8 @@ impl BlockNode for Qcow2Node {
     }
 
     fn info(&self) -> Result<NodeInfo> {
+        // Before `meta`: the bitmap lock comes first in the lock order.
+        let bitmaps = self.bitmaps_info();
         let m = self.meta_read();
         let h = &m.h;
         let data = if h.version < 3 {
@@ -70,7 +72,7 @@ impl BlockNode for Qcow2Node {
                 d["data-file"] = serde_json::json!(df);
                 d["data-file-raw"] = serde_json::json!(h.data_file_raw());
             }
-            if let Some(b) = self.bitmaps_info() {
+            if let Some(b) = bitmaps {
                 d["bitmaps"] = b;
             }
             d["corrupt"] = serde_json::json!(

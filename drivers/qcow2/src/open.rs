@@ -311,6 +311,8 @@ impl Qcow2Node {
                 "Could not reopen qcow2 layer: the image geometry changed (cluster size, refcount width, version or features)",
             )));
         }
+        // The bitmap lock comes before `meta` in the lock order.
+        self.bitmaps.replace(bitmaps);
         let mut m = self.meta_write();
         self.l2.clear();
         self.rc.clear();
@@ -328,7 +330,6 @@ impl Qcow2Node {
             reftable: ld.reftable,
             ..WState::default()
         };
-        self.bitmaps.replace(bitmaps);
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
         drop(m);

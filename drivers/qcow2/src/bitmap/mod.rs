@@ -66,8 +66,9 @@ pub(crate) struct BitmapState {
     pub changed: bool,
 }
 
-/// The bitmap state of a node, behind its own lock (a leaf in the lock
-/// order: taken after `wlock` and `meta`, never before them).
+/// The bitmap state of a node, behind its own lock. Lock order: `wlock` →
+/// this lock → `meta` (the store allocates under `wlock` and updates the
+/// header under `meta`); nothing takes it while holding `meta`.
 #[derive(Debug, Default)]
 pub(crate) struct Bitmaps {
     state: Mutex<BitmapState>,
