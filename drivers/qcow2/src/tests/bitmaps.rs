@@ -186,3 +186,127 @@ fn control_call_errors() {
         block_core::ErrorKind::Unsupported
     );
 }
+
+/// A file node that keeps only the first `budget` writes (a power cut:
+/// later writes never reach the disk); counts the writes it was asked for.
+struct CutNode {
+    inner: Arc<dyn BlockNode>,
+    budget: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl BlockNode for CutNode {
+    fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>], f: ReqFlags) -> Result<()> {
+        self.inner.read_vectored(offset, bufs, f)
+    }
+    fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], f: ReqFlags) -> Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) > 0 {
+            self.inner.write_vectored(offset, bufs, f)
+        } else {
+            Ok(())
+        }
+    }
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    fn length(&self) -> Result<u64> {
+        self.inner.length()
+    }
+    fn info(&self) -> Result<NodeInfo> {
+        self.inner.info()
+    }
+    fn truncate(&self, size: u64, p: Preallocation) -> Result<()> {
+        if self.budget.load(Ordering::SeqCst) > 0 {
+            self.inner.truncate(size, p)
+        } else {
+            Ok(())
+        }
+    }
+    fn discard(&self, _: u64, _: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct CutHost(Arc<std::sync::atomic::AtomicI64>);
+
+impl HostServices for CutHost {
+    fn open_child(&self, req: &ChildRequest) -> Result<Arc<dyn BlockNode>> {
+        let inner = TestHost.open_child(req)?;
+        Ok(Arc::new(CutNode {
+            inner,
+            budget: self.0.clone(),
+        }))
+    }
+    fn create_file(&self, filename: &str, size: u64, p: Preallocation) -> Result<()> {
+        TestHost.create_file(filename, size, p)
+    }
+}
+
+/// One session on a copy of `base` whose writes stop reaching the disk
+/// after `budget` of them: open, a guest write at 5 MiB, close. Returns
+/// how many writes the session asked for.
+fn cut_session(base: &str, img: &str, budget: i64) -> i64 {
+    std::fs::copy(base, img).unwrap();
+    let b = Arc::new(std::sync::atomic::AtomicI64::new(budget));
+    let n = crate::open::open(
+        &OpenRequest::new(img, OpenFlags::NONE),
+        Arc::new(CutHost(b.clone())),
+    )
+    .unwrap();
+    n.write_at(5 << 20, &[2u8; 4096]).unwrap();
+    drop(n);
+    budget - b.load(Ordering::SeqCst)
+}
+
+#[test]
+fn power_cut_at_every_write_of_a_session_with_bitmaps() {
+    let s = Scratch::new();
+    let base = s.path("base.qcow2");
+    create(&base, "size=16M").unwrap();
+    let n = open(&base, OpenFlags::NONE);
+    ctl(&n, json!({"op": "add", "name": "a"})).unwrap();
+    n.write_at(1 << 20, &[1u8; 4096]).unwrap();
+    drop(n);
+    let img = s.path("cut.qcow2");
+    let total = cut_session(&base, &img, i64::MAX / 2);
+    assert!(total > 8, "{total} writes");
+    let mut outcomes = std::collections::BTreeSet::new();
+    for k in 0..=total {
+        cut_session(&base, &img, k);
+        let v = qemu_check(&img);
+        assert_eq!(v["corruptions"].as_u64().unwrap_or(0), 0, "cut at {k}: {v}");
+        let flags = qemu_flags(&img);
+        let n = open(&img, OpenFlags::READ_ONLY);
+        let mut data = [0u8; 4096];
+        n.read_at(5 << 20, &mut data).unwrap();
+        let written = data == [2u8; 4096];
+        match flags.first() {
+            // Dropped with the autoclear bit off (as QEMU would drop it).
+            None => {
+                outcomes.insert("dropped");
+            }
+            Some(f) if f == &json!(["in-use", "auto"]) => {
+                outcomes.insert("in-use");
+            }
+            Some(f) => {
+                assert_eq!(f, &json!(["auto"]), "cut at {k}");
+                let r = ranges(&n, "a");
+                assert!(
+                    r.contains(&(1 << 20, (1 << 20) + 65536)),
+                    "cut at {k}: {r:?}"
+                );
+                if written {
+                    // A consistent bitmap must show the write.
+                    assert!(
+                        r.contains(&(5 << 20, (5 << 20) + 65536)),
+                        "cut at {k}: {r:?}"
+                    );
+                }
+                outcomes.insert(if written { "stored" } else { "untouched" });
+            }
+        }
+    }
+    // The sweep saw the untouched image, the in-use window and the store.
+    for o in ["untouched", "in-use", "stored"] {
+        assert!(outcomes.contains(o), "{outcomes:?}");
+    }
+}
