@@ -228,6 +228,9 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         let m = node.meta_read();
         node.refresh_overlap(&m, &w);
     }
+    if !lenient {
+        node.bitmaps_check_overlap()?;
+    }
     if !read_only && !node.inactive.load(Ordering::Acquire) && !lenient {
         node.open_time_writes()?;
     }

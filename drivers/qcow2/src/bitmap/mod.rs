@@ -66,6 +66,41 @@ pub(crate) struct BitmapState {
     pub changed: bool,
 }
 
+/// Every host cluster of the directory of `ext` and of the given
+/// `(entry, table)` pairs (tables and data clusters), one offset per
+/// cluster.
+pub(crate) fn clusters_of<'a>(
+    ext: Option<&BitmapsExt>,
+    entries: impl Iterator<Item = (&'a DirEntry, &'a [u64])>,
+    cs: u64,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    if let Some(e) = ext {
+        let first = e.dir_offset / cs;
+        let last = (e.dir_offset + e.dir_size).div_ceil(cs);
+        out.extend((first..last).map(|c| c * cs));
+    }
+    for (d, t) in entries {
+        let tcl = (u64::from(d.table_size) * 8).div_ceil(cs);
+        out.extend((0..tcl).map(|i| d.table_offset + i * cs));
+        out.extend(t.iter().map(|x| x & TABLE_OFFSET_MASK).filter(|&o| o != 0));
+    }
+    out
+}
+
+impl BitmapState {
+    /// Every host cluster the bitmaps use on disk (with the directory of
+    /// `ext`).
+    pub fn disk_clusters(&self, ext: Option<&BitmapsExt>, cs: u64) -> Vec<u64> {
+        let on_disk = self
+            .list
+            .iter()
+            .filter_map(|b| b.disk.as_ref().map(|d| (d, b.disk_table.as_slice())))
+            .chain(self.removed.iter().map(|(d, t)| (d, t.as_slice())));
+        clusters_of(ext, on_disk, cs)
+    }
+}
+
 /// The bitmap state of a node, behind its own lock. Lock order: `wlock` →
 /// this lock → `meta` (the store allocates under `wlock` and updates the
 /// header under `meta`); nothing takes it while holding `meta`.
@@ -269,10 +304,20 @@ pub(crate) fn load(
                 disk_table: table,
             });
         }
-        Ok(BitmapState {
+        let st = BitmapState {
             list,
             ..BitmapState::default()
-        })
+        };
+        // No cluster may belong to two bitmap structures: the store frees
+        // them all, and a shared one would be freed twice.
+        let mut all = st.disk_clusters(Some(&ext), cs);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        if all.len() != n {
+            return Err(bad("a cluster is used twice by the bitmaps extension"));
+        }
+        Ok(st)
     })();
     match r {
         Err(e) if lenient => {
@@ -288,6 +333,32 @@ impl Qcow2Node {
     /// write and discard, before it runs).
     pub(crate) fn bitmaps_mark(&self, offset: u64, len: u64) {
         self.bitmaps.mark(offset, len);
+    }
+
+    /// Refuses bitmaps whose clusters overlap other metadata (the header,
+    /// L1/L2 tables, refcount structures, snapshot tables): storing them
+    /// would free those clusters.
+    pub(crate) fn bitmaps_check_overlap(&self) -> Result<()> {
+        let cs = self.geo().cs();
+        let ext = ext_of(&self.meta_read().h).and_then(|r| r.ok());
+        let clusters = self.bitmaps.lock().disk_clusters(ext.as_ref(), cs);
+        let map = self
+            .overlap
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for off in clusters {
+            if let Some(k) = map.check(off, cs, crate::overlap::kind::BITMAP_DIRECTORY) {
+                return Err(self.ctx(
+                    bad(format!(
+                        "bitmap cluster at {off:#x} overlaps with {}",
+                        crate::overlap::kind_name(k)
+                    ))
+                    .at(off),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// QEMU refuses to revert to a snapshot while the image has dirty

@@ -18,7 +18,6 @@
 
 use super::dir::{self, BitmapsExt, DirEntry, FLAG_AUTO, FLAG_EXTRA_DATA_COMPATIBLE, FLAG_IN_USE};
 use super::{ext_of, set_ext, BitmapState};
-use crate::bitmap::dir::TABLE_OFFSET_MASK;
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::overlap::kind;
 use block_core::Result;
@@ -110,9 +109,6 @@ impl Qcow2Node {
                 }
                 continue;
             }
-            if b.disk.is_some() {
-                old_clusters(b.disk.as_ref(), &b.disk_table, cs, &mut frees);
-            }
             let n = b.data.nchunks();
             let mut table = vec![0u64; n as usize];
             for (ci, slot) in table.iter_mut().enumerate() {
@@ -142,9 +138,6 @@ impl Qcow2Node {
             });
             tables.push(table);
         }
-        for (e, t) in removed.iter() {
-            old_clusters(Some(e), t, cs, &mut frees);
-        }
         let new_ext = if entries.is_empty() {
             None
         } else {
@@ -158,11 +151,14 @@ impl Qcow2Node {
                 dir_offset: doff,
             })
         };
-        if let Some(o) = old_ext {
-            let first = o.dir_offset / cs;
-            let last = (o.dir_offset + o.dir_size).div_ceil(cs);
-            frees.extend((first..last).map(|c| c * cs));
-        }
+        // The old directory, and the old tables and data of every bitmap
+        // rewritten or removed (inconsistent ones keep theirs).
+        let rewritten = list
+            .iter()
+            .filter(|b| !b.inconsistent)
+            .filter_map(|b| b.disk.as_ref().map(|d| (d, b.disk_table.as_slice())))
+            .chain(removed.iter().map(|(d, t)| (d, t.as_slice())));
+        frees.extend(super::clusters_of(old_ext.as_ref(), rewritten, cs));
         {
             let mut m = self.meta_write();
             set_ext(&mut m.h, new_ext);
@@ -184,18 +180,5 @@ impl Qcow2Node {
         st.changed = false;
         st.in_use_on_disk = false;
         Ok(())
-    }
-}
-
-/// Pushes the clusters of a stored bitmap (table and data) onto `out`.
-fn old_clusters(e: Option<&DirEntry>, table: &[u64], cs: u64, out: &mut Vec<u64>) {
-    let Some(e) = e else { return };
-    let tcl = (u64::from(e.table_size) * 8).div_ceil(cs);
-    out.extend((0..tcl).map(|i| e.table_offset + i * cs));
-    for &x in table {
-        let off = x & TABLE_OFFSET_MASK;
-        if off != 0 {
-            out.push(off);
-        }
     }
 }

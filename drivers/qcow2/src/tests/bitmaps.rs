@@ -310,3 +310,62 @@ fn power_cut_at_every_write_of_a_session_with_bitmaps() {
         assert!(outcomes.contains(o), "{outcomes:?}");
     }
 }
+
+/// The directory entries of an image (parsed by this driver's code).
+fn directory(img: &str) -> Vec<crate::bitmap::dir::DirEntry> {
+    let buf = std::fs::read(img).unwrap();
+    let h = crate::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
+    let ext = crate::bitmap::ext_of(&h).unwrap().unwrap();
+    let d = &buf[ext.dir_offset as usize..(ext.dir_offset + ext.dir_size) as usize];
+    crate::bitmap::dir::parse_directory(d, &ext, 65536, h.size, buf.len() as u64).unwrap()
+}
+
+#[test]
+fn bitmap_clusters_shared_with_metadata_are_refused() {
+    let s = Scratch::new();
+    let base = s.path("base.qcow2");
+    create(&base, "size=16M").unwrap();
+    let n = open(&base, OpenFlags::NONE);
+    ctl(&n, json!({"op": "add", "name": "a"})).unwrap();
+    ctl(&n, json!({"op": "add", "name": "b"})).unwrap();
+    n.write_at(0, &[1u8; 512]).unwrap();
+    drop(n);
+    let dir = directory(&base);
+    let table_of = |name: &str| dir.iter().find(|e| e.name == name).unwrap().table_offset;
+    let data_of_a = u64::from_be_bytes(peek(&base, table_of("a"), 8).try_into().unwrap());
+    assert_ne!(data_of_a, 0);
+    let reftable = u64::from_be_bytes(peek(&base, 48, 8).try_into().unwrap());
+    let l1 = u64::from_be_bytes(peek(&base, 40, 8).try_into().unwrap());
+    for (what, at, value) in [
+        (
+            "a table entry on the refcount table",
+            table_of("a"),
+            reftable,
+        ),
+        ("a table entry on the L1 table", table_of("a"), l1),
+        (
+            "two bitmaps sharing a data cluster",
+            table_of("b"),
+            data_of_a,
+        ),
+        (
+            "a table entry on another bitmap's table",
+            table_of("b"),
+            table_of("a"),
+        ),
+    ] {
+        let img = s.path("h.qcow2");
+        std::fs::copy(&base, &img).unwrap();
+        poke(&img, at, &value.to_be_bytes());
+        let before = std::fs::read(&img).unwrap();
+        let e = try_open(&img, OpenFlags::NONE).unwrap_err();
+        assert!(
+            e.message.contains("overlaps") || e.message.contains("used twice"),
+            "{what}: {e}"
+        );
+        assert!(
+            std::fs::read(&img).unwrap() == before,
+            "{what}: the open wrote"
+        );
+    }
+}
