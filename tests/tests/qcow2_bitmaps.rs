@@ -800,3 +800,44 @@ fn incremental_backup_from_qemu_bitmap_after_blk_writes() {
     }
     assert!(backup == cur, "a change lies outside the dirty ranges");
 }
+
+#[test]
+fn bitmaps_follow_a_migration_handoff() {
+    use plugin_host::{Host, OpenOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    let h = Host::builder().env_plugin_path(false).build().unwrap();
+    let opts = |inactive| OpenOptions {
+        format: Some("qcow2".into()),
+        inactive,
+        ..Default::default()
+    };
+    let src = h.open(s(&img), &opts(false)).unwrap();
+    let dst = h.open(s(&img), &opts(true)).unwrap();
+    src.write(1 << 20, &[1u8; 4096]).unwrap();
+    assert_eq!(
+        qemu_bitmaps(&img)[0]["flags"],
+        serde_json::json!(["in-use", "auto"])
+    );
+    // Handoff: the source stores the bitmaps, the destination takes them.
+    src.inactivate().unwrap();
+    assert_eq!(qemu_bitmaps(&img)[0]["flags"], serde_json::json!(["auto"]));
+    qemu_check_clean(&img);
+    dst.activate().unwrap();
+    assert_eq!(
+        qemu_bitmaps(&img)[0]["flags"],
+        serde_json::json!(["in-use", "auto"])
+    );
+    dst.write(2 << 20, &[2u8; 4096]).unwrap();
+    drop(dst);
+    drop(src);
+    qemu_check_clean(&img);
+    assert_eq!(
+        qemu_dirty(&img, "b0"),
+        vec![
+            (1 << 20, (1 << 20) + 65536),
+            (2 << 20, (2 << 20) + 65536),
+            (8 << 20, (8 << 20) + 65536),
+        ]
+    );
+}
