@@ -189,6 +189,23 @@ pub fn parse_directory(
     virtual_size: u64,
     file_len: u64,
 ) -> Result<Vec<DirEntry>> {
+    let out = parse_entries(buf, ext)?;
+    let mut names = std::collections::HashSet::with_capacity(out.len());
+    for e in &out {
+        e.check(cs, virtual_size, file_len)?;
+        if !names.insert(e.name.as_str()) {
+            return Err(bad(format!(
+                "Bitmap '{}' is named twice in the bitmap directory",
+                e.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses the structure of the directory in `buf` (entry bounds and count)
+/// without checking the entries' values.
+pub fn parse_entries(buf: &[u8], ext: &BitmapsExt) -> Result<Vec<DirEntry>> {
     let mut out: Vec<DirEntry> = Vec::new();
     let mut p = 0usize;
     // Each entry is at least 24 bytes: the loop is bounded by the buffer.
@@ -220,13 +237,6 @@ pub fn parse_directory(
             extra,
             name,
         };
-        e.check(cs, virtual_size, file_len)?;
-        if out.iter().any(|o| o.name == e.name) {
-            return Err(bad(format!(
-                "Bitmap '{}' is named twice in the bitmap directory",
-                e.name
-            )));
-        }
         out.push(e);
         p += size as usize;
     }

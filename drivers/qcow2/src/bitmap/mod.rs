@@ -214,6 +214,17 @@ pub(crate) fn read_directory(
     ext: &BitmapsExt,
     file_len: u64,
 ) -> Result<Vec<DirEntry>> {
+    let buf = read_directory_bytes(file, ext, file_len)?;
+    dir::parse_directory(&buf, ext, h.cluster_size(), h.size, file_len)
+}
+
+/// Reads the bytes of the directory the extension names (bounded by the
+/// file length).
+pub(crate) fn read_directory_bytes(
+    file: &Arc<dyn BlockNode>,
+    ext: &BitmapsExt,
+    file_len: u64,
+) -> Result<Vec<u8>> {
     if ext.dir_size == 0 {
         return Err(bad("Requested bitmap directory size is zero"));
     }
@@ -223,7 +234,7 @@ pub(crate) fn read_directory(
     }
     let mut buf = vec![0u8; ext.dir_size as usize];
     file.read_at(ext.dir_offset, &mut buf)?;
-    dir::parse_directory(&buf, ext, h.cluster_size(), h.size, file_len)
+    Ok(buf)
 }
 
 /// Reads the bitmap table of `e` and checks its entries.
@@ -233,13 +244,9 @@ pub(crate) fn read_table(
     cs: u64,
     file_len: u64,
 ) -> Result<Vec<u64>> {
-    // `DirEntry::check` bounded the table by the file length.
-    let t = read_words(file, e.table_offset, e.table_size as usize)?;
+    let t = read_table_raw(file, e)?;
     for &x in &t {
-        let off = x & TABLE_OFFSET_MASK;
-        let ok = x & TABLE_RESERVED_MASK == 0
-            && (off == 0 || (x & TABLE_ALL_ONES == 0 && off % cs == 0 && off + cs <= file_len));
-        if !ok {
+        if !table_entry_valid(x, cs, file_len) {
             return Err(bad(format!(
                 "Bitmap '{}': invalid bitmap table entry {x:#x}",
                 e.name
@@ -247,6 +254,21 @@ pub(crate) fn read_table(
         }
     }
     Ok(t)
+}
+
+/// Reads the bitmap table of `e` unchecked (`DirEntry::check` bounded it
+/// by the file length).
+pub(crate) fn read_table_raw(file: &Arc<dyn BlockNode>, e: &DirEntry) -> Result<Vec<u64>> {
+    read_words(file, e.table_offset, e.table_size as usize)
+}
+
+/// True when a bitmap table entry is well-formed: no reserved bits, and an
+/// offset (if any) cluster-aligned, without the all-ones bit, inside the
+/// file.
+pub(crate) fn table_entry_valid(x: u64, cs: u64, file_len: u64) -> bool {
+    let off = x & TABLE_OFFSET_MASK;
+    x & TABLE_RESERVED_MASK == 0
+        && (off == 0 || (x & TABLE_ALL_ONES == 0 && off % cs == 0 && off + cs <= file_len))
 }
 
 /// Loads the bitmaps of an image. An extension without the autoclear bit

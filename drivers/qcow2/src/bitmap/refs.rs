@@ -3,8 +3,10 @@
 //! `qcow2_check_bitmaps_refcounts`). Read from the disk, not from memory:
 //! check compares the on-disk references.
 
-use super::{ext_of, read_directory, read_table};
+use super::{ext_of, read_directory_bytes, read_table_raw, table_entry_valid};
 use crate::bitmap::dir::TABLE_OFFSET_MASK;
+use crate::bitmap::dir::{parse_entries, MAX_TABLE_ENTRIES};
+use crate::header::MAX_HOST_OFFSET;
 use crate::node::Qcow2Node;
 use block_core::{CheckReport, Result};
 
@@ -28,21 +30,56 @@ impl Qcow2Node {
         };
         let cs = self.geo().cs();
         let flen = self.file.length()?;
-        out.push((ext.dir_offset, ext.dir_size));
-        let dir = match read_directory(&self.file, &h, &ext, flen) {
+        if ext
+            .dir_offset
+            .checked_add(ext.dir_size)
+            .is_some_and(|e| e <= MAX_HOST_OFFSET)
+        {
+            out.push((ext.dir_offset, ext.dir_size));
+        }
+        let dir = match read_directory_bytes(&self.file, &ext, flen)
+            .and_then(|b| parse_entries(&b, &ext))
+        {
             Ok(d) => d,
             Err(e) => {
-                log::error!("qcow2 check: bitmap directory: {e}");
+                log::error!("qcow2 check: ERROR bitmap directory: {e}");
                 rep.corruptions += 1;
                 return Ok(out);
             }
         };
         for e in &dir {
+            // An entry that breaks a constraint is a corruption; its table
+            // still counts when it can be read, so that a repair does not
+            // free what the directory names.
+            if let Err(err) = e.check(cs, h.size, flen) {
+                log::error!("qcow2 check: ERROR {}", err.message);
+                rep.corruptions += 1;
+                let readable = e.table_offset % cs == 0
+                    && e.table_size <= MAX_TABLE_ENTRIES
+                    && e.table_offset
+                        .checked_add(u64::from(e.table_size) * 8)
+                        .is_some_and(|end| end <= flen);
+                if !readable {
+                    continue;
+                }
+            }
             out.push((e.table_offset, u64::from(e.table_size) * 8));
-            match read_table(&self.file, e, cs, flen) {
+            // A broken entry is a corruption; the others still count, so
+            // that a repair does not free data a damaged table names.
+            match read_table_raw(&self.file, e) {
                 Ok(t) => {
                     for x in t {
                         let off = x & TABLE_OFFSET_MASK;
+                        if !table_entry_valid(x, cs, flen) {
+                            log::error!(
+                                "qcow2 check: ERROR bitmap '{}' has an invalid table entry {x:#x}",
+                                e.name
+                            );
+                            rep.corruptions += 1;
+                            if off % cs != 0 || off + cs > flen {
+                                continue;
+                            }
+                        }
                         if off != 0 {
                             out.push((off, cs));
                         }
