@@ -841,3 +841,36 @@ fn bitmaps_follow_a_migration_handoff() {
         ]
     );
 }
+
+#[test]
+fn invalidate_and_reactivation_keep_the_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path());
+    blk_ok(&[
+        "io",
+        "-c",
+        "write 0 4k",
+        "-c",
+        "invalidate",
+        "-c",
+        "write 1M 4k",
+        "-c",
+        "inactivate",
+        "-c",
+        "activate",
+        "-c",
+        "write 2M 4k",
+        s(&img),
+    ]);
+    qemu_check_clean(&img);
+    assert_eq!(qemu_bitmaps(&img)[0]["flags"], serde_json::json!(["auto"]));
+    assert_eq!(
+        qemu_dirty(&img, "b0"),
+        vec![
+            (0, 65536),
+            (1 << 20, (1 << 20) + 65536),
+            (2 << 20, (2 << 20) + 65536),
+            (8 << 20, (8 << 20) + 65536),
+        ]
+    );
+}
