@@ -96,6 +96,20 @@ pub struct MeasureRequest {
     /// measures an empty image (`qemu-img measure --size`).
     #[serde(default)]
     pub data_extents: Option<Vec<(u64, u64)>>,
+    /// The persistent dirty bitmaps of the source image (`None`: the
+    /// source cannot have any, or there is no source); a format that
+    /// stores bitmaps answers how many bytes they take.
+    #[serde(default)]
+    pub source_bitmaps: Option<Vec<MeasureBitmap>>,
+}
+
+/// A persistent dirty bitmap of a measured source image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasureBitmap {
+    /// The bitmap name.
+    pub name: String,
+    /// Bytes per bit.
+    pub granularity: u64,
 }
 
 /// The answer of `measure` (`qemu-img measure` material).
@@ -106,4 +120,8 @@ pub struct MeasureResult {
     pub required: u64,
     /// Bytes the image needs when every cluster is allocated.
     pub fully_allocated: u64,
+    /// Bytes the source's persistent bitmaps would take (`None`: the
+    /// target cannot store them or the source has none to offer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmaps: Option<u64>,
 }

@@ -118,6 +118,15 @@ pub trait BlockNode: Send + Sync {
         Err(BlockError::unsupported("amend"))
     }
 
+    /// Persistent dirty bitmap control (`qemu-img bitmap` and queries): one
+    /// operation described in JSON, answered in JSON. The request is an
+    /// object with `"op"` (`add`, `remove`, `clear`, `enable`, `disable`,
+    /// `merge`, `get`, `list`) and its operands; see the qcow2 driver's
+    /// `bitmap/ops.rs` and docs/abi.md.
+    fn bitmap(&self, _request: &str) -> Result<String> {
+        Err(BlockError::unsupported("bitmap"))
+    }
+
     /// Drops every piece of cached mutable metadata and re-reads it from the
     /// children, which another process may have changed. Fails cleanly (and
     /// keeps the node unusable for writes) if the image changed in a way the

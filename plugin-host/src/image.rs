@@ -399,6 +399,22 @@ impl Image {
         self.root.node.make_empty().map_err(|e| self.err(e))
     }
 
+    /// Persistent dirty bitmap control (`qemu-img bitmap`, queries): one
+    /// JSON-described operation (see `BlockNode::bitmap`). Modifying
+    /// operations are admitted like writes; `get` and `list` are reads.
+    pub fn bitmap(&self, request: &str) -> Result<String> {
+        let query = serde_json::from_str::<serde_json::Value>(request)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(|o| o == "get" || o == "list"))
+            .unwrap_or(false);
+        let _admitted = if query {
+            None
+        } else {
+            Some(self.check_writable("bitmap")?)
+        };
+        self.root.node.bitmap(request).map_err(|e| self.err(e))
+    }
+
     /// Changes format options (`qemu-img amend`), given as `key=value` pairs.
     pub fn amend(&self, options: &[(String, String)]) -> Result<()> {
         let _admitted = self.check_writable("amend")?;

@@ -23,7 +23,8 @@ pub struct FuzzReport {
 }
 
 /// Builds the seed image: a qcow2 with data, zero clusters, a compressed
-/// cluster and a snapshot, 4 KiB clusters so metadata is dense.
+/// cluster, a snapshot and two persistent bitmaps (one with dirty bits),
+/// 4 KiB clusters so metadata is dense.
 pub fn seed_image(dir: &Path, format_opts: &str) -> std::path::PathBuf {
     let img = dir.join("seed.qcow2");
     let p = img.to_str().expect("utf-8");
@@ -42,6 +43,8 @@ pub fn seed_image(dir: &Path, format_opts: &str) -> std::path::PathBuf {
         p,
     ]);
     crate::qemu_img_ok(&["snapshot", "-c", "s1", p]);
+    crate::qemu_img_ok(&["bitmap", "--add", "-g", "512", p, "fine"]);
+    crate::qemu_img_ok(&["bitmap", "--add", "--disable", p, "off"]);
     crate::qemu_io_ok(&["-f", "qcow2", "-c", "write -P 0x44 0 8k", p]);
     img
 }
@@ -75,6 +78,7 @@ fn exercise(host: &Host, path: &str, read_only: bool, errors: &mut u64) -> bool 
     }
     let _ = img.snapshot_list();
     let _ = img.info();
+    let _ = img.bitmap(r#"{"op":"get","name":"fine"}"#);
     if !read_only {
         for (o, l) in [
             (0u64, 4096usize),

@@ -90,6 +90,9 @@ fn old_minor_plugin_keeps_working() {
     // check is not in ABI 1.0: a clean "unsupported" error.
     let e = img.check(block_core::CheckMode::REPORT).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unsupported);
+    // Nor is the bitmap control call (ABI 1.3).
+    let e = img.bitmap(r#"{"op":"list"}"#).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
     assert_eq!(img.info().unwrap().node.format, "oldmem");
     // And the conformance suite passes on it.
     let dir = tempfile::tempdir().unwrap();

@@ -52,6 +52,7 @@ fn host_measure_matches_qemu() {
                         options: kv(o),
                         virtual_size: size,
                         data_extents: None,
+                        source_bitmaps: None,
                     },
                 )
                 .unwrap();

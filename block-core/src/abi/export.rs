@@ -348,6 +348,20 @@ unsafe extern "C" fn n_make_empty(ctx: *mut c_void, err: *const BcErrSink) -> i3
     guard(err, "make_empty", || node(ctx).make_empty())
 }
 
+unsafe extern "C" fn n_bitmap_json(
+    ctx: *mut c_void,
+    request: BcStr,
+    out: *const BcStrSink,
+    err: *const BcErrSink,
+) -> i32 {
+    guard(err, "bitmap", || {
+        let req = String::from_utf8_lossy(request.as_bytes()).into_owned();
+        let s = node(ctx).bitmap(&req)?;
+        push_str(out, &s);
+        Ok(())
+    })
+}
+
 unsafe extern "C" fn n_amend_json(ctx: *mut c_void, options: BcStr, err: *const BcErrSink) -> i32 {
     guard(err, "amend", || {
         let pairs = options_from_json("amend", options.as_bytes())?;
@@ -380,6 +394,7 @@ static NODE_VTBL: BcNodeVtbl = BcNodeVtbl {
     activate: Some(n_activate),
     make_empty: Some(n_make_empty),
     amend_json: Some(n_amend_json),
+    bitmap_json: Some(n_bitmap_json),
 };
 
 // ---------------------------------------------------------------- host services

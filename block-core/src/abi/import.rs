@@ -315,6 +315,14 @@ impl BlockNode for ForeignNode {
         })
     }
 
+    fn bitmap(&self, request: &str) -> Result<String> {
+        let f = slot!(self, bitmap_json, "bitmap");
+        let b = collect("bitmap", |out, err| unsafe {
+            f(self.ctx, BcStr::from_str(request), out, err)
+        })?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
     fn invalidate_cache(&self) -> Result<()> {
         let f = slot!(self, invalidate_cache, "invalidate_cache");
         call("invalidate_cache", |err| unsafe { f(self.ctx, err) })

@@ -28,8 +28,8 @@ pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
 /// The ABI major version. Frozen at 1: a change here means a new ABI.
 pub const BLK_ABI_MAJOR: u16 = 1;
 /// The ABI minor version of this build. Minor 0 is the base interface;
-/// minor 1 and minor 2 appended the slots marked so below.
-pub const BLK_ABI_MINOR: u16 = 2;
+/// minors 1, 2 and 3 appended the slots marked so below.
+pub const BLK_ABI_MINOR: u16 = 3;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
 /// The name of the exported entry symbol.
@@ -293,6 +293,17 @@ pub struct BcNodeVtbl {
     /// Amend format options; options as a JSON array of `[key, value]` pairs.
     pub amend_json:
         Option<unsafe extern "C" fn(ctx: *mut c_void, options_json: BcStr, err: Err) -> i32>,
+    // ---- minor 3 ----
+    /// Persistent dirty bitmap control: one operation described in JSON
+    /// (`BlockNode::bitmap`); the JSON result into the sink.
+    pub bitmap_json: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            request_json: BcStr,
+            out: *const BcStrSink,
+            err: Err,
+        ) -> i32,
+    >,
 }
 
 /// What a format driver is shown when probing.
@@ -559,7 +570,7 @@ mod layout_tests {
         assert_eq!(offset_of!(BcNodeVtbl, close), 8);
         assert_eq!(offset_of!(BcNodeVtbl, info_json), 48);
         assert_eq!(NODE_VTBL_MINOR0_SIZE, 56);
-        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8);
+        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8 + 8);
         assert_eq!(offset_of!(BcDriverVtbl, open), 56);
         assert_eq!(DRIVER_VTBL_MINOR0_SIZE, 64);
         assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8);

@@ -390,6 +390,11 @@ impl Qcow2Node {
         if h.nb_snapshots > 0 {
             refs.inc(h.snapshots_offset, snap_size, rep);
         }
+        // Persistent bitmaps: their directory, tables and data clusters are
+        // in use (bitmap/refs.rs); repair never frees them.
+        for (off, len) in self.bitmap_references(rep)? {
+            refs.inc(off, len, rep);
+        }
         refs.inc(h.refcount_table_offset, ws.reftable.len() as u64 * 8, rep);
         let rebuild = self.check_refblocks(ws, mode, &mut refs, rep)?;
         Ok((refs, rebuild))

@@ -4,13 +4,15 @@
 //! external data files, compressed clusters (deflate and zstd), extended
 //! L2 entries, refcount widths of 1 to 64 bits, internal snapshots, lazy
 //! refcounts, the corrupt bit with metadata overlap checks, consistency
-//! checks with repair, and cache invalidation for migration handoff.
+//! checks with repair, persistent dirty bitmaps, and cache invalidation for
+//! migration handoff.
 //!
 //! Depends on `block-core` only. See `docs/qcow2.md` for the cache, lock and
 //! crash-consistency design.
 #![warn(missing_docs)]
 
 mod amend;
+mod bitmap;
 pub mod cache;
 mod check;
 pub mod compress;

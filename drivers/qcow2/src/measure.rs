@@ -122,10 +122,30 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
         required = virtual_size;
     }
     let fully_allocated = prealloc_size(virtual_size, cs, rbits.trailing_zeros(), extended_l2);
+    let bitmaps = match &req.source_bitmaps {
+        Some(list) if v3 => Some(bitmaps_size(list, req.virtual_size, cs)),
+        _ => None,
+    };
     Ok(MeasureResult {
         required: fully_allocated - virtual_size + required,
         fully_allocated,
+        bitmaps,
     })
+}
+
+/// Bytes the bitmaps take in an image with clusters of `cs` bytes, as
+/// QEMU estimates them: every data cluster allocated, the tables, and the
+/// directory, each rounded to clusters.
+pub fn bitmaps_size(list: &[block_core::MeasureBitmap], virtual_size: u64, cs: u64) -> u64 {
+    let mut total = 0u64;
+    let mut dir = 0u64;
+    for b in list {
+        let bytes = virtual_size.div_ceil(b.granularity.max(1)).div_ceil(8);
+        let clusters = bytes.div_ceil(cs);
+        total += clusters * cs + (clusters * 8).div_ceil(cs) * cs;
+        dir += crate::bitmap::dir::entry_size(b.name.len(), 0);
+    }
+    total + dir.div_ceil(cs) * cs
 }
 
 #[cfg(test)]
@@ -139,6 +159,7 @@ mod tests {
             options: vec![("size".into(), "1G".into())],
             virtual_size: 0,
             data_extents: None,
+            source_bitmaps: None,
         })
         .unwrap();
         assert_eq!(r.required, 393216);

@@ -1,7 +1,7 @@
 //! The open qcow2 node: state, lock design and shared helpers.
 //!
 //! Lock order (never taken the other way round):
-//! `wlock` (allocation mutex) → `meta` (RwLock) → per-table locks → cache
+//! `wlock` (allocation mutex) → bitmaps → `meta` (RwLock) → per-table locks → cache
 //! map mutex / overlap map. Readers and in-place writers take only
 //! `meta.read()` plus table read locks; everything that changes metadata
 //! holds `wlock`.
@@ -91,6 +91,8 @@ pub struct Qcow2Node {
     pub(crate) dirty_set: AtomicBool,
     /// Whether the image looks metadata-preallocated (`prealloc.rs`).
     pub(crate) metadata_prealloc: std::sync::atomic::AtomicU8,
+    /// Persistent dirty bitmaps (bitmap/).
+    pub(crate) bitmaps: crate::bitmap::Bitmaps,
 }
 
 impl std::fmt::Debug for Qcow2Node {
@@ -308,6 +310,9 @@ impl Qcow2Node {
             kind::REFTABLE,
         );
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
+        if let Some(Ok(e)) = crate::bitmap::ext_of(&m.h) {
+            map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);
+        }
         for s in &m.snapshots {
             map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
         }

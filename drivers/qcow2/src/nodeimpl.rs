@@ -54,6 +54,8 @@ impl BlockNode for Qcow2Node {
     }
 
     fn info(&self) -> Result<NodeInfo> {
+        // Before `meta`: the bitmap lock comes first in the lock order.
+        let bitmaps = self.bitmaps_info();
         let m = self.meta_read();
         let h = &m.h;
         let data = if h.version < 3 {
@@ -75,6 +77,9 @@ impl BlockNode for Qcow2Node {
             }
             if h.crypt_method != 0 {
                 d["encrypt"] = crate::crypto::describe(&self.file, h)?;
+            }
+            if let Some(b) = bitmaps {
+                d["bitmaps"] = b;
             }
             d["corrupt"] = serde_json::json!(
                 h.is_corrupt() || self.corrupt.load(std::sync::atomic::Ordering::Acquire)
@@ -177,6 +182,10 @@ impl BlockNode for Qcow2Node {
 
     fn amend(&self, options: &[(String, String)]) -> Result<()> {
         self.amend_impl(options)
+    }
+
+    fn bitmap(&self, request: &str) -> Result<String> {
+        self.bitmap_control(request)
     }
 
     fn invalidate_cache(&self) -> Result<()> {

@@ -2,7 +2,6 @@
 //! inactivation, and the clean close.
 
 use crate::cache::TableCache;
-use crate::features;
 use crate::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::mapping::Geometry;
 use crate::node::{Meta, Qcow2Node, WState};
@@ -144,6 +143,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     if let Some(sel) = &snapshot_view {
         snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
     }
+    let bitmaps = crate::bitmap::load(&file, &mut ld.h, lenient).map_err(ctx)?;
     let h = &ld.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::damage::refuse_writable(what)));
@@ -227,12 +227,17 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         broken: AtomicBool::new(false),
         dirty_set: AtomicBool::new(dirty),
         metadata_prealloc: std::sync::atomic::AtomicU8::new(crate::prealloc::UNKNOWN),
+        bitmaps: crate::bitmap::Bitmaps::default(),
     };
+    node.bitmaps.replace(bitmaps);
     {
         let mut w = node.wlock();
         *w = ws;
         let m = node.meta_read();
         node.refresh_overlap(&m, &w);
+    }
+    if !lenient {
+        node.bitmaps_check_overlap()?;
     }
     if !read_only && !node.inactive.load(Ordering::Acquire) && !lenient {
         node.open_time_writes()?;
@@ -264,25 +269,28 @@ impl Qcow2Node {
             self.dirty_set.store(false, Ordering::Release);
             self.mark_clean(&mut ws)?;
         }
-        if autoclear & !features::AUTOCLEAR_KEPT != 0 {
+        let kept = self.autoclear_kept(&self.meta_read().h);
+        if autoclear & !kept != 0 {
             let mut ws = self.wlock();
             {
                 let mut m = self.meta_write();
-                m.h.autoclear_features &= features::AUTOCLEAR_KEPT;
+                m.h.autoclear_features &= kept;
                 m.header_dirty = true;
             }
             self.writeback(&mut ws, false)?;
         }
+        self.bitmaps_set_in_use(&mut self.wlock())?;
         Ok(())
     }
 
     /// Drops all cached metadata and re-reads it from the file.
     pub(crate) fn invalidate_impl(&self) -> Result<()> {
         let mut ws = self.wlock();
-        if !self.read_only
+        let active_rw = !self.read_only
             && !self.inactive.load(Ordering::Acquire)
-            && !self.broken.load(Ordering::Acquire)
-        {
+            && !self.broken.load(Ordering::Acquire);
+        if active_rw {
+            self.store_bitmaps(&mut ws)?;
             self.writeback(&mut ws, false)?;
         }
         let lenient = self.flags.contains(OpenFlags::CHECK) || self.read_only;
@@ -292,7 +300,12 @@ impl Qcow2Node {
             }
             Ok(l)
         });
-        let ld = match loaded {
+        let loaded = loaded.and_then(|mut l| {
+            let lenient = self.flags.contains(OpenFlags::CHECK);
+            let b = crate::bitmap::load(&self.file, &mut l.h, lenient)?;
+            Ok((l, b))
+        });
+        let (ld, bitmaps) = match loaded {
             Ok(l) => l,
             Err(e) => {
                 self.broken.store(true, Ordering::Release);
@@ -310,6 +323,8 @@ impl Qcow2Node {
                 "Could not reopen qcow2 layer: the image geometry changed (cluster size, refcount width, version or features)",
             )));
         }
+        // The bitmap lock comes before `meta` in the lock order.
+        self.bitmaps.replace(bitmaps);
         let mut m = self.meta_write();
         self.l2.clear();
         self.rc.clear();
@@ -331,6 +346,10 @@ impl Qcow2Node {
         };
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
+        drop(m);
+        if active_rw && !self.flags.contains(OpenFlags::CHECK) {
+            self.bitmaps_set_in_use(&mut ws)?;
+        }
         Ok(())
     }
 
@@ -363,6 +382,7 @@ impl Qcow2Node {
         }
         if !self.read_only && !self.broken.load(Ordering::Acquire) {
             let mut ws = self.wlock();
+            self.store_bitmaps(&mut ws)?;
             self.mark_clean(&mut ws)?;
             self.file.flush()?;
             if let Some(d) = &self.data_file {
@@ -399,7 +419,10 @@ impl Drop for Qcow2Node {
             return;
         }
         let mut ws = self.wlock();
-        let r = if self.corrupt.load(Ordering::Acquire) {
+        let stored = self.store_bitmaps(&mut ws);
+        let r = if let Err(e) = stored {
+            Err(e)
+        } else if self.corrupt.load(Ordering::Acquire) {
             // Keep what is on disk; do not write possibly bad metadata.
             Ok(())
         } else if self.dirty_set.load(Ordering::Acquire) {

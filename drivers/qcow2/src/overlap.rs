@@ -17,6 +17,8 @@ pub mod kind {
     pub const SNAPSHOT_TABLE: u32 = 32;
     /// Snapshot L1 tables.
     pub const INACTIVE_L1: u32 = 64;
+    /// The bitmap directory.
+    pub const BITMAP_DIRECTORY: u32 = 128;
 }
 
 /// A printable name of a region kind.
@@ -29,6 +31,7 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::REFBLOCK => "refcount block",
         kind::SNAPSHOT_TABLE => "snapshot table",
         kind::INACTIVE_L1 => "inactive L1 table",
+        kind::BITMAP_DIRECTORY => "bitmap directory",
         _ => "metadata",
     }
 }

@@ -286,6 +286,7 @@ impl Qcow2Node {
     /// Reverts the active state to a snapshot.
     pub(crate) fn snapshot_apply_impl(&self, id_or_name: &str) -> Result<()> {
         self.snapshot_precheck("snapshot_apply")?;
+        self.bitmaps_snapshot_apply_check()?;
         let idx = self.find_snapshot(id_or_name)?;
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;

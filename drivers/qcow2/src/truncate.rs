@@ -31,20 +31,27 @@ impl Qcow2Node {
         if new_size == old {
             return Ok(());
         }
+        self.bitmaps_resize_check()?;
         if self.meta_read().h.lazy_refcounts() {
             self.mark_dirty()?;
         }
-        if new_size > old {
-            self.grow(old, new_size, prealloc)
-        } else {
-            if prealloc != Preallocation::Off {
-                return Err(self.ctx(BlockError::invalid(
-                    "resize",
-                    "Preallocation can't be used for shrinking an image",
-                )));
+        let r = crate::bitmap::without_marks(|| {
+            if new_size > old {
+                self.grow(old, new_size, prealloc)
+            } else {
+                if prealloc != Preallocation::Off {
+                    return Err(self.ctx(BlockError::invalid(
+                        "resize",
+                        "Preallocation can't be used for shrinking an image",
+                    )));
+                }
+                self.shrink(new_size)
             }
-            self.shrink(new_size)
+        });
+        if r.is_ok() {
+            self.bitmaps_resized(new_size);
         }
+        r
     }
 
     fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {

@@ -72,6 +72,7 @@ impl BlockDriver for RawDriver {
         OptionValues::parse(&self.create_options(), &req.options)?;
         let size = req.virtual_size.div_ceil(512) * 512;
         Ok(MeasureResult {
+            bitmaps: None,
             required: size,
             fully_allocated: size,
         })

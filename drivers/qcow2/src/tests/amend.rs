@@ -314,6 +314,7 @@ fn measure_size_matrix_matches_qemu() {
                 options: kv(o),
                 virtual_size: s,
                 data_extents: None,
+                source_bitmaps: None,
             })
             .unwrap();
             assert_eq!(
@@ -382,6 +383,7 @@ fn measure_source_matches_qemu() {
             options: kv(o),
             virtual_size: size,
             data_extents: Some(ext.clone()),
+            source_bitmaps: None,
         })
         .unwrap();
         assert_eq!((got.required, got.fully_allocated), want, "-o {o}");

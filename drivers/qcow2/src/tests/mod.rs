@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod amend;
+mod bitmaps;
 mod check;
 mod create;
 mod hostile;

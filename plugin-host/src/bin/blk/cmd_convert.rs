@@ -80,6 +80,12 @@ pub struct ConvertArgs {
     /// Limit the copy to RATE bytes per second (k/M/G suffixes).
     #[arg(short = 'r', value_name = "RATE", allow_hyphen_values = true)]
     rate: Option<String>,
+    /// Copy the persistent dirty bitmaps too.
+    #[arg(long = "bitmaps")]
+    bitmaps: bool,
+    /// With --bitmaps: skip inconsistent bitmaps instead of failing.
+    #[arg(long = "skip-broken-bitmaps")]
+    skip_broken_bitmaps: bool,
     /// Sources, then the target.
     #[arg(num_args = 0..)]
     files: Vec<String>,
@@ -469,6 +475,16 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         .as_deref()
         .map(parse_snapshot_param)
         .transpose()?;
+    if a.skip_broken_bitmaps && !a.bitmaps {
+        return Err(CliError::new(
+            "Use of --skip-broken-bitmaps requires --bitmaps",
+        ));
+    }
+    if a.bitmaps && a.files.len() > 2 {
+        return Err(CliError::new(
+            "Copying bitmaps only possible with single source",
+        ));
+    }
     let host = g.host()?;
     let (srcs, dst) = a.files.split_at(a.files.len() - 1);
     let dst = &dst[0];
@@ -494,6 +510,14 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         sources.push((img, total));
         total += len;
     }
+    let bitmaps = if a.bitmaps {
+        Some(crate::convert_bitmaps::source_bitmaps(
+            &sources[0].0,
+            a.skip_broken_bitmaps,
+        )?)
+    } else {
+        None
+    };
     let drv = host
         .registry()
         .get(&a.out_format)
@@ -600,6 +624,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         ..OpenOptions::default()
     };
     let target = crate::common::open_image_file(&host, dst, &topts)?;
+    if bitmaps.is_some() {
+        crate::convert_bitmaps::check_target(&target, &a.out_format)?;
+    }
     let tlen = target.length().map_err(CliError::from)?;
     if tlen < total {
         return Err(CliError::new("output file is smaller than input file"));
@@ -722,6 +749,9 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
     });
     if let Some(m) = job.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(CliError::new(m));
+    }
+    if let Some(list) = &bitmaps {
+        crate::convert_bitmaps::copy(&sources[0].0, &target, list)?;
     }
     target
         .flush()

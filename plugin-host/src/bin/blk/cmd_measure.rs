@@ -71,6 +71,21 @@ pub fn data_extents(img: &Image) -> CliResult<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// The persistent bitmaps of `img` (`None` when its format has none).
+fn source_bitmaps(img: &plugin_host::Image) -> Option<Vec<block_core::MeasureBitmap>> {
+    let list = img.bitmap(r#"{"op":"list"}"#).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+    Some(
+        v.as_array()?
+            .iter()
+            .map(|b| block_core::MeasureBitmap {
+                name: b["name"].as_str().unwrap_or("").to_string(),
+                granularity: b["granularity"].as_u64().unwrap_or(65536),
+            })
+            .collect(),
+    )
+}
+
 /// Runs `blk measure`.
 pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
     let size = a
@@ -142,11 +157,13 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
             .collect(),
         virtual_size: 0,
         data_extents: None,
+        source_bitmaps: None,
     };
     match &source {
         Some(img) => {
             req.virtual_size = img.length()?;
             req.data_extents = Some(data_extents(img)?);
+            req.source_bitmaps = source_bitmaps(img);
         }
         None => req.virtual_size = size.unwrap_or(0),
     }
@@ -159,15 +176,9 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
             CliError::new(e.message.clone())
         }
     })?;
-    // QEMU reports the size of persistent dirty bitmaps when a qcow2 source
-    // is measured for a version 3 qcow2 target; blk images carry none.
-    let bitmaps = match &source {
-        Some(img) if out_fmt == "qcow2" && img.format() == "qcow2" => {
-            let compat = values.get("compat").unwrap_or("1.1");
-            (compat != "0.10" && compat != "v2").then_some(0u64)
-        }
-        _ => None,
-    };
+    // QEMU reports the size of persistent dirty bitmaps when the source
+    // supports them and the target can store them (the driver answers).
+    let bitmaps = res.bitmaps;
     match output {
         OutputFormat::Human => {
             println!("required size: {}", res.required);

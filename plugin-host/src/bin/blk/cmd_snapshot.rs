@@ -67,6 +67,9 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
         })?;
     } else if let Some(name) = &a.apply {
         img.snapshot_apply(name).map_err(|e| {
+            if e.message == "Device has active dirty bitmaps" {
+                return CliError::new(format!("Could not apply snapshot '{name}': {}", e.message));
+            }
             CliError::new(format!(
                 "Could not apply snapshot '{name}': Failed to load snapshot: {}",
                 errno(&e)

@@ -7,6 +7,7 @@ mod bench_engine;
 mod cache_mode;
 mod cmd_amend;
 mod cmd_bench;
+mod cmd_bitmap;
 mod cmd_check;
 mod cmd_commit;
 mod cmd_compare;
@@ -22,6 +23,7 @@ mod cmd_resize;
 mod cmd_snapshot;
 mod commit_base;
 mod common;
+mod convert_bitmaps;
 mod convert_progress;
 mod convert_rate;
 mod convert_salvage;
@@ -101,6 +103,8 @@ enum Command {
     Amend(cmd_amend::AmendArgs),
     /// Calculate the file size needed for a new image (qemu-img measure).
     Measure(cmd_measure::MeasureArgs),
+    /// Modify persistent dirty bitmaps (qemu-img bitmap).
+    Bitmap(cmd_bitmap::BitmapArgs),
 }
 
 fn install_panic_hook() {
@@ -193,6 +197,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Measure(a) => cmd_measure::run(&g, a),
         Command::Amend(a) => cmd_amend::run(&g, a),
         Command::Dd(a) => cmd_dd::run(&g, a),
+        Command::Bitmap(a) => cmd_bitmap::run(&g, a),
     }
 }
 

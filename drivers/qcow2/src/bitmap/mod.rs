@@ -1,0 +1,465 @@
+//! Persistent dirty bitmaps (the qcow2 bitmaps extension), as QEMU 10
+//! keeps them:
+//!
+//! * at open the extension, the directory and every bitmap table are read
+//!   and bounded (dir.rs), the bitmap data loaded into sparse in-memory
+//!   bitmaps (mem.rs); an extension without the `bitmaps` autoclear bit
+//!   was modified by a program without bitmap support and is dropped (its
+//!   clusters then leak, as in QEMU);
+//! * a writable, active open sets the in-use flag of every bitmap in the
+//!   directory, in place (autoclear bit off, directory, autoclear bit on);
+//!   a bitmap already in use at open is inconsistent: kept as it is on
+//!   disk, usable only for removal;
+//! * guest writes, zero writes and discards set bits in every enabled
+//!   bitmap (`mark`);
+//! * close and inactivate store them (store.rs): new data clusters and
+//!   tables, a new directory, then the header switches to it, then the old
+//!   clusters are freed;
+//! * `check` counts the directory, tables and data clusters as in use
+//!   (refs.rs); the operations of `qemu-img bitmap` are in ops.rs.
+
+pub mod dir;
+pub mod mem;
+mod ops;
+mod refs;
+mod store;
+
+use crate::features;
+use crate::header::{get_u64, Header, EXT_BITMAPS};
+use crate::node::Qcow2Node;
+use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
+use dir::{BitmapsExt, DirEntry, TABLE_ALL_ONES, TABLE_OFFSET_MASK, TABLE_RESERVED_MASK};
+use mem::DirtyBitmap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One bitmap as this node holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Bitmap {
+    /// The name.
+    pub name: String,
+    /// log2 of the granularity.
+    pub gran_bits: u32,
+    /// Tracks writes (the `auto` flag).
+    pub enabled: bool,
+    /// In use on disk at open (not saved correctly): its bits are
+    /// meaningless; it is kept as on disk until removed.
+    pub inconsistent: bool,
+    /// The bits.
+    pub data: DirtyBitmap,
+    /// The entry on disk (`None`: created since the last store).
+    pub disk: Option<DirEntry>,
+    /// The bitmap table on disk.
+    pub disk_table: Vec<u64>,
+}
+
+/// The bitmaps of a node.
+#[derive(Debug, Default)]
+pub(crate) struct BitmapState {
+    /// The bitmaps, in directory order.
+    pub list: Vec<Bitmap>,
+    /// Removed bitmaps still on disk: (entry, table), freed at the next store.
+    pub removed: Vec<(DirEntry, Vec<u64>)>,
+    /// The directory on disk marks the bitmaps in use: they must be stored.
+    pub in_use_on_disk: bool,
+    /// Bitmaps were added, removed or changed since the last store.
+    pub changed: bool,
+}
+
+/// Every host cluster of the directory of `ext` and of the given
+/// `(entry, table)` pairs (tables and data clusters), one offset per
+/// cluster.
+pub(crate) fn clusters_of<'a>(
+    ext: Option<&BitmapsExt>,
+    entries: impl Iterator<Item = (&'a DirEntry, &'a [u64])>,
+    cs: u64,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    if let Some(e) = ext {
+        let first = e.dir_offset / cs;
+        let last = (e.dir_offset + e.dir_size).div_ceil(cs);
+        out.extend((first..last).map(|c| c * cs));
+    }
+    for (d, t) in entries {
+        let tcl = (u64::from(d.table_size) * 8).div_ceil(cs);
+        out.extend((0..tcl).map(|i| d.table_offset + i * cs));
+        out.extend(t.iter().map(|x| x & TABLE_OFFSET_MASK).filter(|&o| o != 0));
+    }
+    out
+}
+
+impl BitmapState {
+    /// Every host cluster the bitmaps use on disk (with the directory of
+    /// `ext`).
+    pub fn disk_clusters(&self, ext: Option<&BitmapsExt>, cs: u64) -> Vec<u64> {
+        let on_disk = self
+            .list
+            .iter()
+            .filter_map(|b| b.disk.as_ref().map(|d| (d, b.disk_table.as_slice())))
+            .chain(self.removed.iter().map(|(d, t)| (d, t.as_slice())));
+        clusters_of(ext, on_disk, cs)
+    }
+}
+
+/// The bitmap state of a node, behind its own lock. Lock order: `wlock` →
+/// this lock → `meta` (the store allocates under `wlock` and updates the
+/// header under `meta`); nothing takes it while holding `meta`.
+#[derive(Debug, Default)]
+pub(crate) struct Bitmaps {
+    state: Mutex<BitmapState>,
+    /// Some bitmap is enabled: writes must be tracked.
+    tracking: AtomicBool,
+}
+
+impl Bitmaps {
+    /// The state, locked.
+    pub fn lock(&self) -> MutexGuard<'_, BitmapState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the state (open, cache invalidation).
+    pub fn replace(&self, st: BitmapState) {
+        let mut g = self.lock();
+        *g = st;
+        self.update_tracking(&g);
+    }
+
+    /// Recomputes whether writes must be tracked.
+    pub fn update_tracking(&self, st: &BitmapState) {
+        let t = st.list.iter().any(|b| b.enabled && !b.inconsistent);
+        self.tracking.store(t, Ordering::Release);
+    }
+
+    /// Marks the guest range dirty in every enabled bitmap.
+    pub fn mark(&self, offset: u64, len: u64) {
+        if !self.tracking.load(Ordering::Acquire) || len == 0 || NO_MARKS.with(|c| c.get()) {
+            return;
+        }
+        let mut st = self.lock();
+        for b in st.list.iter_mut() {
+            if b.enabled && !b.inconsistent {
+                b.data.mark(offset, len);
+            }
+        }
+    }
+}
+
+/// The reason QEMU gives for refusing a snapshot revert with bitmaps.
+pub const ACTIVE_BITMAPS: &str = "Device has active dirty bitmaps";
+
+thread_local! {
+    /// Set while this thread runs driver-internal writes that QEMU does not
+    /// track (the zeroing a resize does).
+    static NO_MARKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` without marking its writes in the bitmaps (this thread only).
+pub(crate) fn without_marks<R>(f: impl FnOnce() -> R) -> R {
+    let old = NO_MARKS.with(|c| c.replace(true));
+    let r = f();
+    NO_MARKS.with(|c| c.set(old));
+    r
+}
+
+fn bad(msg: impl Into<String>) -> BlockError {
+    BlockError::corrupt("open", msg)
+}
+
+/// The bitmaps extension of a header, parsed (`None`: no extension).
+pub(crate) fn ext_of(h: &Header) -> Option<Result<BitmapsExt>> {
+    h.other_extensions
+        .iter()
+        .find(|(t, _)| *t == EXT_BITMAPS)
+        .map(|(_, d)| BitmapsExt::parse(d, h.cluster_size()))
+}
+
+/// Replaces (or with `None` removes) the bitmaps extension and sets the
+/// autoclear bit accordingly.
+pub(crate) fn set_ext(h: &mut Header, ext: Option<BitmapsExt>) {
+    let data = ext.map(|e| e.serialize());
+    let pos = h
+        .other_extensions
+        .iter()
+        .position(|(t, _)| *t == EXT_BITMAPS);
+    match (pos, data) {
+        (Some(p), Some(d)) => h.other_extensions[p].1 = d,
+        (None, Some(d)) => {
+            // QEMU writes the bitmaps extension before unknown ones.
+            h.other_extensions.insert(0, (EXT_BITMAPS, d))
+        }
+        (Some(p), None) => {
+            h.other_extensions.remove(p);
+        }
+        (None, None) => {}
+    }
+    if ext.is_some() {
+        h.autoclear_features |= features::AUTOCLEAR_BITMAPS;
+    } else {
+        h.autoclear_features &= !features::AUTOCLEAR_BITMAPS;
+    }
+}
+
+/// Reads `n` big-endian u64 words at `off` (the caller bounded `n` by the
+/// file length).
+fn read_words(file: &Arc<dyn BlockNode>, off: u64, n: usize) -> Result<Vec<u64>> {
+    let mut buf = vec![0u8; n * 8];
+    file.read_at(off, &mut buf)?;
+    Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
+}
+
+/// Reads the directory the extension names (bounded by the file length).
+pub(crate) fn read_directory(
+    file: &Arc<dyn BlockNode>,
+    h: &Header,
+    ext: &BitmapsExt,
+    file_len: u64,
+) -> Result<Vec<DirEntry>> {
+    let buf = read_directory_bytes(file, ext, file_len)?;
+    dir::parse_directory(&buf, ext, h.cluster_size(), h.size, file_len)
+}
+
+/// Reads the bytes of the directory the extension names (bounded by the
+/// file length).
+pub(crate) fn read_directory_bytes(
+    file: &Arc<dyn BlockNode>,
+    ext: &BitmapsExt,
+    file_len: u64,
+) -> Result<Vec<u8>> {
+    if ext.dir_size == 0 {
+        return Err(bad("Requested bitmap directory size is zero"));
+    }
+    let end = ext.dir_offset.checked_add(ext.dir_size);
+    if end.is_none_or(|e| e > file_len) {
+        return Err(bad("bitmap directory lies past the end of the image file"));
+    }
+    let mut buf = vec![0u8; ext.dir_size as usize];
+    file.read_at(ext.dir_offset, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads the bitmap table of `e` and checks its entries.
+pub(crate) fn read_table(
+    file: &Arc<dyn BlockNode>,
+    e: &DirEntry,
+    cs: u64,
+    file_len: u64,
+) -> Result<Vec<u64>> {
+    let t = read_table_raw(file, e)?;
+    for &x in &t {
+        if !table_entry_valid(x, cs, file_len) {
+            return Err(bad(format!(
+                "Bitmap '{}': invalid bitmap table entry {x:#x}",
+                e.name
+            )));
+        }
+    }
+    Ok(t)
+}
+
+/// Reads the bitmap table of `e` unchecked (`DirEntry::check` bounded it
+/// by the file length).
+pub(crate) fn read_table_raw(file: &Arc<dyn BlockNode>, e: &DirEntry) -> Result<Vec<u64>> {
+    read_words(file, e.table_offset, e.table_size as usize)
+}
+
+/// True when a bitmap table entry is well-formed: no reserved bits, and an
+/// offset (if any) cluster-aligned, without the all-ones bit, inside the
+/// file.
+pub(crate) fn table_entry_valid(x: u64, cs: u64, file_len: u64) -> bool {
+    let off = x & TABLE_OFFSET_MASK;
+    x & TABLE_RESERVED_MASK == 0
+        && (off == 0 || (x & TABLE_ALL_ONES == 0 && off % cs == 0 && off + cs <= file_len))
+}
+
+/// Loads the bitmaps of an image. An extension without the autoclear bit
+/// is dropped from `h` (with QEMU's warning). `lenient` (check opens)
+/// turns errors into a warning and no bitmaps.
+pub(crate) fn load(
+    file: &Arc<dyn BlockNode>,
+    h: &mut Header,
+    lenient: bool,
+) -> Result<BitmapState> {
+    let Some(ext) = ext_of(h) else {
+        return Ok(BitmapState::default());
+    };
+    if h.autoclear_features & features::AUTOCLEAR_BITMAPS == 0 {
+        if h.version < 3 {
+            log::warn!("This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent");
+        } else {
+            log::warn!("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
+        }
+        log::warn!(
+            "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
+        );
+        set_ext(h, None);
+        return Ok(BitmapState::default());
+    }
+    let r = (|| {
+        let ext = ext?;
+        let flen = file.length()?;
+        let cs = h.cluster_size();
+        let entries = read_directory(file, h, &ext, flen)?;
+        let mut list = Vec::with_capacity(entries.len());
+        for e in entries {
+            let table = read_table(file, &e, cs, flen)?;
+            let mut data = DirtyBitmap::new(u32::from(e.granularity_bits), h.size, cs);
+            if !e.in_use() {
+                let n = data.nchunks() as usize;
+                for (ci, &x) in table.iter().enumerate().take(n) {
+                    let off = x & TABLE_OFFSET_MASK;
+                    if off != 0 {
+                        let mut buf = vec![0u8; cs as usize];
+                        file.read_at(off, &mut buf)?;
+                        data.load_chunk(ci as u64, &buf);
+                    } else if x & TABLE_ALL_ONES != 0 {
+                        data.set_bits(ci as u64 * cs * 8, (ci as u64 + 1) * cs * 8 - 1);
+                    }
+                }
+            }
+            list.push(Bitmap {
+                name: e.name.clone(),
+                gran_bits: u32::from(e.granularity_bits),
+                enabled: e.flags & dir::FLAG_AUTO != 0,
+                inconsistent: e.in_use(),
+                data,
+                disk: Some(e),
+                disk_table: table,
+            });
+        }
+        let st = BitmapState {
+            list,
+            ..BitmapState::default()
+        };
+        // No cluster may belong to two bitmap structures: the store frees
+        // them all, and a shared one would be freed twice.
+        let mut all = st.disk_clusters(Some(&ext), cs);
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        if all.len() != n {
+            return Err(bad("a cluster is used twice by the bitmaps extension"));
+        }
+        Ok(st)
+    })();
+    match r {
+        Err(e) if lenient => {
+            log::warn!("qcow2: bitmaps not loaded: {e}");
+            Ok(BitmapState::default())
+        }
+        r => r,
+    }
+}
+
+impl Qcow2Node {
+    /// Marks a guest range dirty in the enabled bitmaps (every write, zero
+    /// write and discard, before it runs).
+    pub(crate) fn bitmaps_mark(&self, offset: u64, len: u64) {
+        self.bitmaps.mark(offset, len);
+    }
+
+    /// Refuses bitmaps whose clusters overlap other metadata (the header,
+    /// L1/L2 tables, refcount structures, snapshot tables): storing them
+    /// would free those clusters.
+    pub(crate) fn bitmaps_check_overlap(&self) -> Result<()> {
+        let cs = self.geo().cs();
+        let ext = ext_of(&self.meta_read().h).and_then(|r| r.ok());
+        let clusters = self.bitmaps.lock().disk_clusters(ext.as_ref(), cs);
+        let map = self
+            .overlap
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for off in clusters {
+            if let Some(k) = map.check(off, cs, crate::overlap::kind::BITMAP_DIRECTORY) {
+                return Err(self.ctx(
+                    bad(format!(
+                        "bitmap cluster at {off:#x} overlaps with {}",
+                        crate::overlap::kind_name(k)
+                    ))
+                    .at(off),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// QEMU refuses to revert to a snapshot while the image has dirty
+    /// bitmaps (they would not describe the reverted disk).
+    pub(crate) fn bitmaps_snapshot_apply_check(&self) -> Result<()> {
+        if self.bitmaps.lock().list.is_empty() {
+            return Ok(());
+        }
+        Err(self.ctx(BlockError::new(
+            block_core::ErrorKind::Busy,
+            "snapshot_apply",
+            ACTIVE_BITMAPS,
+        )))
+    }
+
+    /// QEMU's `qcow2_truncate_bitmaps_check`: an inconsistent bitmap
+    /// cannot be resized, so neither can the image.
+    pub(crate) fn bitmaps_resize_check(&self) -> Result<()> {
+        let st = self.bitmaps.lock();
+        if let Some(b) = st.list.iter().find(|b| b.inconsistent) {
+            return Err(self.ctx(BlockError::invalid(
+                "resize",
+                format!(
+                    "Bitmap '{}' is inconsistent and cannot be used\nTry block-dirty-bitmap-remove to delete this bitmap from disk",
+                    b.name
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a resize: every bitmap covers the new size (bits past a new,
+    /// smaller end are dropped; a grown area starts clean, as in QEMU).
+    pub(crate) fn bitmaps_resized(&self, size: u64) {
+        let mut st = self.bitmaps.lock();
+        for b in st.list.iter_mut() {
+            b.data.resize(size);
+        }
+        if !st.list.is_empty() {
+            st.changed = true;
+        }
+    }
+
+    /// The autoclear bits a writer keeps: raw data file, and bitmaps while
+    /// the extension is loaded.
+    pub(crate) fn autoclear_kept(&self, h: &Header) -> u64 {
+        let mut kept = features::AUTOCLEAR_KEPT;
+        if ext_of(h).is_some() {
+            kept |= features::AUTOCLEAR_BITMAPS;
+        }
+        kept
+    }
+
+    /// `format-specific.data.bitmaps` of `qemu-img info`: the directory
+    /// on disk, as QEMU reports it (`None`: no bitmaps).
+    pub(crate) fn bitmaps_info(&self) -> Option<serde_json::Value> {
+        let st = self.bitmaps.lock();
+        let list: Vec<serde_json::Value> = st
+            .list
+            .iter()
+            .filter_map(|b| b.disk.as_ref())
+            .map(|e| {
+                let mut flags = Vec::new();
+                if e.flags & dir::FLAG_IN_USE != 0 {
+                    flags.push("in-use");
+                }
+                if e.flags & dir::FLAG_AUTO != 0 {
+                    flags.push("auto");
+                }
+                serde_json::json!({
+                    "flags": flags,
+                    "name": e.name,
+                    "granularity": 1u64 << e.granularity_bits,
+                })
+            })
+            .collect();
+        if list.is_empty() {
+            return None;
+        }
+        Some(serde_json::Value::Array(list))
+    }
+}
