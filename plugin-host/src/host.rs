@@ -390,8 +390,9 @@ impl Host {
                 return Err(BlockError::invalid("", SAME_AS_BACKING).in_file(filename));
             }
         }
-        let data_file =
-            named("data_file").map(|d| block_core::resolve_relative(&d, Some(filename)));
+        // A data file name is used as given, relative to the working
+        // directory, as qemu-img does (not to the image, as a backing file).
+        let data_file = named("data_file");
         if let Some(df) = &data_file {
             if df == filename || crate::safety::same_file(df, filename) {
                 return Err(BlockError::invalid(
@@ -404,8 +405,14 @@ impl Host {
         // One file: its protocol create checks it before it changes it.
         // Two: both are checked before the first is emptied.
         if let Some(df) = &data_file {
+            // In QEMU's order (the image, then the data file), each file's
+            // create must get past its open and no other process may hold
+            // it.
+            crate::safety::check_creatable(&self.registry, filename)
+                .map_err(|e| e.in_file(filename))?;
             crate::safety::check_unused(&self.registry, filename)
                 .map_err(|e| e.in_file(filename))?;
+            crate::safety::check_creatable(&self.registry, df).map_err(|e| e.in_file(filename))?;
             // Reported for the image being created, the message names the
             // data file.
             crate::safety::check_unused(&self.registry, df).map_err(|mut e| {

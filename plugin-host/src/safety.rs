@@ -3,7 +3,7 @@
 //! open image reads, and whether another process holds a file open.
 
 use crate::graph::{GraphNode, NodeSpec};
-use block_core::{ChildRole, ErrorKind, OpenFlags, Registry, Result};
+use block_core::{BlockError, ChildRole, ErrorKind, OpenFlags, Registry, Result};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
@@ -98,5 +98,59 @@ pub fn check_unused(registry: &Arc<Registry>, name: &str) -> Result<()> {
     match crate::graph::open_node(registry, &spec) {
         Err(e) if e.kind == ErrorKind::Busy => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// Checks, before a create of several files empties any of them, that the
+/// file protocol create of `name` will not fail at its open: an existing
+/// name must be a file that can be opened for writing (not a directory,
+/// not immutable, not on a read-only filesystem; a FIFO or socket fails as
+/// its create would, at the truncation), and a missing name must be
+/// creatable in its directory. A missing file is created for the test and
+/// removed again; an existing one is opened without truncation and closed,
+/// so nothing changes. Names of other protocols pass (their create checks
+/// them). The error is the one the create would report.
+pub fn check_creatable(registry: &Arc<Registry>, name: &str) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    match registry.protocol_for(name) {
+        Some(p) if p.driver.name() == "file" => {}
+        _ => return Ok(()),
+    }
+    let path = name.strip_prefix("file:").unwrap_or(name);
+    let create_err = |e: std::io::Error| {
+        let mut e = BlockError::from_io("", e);
+        e.message = format!("Could not create '{path}': {}", e.message);
+        e
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_fifo() || m.file_type().is_socket() => Err(BlockError::invalid(
+            "",
+            "Could not resize file: Invalid argument",
+        )),
+        Ok(m) if m.is_dir() => Err(create_err(std::io::Error::from_raw_os_error(libc::EISDIR))),
+        Ok(_) => std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map(drop)
+            .map_err(create_err),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(f) => {
+                    drop(f);
+                    let _ = std::fs::remove_file(path);
+                    Ok(())
+                }
+                // A dangling symlink: its create follows it and reports
+                // what it finds.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(create_err(e)),
+            }
+        }
+        Err(e) => Err(create_err(e)),
     }
 }

@@ -8,7 +8,7 @@ use block_core::{
 };
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -125,10 +125,13 @@ impl FileNode {
             e.message = format!("Could not create '{path}': {}", e.message);
             e
         };
+        // O_NONBLOCK: opening a FIFO never waits for a peer (it is refused
+        // below, as QEMU refuses it, after the locks).
         let (file, created) = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
         {
             Ok(f) => (f, true),
@@ -141,6 +144,7 @@ impl FileNode {
                     .write(true)
                     .create(true)
                     .truncate(false)
+                    .custom_flags(libc::O_NONBLOCK)
                     .open(path)
                     .map_err(create_err)?;
                 (f, false)
@@ -156,8 +160,19 @@ impl FileNode {
             lock: Mutex::new(FileLock::none()),
             active: AtomicBool::new(true),
         };
+        let file_type = node
+            .file
+            .metadata()
+            .map_err(|e| node.err("open", 0, e))?
+            .file_type();
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return node
+                .take_locks()
+                .and_then(|()| node.size_device(size, prealloc));
+        }
         let r = node
             .take_locks()
+            .and_then(|()| node.check_truncatable(file_type))
             .and_then(|()| node.probe_size(size))
             .and_then(|()| node.resize(0, 0, Preallocation::Off))
             .map(|()| node.apply_attrs(attrs))
@@ -186,6 +201,37 @@ impl FileNode {
                 );
             }
         }
+    }
+
+    /// A FIFO or socket cannot be truncated: QEMU's create tries and
+    /// reports `Could not resize file: Invalid argument`; the same
+    /// truncation is tried here (it changes nothing when it fails).
+    fn check_truncatable(&self, file_type: std::fs::FileType) -> Result<()> {
+        if file_type.is_file() {
+            return Ok(());
+        }
+        self.file.set_len(0).map_err(|e| {
+            BlockError::from_io("", e)
+                .with_message_prefix("Could not resize file")
+                .in_file(&self.path)
+        })
+    }
+
+    /// A device keeps its size and contents: as QEMU's host_device create,
+    /// it is not truncated, only checked to hold `size` bytes.
+    fn size_device(&self, size: u64, prealloc: Preallocation) -> Result<()> {
+        if prealloc != Preallocation::Off {
+            return Err(BlockError::new(
+                ErrorKind::Unsupported,
+                "",
+                format!("Unsupported preallocation mode '{}'", prealloc.as_str()),
+            )
+            .in_file(&self.path));
+        }
+        if size > self.file_len()? {
+            return Err(BlockError::invalid("", "Cannot grow device files").in_file(&self.path));
+        }
+        Ok(())
     }
 
     /// Before an existing file is emptied: a size the file cannot have

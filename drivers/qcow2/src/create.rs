@@ -241,7 +241,9 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     }
 
     if let Some(df) = &data_file {
-        let path = block_core::resolve_relative(df, Some(filename));
+        // As qemu-img: the name as given (relative to the working
+        // directory), which is also how an open finds it.
+        let path = df.clone();
         let fmode = match prealloc {
             Preallocation::Falloc | Preallocation::Full => prealloc,
             _ => Preallocation::Off,
@@ -261,7 +263,13 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
         for i in 0..3 {
             rc_set(rb, i, refcount_order, 1);
         }
-        file.write_at(0, &buf)?;
+        file.write_at(0, &buf).map_err(|e| {
+            ctx(BlockError::new(
+                e.kind,
+                "",
+                format!("Could not write qcow2 header: {}", e.message),
+            ))
+        })?;
         file.flush()?;
     }
     // Open the new image and size it (allocating the L1 table).

@@ -162,8 +162,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     );
     let data_file = match &h.data_file {
         Some(df) => {
+            // QEMU opens the data file by its name as stored, relative to
+            // the working directory, not to the image (unlike a backing
+            // file); docs/data-safety.md.
             let mut r = ChildRequest::new(ChildRole::DataFile, df.clone());
-            r.relative_to = Some(req.filename.clone());
             r.flags = req.flags.without(OpenFlags::CHECK);
             Some(host.open_child(&r)?)
         }

@@ -583,7 +583,6 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         OptionValues::parse_str(&schema, &options)
             .ok()
             .and_then(|v| v.get_str("data_file").filter(|d| !d.is_empty()))
-            .map(|d| block_core::resolve_relative(&d, Some(dst)))
     };
     if let Some(df) = &data_file {
         let label = format!("target's data file '{df}'");
