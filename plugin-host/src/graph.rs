@@ -443,6 +443,17 @@ impl HostServices for GraphServices {
                     let mut e = e;
                     e.message = format!("Could not open backing file: {}", e.message);
                     e
+                } else if req.role == ChildRole::DataFile && e.file.as_deref() == Some(&filename) {
+                    // QEMU's words: "Could not open 'D': REASON".
+                    let mut e = e;
+                    let reason = e
+                        .message
+                        .strip_prefix("Could not open: ")
+                        .unwrap_or(&e.message);
+                    e.message = format!("Could not open '{filename}': {reason}");
+                    e.op = String::new();
+                    e.file = None;
+                    e
                 } else {
                     e
                 }

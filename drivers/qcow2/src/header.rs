@@ -197,11 +197,13 @@ impl Header {
     /// Parses and validates the header in `buf` (the first cluster, or as
     /// much of it as the file holds). `file_len` bounds table offsets.
     pub fn parse(buf: &[u8], file_len: u64) -> Result<Header> {
+        // No magic (an empty file, /dev/null) is "not qcow2", as QEMU says,
+        // before a short file is.
+        if buf.len() < 4 || be32(buf, 0) != MAGIC {
+            return Err(bad("image is not in qcow2 format (bad magic)"));
+        }
         if buf.len() < V2_HEADER_LEN as usize {
             return Err(bad("image is too short to hold a qcow2 header"));
-        }
-        if be32(buf, 0) != MAGIC {
-            return Err(bad("image is not in qcow2 format (bad magic)"));
         }
         let version = be32(buf, 4);
         if version != 2 && version != 3 {

@@ -161,6 +161,13 @@ pub fn opt_error(msg: &str) -> String {
 /// file name (without the library's "create: " operation prefix).
 pub fn create_detail(e: &BlockError, filename: &str) -> String {
     let s = error_detail(e, filename);
+    // The new image read back is not the format (a create on /dev/null).
+    if let Some(fmt) = s
+        .strip_prefix("open: image is not in ")
+        .and_then(|r| r.strip_suffix(" format (bad magic)"))
+    {
+        return format!("Image is not in {fmt} format");
+    }
     match s.strip_prefix("create: ") {
         Some(rest) => rest.to_string(),
         None => s,
