@@ -200,6 +200,31 @@ impl Qcow2Node {
             return Err(self.ctx(invalid("data-file-raw cannot be set on existing images")));
         }
         let new_version = r.version.unwrap_or(old_version);
+        // Every refusal that the options alone decide comes before the
+        // first change, so that a refused amend changes nothing.
+        if new_version < 3 {
+            let lazy_now = self.meta_read().h.lazy_refcounts();
+            if r.lazy_refcounts == Some(true) && !lazy_now {
+                return Err(self.ctx(invalid(
+                    "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
+                )));
+            }
+            let bits_now = u64::from(self.geo().refcount_bits());
+            if r.refcount_bits.is_some_and(|b| b != bits_now && b != 16) {
+                return Err(self.ctx(invalid(
+                    "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
+                )));
+            }
+        }
+        if r.backing_file.is_some() || r.backing_fmt.is_some() {
+            let m = self.meta_read();
+            if r.backing_file != m.h.backing_file || r.backing_fmt != m.h.backing_format {
+                return Err(self.ctx(invalid(
+                    "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
+                )));
+            }
+        }
+        self.bitmaps_before_change()?;
 
         // Upgrade first (some features need compat=1.1).
         if new_version > old_version {

@@ -327,6 +327,7 @@ impl Qcow2Node {
         if lazy && !self.dirty_set.load(Ordering::Acquire) {
             self.mark_dirty()?;
         }
+        self.bitmaps_before_change()?;
         self.bitmaps_mark(offset, len);
         Ok(())
     }

@@ -281,7 +281,8 @@ impl Qcow2Node {
             }
             self.writeback(&mut ws, false)?;
         }
-        self.bitmaps_set_in_use(&mut self.wlock())?;
+        // The in-use flags are set before the first change, not here.
+        self.bitmaps.in_use_pending.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -371,6 +372,9 @@ impl Qcow2Node {
             }
             if !self.flags.contains(OpenFlags::CHECK) {
                 self.open_time_writes()?;
+                // A destination that takes over marks its bitmaps in use
+                // at once, as QEMU's does.
+                self.bitmaps_before_change()?;
             }
         }
         Ok(())

@@ -230,6 +230,10 @@ impl Qcow2Node {
         if name.len() > u16::MAX as usize {
             return Err(self.ctx(BlockError::invalid("snapshot_create", "name too long")));
         }
+        if self.meta_read().snapshots.len() as u32 >= crate::header::MAX_SNAPSHOTS {
+            return Err(self.ctx(BlockError::invalid("snapshot_create", "too many snapshots")));
+        }
+        self.bitmaps_before_change()?;
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;
         let (l1, size, mut list) = {
@@ -288,6 +292,7 @@ impl Qcow2Node {
         self.snapshot_precheck("snapshot_apply")?;
         self.bitmaps_snapshot_apply_check()?;
         let idx = self.find_snapshot(id_or_name)?;
+        self.bitmaps_before_change()?;
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;
         let sn = self.meta_read().snapshots[idx].clone();
@@ -332,6 +337,7 @@ impl Qcow2Node {
     pub(crate) fn snapshot_delete_impl(&self, id_or_name: &str) -> Result<()> {
         self.snapshot_precheck("snapshot_delete")?;
         let idx = self.find_snapshot(id_or_name)?;
+        self.bitmaps_before_change()?;
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;
         let mut list = self.meta_read().snapshots.clone();

@@ -32,6 +32,27 @@ impl Qcow2Node {
             return Ok(());
         }
         self.bitmaps_resize_check()?;
+        // What can be known to fail fails before anything changes.
+        if new_size < old && prealloc != Preallocation::Off {
+            return Err(self.ctx(BlockError::invalid(
+                "resize",
+                "Preallocation can't be used for shrinking an image",
+            )));
+        }
+        let l1_bytes = self
+            .meta_read()
+            .h
+            .l1_entries_for(new_size)
+            .saturating_mul(8);
+        if new_size > old && l1_bytes > crate::header::MAX_L1_BYTES {
+            // QEMU's words: its L1 growth fails with EFBIG.
+            return Err(self.ctx(BlockError::new(
+                block_core::ErrorKind::OutOfRange,
+                "resize",
+                "Failed to grow the L1 table: File too large",
+            )));
+        }
+        self.bitmaps_before_change()?;
         if self.meta_read().h.lazy_refcounts() {
             self.mark_dirty()?;
         }

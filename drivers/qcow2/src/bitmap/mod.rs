@@ -109,6 +109,11 @@ pub(crate) struct Bitmaps {
     state: Mutex<BitmapState>,
     /// Some bitmap is enabled: writes must be tracked.
     tracking: AtomicBool,
+    /// A writable open has not set the in-use flags yet: they are set
+    /// before its first change (guest write, resize), not at the open, so
+    /// that a command that fails before it changes anything leaves the
+    /// file byte-identical (docs/data-safety.md).
+    pub(crate) in_use_pending: AtomicBool,
 }
 
 impl Bitmaps {

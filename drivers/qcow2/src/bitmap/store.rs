@@ -33,7 +33,21 @@ impl Qcow2Node {
             && self.snapshot_view.is_none()
     }
 
-    /// At a writable open: sets the in-use flag of every consistent bitmap
+    /// Before the first change of a writable open (a guest write, a
+    /// resize): sets the in-use flags the open deferred.
+    pub(crate) fn bitmaps_before_change(&self) -> Result<()> {
+        if !self.bitmaps.in_use_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut ws = self.wlock();
+        if self.bitmaps.in_use_pending.load(Ordering::Acquire) {
+            self.bitmaps_set_in_use(&mut ws)?;
+            self.bitmaps.in_use_pending.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Before the first change of a writable open: sets the in-use flag of every consistent bitmap
     /// in the directory, in place: autoclear bit off (header, flush),
     /// directory, flush, autoclear bit on (header, flush). A crash in
     /// between leaves the bitmaps inconsistent, never wrong.

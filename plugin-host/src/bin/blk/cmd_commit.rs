@@ -74,15 +74,13 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
         exclusive: true,
         ..OpenOptions::default()
     };
-    // qemu-img reports a lock conflict of the base (met when its commit job
-    // reopens the base read-write) without "Could not open".
-    let base = host.open(&base_name, &base_opts).map_err(|e| {
-        if e.kind == block_core::ErrorKind::Busy {
-            CliError::new(crate::common::open_detail(&e, &base_name))
-        } else {
-            crate::common::open_error(&e, &base_name)
-        }
-    })?;
+    // qemu-img meets a base that cannot be written (a lock conflict, a
+    // file it may not open for writing) when its commit job reopens the
+    // base read-write, and reports the reopen's own words, without
+    // "Could not open 'BASE':" around them.
+    let base = host
+        .open(&base_name, &base_opts)
+        .map_err(|e| CliError::new(crate::common::open_detail(&e, &base_name)))?;
     let len = top.length()?;
     if base.length()? < len {
         base.truncate(len, block_core::Preallocation::Off)?;
