@@ -10,7 +10,7 @@
 mod safety_common;
 
 use blk_tests::{blk_bin, random_bytes, s};
-use safety_common::{assert_same_failure, run_bounded, snapshot, Immutable};
+use safety_common::{assert_same_failure, run_bounded, snapshot, Immutable, TinyFs};
 use std::path::Path;
 
 /// One directory of a case: an image and a data file holding data, a
@@ -165,4 +165,50 @@ fn create_on_special_files_fails_as_qemu_img() {
         .file_type()
         .is_fifo());
     assert_eq!(std::fs::read_dir(d.join("dir")).unwrap().count(), 0);
+}
+
+/// Preallocation that the filesystem has no room for fails before the
+/// target is emptied (a raw create, a qcow2 create's data file), with
+/// qemu-img's message; qemu-img empties and deletes the files.
+#[test]
+fn preallocation_without_space_empties_nothing() {
+    for prealloc in ["full", "falloc"] {
+        let cases: [(&str, Vec<String>); 3] = [
+            (
+                "raw over data",
+                vec!["-f".into(), "raw".into(), "data".into()],
+            ),
+            (
+                "raw, new file",
+                vec!["-f".into(), "raw".into(), "new".into()],
+            ),
+            (
+                "qcow2 with data file",
+                vec![
+                    "-f".into(),
+                    "qcow2".into(),
+                    "-o".into(),
+                    "data_file=data".into(),
+                    "img".into(),
+                ],
+            ),
+        ];
+        for (what, target) in &cases {
+            let case = format!("{what}, preallocation={prealloc}");
+            let (qfs, bfs) = (TinyFs::mount("256k"), TinyFs::mount("256k"));
+            for d in [qfs.path(), bfs.path()] {
+                std::fs::write(d.join("img"), random_bytes(1, 8192)).unwrap();
+                std::fs::write(d.join("data"), random_bytes(2, 8192)).unwrap();
+            }
+            let opt = format!("preallocation={prealloc}");
+            let mut args = vec!["create", "-q", "-o", &opt];
+            args.extend(target.iter().map(String::as_str));
+            args.push("1M");
+            let before = snapshot(bfs.path());
+            let q = run_bounded(qfs.path(), Path::new("qemu-img"), &args);
+            let b = run_bounded(bfs.path(), &blk_bin(), &args);
+            assert_same_failure(&q, &b, &case);
+            assert!(snapshot(bfs.path()) == before, "{case}: blk changed files");
+        }
+    }
 }

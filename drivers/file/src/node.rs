@@ -173,6 +173,7 @@ impl FileNode {
         let r = node
             .take_locks()
             .and_then(|()| node.check_truncatable(file_type))
+            .and_then(|()| node.probe_space(size, prealloc))
             .and_then(|()| node.probe_size(size))
             .and_then(|()| node.resize(0, 0, Preallocation::Off))
             .map(|()| node.apply_attrs(attrs))
@@ -247,6 +248,40 @@ impl FileNode {
         Ok(())
     }
 
+    /// Before an existing file is emptied: preallocation the filesystem
+    /// has no room for (its free space plus what the file holds now, which
+    /// the truncation frees) fails here, with the file unchanged and the
+    /// message the preallocation itself would give. Approximate (the
+    /// filesystem's own metadata is not counted), so the preallocation can
+    /// still run out of space after the truncation.
+    fn probe_space(&self, size: u64, prealloc: Preallocation) -> Result<()> {
+        if !matches!(prealloc, Preallocation::Falloc | Preallocation::Full) {
+            return Ok(());
+        }
+        let Ok(avail) = sys::available_bytes(&self.file) else {
+            return Ok(());
+        };
+        let held = self.file.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+        if size > avail.saturating_add(held) {
+            let e = std::io::Error::from_raw_os_error(libc::ENOSPC);
+            return Err(self.prealloc_err(prealloc, 0, e));
+        }
+        Ok(())
+    }
+
+    /// A failed preallocation in QEMU's words.
+    fn prealloc_err(&self, prealloc: Preallocation, offset: u64, e: std::io::Error) -> BlockError {
+        let what = if prealloc == Preallocation::Full {
+            "Could not write zeros for preallocation"
+        } else {
+            "Could not preallocate new data"
+        };
+        let mut e = self.err("", offset, e);
+        e.message = format!("{what}: {}", e.message);
+        e.offset = None;
+        e
+    }
+
     /// The file name.
     pub fn path(&self) -> &str {
         &self.path
@@ -290,7 +325,7 @@ impl FileNode {
             Preallocation::Falloc => {
                 if size > old {
                     sys::fallocate(&self.file, 0, old, size - old)
-                        .map_err(|e| self.err("truncate", old, e))?;
+                        .map_err(|e| self.prealloc_err(prealloc, old, e))?;
                 }
                 self.file
                     .set_len(size)
@@ -304,7 +339,7 @@ impl FileNode {
                         let n = (size - off).min(chunk.len() as u64) as usize;
                         self.file
                             .write_all_at(&chunk[..n], off)
-                            .map_err(|e| self.err("truncate", off, e))?;
+                            .map_err(|e| self.prealloc_err(prealloc, off, e))?;
                         off += n as u64;
                     }
                 }

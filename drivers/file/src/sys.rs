@@ -58,3 +58,17 @@ pub fn fdatasync(file: &File) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The bytes an unprivileged writer may still allocate on the filesystem
+/// of `file` (`fstatvfs(2)`: available blocks times the fragment size).
+pub fn available_bytes(file: &File) -> io::Result<u64> {
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: plain syscall on a valid descriptor and a valid out pointer.
+    let r = unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) };
+    if r == 0 {
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

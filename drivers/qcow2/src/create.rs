@@ -248,7 +248,19 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
             Preallocation::Falloc | Preallocation::Full => prealloc,
             _ => Preallocation::Off,
         };
-        host.create_file(&path, size, fmode)?;
+        host.create_file(&path, size, fmode).map_err(|e| {
+            if e.kind == block_core::ErrorKind::NoSpace && fmode != Preallocation::Off {
+                // QEMU preallocates the data file in the image's first
+                // resize, and words a lack of space so.
+                ctx(BlockError::new(
+                    e.kind,
+                    "",
+                    "Could not resize image: Allocating clusters failed: No space left on device",
+                ))
+            } else {
+                e
+            }
+        })?;
     }
     host.create_file(filename, 0, Preallocation::Off)?;
     {

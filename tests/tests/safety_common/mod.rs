@@ -85,3 +85,39 @@ pub fn assert_same_failure(q: &Output, b: &Output, case: &str) {
     assert_eq!(b.status.code(), q.status.code(), "{case}: {berr}");
     assert_eq!(berr, qerr, "{case}");
 }
+
+/// A tiny tmpfs mounted on a fresh directory, unmounted when dropped: a
+/// filesystem that runs out of space. Mounting needs root (the tests run
+/// as root here); where it fails the test fails saying so, never skips.
+pub struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    /// Mounts `size` bytes of tmpfs.
+    pub fn mount(size: &str) -> TinyFs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount a {size} tmpfs (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TinyFs { dir }
+    }
+
+    /// Its mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
