@@ -46,6 +46,40 @@ fn fixture(dir: &Path) {
         qemu_io_ok(&["-c", "write -P 0x33 0 64k", &p(top)]);
     }
     std::fs::copy(dir.join("t.qcow2"), dir.join("immut.qcow2")).unwrap();
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "compat=0.10",
+        &p("v2.qcow2"),
+        "16M",
+    ]);
+    qemu_io_ok(&["-c", "write -P 0x44 0 64k", &p("v2.qcow2")]);
+    qemu_img_ok(&["snapshot", "-c", "s", &p("v2.qcow2")]);
+    let ext = p("ext.qcow2");
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "extended_l2=on",
+        &ext,
+        "16M",
+    ]);
+    let r8 = p("r8.qcow2");
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "refcount_bits=8",
+        &r8,
+        "16M",
+    ]);
 }
 
 /// Copies the fixture into a fresh directory and makes its immutable
@@ -71,6 +105,20 @@ fn failed_commands_change_nothing() {
         vec!["amend", "-o", "refcount_bits=7", "t.qcow2"],
         vec!["amend", "-o", "data_file_raw=on", "t.qcow2"],
         vec!["amend", "-f", "raw", "-o", "size=1M", "t.raw"],
+        vec!["amend", "-o", "size=1E", "t.qcow2"],
+        // amend of a v2 image: refusals that qemu-img meets only after it
+        // has upgraded the image (and that blk checks first)
+        vec!["amend", "-o", "lazy_refcounts=on", "v2.qcow2"],
+        vec!["amend", "-o", "refcount_bits=8", "v2.qcow2"],
+        vec!["amend", "-o", "compat=1.1,backing_file=x", "v2.qcow2"],
+        vec!["amend", "-o", "compat=1.1,data_file=x", "v2.qcow2"],
+        vec!["amend", "-o", "compat=1.1,size=1E", "v2.qcow2"],
+        vec!["amend", "-o", "compat=1.1,refcount_bits=128", "v2.qcow2"],
+        // downgrades that version 2 cannot express
+        vec!["amend", "-o", "compat=0.10", "ext.qcow2"],
+        vec!["amend", "-o", "compat=0.10", "r8.qcow2"],
+        vec!["amend", "-o", "compat=0.10,refcount_bits=8", "r8.qcow2"],
+        vec!["resize", "v2.qcow2", "+1M"],
         // resize: sizes that cannot be
         vec!["resize", "t.qcow2", "1E"],
         vec!["resize", "t.qcow2", "100k"],

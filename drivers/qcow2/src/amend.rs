@@ -224,6 +224,9 @@ impl Qcow2Node {
                 )));
             }
         }
+        if r.size != 0 {
+            self.resize_precheck(r.size, Preallocation::Off)?;
+        }
         self.bitmaps_before_change()?;
 
         // Upgrade first (some features need compat=1.1).

@@ -32,26 +32,7 @@ impl Qcow2Node {
             return Ok(());
         }
         self.bitmaps_resize_check()?;
-        // What can be known to fail fails before anything changes.
-        if new_size < old && prealloc != Preallocation::Off {
-            return Err(self.ctx(BlockError::invalid(
-                "resize",
-                "Preallocation can't be used for shrinking an image",
-            )));
-        }
-        let l1_bytes = self
-            .meta_read()
-            .h
-            .l1_entries_for(new_size)
-            .saturating_mul(8);
-        if new_size > old && l1_bytes > crate::header::MAX_L1_BYTES {
-            // QEMU's words: its L1 growth fails with EFBIG.
-            return Err(self.ctx(BlockError::new(
-                block_core::ErrorKind::OutOfRange,
-                "resize",
-                "Failed to grow the L1 table: File too large",
-            )));
-        }
+        self.resize_precheck(new_size, prealloc)?;
         self.bitmaps_before_change()?;
         if self.meta_read().h.lazy_refcounts() {
             self.mark_dirty()?;
@@ -73,6 +54,32 @@ impl Qcow2Node {
             self.bitmaps_resized(new_size);
         }
         r
+    }
+
+    /// What can be known to fail a resize to `new_size`, checked before
+    /// anything changes: preallocation with a shrink, a size the L1 table
+    /// cannot map (QEMU's words: its L1 growth fails with EFBIG).
+    pub(crate) fn resize_precheck(&self, new_size: u64, prealloc: Preallocation) -> Result<()> {
+        let old = self.meta_read().h.size;
+        if new_size < old && prealloc != Preallocation::Off {
+            return Err(self.ctx(BlockError::invalid(
+                "resize",
+                "Preallocation can't be used for shrinking an image",
+            )));
+        }
+        let l1_bytes = self
+            .meta_read()
+            .h
+            .l1_entries_for(new_size)
+            .saturating_mul(8);
+        if new_size > old && l1_bytes > crate::header::MAX_L1_BYTES {
+            return Err(self.ctx(BlockError::new(
+                block_core::ErrorKind::OutOfRange,
+                "resize",
+                "Failed to grow the L1 table: File too large",
+            )));
+        }
+        Ok(())
     }
 
     fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {

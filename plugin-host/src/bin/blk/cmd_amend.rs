@@ -115,7 +115,11 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     progress.set(100.0);
     progress.end();
     r.map_err(|e| {
-        if e.kind == block_core::ErrorKind::Unsupported {
+        // A driver without amend; a refusal of the driver's own (QEMU's
+        // ENOTSUP: "Cannot downgrade ...") keeps its words.
+        if e.kind == block_core::ErrorKind::Unsupported
+            && e.message == block_core::BlockError::unsupported("amend").message
+        {
             not_supported(&fmt)
         } else {
             CliError::new(e.message.clone())
