@@ -112,6 +112,22 @@ fn relative_data_file_is_relative_to_the_working_directory() {
         out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("fail"),
         "{out:?}"
     );
+    // So does a convert's new target.
+    let conv = [
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "data_file=e.raw",
+        "../sub/t.qcow2",
+        "../sub/c.qcow2",
+    ];
+    let out = run_bounded(&bwd, &blk_bin(), &conv);
+    assert!(out.status.success(), "{out:?}");
+    assert!(bwd.join("e.raw").is_file() && !bw.join("sub/e.raw").exists());
+    let cmp = ["compare", "../sub/t.qcow2", "../sub/c.qcow2"];
+    let out = run_bounded(&bwd, Path::new("qemu-img"), &cmp);
+    assert!(out.status.success(), "{out:?}");
     // From the image's own directory the name finds no file: both fail
     // with the same words, and create nothing.
     for (prog, io) in [("qemu-io", true), ("qemu-img", false)] {
