@@ -636,3 +636,43 @@ static DRIVER_VTBL: BcDriverVtbl = BcDriverVtbl {
     amend_options_json: Some(d_amend_options_json),
     measure_json: Some(d_measure_json),
 };
+
+#[cfg(test)]
+mod extent_tests {
+    use super::*;
+
+    fn mapped(child: ChildRole) -> Extent {
+        Extent {
+            length: 4096,
+            flags: ExtentFlags::DATA
+                .with(ExtentFlags::ALLOCATED)
+                .with(ExtentFlags::OFFSET_VALID)
+                .with(ExtentFlags::RECURSE),
+            mapped_offset: 65536,
+            mapped_child: child,
+        }
+    }
+
+    /// Hosts of minor 4 and later (and no host at all) get the child.
+    #[test]
+    fn current_hosts_get_the_mapped_child() {
+        for minor in [None, Some(4), Some(BLK_ABI_MINOR)] {
+            let b = extent_for_host(mapped(ChildRole::DataFile), minor);
+            assert_eq!(b.mapped_child, ChildRole::DataFile as u32);
+            assert_eq!(b.mapped_offset, 65536);
+            assert_eq!(b.flags, mapped(ChildRole::DataFile).flags.0);
+        }
+    }
+
+    /// An older host reads every offset as one into `file`: a data-file
+    /// offset is withheld from it, a file offset is not.
+    #[test]
+    fn older_hosts_never_see_an_offset_into_another_child() {
+        let b = extent_for_host(mapped(ChildRole::DataFile), Some(3));
+        assert_eq!(b.flags, ExtentFlags::DATA.with(ExtentFlags::ALLOCATED).0);
+        assert_eq!((b.mapped_child, b.mapped_offset, b.length), (0, 0, 4096));
+        let b = extent_for_host(mapped(ChildRole::File), Some(3));
+        assert_eq!(b.flags, mapped(ChildRole::File).flags.0);
+        assert_eq!((b.mapped_child, b.mapped_offset), (0, 65536));
+    }
+}
