@@ -20,7 +20,7 @@ use super::dir::{self, BitmapsExt, DirEntry, FLAG_AUTO, FLAG_EXTRA_DATA_COMPATIB
 use super::{ext_of, set_ext, BitmapState};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::overlap::kind;
-use block_core::Result;
+use block_core::{BlockError, Result};
 use std::sync::atomic::Ordering;
 
 impl Qcow2Node {
@@ -85,6 +85,19 @@ impl Qcow2Node {
         let mut st = self.bitmaps.lock();
         if !(st.in_use_on_disk || st.changed) || !self.bitmaps_writable() {
             return Ok(());
+        }
+        // QEMU cannot store a bitmap without data clusters (a zero-size
+        // image: its table would have no entries, which the format does not
+        // allow); it loses every bitmap of that store and keeps the image
+        // as it was. So does this store, before it allocates anything.
+        if st.list.iter().any(|b| !b.inconsistent && b.data.nchunks() == 0) {
+            return Err(self.ctx(BlockError::invalid(
+                "store_bitmaps",
+                format!(
+                    "Lost persistent bitmaps during inactivation of node '{}': No memory",
+                    self.filename
+                ),
+            )));
         }
         // As QEMU: bitmaps already on disk keep their place; bitmaps
         // created since are appended newest first.
@@ -165,7 +178,15 @@ impl Qcow2Node {
             m.header_dirty = true;
             self.refresh_overlap(&m, ws);
         }
+        // A damaged table may name clusters past the end of the file (QEMU
+        // reads them as zeros): they were never allocated, so they are not
+        // freed.
+        let flen = self.file.length()?;
         for off in frees {
+            if off.saturating_add(cs) > flen {
+                log::warn!("qcow2: bitmap cluster {off:#x} lies past the end of the file: not freed");
+                continue;
+            }
             ws.deferred.push(Deferred {
                 offset: off,
                 clusters: 1,

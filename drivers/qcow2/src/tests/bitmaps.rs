@@ -317,7 +317,7 @@ fn directory(img: &str) -> Vec<crate::bitmap::dir::DirEntry> {
     let h = crate::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
     let ext = crate::bitmap::ext_of(&h).unwrap().unwrap();
     let d = &buf[ext.dir_offset as usize..(ext.dir_offset + ext.dir_size) as usize];
-    crate::bitmap::dir::parse_directory(d, &ext, 65536, h.size, buf.len() as u64).unwrap()
+    crate::bitmap::dir::parse_directory(d, &ext, 65536, h.size).unwrap()
 }
 
 #[test]
