@@ -248,14 +248,16 @@ impl BlockNode for ForeignNode {
         let mapped_child = match ChildRole::from_u32(out.mapped_child) {
             Some(r @ (ChildRole::File | ChildRole::DataFile)) => r,
             _ if !flags.contains(ExtentFlags::OFFSET_VALID) => ChildRole::File,
-            _ => return Err(BlockError::io(
-                "block_status",
-                format!(
+            _ => {
+                return Err(BlockError::io(
+                    "block_status",
+                    format!(
                     "driver returned an offset into child {}, which is neither file nor data-file",
                     out.mapped_child
                 ),
-            )
-            .at(offset)),
+                )
+                .at(offset))
+            }
         };
         Ok(Extent {
             length: out.length,

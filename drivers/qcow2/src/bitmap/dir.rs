@@ -9,7 +9,7 @@
 //! flags (u32), type (u8), granularity bits (u8), name size (u16), extra
 //! data size (u32), then extra data and name, padded to 8 bytes.
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64, MAX_HOST_OFFSET};
+use crate::header::{get_u32, get_u64, put_u32, put_u64};
 use block_core::{BlockError, Result};
 
 /// Most bitmaps an image may have (QEMU's `QCOW2_MAX_BITMAPS`).
@@ -144,9 +144,8 @@ impl DirEntry {
 
     /// Checks the entry as QEMU's `check_dir_entry` does, against the
     /// cluster size and the virtual size. Where the table lies is not
-    /// checked against the file length (QEMU reads past the end of the file
-    /// as zeros, and check reports such references), only against the
-    /// largest host offset.
+    /// checked (QEMU reads past the end of the file as zeros, and check
+    /// reports such references; reads past its largest offset fail).
     pub fn check(&self, cs: u64, virtual_size: u64) -> Result<()> {
         let fail = self.table_size == 0
             || self.table_offset == 0
@@ -159,15 +158,7 @@ impl DirEntry {
             || self.ty != TYPE_DIRTY_TRACKING;
         let phys = u64::from(self.table_size) * cs;
         let covers = (phys as u128 * 8) << self.granularity_bits.min(63);
-        let table_end = self
-            .table_offset
-            .checked_add(u64::from(self.table_size) * 8)
-            .filter(|&e| e <= MAX_HOST_OFFSET);
-        if fail
-            || phys > MAX_PHYS_BYTES
-            || (!self.in_use() && u128::from(virtual_size) > covers)
-            || table_end.is_none()
-        {
+        if fail || phys > MAX_PHYS_BYTES || (!self.in_use() && u128::from(virtual_size) > covers) {
             return Err(bad(format!(
                 "Bitmap '{}' doesn't satisfy the constraints",
                 self.name

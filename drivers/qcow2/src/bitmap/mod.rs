@@ -242,11 +242,24 @@ pub(crate) fn read_directory_bytes(
     if ext.dir_size == 0 {
         return Err(bad("Requested bitmap directory size is zero"));
     }
+    if beyond_max_length(ext.dir_offset, ext.dir_size) {
+        return Err(bad("Failed to read bitmap directory: Input/output error"));
+    }
     let inside = file_len.saturating_sub(ext.dir_offset);
     let n = ext.dir_size.min(inside.saturating_add(dir::DIR_ZERO_TAIL));
     let mut buf = vec![0u8; n as usize];
     read_padded(file, ext.dir_offset, &mut buf, file_len)?;
     Ok(buf)
+}
+
+/// The largest byte offset QEMU's block layer reads at (`BDRV_MAX_LENGTH`,
+/// `INT64_MAX` aligned down to 1 GiB): a read reaching past it fails with
+/// EIO there, before any protocol sees it.
+const MAX_READ_END: u64 = (i64::MAX as u64) & !((1 << 30) - 1);
+
+/// True when reading `len` bytes at `off` reaches past [`MAX_READ_END`].
+fn beyond_max_length(off: u64, len: u64) -> bool {
+    off.checked_add(len).is_none_or(|e| e > MAX_READ_END)
 }
 
 /// QEMU's error for a bitmap table it cannot load.
@@ -264,6 +277,12 @@ pub(crate) fn read_table(
     cs: u64,
     file_len: u64,
 ) -> Result<Vec<u64>> {
+    if beyond_max_length(e.table_offset, u64::from(e.table_size) * 8) {
+        return Err(bad(format!(
+            "Could not read bitmap_table table from image for bitmap '{}': Input/output error",
+            e.name
+        )));
+    }
     let t = read_table_raw(file, e, file_len)?;
     if t.iter().any(|&x| !table_entry_valid(x, cs)) {
         return Err(table_error(&e.name));
@@ -325,7 +344,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, h: &mut Header) -> Result<BitmapSt
             if t.iter().all(|&x| table_entry_valid(x, cs)) {
                 t
             } else {
-                log::warn!(
+                log::debug!(
                     "qcow2: bitmap '{}' is in use and its table is damaged: removing it leaks its clusters",
                     e.name
                 );

@@ -90,7 +90,11 @@ impl Qcow2Node {
         // image: its table would have no entries, which the format does not
         // allow); it loses every bitmap of that store and keeps the image
         // as it was. So does this store, before it allocates anything.
-        if st.list.iter().any(|b| !b.inconsistent && b.data.nchunks() == 0) {
+        if st
+            .list
+            .iter()
+            .any(|b| !b.inconsistent && b.data.nchunks() == 0)
+        {
             return Err(self.ctx(BlockError::invalid(
                 "store_bitmaps",
                 format!(
@@ -179,12 +183,12 @@ impl Qcow2Node {
             self.refresh_overlap(&m, ws);
         }
         // A damaged table may name clusters past the end of the file (QEMU
-        // reads them as zeros): they were never allocated, so they are not
-        // freed.
-        let flen = self.file.length()?;
+        // reads them as zeros) or otherwise never allocated: freeing those
+        // would underflow their refcount, so they are left alone (QEMU's
+        // free fails on them and leaves them too).
         for off in frees {
-            if off.saturating_add(cs) > flen {
-                log::warn!("qcow2: bitmap cluster {off:#x} lies past the end of the file: not freed");
+            if self.get_refcount(ws, off / cs)? == 0 {
+                log::warn!("qcow2: bitmap cluster {off:#x} is not allocated: not freed");
                 continue;
             }
             ws.deferred.push(Deferred {
