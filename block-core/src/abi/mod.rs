@@ -28,7 +28,8 @@ pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
 /// The ABI major version. Frozen at 1: a change here means a new ABI.
 pub const BLK_ABI_MAJOR: u16 = 1;
 /// The ABI minor version of this build. Minor 0 is the base interface;
-/// minors 1, 2 and 3 appended the slots marked so below.
+/// minors 1, 2 and 3 appended the slots marked so below; minor 4 gave
+/// `BcExtent.mapped_child` (formerly reserved, zero = file) its meaning.
 pub const BLK_ABI_MINOR: u16 = 4;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";

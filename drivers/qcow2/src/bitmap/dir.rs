@@ -333,7 +333,7 @@ mod tests {
         let cases: [Mutation; 9] = [
             |e| e.table_size = 0,
             |e| e.table_offset = 0x30001,
-            |e| e.table_offset = !0xffffu64,
+            |e| e.table_offset = 0,
             |e| e.table_size = MAX_TABLE_ENTRIES + 1,
             |e| e.granularity_bits = 8,
             |e| e.granularity_bits = 40,
@@ -358,7 +358,19 @@ mod tests {
             ..ext
         };
         assert!(parse_directory(&buf, &two, 65536, 1 << 30).is_err());
-        assert!(parse_directory(&buf[..20], &ext, 65536, 1 << 30).is_err());
+        let short = BitmapsExt {
+            dir_size: 20,
+            ..ext
+        };
+        assert!(parse_directory(&buf[..20], &short, 65536, 1 << 30).is_err());
+        // Past the bytes read, the directory is zeros: an entry there fails.
+        let long = BitmapsExt {
+            nb_bitmaps: 2,
+            dir_size: 64,
+            ..ext
+        };
+        let e = parse_directory(&buf, &long, 65536, 1 << 30).unwrap_err();
+        assert!(e.message.contains("Bitmap '' doesn't satisfy"), "{e}");
         let mut b = buf.clone();
         b[18..20].copy_from_slice(&0xffffu16.to_be_bytes());
         assert!(parse_directory(&b, &ext, 65536, 1 << 30).is_err());
