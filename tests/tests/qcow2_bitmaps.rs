@@ -1034,7 +1034,8 @@ fn damaged_bitmap_images(dir: &Path) -> Vec<(&'static str, PathBuf)> {
 /// `qemu-img check`/`info` on damaged bitmap structures: what QEMU refuses
 /// to open (exit 1, its message) blk refuses alike, what QEMU opens
 /// (references past the end of the file, a damaged table of a bitmap in
-/// use) gives the same report; read-only commands change nothing.
+/// use) gives the same report, linked in and (check) through the plugin
+/// libraries; read-only commands change nothing.
 #[test]
 fn damaged_bitmaps_check_and_info_as_qemu() {
     let dir = tempfile::tempdir().unwrap();
@@ -1051,6 +1052,14 @@ fn damaged_bitmaps_check_and_info_as_qemu() {
             let q = outcome(&qemu_img(&a), s(&img));
             let b = outcome(&blk(&a), s(&img));
             assert_eq!(q, b, "{name}: {a:?}");
+            if args == ["check"] {
+                // The same through the plugin libraries.
+                assert_eq!(
+                    q,
+                    outcome(&blk_plugins(&a), s(&img)),
+                    "{name}: plugins {a:?}"
+                );
+            }
         }
         assert_eq!(std::fs::read(&img).unwrap(), before, "{name} changed");
     }

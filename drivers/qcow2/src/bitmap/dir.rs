@@ -188,7 +188,7 @@ pub fn parse_directory(
     cs: u64,
     virtual_size: u64,
 ) -> Result<Vec<DirEntry>> {
-    let out = parse_entries(buf, ext, Some((cs, virtual_size)))?;
+    let out = parse_entries(buf, ext, cs, virtual_size)?;
     let mut names = std::collections::HashSet::with_capacity(out.len());
     for e in &out {
         if !names.insert(e.name.as_str()) {
@@ -211,20 +211,21 @@ fn dir_bytes(buf: &[u8], at: u64, n: usize) -> Vec<u8> {
 }
 
 /// Parses the entries of the directory of `ext` (first bytes in `buf`,
-/// zeros after it), checking each against `(cluster size, virtual size)`
-/// when given. Without checks, bounded all the same: an entry past `buf`
-/// ends the walk.
+/// zeros after it), checking each against the cluster size and the
+/// virtual size ([`DirEntry::check`]), in QEMU's order; names may repeat
+/// (see [`parse_directory`]).
 pub fn parse_entries(
     buf: &[u8],
     ext: &BitmapsExt,
-    checks: Option<(u64, u64)>,
+    cs: u64,
+    virtual_size: u64,
 ) -> Result<Vec<DirEntry>> {
     let broken = || bad("Broken bitmap directory");
     let end = ext.dir_size;
     let mut out: Vec<DirEntry> = Vec::new();
     let mut p = 0u64;
-    // Each entry is at least 24 bytes, and a checked entry past `buf` is
-    // all zeros and fails: the walk is bounded by `buf`.
+    // Each entry is at least 24 bytes, and an entry past `buf` is all
+    // zeros and fails its check: the walk is bounded by `buf`.
     while p < end {
         if p + 24 > end {
             return Err(broken());
@@ -252,11 +253,7 @@ pub fn parse_entries(
             extra: Vec::new(),
             name,
         };
-        match checks {
-            Some((cs, vsize)) => e.check(cs, vsize)?,
-            None if p >= buf.len() as u64 => return Err(broken()),
-            None => {}
-        }
+        e.check(cs, virtual_size)?;
         if e.name.is_empty() {
             return Err(bad("Bitmap with an empty name in the bitmap directory"));
         }

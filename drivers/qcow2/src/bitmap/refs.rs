@@ -25,7 +25,7 @@ impl Qcow2Node {
         let flen = self.file.length()?;
         let mut out = vec![(ext.dir_offset, ext.dir_size)];
         let buf = read_directory_bytes(&self.file, &ext, flen)?;
-        let dir = parse_entries(&buf, &ext, Some((cs, h.size))).inspect_err(|_| {
+        let dir = parse_entries(&buf, &ext, cs, h.size).inspect_err(|_| {
             rep.corruptions += 1;
         })?;
         for e in &dir {
