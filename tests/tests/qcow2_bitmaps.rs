@@ -1137,3 +1137,29 @@ fn bitmap_on_a_zero_size_image_as_qemu() {
     }
     assert_eq!(std::fs::read(&q).unwrap(), reference);
 }
+
+/// Two directory entries of the same name: QEMU refuses the image at open
+/// ("Bitmap already exists"), check and info alike; so does blk.
+#[test]
+fn duplicate_bitmap_names_refused_as_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("two.qcow2");
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", s(&img), "16M"]);
+    qemu_img_ok(&["bitmap", "--add", s(&img), "b0"]);
+    qemu_img_ok(&["bitmap", "--add", s(&img), "b1"]);
+    let mut d = std::fs::read(&img).unwrap();
+    let l = bitmap_layout(&d);
+    // The second entry (24 bytes, name "b0" padded to 8) is named "b1".
+    let second = l.dir + 32;
+    assert_eq!(&d[second + 24..second + 26], b"b1");
+    d[second + 24..second + 26].copy_from_slice(b"b0");
+    std::fs::write(&img, &d).unwrap();
+    for cmd in ["check", "info"] {
+        let a = [cmd, s(&img)];
+        let q = outcome(&qemu_img(&a), s(&img));
+        assert_eq!(q.1, 1, "{q:?}");
+        assert!(q.0.contains("Bitmap already exists: b0"), "{q:?}");
+        assert_eq!(q, outcome(&blk(&a), s(&img)), "{a:?}");
+    }
+    assert_eq!(std::fs::read(&img).unwrap(), d);
+}
