@@ -8,11 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The role of a child node relative to its parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u32)]
 pub enum ChildRole {
     /// The storage a format node is stored in: always opened with a protocol
     /// driver, never probed for a format.
+    #[default]
     File = 0,
     /// A backing file (copy-on-write base).
     Backing = 1,

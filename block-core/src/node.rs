@@ -66,7 +66,7 @@ pub trait BlockNode: Send + Sync {
         Ok(Extent {
             length: len,
             flags: ExtentFlags::DATA.with(ExtentFlags::ALLOCATED),
-            mapped_offset: 0,
+            ..Extent::default()
         })
     }
 

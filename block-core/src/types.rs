@@ -1,6 +1,8 @@
 //! Plain value types shared by drivers and hosts: request flags, extents,
 //! preallocation modes, open flags. All are `Copy` and map 1:1 onto the ABI.
 
+use crate::host::ChildRole;
+
 /// Flags of a read or write request (values as QEMU's `BDRV_REQ_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct ReqFlags(pub u32);
@@ -60,13 +62,14 @@ impl ExtentFlags {
     pub const DATA: ExtentFlags = ExtentFlags(0x1);
     /// The range reads as zeros.
     pub const ZERO: ExtentFlags = ExtentFlags(0x2);
-    /// `mapped_offset` is valid: the range maps to that offset in the node's file child.
+    /// `mapped_offset` is valid: the range maps to that offset in the node's
+    /// child named by `mapped_child` (its `file`, or its `data-file`).
     pub const OFFSET_VALID: ExtentFlags = ExtentFlags(0x4);
     /// The range is allocated in this node (not passed through to a backing node).
     pub const ALLOCATED: ExtentFlags = ExtentFlags(0x10);
     /// A DATA range with a valid `mapped_offset` that may still read as
-    /// zeros: the host asks the node's `file` child for holes at the mapped
-    /// offset and reports those as ZERO (QEMU's BDRV_BLOCK_RECURSE; qcow2
+    /// zeros: the host asks the child the offset is in (`mapped_child`) for
+    /// holes at the mapped offset and reports those as ZERO (QEMU's BDRV_BLOCK_RECURSE; qcow2
     /// sets it on preallocated images). Hosts clear it from what they return.
     pub const RECURSE: ExtentFlags = ExtentFlags(0x40);
     /// The range is stored compressed.
@@ -93,8 +96,13 @@ pub struct Extent {
     pub length: u64,
     /// The status flags.
     pub flags: ExtentFlags,
-    /// With [`ExtentFlags::OFFSET_VALID`]: the offset of the data in the node's file child.
+    /// With [`ExtentFlags::OFFSET_VALID`]: the offset of the data in the
+    /// child named by `mapped_child`.
     pub mapped_offset: u64,
+    /// With [`ExtentFlags::OFFSET_VALID`]: the child `mapped_offset` is in,
+    /// [`ChildRole::File`] (the default) or [`ChildRole::DataFile`] (QEMU's
+    /// `*file` out-parameter of block status). Never `Backing`.
+    pub mapped_child: ChildRole,
 }
 
 /// How space is reserved by create and truncate (as qemu-img's `preallocation=`).

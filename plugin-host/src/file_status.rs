@@ -1,7 +1,8 @@
 //! Block status refined by the protocol layer, as QEMU's
 //! `bdrv_co_do_block_status` does: when a format answers DATA with a valid
-//! offset into its `file` child and asks for it ([`ExtentFlags::RECURSE`]),
-//! the file's own status at that offset (SEEK_DATA/SEEK_HOLE for the file
+//! offset into one of its children (`file`, or `data-file` as
+//! [`Extent::mapped_child`] says) and asks for it ([`ExtentFlags::RECURSE`]),
+//! that child's own status at that offset (SEEK_DATA/SEEK_HOLE for the file
 //! driver) splits the range: a hole in the file reads as zeros, so that part
 //! is reported ZERO (and still DATA, ALLOCATED and mapped). A hole that runs
 //! to the end of the file, or a range past it, is zero as a whole. Errors of
@@ -10,8 +11,9 @@
 use crate::graph::GraphNode;
 use block_core::{ChildRole, Extent, ExtentFlags};
 
-/// `e`, the status `node` gave for a range, refined by its file child's
-/// status where the node asked for it; [`ExtentFlags::RECURSE`] is cleared.
+/// `e`, the status `node` gave for a range, refined by the status of the
+/// child the mapped offset is in where the node asked for it;
+/// [`ExtentFlags::RECURSE`] is cleared.
 pub(crate) fn refine(node: &GraphNode, e: Extent) -> Extent {
     let f = e.flags;
     let mut out = Extent {
@@ -25,7 +27,10 @@ pub(crate) fn refine(node: &GraphNode, e: Extent) -> Extent {
     {
         return out;
     }
-    let Some(file) = node.child(ChildRole::File) else {
+    if !matches!(e.mapped_child, ChildRole::File | ChildRole::DataFile) {
+        return out;
+    }
+    let Some(file) = node.child(e.mapped_child) else {
         return out;
     };
     let Ok(file_len) = file.node.length() else {

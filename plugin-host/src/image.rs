@@ -287,7 +287,7 @@ impl Image {
                     Extent {
                         length: want,
                         flags: ExtentFlags::ZERO,
-                        mapped_offset: 0,
+                        ..Extent::default()
                     },
                     depth,
                 ));
@@ -328,7 +328,7 @@ impl Image {
                                 .with(ExtentFlags::ZERO)
                                 .without(ExtentFlags::DATA)
                                 .without(ExtentFlags::RECURSE),
-                            mapped_offset: e.mapped_offset,
+                            ..e
                         },
                         depth,
                     ));

@@ -128,6 +128,30 @@ fn plugin_panic_becomes_an_error() {
     assert!(b.iter().all(|&x| x == 7));
 }
 
+/// A block-status extent crosses the ABI with the child its offset is in
+/// (ABI 1.4); one naming a child that holds no offsets (backing) is
+/// refused as a driver bug, like an extent of a wrong length.
+#[test]
+fn block_status_offsets_name_a_valid_child() {
+    let lib = blk_tests::fixture("misbehaving");
+    let host = host_with(&lib).expect("load");
+    let img = host
+        .open(
+            "panicky:p3",
+            &OpenOptions {
+                format: Some("panicky".into()),
+                ..Default::default()
+            },
+        )
+        .expect("open");
+    let e = img.block_status(4096, 8192).unwrap();
+    assert_eq!(e.mapped_child, block_core::ChildRole::File);
+    assert_eq!((e.mapped_offset, e.length), (4096, 8192));
+    let e = img.block_status(1 << 20, 4096).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("neither file nor data-file"), "{e}");
+}
+
 /// A logger that records targets and messages.
 struct Capture(Mutex<Vec<(String, String)>>);
 

@@ -8,7 +8,7 @@ use crate::error::{BlockError, ErrorKind, Result};
 use crate::host::{ChildRequest, ChildRole, HostServices};
 use crate::node::BlockNode;
 use crate::options::OptionValues;
-use crate::types::{CheckMode, OpenFlags, Preallocation, ReqFlags, ZeroFlags};
+use crate::types::{CheckMode, Extent, ExtentFlags, OpenFlags, Preallocation, ReqFlags, ZeroFlags};
 use std::io::{IoSlice, IoSliceMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -254,14 +254,36 @@ unsafe extern "C" fn n_block_status(
 ) -> i32 {
     guard(err, "block_status", || {
         let e = node(ctx).block_status(off, len)?;
-        *out = BcExtent {
-            length: e.length,
-            flags: e.flags.0,
-            reserved: 0,
-            mapped_offset: e.mapped_offset,
-        };
+        *out = extent_for_host(e, super::plugin::host_abi_minor());
         Ok(())
     })
+}
+
+/// The ABI form of `e` for a host of ABI minor `host_minor` (`None`: this
+/// build's). Hosts before minor 4 take every offset to be in the `file`
+/// child, so an offset into another child is withheld from them (no
+/// OFFSET_VALID, no RECURSE), as drivers reported it before: they then
+/// neither print it nor look for holes in the wrong file.
+fn extent_for_host(e: Extent, host_minor: Option<u16>) -> BcExtent {
+    let old_host = host_minor.is_some_and(|m| m < 4);
+    if old_host && e.mapped_child != ChildRole::File {
+        return BcExtent {
+            length: e.length,
+            flags: e
+                .flags
+                .without(ExtentFlags::OFFSET_VALID)
+                .without(ExtentFlags::RECURSE)
+                .0,
+            mapped_child: 0,
+            mapped_offset: 0,
+        };
+    }
+    BcExtent {
+        length: e.length,
+        flags: e.flags.0,
+        mapped_child: e.mapped_child as u32,
+        mapped_offset: e.mapped_offset,
+    }
 }
 
 unsafe extern "C" fn n_has_zero_init(ctx: *mut c_void) -> i32 {
@@ -614,3 +636,43 @@ static DRIVER_VTBL: BcDriverVtbl = BcDriverVtbl {
     amend_options_json: Some(d_amend_options_json),
     measure_json: Some(d_measure_json),
 };
+
+#[cfg(test)]
+mod extent_tests {
+    use super::*;
+
+    fn mapped(child: ChildRole) -> Extent {
+        Extent {
+            length: 4096,
+            flags: ExtentFlags::DATA
+                .with(ExtentFlags::ALLOCATED)
+                .with(ExtentFlags::OFFSET_VALID)
+                .with(ExtentFlags::RECURSE),
+            mapped_offset: 65536,
+            mapped_child: child,
+        }
+    }
+
+    /// Hosts of minor 4 and later (and no host at all) get the child.
+    #[test]
+    fn current_hosts_get_the_mapped_child() {
+        for minor in [None, Some(4), Some(BLK_ABI_MINOR)] {
+            let b = extent_for_host(mapped(ChildRole::DataFile), minor);
+            assert_eq!(b.mapped_child, ChildRole::DataFile as u32);
+            assert_eq!(b.mapped_offset, 65536);
+            assert_eq!(b.flags, mapped(ChildRole::DataFile).flags.0);
+        }
+    }
+
+    /// An older host reads every offset as one into `file`: a data-file
+    /// offset is withheld from it, a file offset is not.
+    #[test]
+    fn older_hosts_never_see_an_offset_into_another_child() {
+        let b = extent_for_host(mapped(ChildRole::DataFile), Some(3));
+        assert_eq!(b.flags, ExtentFlags::DATA.with(ExtentFlags::ALLOCATED).0);
+        assert_eq!((b.mapped_child, b.mapped_offset, b.length), (0, 0, 4096));
+        let b = extent_for_host(mapped(ChildRole::File), Some(3));
+        assert_eq!(b.flags, mapped(ChildRole::File).flags.0);
+        assert_eq!((b.mapped_child, b.mapped_offset), (0, 65536));
+    }
+}

@@ -5,7 +5,7 @@ use super::export::{export_host_services, options_to_json};
 use super::*;
 use crate::driver::{BlockDriver, OpenRequest, ProbeInput};
 use crate::error::{BlockError, ErrorKind, Result};
-use crate::host::{ChildRequest, HostServices};
+use crate::host::{ChildRequest, ChildRole, HostServices};
 use crate::info::{CheckReport, MeasureRequest, MeasureResult, NodeInfo, SnapshotInfo};
 use crate::node::BlockNode;
 use crate::options::{OptDesc, OptionValues};
@@ -227,6 +227,7 @@ impl BlockNode for ForeignNode {
                 length: len,
                 flags: ExtentFlags::DATA.with(ExtentFlags::ALLOCATED),
                 mapped_offset: 0,
+                mapped_child: ChildRole::File,
             });
         };
         let mut out = BcExtent::default();
@@ -243,10 +244,26 @@ impl BlockNode for ForeignNode {
             )
             .at(offset));
         }
+        let flags = ExtentFlags(out.flags);
+        let mapped_child = match ChildRole::from_u32(out.mapped_child) {
+            Some(r @ (ChildRole::File | ChildRole::DataFile)) => r,
+            _ if !flags.contains(ExtentFlags::OFFSET_VALID) => ChildRole::File,
+            _ => {
+                return Err(BlockError::io(
+                    "block_status",
+                    format!(
+                    "driver returned an offset into child {}, which is neither file nor data-file",
+                    out.mapped_child
+                ),
+                )
+                .at(offset))
+            }
+        };
         Ok(Extent {
             length: out.length,
-            flags: ExtentFlags(out.flags),
+            flags,
             mapped_offset: out.mapped_offset,
+            mapped_child,
         })
     }
 

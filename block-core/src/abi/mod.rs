@@ -28,8 +28,9 @@ pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
 /// The ABI major version. Frozen at 1: a change here means a new ABI.
 pub const BLK_ABI_MAJOR: u16 = 1;
 /// The ABI minor version of this build. Minor 0 is the base interface;
-/// minors 1, 2 and 3 appended the slots marked so below.
-pub const BLK_ABI_MINOR: u16 = 3;
+/// minors 1, 2 and 3 appended the slots marked so below; minor 4 gave
+/// `BcExtent.mapped_child` (formerly reserved, zero = file) its meaning.
+pub const BLK_ABI_MINOR: u16 = 4;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
 /// The name of the exported entry symbol.
@@ -178,9 +179,11 @@ pub struct BcExtent {
     pub length: u64,
     /// `ExtentFlags` bits.
     pub flags: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
-    /// Offset in the file child, with OFFSET_VALID.
+    /// With OFFSET_VALID: the `ChildRole` number of the child
+    /// `mapped_offset` is in, 0 (file) or 2 (data-file). Reserved and zero
+    /// before minor 4, so a plugin that never sets it means "file".
+    pub mapped_child: u32,
+    /// Offset in the child named by `mapped_child`, with OFFSET_VALID.
     pub mapped_offset: u64,
 }
 
@@ -567,6 +570,7 @@ mod layout_tests {
         assert_eq!(size_of::<BcError>(), 64);
         assert_eq!(size_of::<BcIoVec>(), 16);
         assert_eq!(size_of::<BcExtent>(), 24);
+        assert_eq!(offset_of!(BcExtent, mapped_child), 12);
         assert_eq!(offset_of!(BcNodeVtbl, close), 8);
         assert_eq!(offset_of!(BcNodeVtbl, info_json), 48);
         assert_eq!(NODE_VTBL_MINOR0_SIZE, 56);

@@ -52,6 +52,14 @@ unsafe impl Sync for HeaderRef {}
 static HOST_API: OnceLock<HostApiRef> = OnceLock::new();
 static HEADER: OnceLock<HeaderRef> = OnceLock::new();
 
+/// The ABI minor version of the host this plugin library was loaded by, or
+/// `None` when no host called the entry point (then the plugin's own
+/// minor applies). Exported slots use it to answer in a form older hosts
+/// read correctly.
+pub fn host_abi_minor() -> Option<u16> {
+    HOST_API.get().map(|api| api.0.abi_minor)
+}
+
 /// Implementation of `blk_plugin_entry`: installs the forwarding logger and
 /// builds the header once. Returns NULL on failure (never unwinds).
 ///

@@ -525,6 +525,7 @@ impl BlockNode for FileNode {
                 length: len,
                 flags: zero,
                 mapped_offset: offset,
+                ..Extent::default()
             });
         }
         let end = offset.saturating_add(len).min(size);
@@ -538,6 +539,7 @@ impl BlockNode for FileNode {
                 length: next_data.min(end) - offset,
                 flags: zero,
                 mapped_offset: offset,
+                ..Extent::default()
             });
         }
         let next_hole = match sys::seek(&self.file, offset, libc::SEEK_HOLE) {
@@ -548,6 +550,7 @@ impl BlockNode for FileNode {
             length: next_hole.clamp(offset + 1, end) - offset,
             flags: data,
             mapped_offset: offset,
+            ..Extent::default()
         })
     }
 

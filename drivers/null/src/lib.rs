@@ -136,6 +136,7 @@ impl BlockNode for NullNode {
                 .with(ExtentFlags::ALLOCATED)
                 .with(ExtentFlags::OFFSET_VALID),
             mapped_offset: offset,
+            ..Extent::default()
         })
     }
 

@@ -9,7 +9,7 @@ use crate::mapping::{
     OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::{Deferred, Lookup, Qcow2Node, WState};
-use block_core::{BlockError, BlockNodeExt, Extent, ExtentFlags, ReqFlags, Result};
+use block_core::{BlockError, BlockNodeExt, ChildRole, Extent, ExtentFlags, ReqFlags, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -471,7 +471,7 @@ impl Qcow2Node {
             return Ok(Extent {
                 length: len.min(size.saturating_sub(offset)).max(1),
                 flags: ExtentFlags::ZERO,
-                mapped_offset: 0,
+                ..Extent::default()
             });
         }
         let len = len.min(size - offset);
@@ -480,12 +480,13 @@ impl Qcow2Node {
         // As QEMU's qcow2_co_block_status: the host offset is reported for
         // every subcluster whose cluster has a host cluster (normal data,
         // preallocated zeros, unallocated subclusters of an allocated
-        // extended-L2 cluster), never for compressed clusters.
+        // extended-L2 cluster), never for compressed clusters. With an
+        // external data file the offset is in the data file, and the
+        // extent says so (`mapped_child`).
         let classify = |lk: &Lookup, pos: u64| -> (ExtentFlags, Option<u64>) {
             let in_c = g.in_cluster(pos);
             let t = g.subcluster_type(lk.entry, lk.bitmap, (in_c / scs) as u32);
             let host = (lk.entry & L2E_OFFSET_MASK) + in_c;
-            let valid = self.data_file.is_none();
             let (flags, has_host) = match t {
                 SubType::UnallocPlain | SubType::UnallocAlloc => (
                     if has_backing {
@@ -506,7 +507,7 @@ impl Qcow2Node {
                 ),
                 SubType::Invalid => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), false),
             };
-            if has_host && valid {
+            if has_host {
                 (flags.with(ExtentFlags::OFFSET_VALID), Some(host))
             } else {
                 (flags, None)
@@ -540,6 +541,11 @@ impl Qcow2Node {
             length: length.max(1),
             flags: self.recurse_flag(flags),
             mapped_offset: host0.unwrap_or(0),
+            mapped_child: if self.data_file.is_some() {
+                ChildRole::DataFile
+            } else {
+                ChildRole::File
+            },
         })
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     if let Some(sel) = &snapshot_view {
         snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
     }
-    let bitmaps = crate::bitmap::load(&file, &mut ld.h, lenient).map_err(ctx)?;
+    let bitmaps = crate::bitmap::load(&file, &mut ld.h).map_err(ctx)?;
     let h = &ld.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::damage::refuse_writable(what)));
@@ -304,8 +304,7 @@ impl Qcow2Node {
             Ok(l)
         });
         let loaded = loaded.and_then(|mut l| {
-            let lenient = self.flags.contains(OpenFlags::CHECK);
-            let b = crate::bitmap::load(&self.file, &mut l.h, lenient)?;
+            let b = crate::bitmap::load(&self.file, &mut l.h)?;
             Ok((l, b))
         });
         let (ld, bitmaps) = match loaded {
@@ -425,10 +424,12 @@ impl Drop for Qcow2Node {
             return;
         }
         let mut ws = self.wlock();
-        let stored = self.store_bitmaps(&mut ws);
-        let r = if let Err(e) = stored {
-            Err(e)
-        } else if self.corrupt.load(Ordering::Acquire) {
+        // As QEMU: bitmaps that cannot be stored are lost (reported), and
+        // the image is still closed properly.
+        if let Err(e) = self.store_bitmaps(&mut ws) {
+            log::error!("{}", e.message);
+        }
+        let r = if self.corrupt.load(Ordering::Acquire) {
             // Keep what is on disk; do not write possibly bad metadata.
             Ok(())
         } else if self.dirty_set.load(Ordering::Acquire) {

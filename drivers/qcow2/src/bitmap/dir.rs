@@ -9,7 +9,7 @@
 //! flags (u32), type (u8), granularity bits (u8), name size (u16), extra
 //! data size (u32), then extra data and name, padded to 8 bytes.
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64, MAX_HOST_OFFSET};
+use crate::header::{get_u32, get_u64, put_u32, put_u64};
 use block_core::{BlockError, Result};
 
 /// Most bitmaps an image may have (QEMU's `QCOW2_MAX_BITMAPS`).
@@ -36,7 +36,7 @@ pub const FLAG_AUTO: u32 = 1 << 1;
 /// Entry flag: unknown extra data may be ignored.
 pub const FLAG_EXTRA_DATA_COMPATIBLE: u32 = 1 << 2;
 /// Flags that must be zero.
-pub const FLAGS_RESERVED: u32 = !(FLAG_IN_USE | FLAG_AUTO | FLAG_EXTRA_DATA_COMPATIBLE);
+pub const FLAGS_RESERVED: u32 = !(FLAG_IN_USE | FLAG_AUTO);
 /// Type of a dirty tracking bitmap.
 pub const TYPE_DIRTY_TRACKING: u8 = 1;
 
@@ -143,8 +143,10 @@ impl DirEntry {
     }
 
     /// Checks the entry as QEMU's `check_dir_entry` does, against the
-    /// cluster size, the virtual size and the file length.
-    pub fn check(&self, cs: u64, virtual_size: u64, file_len: u64) -> Result<()> {
+    /// cluster size and the virtual size. Where the table lies is not
+    /// checked (QEMU reads past the end of the file as zeros, and check
+    /// reports such references; reads past its largest offset fail).
+    pub fn check(&self, cs: u64, virtual_size: u64) -> Result<()> {
         let fail = self.table_size == 0
             || self.table_offset == 0
             || self.table_offset % cs != 0
@@ -156,23 +158,9 @@ impl DirEntry {
             || self.ty != TYPE_DIRTY_TRACKING;
         let phys = u64::from(self.table_size) * cs;
         let covers = (phys as u128 * 8) << self.granularity_bits.min(63);
-        let table_end = self
-            .table_offset
-            .checked_add(u64::from(self.table_size) * 8)
-            .filter(|&e| e <= file_len && e <= MAX_HOST_OFFSET);
-        if fail
-            || phys > MAX_PHYS_BYTES
-            || (!self.in_use() && u128::from(virtual_size) > covers)
-            || table_end.is_none()
-        {
+        if fail || phys > MAX_PHYS_BYTES || (!self.in_use() && u128::from(virtual_size) > covers) {
             return Err(bad(format!(
                 "Bitmap '{}' doesn't satisfy the constraints",
-                self.name
-            )));
-        }
-        if !self.extra.is_empty() && self.flags & FLAG_EXTRA_DATA_COMPATIBLE == 0 {
-            return Err(bad(format!(
-                "Bitmap '{}' has incompatible extra data",
                 self.name
             )));
         }
@@ -180,65 +168,97 @@ impl DirEntry {
     }
 }
 
-/// Parses the directory in `buf` (exactly `ext.dir_size` bytes) and checks
-/// every entry.
+/// Zero bytes a directory read may add after the part inside the file:
+/// enough for the longest entry QEMU accepts (no extra data, a name of at
+/// most 65535 bytes), so that an entry that starts inside the file is
+/// whole; an entry that starts past the end is all zeros and fails
+/// [`DirEntry::check`].
+pub const DIR_ZERO_TAIL: u64 = 24 + 65536;
+
+/// Parses and checks the directory of `ext` in QEMU's order
+/// (`bitmap_list_load`), entry by entry: the entry fits, no more entries
+/// than the extension says, no extra data, the constraints; then the
+/// count, and no bytes left over; and no name twice (QEMU refuses to load
+/// a second bitmap of the same name). `buf` holds the directory's first
+/// bytes (at most `ext.dir_size`): the bytes after it read as zeros, as
+/// QEMU reads past the end of the file.
 pub fn parse_directory(
     buf: &[u8],
     ext: &BitmapsExt,
     cs: u64,
     virtual_size: u64,
-    file_len: u64,
 ) -> Result<Vec<DirEntry>> {
-    let out = parse_entries(buf, ext)?;
+    let out = parse_entries(buf, ext, cs, virtual_size)?;
     let mut names = std::collections::HashSet::with_capacity(out.len());
     for e in &out {
-        e.check(cs, virtual_size, file_len)?;
         if !names.insert(e.name.as_str()) {
-            return Err(bad(format!(
-                "Bitmap '{}' is named twice in the bitmap directory",
-                e.name
-            )));
+            return Err(bad(format!("Bitmap already exists: {}", e.name)));
         }
     }
     Ok(out)
 }
 
-/// Parses the structure of the directory in `buf` (entry bounds and count)
-/// without checking the entries' values.
-pub fn parse_entries(buf: &[u8], ext: &BitmapsExt) -> Result<Vec<DirEntry>> {
+/// The bytes `[at, at + n)` of a directory whose first bytes are `buf`
+/// (zeros after it); `n` is at most [`DIR_ZERO_TAIL`].
+fn dir_bytes(buf: &[u8], at: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    if at < buf.len() as u64 {
+        let a = at as usize;
+        let k = n.min(buf.len() - a);
+        v[..k].copy_from_slice(&buf[a..a + k]);
+    }
+    v
+}
+
+/// Parses the entries of the directory of `ext` (first bytes in `buf`,
+/// zeros after it), checking each against the cluster size and the
+/// virtual size ([`DirEntry::check`]), in QEMU's order; names may repeat
+/// (see [`parse_directory`]).
+pub fn parse_entries(
+    buf: &[u8],
+    ext: &BitmapsExt,
+    cs: u64,
+    virtual_size: u64,
+) -> Result<Vec<DirEntry>> {
+    let broken = || bad("Broken bitmap directory");
+    let end = ext.dir_size;
     let mut out: Vec<DirEntry> = Vec::new();
-    let mut p = 0usize;
-    // Each entry is at least 24 bytes: the loop is bounded by the buffer.
-    while p < buf.len() {
-        if p + 24 > buf.len() {
-            return Err(bad("Broken bitmap directory"));
-        }
-        let name_len = usize::from(u16::from_be_bytes([buf[p + 18], buf[p + 19]]));
-        let extra_len = get_u32(buf, p + 20) as usize;
-        let size = entry_size(name_len, extra_len);
-        if p as u64 + size > buf.len() as u64 {
-            return Err(bad("Broken bitmap directory"));
+    let mut p = 0u64;
+    // Each entry is at least 24 bytes, and an entry past `buf` is all
+    // zeros and fails its check: the walk is bounded by `buf`.
+    while p < end {
+        if p + 24 > end {
+            return Err(broken());
         }
         if out.len() as u32 >= ext.nb_bitmaps {
             return Err(bad("More bitmaps found than specified in header extension"));
         }
-        if name_len == 0 {
-            return Err(bad("Bitmap with an empty name in the bitmap directory"));
+        let hd = dir_bytes(buf, p, 24);
+        let name_len = usize::from(u16::from_be_bytes([hd[18], hd[19]]));
+        let extra_len = get_u32(&hd, 20);
+        let size = entry_size(name_len, extra_len as usize);
+        if p + size > end {
+            return Err(broken());
         }
-        let extra = buf[p + 24..p + 24 + extra_len].to_vec();
-        let n0 = p + 24 + extra_len;
-        let name = String::from_utf8_lossy(&buf[n0..n0 + name_len]).into_owned();
+        if extra_len != 0 {
+            return Err(bad("Bitmap extra data is not supported"));
+        }
+        let name = String::from_utf8_lossy(&dir_bytes(buf, p + 24, name_len)).into_owned();
         let e = DirEntry {
-            table_offset: get_u64(buf, p),
-            table_size: get_u32(buf, p + 8),
-            flags: get_u32(buf, p + 12),
-            ty: buf[p + 16],
-            granularity_bits: buf[p + 17],
-            extra,
+            table_offset: get_u64(&hd, 0),
+            table_size: get_u32(&hd, 8),
+            flags: get_u32(&hd, 12),
+            ty: hd[16],
+            granularity_bits: hd[17],
+            extra: Vec::new(),
             name,
         };
+        e.check(cs, virtual_size)?;
+        if e.name.is_empty() {
+            return Err(bad("Bitmap with an empty name in the bitmap directory"));
+        }
         out.push(e);
-        p += size as usize;
+        p += size;
     }
     if out.len() as u32 != ext.nb_bitmaps {
         return Err(bad("Less bitmaps found than specified in header extension"));
@@ -293,7 +313,7 @@ mod tests {
             dir_size: buf.len() as u64,
             dir_offset: 0x40000,
         };
-        let back = parse_directory(&buf, &ext, 65536, 1 << 30, 1 << 20).unwrap();
+        let back = parse_directory(&buf, &ext, 65536, 1 << 30).unwrap();
         assert_eq!(back, dir);
         let e2 = BitmapsExt::parse(&ext.serialize(), 65536).unwrap();
         assert_eq!(e2, ext);
@@ -310,7 +330,7 @@ mod tests {
         let cases: [Mutation; 9] = [
             |e| e.table_size = 0,
             |e| e.table_offset = 0x30001,
-            |e| e.table_offset = !0xffffu64,
+            |e| e.table_offset = 0,
             |e| e.table_size = MAX_TABLE_ENTRIES + 1,
             |e| e.granularity_bits = 8,
             |e| e.granularity_bits = 40,
@@ -324,7 +344,7 @@ mod tests {
             f(&mut e);
             let buf = serialize_directory(&[e]);
             assert!(
-                parse_directory(&buf, &ext, 65536, 1 << 30, 1 << 20).is_err(),
+                parse_directory(&buf, &ext, 65536, 1 << 30).is_err(),
                 "case {i} accepted"
             );
         }
@@ -334,11 +354,23 @@ mod tests {
             nb_bitmaps: 2,
             ..ext
         };
-        assert!(parse_directory(&buf, &two, 65536, 1 << 30, 1 << 20).is_err());
-        assert!(parse_directory(&buf[..20], &ext, 65536, 1 << 30, 1 << 20).is_err());
+        assert!(parse_directory(&buf, &two, 65536, 1 << 30).is_err());
+        let short = BitmapsExt {
+            dir_size: 20,
+            ..ext
+        };
+        assert!(parse_directory(&buf[..20], &short, 65536, 1 << 30).is_err());
+        // Past the bytes read, the directory is zeros: an entry there fails.
+        let long = BitmapsExt {
+            nb_bitmaps: 2,
+            dir_size: 64,
+            ..ext
+        };
+        let e = parse_directory(&buf, &long, 65536, 1 << 30).unwrap_err();
+        assert!(e.message.contains("Bitmap '' doesn't satisfy"), "{e}");
         let mut b = buf.clone();
         b[18..20].copy_from_slice(&0xffffu16.to_be_bytes());
-        assert!(parse_directory(&b, &ext, 65536, 1 << 30, 1 << 20).is_err());
+        assert!(parse_directory(&b, &ext, 65536, 1 << 30).is_err());
         // Extension fields.
         let mut d = ext.serialize();
         d[4] = 1;

@@ -204,15 +204,27 @@ pub(crate) fn set_ext(h: &mut Header, ext: Option<BitmapsExt>) {
     }
 }
 
-/// Reads `n` big-endian u64 words at `off` (the caller bounded `n` by the
-/// file length).
-fn read_words(file: &Arc<dyn BlockNode>, off: u64, n: usize) -> Result<Vec<u64>> {
+/// Reads `buf.len()` bytes at `off` of a file `file_len` bytes long; what
+/// lies past its end reads as zeros (as QEMU's file protocol reads it).
+fn read_padded(file: &Arc<dyn BlockNode>, off: u64, buf: &mut [u8], file_len: u64) -> Result<()> {
+    buf.fill(0);
+    if off >= file_len {
+        return Ok(());
+    }
+    let n = (buf.len() as u64).min(file_len - off) as usize;
+    file.read_at(off, &mut buf[..n])
+}
+
+/// Reads `n` big-endian u64 words at `off` (zeros past the end of the
+/// file). The caller bounded `n` ([`DirEntry::check`]: at most
+/// `MAX_PHYS_BYTES / cluster size` entries).
+fn read_words(file: &Arc<dyn BlockNode>, off: u64, n: usize, file_len: u64) -> Result<Vec<u64>> {
     let mut buf = vec![0u8; n * 8];
-    file.read_at(off, &mut buf)?;
+    read_padded(file, off, &mut buf, file_len)?;
     Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
 }
 
-/// Reads the directory the extension names (bounded by the file length).
+/// Reads and checks the directory the extension names.
 pub(crate) fn read_directory(
     file: &Arc<dyn BlockNode>,
     h: &Header,
@@ -220,11 +232,13 @@ pub(crate) fn read_directory(
     file_len: u64,
 ) -> Result<Vec<DirEntry>> {
     let buf = read_directory_bytes(file, ext, file_len)?;
-    dir::parse_directory(&buf, ext, h.cluster_size(), h.size, file_len)
+    dir::parse_directory(&buf, ext, h.cluster_size(), h.size)
 }
 
-/// Reads the bytes of the directory the extension names (bounded by the
-/// file length).
+/// Reads the first bytes of the directory the extension names: the part
+/// inside the file and at most [`dir::DIR_ZERO_TAIL`] zero bytes after it
+/// (the rest of a directory past the end of the file reads as zeros too;
+/// the parser never needs it).
 pub(crate) fn read_directory_bytes(
     file: &Arc<dyn BlockNode>,
     ext: &BitmapsExt,
@@ -233,57 +247,81 @@ pub(crate) fn read_directory_bytes(
     if ext.dir_size == 0 {
         return Err(bad("Requested bitmap directory size is zero"));
     }
-    let end = ext.dir_offset.checked_add(ext.dir_size);
-    if end.is_none_or(|e| e > file_len) {
-        return Err(bad("bitmap directory lies past the end of the image file"));
+    if beyond_max_length(ext.dir_offset, ext.dir_size) {
+        return Err(bad("Failed to read bitmap directory: Input/output error"));
     }
-    let mut buf = vec![0u8; ext.dir_size as usize];
-    file.read_at(ext.dir_offset, &mut buf)?;
+    let inside = file_len.saturating_sub(ext.dir_offset);
+    let n = ext.dir_size.min(inside.saturating_add(dir::DIR_ZERO_TAIL));
+    let mut buf = vec![0u8; n as usize];
+    read_padded(file, ext.dir_offset, &mut buf, file_len)?;
     Ok(buf)
 }
 
-/// Reads the bitmap table of `e` and checks its entries.
+/// The largest byte offset QEMU's block layer reads at (`BDRV_MAX_LENGTH`,
+/// `INT64_MAX` aligned down to 1 GiB): a read reaching past it fails with
+/// EIO there, before any protocol sees it.
+const MAX_READ_END: u64 = (i64::MAX as u64) & !((1 << 30) - 1);
+
+/// True when reading `len` bytes at `off` reaches past [`MAX_READ_END`].
+fn beyond_max_length(off: u64, len: u64) -> bool {
+    off.checked_add(len).is_none_or(|e| e > MAX_READ_END)
+}
+
+/// QEMU's error for a bitmap table it cannot load.
+fn table_error(name: &str) -> BlockError {
+    bad(format!(
+        "Could not read bitmap_table table from image for bitmap '{name}': Invalid argument"
+    ))
+}
+
+/// Reads the bitmap table of `e` and checks its entries (QEMU's
+/// `bitmap_table_load`).
 pub(crate) fn read_table(
     file: &Arc<dyn BlockNode>,
     e: &DirEntry,
     cs: u64,
     file_len: u64,
 ) -> Result<Vec<u64>> {
-    let t = read_table_raw(file, e)?;
-    for &x in &t {
-        if !table_entry_valid(x, cs, file_len) {
-            return Err(bad(format!(
-                "Bitmap '{}': invalid bitmap table entry {x:#x}",
-                e.name
-            )));
-        }
+    if beyond_max_length(e.table_offset, u64::from(e.table_size) * 8) {
+        return Err(bad(format!(
+            "Could not read bitmap_table table from image for bitmap '{}': Input/output error",
+            e.name
+        )));
+    }
+    let t = read_table_raw(file, e, file_len)?;
+    if t.iter().any(|&x| !table_entry_valid(x, cs)) {
+        return Err(table_error(&e.name));
     }
     Ok(t)
 }
 
-/// Reads the bitmap table of `e` unchecked (`DirEntry::check` bounded it
-/// by the file length).
-pub(crate) fn read_table_raw(file: &Arc<dyn BlockNode>, e: &DirEntry) -> Result<Vec<u64>> {
-    read_words(file, e.table_offset, e.table_size as usize)
-}
-
-/// True when a bitmap table entry is well-formed: no reserved bits, and an
-/// offset (if any) cluster-aligned, without the all-ones bit, inside the
-/// file.
-pub(crate) fn table_entry_valid(x: u64, cs: u64, file_len: u64) -> bool {
-    let off = x & TABLE_OFFSET_MASK;
-    x & TABLE_RESERVED_MASK == 0
-        && (off == 0 || (x & TABLE_ALL_ONES == 0 && off % cs == 0 && off + cs <= file_len))
-}
-
-/// Loads the bitmaps of an image. An extension without the autoclear bit
-/// is dropped from `h` (with QEMU's warning). `lenient` (check opens)
-/// turns errors into a warning and no bitmaps.
-pub(crate) fn load(
+/// Reads the bitmap table of `e` unchecked (`DirEntry::check` bounded its
+/// size; zeros past the end of the file).
+pub(crate) fn read_table_raw(
     file: &Arc<dyn BlockNode>,
-    h: &mut Header,
-    lenient: bool,
-) -> Result<BitmapState> {
+    e: &DirEntry,
+    file_len: u64,
+) -> Result<Vec<u64>> {
+    read_words(file, e.table_offset, e.table_size as usize, file_len)
+}
+
+/// True when a bitmap table entry is well-formed (QEMU's
+/// `check_table_entry`): no reserved bits, and an offset (if any)
+/// cluster-aligned and without the all-ones bit. An offset past the end
+/// of the file is well-formed: it reads as zeros, and check reports it.
+pub(crate) fn table_entry_valid(x: u64, cs: u64) -> bool {
+    let off = x & TABLE_OFFSET_MASK;
+    x & TABLE_RESERVED_MASK == 0 && (off == 0 || (x & TABLE_ALL_ONES == 0 && off % cs == 0))
+}
+
+/// Loads the bitmaps of an image as QEMU's `qcow2_load_dirty_bitmaps`
+/// does: any error refuses the open, for check too (as `qemu-img check`
+/// refuses such images). An extension without the autoclear bit is
+/// dropped from `h` (with QEMU's warning). A bitmap in use on disk is not
+/// loaded; its table is kept only when well-formed (else removing the
+/// bitmap leaks its data clusters rather than freeing what a damaged table
+/// names).
+pub(crate) fn load(file: &Arc<dyn BlockNode>, h: &mut Header) -> Result<BitmapState> {
     let Some(ext) = ext_of(h) else {
         return Ok(BitmapState::default());
     };
@@ -299,60 +337,70 @@ pub(crate) fn load(
         set_ext(h, None);
         return Ok(BitmapState::default());
     }
-    let r = (|| {
-        let ext = ext?;
-        let flen = file.length()?;
-        let cs = h.cluster_size();
-        let entries = read_directory(file, h, &ext, flen)?;
-        let mut list = Vec::with_capacity(entries.len());
-        for e in entries {
+    let ext = ext?;
+    let flen = file.length()?;
+    let cs = h.cluster_size();
+    let entries = read_directory(file, h, &ext, flen)?;
+    let mut list = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut data = DirtyBitmap::new(u32::from(e.granularity_bits), h.size, cs);
+        let table = if e.in_use() {
+            let t = read_table_raw(file, &e, flen)?;
+            if t.iter().all(|&x| table_entry_valid(x, cs)) {
+                t
+            } else {
+                log::debug!(
+                    "qcow2: bitmap '{}' is in use and its table is damaged: removing it leaks its clusters",
+                    e.name
+                );
+                Vec::new()
+            }
+        } else {
             let table = read_table(file, &e, cs, flen)?;
-            let mut data = DirtyBitmap::new(u32::from(e.granularity_bits), h.size, cs);
-            if !e.in_use() {
-                let n = data.nchunks() as usize;
-                for (ci, &x) in table.iter().enumerate().take(n) {
-                    let off = x & TABLE_OFFSET_MASK;
-                    if off != 0 {
-                        let mut buf = vec![0u8; cs as usize];
-                        file.read_at(off, &mut buf)?;
-                        data.load_chunk(ci as u64, &buf);
-                    } else if x & TABLE_ALL_ONES != 0 {
-                        data.set_bits(ci as u64 * cs * 8, (ci as u64 + 1) * cs * 8 - 1);
-                    }
+            // QEMU's load_bitmap_data: the table has exactly one entry per
+            // bitmap data cluster.
+            if table.len() as u64 != data.nchunks() {
+                return Err(bad(format!(
+                    "Could not read bitmap '{}' from image: Invalid argument",
+                    e.name
+                )));
+            }
+            for (ci, &x) in table.iter().enumerate() {
+                let off = x & TABLE_OFFSET_MASK;
+                if off != 0 {
+                    let mut buf = vec![0u8; cs as usize];
+                    read_padded(file, off, &mut buf, flen)?;
+                    data.load_chunk(ci as u64, &buf);
+                } else if x & TABLE_ALL_ONES != 0 {
+                    data.set_bits(ci as u64 * cs * 8, (ci as u64 + 1) * cs * 8 - 1);
                 }
             }
-            list.push(Bitmap {
-                name: e.name.clone(),
-                gran_bits: u32::from(e.granularity_bits),
-                enabled: e.flags & dir::FLAG_AUTO != 0,
-                inconsistent: e.in_use(),
-                data,
-                disk: Some(e),
-                disk_table: table,
-            });
-        }
-        let st = BitmapState {
-            list,
-            ..BitmapState::default()
+            table
         };
-        // No cluster may belong to two bitmap structures: the store frees
-        // them all, and a shared one would be freed twice.
-        let mut all = st.disk_clusters(Some(&ext), cs);
-        let n = all.len();
-        all.sort_unstable();
-        all.dedup();
-        if all.len() != n {
-            return Err(bad("a cluster is used twice by the bitmaps extension"));
-        }
-        Ok(st)
-    })();
-    match r {
-        Err(e) if lenient => {
-            log::warn!("qcow2: bitmaps not loaded: {e}");
-            Ok(BitmapState::default())
-        }
-        r => r,
+        list.push(Bitmap {
+            name: e.name.clone(),
+            gran_bits: u32::from(e.granularity_bits),
+            enabled: e.flags & dir::FLAG_AUTO != 0,
+            inconsistent: e.in_use(),
+            data,
+            disk: Some(e),
+            disk_table: table,
+        });
     }
+    let st = BitmapState {
+        list,
+        ..BitmapState::default()
+    };
+    // No cluster may belong to two bitmap structures: the store frees
+    // them all, and a shared one would be freed twice.
+    let mut all = st.disk_clusters(Some(&ext), cs);
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    if all.len() != n {
+        return Err(bad("a cluster is used twice by the bitmaps extension"));
+    }
+    Ok(st)
 }
 
 impl Qcow2Node {

@@ -20,7 +20,7 @@ use super::dir::{self, BitmapsExt, DirEntry, FLAG_AUTO, FLAG_EXTRA_DATA_COMPATIB
 use super::{ext_of, set_ext, BitmapState};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::overlap::kind;
-use block_core::Result;
+use block_core::{BlockError, Result};
 use std::sync::atomic::Ordering;
 
 impl Qcow2Node {
@@ -99,6 +99,23 @@ impl Qcow2Node {
         let mut st = self.bitmaps.lock();
         if !(st.in_use_on_disk || st.changed) || !self.bitmaps_writable() {
             return Ok(());
+        }
+        // QEMU cannot store a bitmap without data clusters (a zero-size
+        // image: its table would have no entries, which the format does not
+        // allow); it loses every bitmap of that store and keeps the image
+        // as it was. So does this store, before it allocates anything.
+        if st
+            .list
+            .iter()
+            .any(|b| !b.inconsistent && b.data.nchunks() == 0)
+        {
+            return Err(self.ctx(BlockError::invalid(
+                "store_bitmaps",
+                format!(
+                    "Lost persistent bitmaps during inactivation of node '{}': No memory",
+                    self.filename
+                ),
+            )));
         }
         // As QEMU: bitmaps already on disk keep their place; bitmaps
         // created since are appended newest first.
@@ -179,7 +196,15 @@ impl Qcow2Node {
             m.header_dirty = true;
             self.refresh_overlap(&m, ws);
         }
+        // A damaged table may name clusters past the end of the file (QEMU
+        // reads them as zeros) or otherwise never allocated: freeing those
+        // would underflow their refcount, so they are left alone (QEMU's
+        // free fails on them and leaves them too).
         for off in frees {
+            if self.get_refcount(ws, off / cs)? == 0 {
+                log::warn!("qcow2: bitmap cluster {off:#x} is not allocated: not freed");
+                continue;
+            }
             ws.deferred.push(Deferred {
                 offset: off,
                 clusters: 1,

@@ -209,5 +209,12 @@ pub fn run(g: &Globals, a: BitmapArgs) -> CliResult {
         };
         call(&img, act, bitmap, req)?;
     }
+    // Closing stores the bitmaps; as qemu-img, a store that fails (a
+    // bitmap of a zero-size image) loses them, leaves the image as it was,
+    // and fails the command.
+    img.inactivate().map_err(|e| {
+        eprintln!("blk: {}", e.message);
+        CliError::new("Error while closing the image: Invalid argument")
+    })?;
     Ok(())
 }

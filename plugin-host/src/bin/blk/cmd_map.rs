@@ -1,9 +1,10 @@
 //! `blk map`: qemu-img map, extents merged exactly as qemu-img merges them.
 
 use crate::common::{open_image, parse_output, CliError, CliResult, Globals, OutputFormat};
-use block_core::ExtentFlags;
+use block_core::{ChildRole, ExtentFlags};
 use clap::Args;
-use plugin_host::{Image, OpenOptions};
+use plugin_host::{GraphNode, Image, OpenOptions};
+use std::sync::Arc;
 
 /// Arguments of `blk map`.
 #[derive(Args, Debug)]
@@ -66,7 +67,18 @@ fn mergeable(curr: &MapEntry, next: &MapEntry) -> bool {
     true
 }
 
-fn status(img: &Image, chain: &[String], offset: u64, bytes: u64) -> CliResult<MapEntry> {
+/// The name qemu-img prints in the "File" column for an offset that the
+/// node `n` reported into its child `role`: the node's own name for its
+/// `file` (as the protocol node shares it), the data file's name for an
+/// external data file.
+fn mapped_file_name(n: &GraphNode, role: ChildRole) -> Option<String> {
+    match role {
+        ChildRole::File => Some(n.filename.clone()),
+        _ => n.child(role).map(|c| c.filename.clone()),
+    }
+}
+
+fn status(img: &Image, chain: &[Arc<GraphNode>], offset: u64, bytes: u64) -> CliResult<MapEntry> {
     let (e, depth) = img.block_status_above(offset, bytes).map_err(|e| {
         CliError::new(format!(
             "Could not read file metadata: {}",
@@ -85,7 +97,9 @@ fn status(img: &Image, chain: &[String], offset: u64, bytes: u64) -> CliResult<M
         depth,
         present: f.contains(ExtentFlags::ALLOCATED),
         filename: if has_offset {
-            chain.get(depth).cloned()
+            chain
+                .get(depth)
+                .and_then(|n| mapped_file_name(n, e.mapped_child))
         } else {
             None
         },
@@ -162,11 +176,11 @@ pub fn run(g: &Globals, a: MapArgs) -> CliResult {
         ..OpenOptions::default()
     };
     let img = open_image(&host, &a.filename, &opts)?;
-    let mut chain = vec![img.graph().filename.clone()];
+    let mut chain = vec![img.graph().clone()];
     let mut cur = img.graph().backing();
     while let Some(n) = cur {
-        chain.push(n.filename.clone());
         cur = n.backing();
+        chain.push(n);
     }
     let mut length = img.length()?;
     if let Some(m) = max_len {
