@@ -40,7 +40,7 @@ pub struct ConvertArgs {
     #[arg(short = 'c', long = "compress")]
     compress: bool,
     /// Minimum run of zero bytes kept sparse (default 4k; 0 = fully allocate).
-    #[arg(short = 'S', long = "sparse-size")]
+    #[arg(short = 'S', long = "sparse-size", allow_hyphen_values = true)]
     sparse: Option<String>,
     /// Parallel workers (1..16, default 8).
     #[arg(short = 'm', long = "num-coroutines")]
@@ -426,7 +426,8 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
     match s {
         None => Ok(4096),
         Some(v) => {
-            let n = crate::human::strtosz(v).map_err(|_| bad())?;
+            let n = crate::human::cvtnum("buffer size for sparse output", v)
+                .map_err(CliError::new)?;
             if n & 511 != 0 || n > 16 << 20 {
                 return Err(bad());
             }

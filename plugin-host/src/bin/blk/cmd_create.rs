@@ -174,13 +174,7 @@ pub fn formatting_line(filename: &str, fmt: &str, values: &OptionValues) -> Stri
 
 /// Parses a size argument with qemu-img's messages.
 pub fn parse_img_size(s: &str) -> CliResult<u64> {
-    match crate::human::strtosz(s) {
-        Ok(v) => Ok(v),
-        Err(e) if e == libc::ERANGE => Err(CliError::new("Image size must be less than 8 EiB!")),
-        Err(_) => Err(CliError::new(format!(
-            "Invalid image size specified: '{s}'."
-        ))),
-    }
+    crate::human::cvtnum("image size", s).map_err(CliError::new)
 }
 
 /// Creates an image like `bdrv_img_create`: validates the options, takes

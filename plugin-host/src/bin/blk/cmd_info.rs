@@ -72,7 +72,12 @@ pub fn node_report(n: &GraphNode) -> CliResult<NodeReport> {
     }
     Ok(NodeReport {
         info,
-        filename: n.filename.clone(),
+        // QEMU names a node opened as "file:NAME" by its file's name.
+        filename: n
+            .filename
+            .strip_prefix("file:")
+            .unwrap_or(&n.filename)
+            .to_string(),
         actual_size,
         full_backing_filename,
         snapshots,

@@ -147,7 +147,7 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
     let schema = crate::cmd_create::merged_create_options(&host, out_fmt, "")?;
     let own = drv.driver.create_options();
     let values = check_options(&schema, &options)
-        .map_err(|m| CliError::new(format!("{m}\nInvalid options for file format '{out_fmt}'")))?;
+        .map_err(|m| CliError::new(format!("{m}\nblk: Invalid options for file format '{out_fmt}'")))?;
     let mut req = MeasureRequest {
         options: values
             .values

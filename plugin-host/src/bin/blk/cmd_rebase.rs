@@ -80,6 +80,11 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
+    if let Some(f) = &a.backing_format {
+        if host.registry().get(f).is_none() {
+            return Err(CliError::new(format!("Invalid format name: '{f}'")));
+        }
+    }
     if a.compress {
         crate::rebase_compress::check_supported(&host, &top)?;
     }

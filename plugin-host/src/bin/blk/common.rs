@@ -227,9 +227,11 @@ pub fn open_error(e: &BlockError, filename: &str) -> CliError {
             return spec_open_error(e, filename, &spec);
         }
     }
+    // The file protocol's own errors name the file without "file:".
+    let inner = filename.strip_prefix("file:").unwrap_or(filename);
     CliError::new(format!(
         "Could not open '{filename}': {}",
-        open_detail(e, filename)
+        open_detail(e, inner)
     ))
 }
 
