@@ -172,6 +172,29 @@ pub fn formatting_line(filename: &str, fmt: &str, values: &OptionValues) -> Stri
     line
 }
 
+/// The message QEMU's create gives for an enumerated option with a value
+/// not among its words: the QAPI member name for qcow2's, the file
+/// protocol's own text for raw's preallocation.
+fn bad_enum_value(schema: &[OptDesc], values: &OptionValues, fmt: &str) -> Option<String> {
+    values.values.iter().find_map(|(k, v)| {
+        let d = schema.iter().find(|d| &d.name == k)?;
+        let OptKind::Enum(words) = &d.kind else {
+            return None;
+        };
+        if words.iter().any(|w| w == v) {
+            return None;
+        }
+        if fmt == "raw" {
+            return Some(format!("invalid parameter value: {v}"));
+        }
+        let member = match k.as_str() {
+            "compat" => "version".to_string(),
+            other => other.replace('_', "-"),
+        };
+        Some(format!("Parameter '{member}' does not accept value '{v}'"))
+    })
+}
+
 /// Parses a size argument with qemu-img's messages.
 pub fn parse_img_size(s: &str) -> CliResult<u64> {
     crate::human::cvtnum("image size", s).map_err(CliError::new)
@@ -199,10 +222,27 @@ pub fn create_image(
     let _ = d;
     let schema =
         merged_create_options(host, fmt, filename).map_err(|e| ferr(e.msg.unwrap_or_default()))?;
-    let mut values = OptionValues::parse_str(&schema, options)
+    // QEMU takes enumerated values as text and checks them only when the
+    // driver creates, after the Formatting line.
+    let loose: Vec<OptDesc> = schema
+        .iter()
+        .map(|d| match d.kind {
+            OptKind::Enum(_) => OptDesc {
+                kind: OptKind::String,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        })
+        .collect();
+    let mut values = OptionValues::parse_str(&loose, options)
         .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
     // Positional size, -b and -F override -o.
     if let Some(s) = size {
+        if values.is_set("size") {
+            return Err(ferr(
+                "The image size must be specified only once".to_string(),
+            ));
+        }
         values.set("size", s.to_string());
     }
     let backing = backing.map(str::to_string).or_else(|| {
@@ -284,6 +324,9 @@ pub fn create_image(
     }
     if !quiet {
         println!("{}", formatting_line(filename, fmt, &values));
+    }
+    if let Some(m) = bad_enum_value(&schema, &values, fmt) {
+        return Err(ferr(m));
     }
     let opt_string = values
         .values

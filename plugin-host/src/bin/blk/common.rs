@@ -153,6 +153,13 @@ pub fn opt_error(msg: &str) -> String {
                  and exabytes, respectively."
             );
         }
+        // QemuOpts names the expected type without the value.
+        for expect in ["a number", "'on' or 'off'"] {
+            let sep = format!("' expects {expect}, got '");
+            if let Some((name, _)) = rest.split_once(sep.as_str()) {
+                return format!("Parameter '{name}' expects {expect}");
+            }
+        }
     }
     msg.to_string()
 }
