@@ -784,8 +784,8 @@ fn differential_snapshot_rebase_commit() {
 }
 
 /// `create`: formats, options, sizes and their errors.
-// Left out: LUKS creation (blk has no encryption) and `create -o help`
-// for qcow2 until blk lists QEMU's encrypt.* options.
+// Left out: LUKS creation with a secret (blk has no encryption; it
+// refuses).
 #[test]
 fn differential_create() {
     let f = &["a.qcow2", "a.raw"];
@@ -878,6 +878,39 @@ fn differential_create() {
             "create -f qcow2 -o data_file=x.data,data_file_raw=on x.qcow2 1M",
         ),
         img("create raw -o help", f, "create -f raw -o help"),
+        img("create qcow2 -o help", f, "create -f qcow2 -o help"),
+        img("create qcow2 -o ?", f, "create -f qcow2 -o '?'"),
+        img("create help after options", f, "create -f qcow2 -o cluster_size=4k,help"),
+        img("convert -o help", f, "convert -O qcow2 -o help"),
+        img("create encryption=on", f, "create -f qcow2 -o encryption=on x.qcow2 1M"),
+        img("create aes", f, "create -f qcow2 -o encrypt.format=aes x.qcow2 1M"),
+        img("create luks no secret", f, "create -f qcow2 -o encrypt.format=luks x.qcow2 1M"),
+        img(
+            "create bad encrypt.format",
+            f,
+            "create -f qcow2 -o encrypt.format=bogus x.qcow2 1M",
+        ),
+        img(
+            "create luks cipher no secret",
+            f,
+            "create -f qcow2 -o encrypt.cipher-alg=aes-256,encrypt.format=luks x.qcow2 1M",
+        ),
+        img(
+            "create encrypt option without format",
+            f,
+            "create -f qcow2 -o encrypt.iter-time=10 x.qcow2 1M",
+        ),
+        img(
+            "measure luks no secret",
+            f,
+            "measure -O qcow2 -o encrypt.format=luks --size 1G",
+        ),
+        img(
+            "convert to luks no secret",
+            f,
+            "convert -O qcow2 -o encrypt.format=luks a.qcow2 out.qcow2",
+        ),
+        img("amend encrypt.format", f, "amend -o encrypt.format=luks a.qcow2"),
         img("create backing without -F", f, "create -f qcow2 -b a.qcow2 x.qcow2"),
         img(
             "create missing backing",

@@ -51,6 +51,7 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
 /// a source image of `req.virtual_size` bytes.
 pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     let o = OptionValues::parse(&crate::create::create_options(), &req.options)?;
+    crate::create::refuse_encryption(&o)?;
     let extended_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
     if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {

@@ -104,6 +104,14 @@ fn print_order(fmt: &str, schema: &[OptDesc]) -> Vec<String> {
     let fixed: &[&str] = match fmt {
         "qcow2" => &[
             "encryption",
+            "encrypt.format",
+            "encrypt.key-secret",
+            "encrypt.cipher-alg",
+            "encrypt.cipher-mode",
+            "encrypt.ivgen-alg",
+            "encrypt.ivgen-hash-alg",
+            "encrypt.hash-alg",
+            "encrypt.iter-time",
             "cluster_size",
             "extended_l2",
             "preallocation",
@@ -189,6 +197,7 @@ fn bad_enum_value(schema: &[OptDesc], values: &OptionValues, fmt: &str) -> Optio
         }
         let member = match k.as_str() {
             "compat" => "version".to_string(),
+            "encrypt.format" => "format".to_string(),
             other => other.replace('_', "-"),
         };
         Some(format!("Parameter '{member}' does not accept value '{v}'"))
