@@ -585,6 +585,23 @@ fn differential_convert() {
             "convert --skip-broken-bitmaps -O qcow2 bm.qcow2 out.qcow2",
         ),
         img("convert file: source", f, "convert -O raw file:a.qcow2 out.raw"),
+        img(
+            "convert bad preallocation",
+            f,
+            "convert -O qcow2 -o preallocation=bogus a.qcow2 out.qcow2",
+        ),
+        img(
+            "convert raw bad preallocation",
+            f,
+            "convert -O raw -o preallocation=bogus a.qcow2 out.raw",
+        ),
+        img("convert bad compat", f, "convert -O qcow2 -o compat=bogus a.qcow2 out.qcow2"),
+        img(
+            "convert bad compression type",
+            f,
+            "convert -O qcow2 -o compression_type=bogus a.qcow2 out.qcow2",
+        ),
+        img("convert compat v2 word", f, "convert -O qcow2 -o compat=v2 a.qcow2 out.qcow2"),
     ];
     check_table(&rows);
 }
@@ -663,8 +680,7 @@ fn differential_measure() {
 }
 
 /// `amend` and `resize`.
-// Left out: `amend -p` (blk prints one progress step fewer) and
-// `amend -o compat=0.10` of an extended-L2 image (other message).
+// Left out: `amend -p` (blk prints one progress step fewer).
 #[test]
 fn differential_amend_resize() {
     let f = KINDS;
@@ -688,6 +704,19 @@ fn differential_amend_resize() {
         img("amend -q", f, "amend -q -o compat=0.10 a.qcow2"),
         img("amend data file", f, "amend -o data_file=x.data a.qcow2"),
         img("amend no options", f, "amend a.qcow2"),
+        img("amend extended l2 to v2", f, "amend -o compat=0.10 xl2.qcow2"),
+        img("amend data file to v2", f, "amend -o compat=0.10 ext.qcow2"),
+        img(
+            "amend v2 with refcount bits",
+            f,
+            "amend -o compat=0.10,refcount_bits=8 a.qcow2",
+        ),
+        img("amend snapshots to v2", f, "amend -o compat=0.10 snap.qcow2"),
+        img("amend compressed to v2", f, "amend -o compat=0.10 comp.qcow2"),
+        img("amend bad compat", f, "amend -o compat=bogus a.qcow2"),
+        img("amend compat v2 word", f, "amend -o compat=v2 a.qcow2"),
+        img("amend luks", f, "amend -o compat=1.1 luks.qcow2"),
+        img("amend encrypt option", f, "amend -o encrypt.iter-time=10 a.qcow2"),
         img("resize absolute", f, "resize a.qcow2 32M"),
         img("resize negative", f, "resize a.qcow2 -- -1M"),
         img("resize shrink relative", f, "resize --shrink a.qcow2 -- -1M"),

@@ -97,7 +97,8 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     if schema.is_empty() {
         return Err(not_supported(&fmt));
     }
-    let values = check_options(&schema, &options).map_err(|m| {
+    // Enumerated values (compat) are the driver's to check, as QEMU's.
+    let values = check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
         if check_options(&drv.driver.create_options(), &options).is_ok() {
             CliError::new(format!(
                 "{m}\nThis option is only supported for image creation"
@@ -115,7 +116,10 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     progress.set(100.0);
     progress.end();
     r.map_err(|e| {
-        if e.kind == block_core::ErrorKind::Unsupported {
+        // A driver without amend; its refusals of one change keep their text.
+        if e.kind == block_core::ErrorKind::Unsupported
+            && e.message == block_core::BlockError::unsupported("amend").message
+        {
             not_supported(&fmt)
         } else {
             CliError::new(e.message.clone())

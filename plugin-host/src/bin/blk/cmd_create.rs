@@ -180,10 +180,25 @@ pub fn formatting_line(filename: &str, fmt: &str, values: &OptionValues) -> Stri
     line
 }
 
+/// `schema` with its enumerated options taken as text, as QemuOpts takes
+/// them (the driver checks the words later).
+pub fn loosen_enums(schema: &[OptDesc]) -> Vec<OptDesc> {
+    schema
+        .iter()
+        .map(|d| match d.kind {
+            OptKind::Enum(_) => OptDesc {
+                kind: OptKind::String,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        })
+        .collect()
+}
+
 /// The message QEMU's create gives for an enumerated option with a value
 /// not among its words: the QAPI member name for qcow2's, the file
 /// protocol's own text for raw's preallocation.
-fn bad_enum_value(schema: &[OptDesc], values: &OptionValues, fmt: &str) -> Option<String> {
+pub fn bad_enum_value(schema: &[OptDesc], values: &OptionValues, fmt: &str) -> Option<String> {
     values.values.iter().find_map(|(k, v)| {
         let d = schema.iter().find(|d| &d.name == k)?;
         let OptKind::Enum(words) = &d.kind else {
@@ -233,16 +248,7 @@ pub fn create_image(
         merged_create_options(host, fmt, filename).map_err(|e| ferr(e.msg.unwrap_or_default()))?;
     // QEMU takes enumerated values as text and checks them only when the
     // driver creates, after the Formatting line.
-    let loose: Vec<OptDesc> = schema
-        .iter()
-        .map(|d| match d.kind {
-            OptKind::Enum(_) => OptDesc {
-                kind: OptKind::String,
-                ..d.clone()
-            },
-            _ => d.clone(),
-        })
-        .collect();
+    let loose = loosen_enums(&schema);
     let mut values = OptionValues::parse_str(&loose, options)
         .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
     // Positional size, -b and -F override -o.
