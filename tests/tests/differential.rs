@@ -445,9 +445,7 @@ fn differential_check() {
 }
 
 /// `map` and `compare`.
-// Left out: map/compare/convert of luks.qcow2 (QEMU refuses to open it
-// without its secret, blk opens it and fails at the first read) and with
-// its secret (blk cannot decrypt).
+// Left out: luks.qcow2 opened with its secret (blk cannot decrypt).
 #[test]
 fn differential_map_compare() {
     let f = KINDS;
@@ -484,6 +482,20 @@ fn differential_map_compare() {
         img("compare strict sizes differ", f, "compare -s a.qcow2 t.qcow2"),
         img("compare one file", f, "compare a.qcow2"),
         img("compare three files", f, "compare a.qcow2 b.qcow2 c4k.qcow2"),
+        img("map luks", f, "map luks.qcow2"),
+        img("map luks json", f, "map --output=json luks.qcow2"),
+        img("compare luks first", f, "compare luks.qcow2 a.qcow2"),
+        img("compare luks second", f, "compare a.qcow2 luks.qcow2"),
+        img("convert luks", f, "convert -O raw luks.qcow2 out.raw"),
+        img("dd luks", f, "dd if=luks.qcow2 of=out.raw"),
+        img("measure luks", f, "measure -O qcow2 luks.qcow2"),
+        img("snapshot list luks", f, "snapshot -l luks.qcow2"),
+        img("snapshot create luks", f, "snapshot -c x luks.qcow2"),
+        img("bench luks", f, "bench -c 1 luks.qcow2"),
+        io("io read luks", f, "-c 'read 0 512' luks.qcow2"),
+        img("compare file: names", f, "compare file:a.qcow2 file:nope.qcow2"),
+        img("compare -f raw on qcow2", f, "compare -f raw a.qcow2 a.raw"),
+        img("compare bad -f", f, "compare -f bogus a.qcow2 a.raw"),
     ];
     check_table(&rows);
 }

@@ -2,7 +2,7 @@
 //! sparse (block status plus zero detection with `-S`), flattens backing
 //! chains unless `-B`, concatenates several sources, runs `-m` workers.
 
-use crate::common::{errno_of, open_image, CliError, CliResult, Globals};
+use crate::common::{errno_of, CliError, CliResult, Globals};
 use crate::human::strerror;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
 use block_core::{DriverCaps, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
@@ -503,7 +503,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let mut img = open_image(&host, s, &opts)?;
+        let mut img = crate::common::open_image_data(&host, s, &opts)?;
         if let Some(p) = &snapshot {
             img = open_snapshot(&host, img, s, &opts, p)?;
         }

@@ -4,7 +4,7 @@
 //! status reports them).
 
 use crate::args::cvtnum_full;
-use crate::common::{open_image, parse_output, CliError, CliResult, Globals, OutputFormat};
+use crate::common::{parse_output, CliError, CliResult, Globals, OutputFormat};
 use crate::opts_check::check_options;
 use crate::qjson::QObj;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
@@ -124,7 +124,7 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let mut img = open_image(&host, f, &opts)?;
+        let mut img = crate::common::open_image_data(&host, f, &opts)?;
         if let Some(l) = &a.snapshot {
             let p = parse_snapshot_param(l)?;
             img = open_snapshot(&host, img, f, &opts, &p)?;

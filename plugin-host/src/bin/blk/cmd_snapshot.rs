@@ -1,6 +1,6 @@
 //! `blk snapshot`: qemu-img snapshot (-l list, -c create, -a apply, -d delete).
 
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use crate::snapshots::snapshot_table;
 use clap::Args;
 use plugin_host::OpenOptions;
@@ -56,7 +56,7 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
         no_backing: true,
         ..OpenOptions::default()
     };
-    let img = open_image(&host, &a.filename, &opts)?;
+    let img = crate::common::open_image_data(&host, &a.filename, &opts)?;
     if a.format.is_none() && img.graph().probed_raw && !listing {
         crate::io::probe_warning(&a.filename);
     }

@@ -211,6 +211,25 @@ pub fn open_image(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<
     open_image_file(host, filename, opts)
 }
 
+/// Opens an image whose data the command reads: an encrypted image is
+/// refused as QEMU refuses to open it without its secret (blk has none:
+/// it cannot decrypt). `info`, which needs no data, uses [`open_image`].
+pub fn open_image_data(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
+    let img = open_image(host, filename, opts)?;
+    let encrypted = img
+        .info()
+        .ok()
+        .and_then(|i| i.node.format_specific)
+        .and_then(|v| v.get("data").map(|d| d.get("encrypt").is_some()))
+        .unwrap_or(false);
+    if encrypted {
+        return Err(CliError::new(format!(
+            "Could not open '{filename}': Parameter 'encrypt.key-secret' is required for cipher"
+        )));
+    }
+    Ok(img)
+}
+
 /// Opens an image by file name (or `json:` specification) whatever
 /// `--image-opts` says: for targets and backing files.
 pub fn open_image_file(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
