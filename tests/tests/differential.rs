@@ -362,9 +362,7 @@ const KINDS: &[&str] = &[
 ];
 
 /// `info` on every kind of image, its options and its errors.
-// Left out: `info ext.qcow2` (blk lists the data file as a child node and
-// counts it in the disk size; QEMU 10 does neither) and LUKS images opened
-// with a secret (blk cannot decrypt).
+// Left out: LUKS images opened with a secret (blk cannot decrypt).
 #[test]
 fn differential_info() {
     let f = KINDS;
@@ -407,6 +405,9 @@ fn differential_info() {
             "info --backing-chain --output=json base.qcow2",
         ),
         img("info small raw", f, "info t.raw"),
+        img("info data file", f, "info ext.qcow2"),
+        img("info data file json", f, "info --output=json ext.qcow2"),
+        img("info data file chain", f, "info --backing-chain ext.qcow2"),
     ];
     check_table(&rows);
 }

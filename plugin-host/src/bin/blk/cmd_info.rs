@@ -65,7 +65,9 @@ pub fn node_report(n: &GraphNode) -> CliResult<NodeReport> {
     let protocol = n.role == Some(ChildRole::File) || n.role == Some(ChildRole::DataFile);
     let mut children = Vec::new();
     for (role, c) in n.children() {
-        if role == ChildRole::Backing {
+        // QEMU 10 lists neither the backing file nor an external data
+        // file among an image's child nodes.
+        if role == ChildRole::Backing || role == ChildRole::DataFile {
             continue;
         }
         children.push((role.as_str().to_string(), node_report(&c)?));
