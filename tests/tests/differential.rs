@@ -1189,3 +1189,128 @@ fn differential_usage_errors() {
     }
     check_table(&rows);
 }
+
+/// qemu-io's options and more of its commands.
+// Left out: `inactivate` (a blk command qemu-io 10 lacks).
+#[test]
+fn differential_io_options() {
+    let f = &["a.qcow2", "t.qcow2", "top.qcow2", "c4k.qcow2"];
+    let rows = vec![
+        io("io -r read", f, "-r -c 'read -P 0 15M 4k' a.qcow2"),
+        io(
+            "io -s snapshot write",
+            f,
+            "-s -c 'write -P 9 0 4k' -c 'read -P 9 0 4k' a.qcow2",
+        ),
+        io("io -U without -r", f, "-U -c 'length' a.qcow2"),
+        io("io -n", f, "-n -c 'read 0 4k' a.qcow2"),
+        io("io -C copy on read", f, "-C -c 'read 0 4k' top.qcow2"),
+        io(
+            "io open -r -o",
+            f,
+            "-c 'open -r -o driver=qcow2 t.qcow2' -c 'length'",
+        ),
+        io("io open missing", f, "-c 'open nope.qcow2'"),
+        io("io write past end", f, "-c 'write -P 1 16M 512' t.qcow2"),
+        io("io write bad length", f, "-c 'write -P 1 0 bogus' t.qcow2"),
+        io("io write bad pattern", f, "-c 'write -P bogus 0 512' t.qcow2"),
+        io("io write -z with -P", f, "-c 'write -z -P 1 0 512' t.qcow2"),
+        io("io discard missing length", f, "-c 'discard 0' t.qcow2"),
+        io("io discard quiet", f, "-c 'discard -q 0 64k' t.qcow2"),
+        io("io alloc one argument", f, "-c 'alloc 0' a.qcow2"),
+        io("io alloc unaligned", f, "-c 'alloc 100 1' a.qcow2"),
+        io("io map bad option", f, "-c 'map -x' a.qcow2"),
+        io("io truncate bad size", f, "-c 'truncate bogus' t.qcow2"),
+        io("io length extra argument", f, "-c 'length extra' a.qcow2"),
+        io("io info overlay", f, "-c 'info' top.qcow2"),
+        io("io info 4k clusters", f, "-c 'info' c4k.qcow2"),
+        io(
+            "io read pattern range",
+            f,
+            "-c 'read -s 1 -l 2 -P 0 0 4k' a.qcow2",
+        ),
+        io("io write missing source file", f, "-c 'write -s nope.bin 0 4k' t.qcow2"),
+        io("io readv pattern mismatch", f, "-c 'readv -P 0 15M 4k 4k' a.qcow2"),
+        io("io write -u without -z", f, "-c 'write -u 0 4k' t.qcow2"),
+        io("io write fua", f, "-c 'write -f -P 1 0 4k' t.qcow2"),
+        // -C prints the timings in a machine-parsable line.
+        io("io read -C", f, "-c 'read -C 0 4k' a.qcow2").any_stdout(),
+        io(
+            "io aio write",
+            f,
+            "-c 'aio_write -P 2 0 4k' -c 'aio_flush' -c 'read -P 2 0 4k' t.qcow2",
+        ),
+        io("io flush after close", f, "-c 'flush' -c 'close' -c 'flush' t.qcow2"),
+        io("io bad format", f, "-f bogus -c 'read 0 4k' a.qcow2"),
+        io("io cache writeback", f, "-t writeback -c 'read 0 4k' a.qcow2"),
+        io("io discard unmap", f, "-d unmap -c 'discard 0 64k' t.qcow2"),
+        io("io bad discard mode", f, "-d bogus -c 'discard 0 64k' t.qcow2"),
+        io("io aio threads", f, "-i threads -c 'length' a.qcow2"),
+        io("io bad aio mode", f, "-i bogus -c 'length' a.qcow2"),
+        io("io native aio without direct", f, "-i native -c 'length' a.qcow2"),
+        io("io -k without direct", f, "-k -c 'length' a.qcow2"),
+        io("io native aio with -n", f, "-n -i native -c 'length' a.qcow2"),
+        io("io -k with cache none", f, "-t none -k -c 'length' a.qcow2"),
+        io("io sleep", f, "-c 'sleep 1' a.qcow2"),
+        io(
+            "io image-opts",
+            f,
+            "--image-opts -c 'length' driver=qcow2,file.filename=a.qcow2",
+        ),
+    ];
+    check_table(&rows);
+}
+
+/// `bench`, `--object`, `--image-opts` and `json:` names.
+// Left out: `--version` (blk has its own version), `json:` text that is
+// not JSON (the parser's message differs).
+#[test]
+fn differential_bench_and_specs() {
+    let f = &["a.qcow2", "a.raw", "t.qcow2"];
+    let json = "info 'json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"a.qcow2\"}}'";
+    let json_missing =
+        "info 'json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"nope.qcow2\"}}'";
+    let rows = vec![
+        // The run time is a measurement.
+        img("bench read", f, "bench -c 10 a.qcow2").ignore_line("Run completed in"),
+        img("bench write", f, "bench -c 10 -w t.qcow2").ignore_line("Run completed in"),
+        img("bench raw", f, "bench -f raw -c 4 a.raw").ignore_line("Run completed in"),
+        img("bench bad count", f, "bench -c bogus a.qcow2"),
+        img("bench bad depth", f, "bench -d 0 a.qcow2"),
+        img("bench bad size", f, "bench -s 0 a.qcow2"),
+        img("bench bad cache", f, "bench -t bogus a.qcow2"),
+        img("bench missing file", f, "bench nope.qcow2"),
+        img("info json: name", f, json),
+        img("info json: missing file", f, json_missing),
+        img(
+            "info image-opts missing file",
+            f,
+            "info --image-opts driver=qcow2,file.filename=nope.qcow2",
+        ),
+        img(
+            "info image-opts bad driver",
+            f,
+            "info --image-opts driver=bogus,file.filename=a.qcow2",
+        ),
+        img(
+            "info image-opts with -f",
+            f,
+            "info --image-opts -f qcow2 driver=qcow2,file.filename=a.qcow2",
+        ),
+        img("object before the command", f, "--object secret,id=s0,data=x info a.qcow2"),
+        img("info with a secret", f, "info --object secret,id=s0,data=x a.qcow2"),
+        img("info bad object type", f, "info --object bogus,id=s0 a.qcow2"),
+        img("info secret without data", f, "info --object secret,id=s0 a.qcow2"),
+        img("check with a secret", f, "check --object secret,id=s0,data=x a.qcow2"),
+        img("trace unknown event", f, "-T bogus-event info a.qcow2"),
+        img("info raw missing", f, "info -f raw nope.raw"),
+        img("check raw missing", f, "check -f raw nope.raw"),
+        img("map wrong -f", f, "map -f qcow2 a.raw"),
+        img("compare raw", f, "compare -f raw -F raw a.raw a.raw"),
+        img("snapshot wrong -f", f, "snapshot -l -f qcow2 a.raw"),
+        img("resize raw to 4096", f, "resize -f raw a.raw 4096"),
+        img("resize raw unaligned", f, "resize -f raw a.raw 1000"),
+        img("shrink raw unaligned", f, "resize --shrink -f raw a.raw 1000"),
+    ];
+    check_table(&rows);
+}
