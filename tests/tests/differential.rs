@@ -1314,3 +1314,92 @@ fn differential_bench_and_specs() {
     ];
     check_table(&rows);
 }
+
+/// More option combinations of the modifying commands.
+// Left out: `commit -p`/`commit -d -p` progress steps (QEMU's are
+// timing-dependent; the rows below compare the result without -p).
+#[test]
+fn differential_more_options() {
+    let f = &[
+        "a.qcow2",
+        "a.raw",
+        "base.qcow2",
+        "top.qcow2",
+        "snap.qcow2",
+        "bm.qcow2",
+        "stale.qcow2",
+        "t.qcow2",
+        "v2.qcow2",
+        "comp.qcow2",
+        "xl2.qcow2",
+    ];
+    let rows = vec![
+        img("create missing -o value", f, "create -f qcow2 -o"),
+        img("create missing -f value", f, "create -f"),
+        img("create -F with raw", f, "create -F qcow2 x.qcow2 1M"),
+        img("create -F without -b", f, "create -f qcow2 -F qcow2 x.qcow2 1M"),
+        img("create backing_fmt without backing", f, "create -f qcow2 -o backing_fmt=qcow2 x.qcow2 1M"),
+        img("create -q -F without -b", f, "create -q -f qcow2 -F qcow2 x.qcow2 1M"),
+        img(
+            "create backing in -o",
+            f,
+            "create -f qcow2 -o backing_file=a.qcow2,backing_fmt=qcow2 x.qcow2",
+        ),
+        img("create backing in -o without format", f, "create -f qcow2 -o backing_file=a.qcow2 x.qcow2"),
+        img("create backing read as raw", f, "create -f qcow2 -b a.qcow2 -F raw x.qcow2"),
+        img("create raw with backing", f, "create -f raw -b a.qcow2 -F qcow2 x.raw"),
+        img("create own backing", f, "create -f qcow2 -b x.qcow2 -F qcow2 x.qcow2"),
+        img("create 2M clusters", f, "create -f qcow2 -o cluster_size=2M x.qcow2 1M"),
+        img("create 4M clusters", f, "create -f qcow2 -o cluster_size=4M x.qcow2 1M"),
+        img("create refcount bits 64", f, "create -f qcow2 -o refcount_bits=64 x.qcow2 1M"),
+        img("create refcount bits 3", f, "create -f qcow2 -o refcount_bits=3 x.qcow2 1M"),
+        img("create data_file_raw alone", f, "create -f qcow2 -o data_file_raw=on x.qcow2 1M"),
+        img(
+            "create over a raw data file",
+            f,
+            "create -f qcow2 -o data_file=a.raw,data_file_raw=on x.qcow2 16M",
+        ),
+        img("convert to a data file", f, "convert -O qcow2 -o data_file=o.data a.qcow2 o.qcow2"),
+        img("convert -B without -F", f, "convert -O qcow2 -B base.qcow2 top.qcow2 o.qcow2"),
+        img(
+            "convert backing in -o",
+            f,
+            "convert -O qcow2 -o backing_file=base.qcow2,backing_fmt=qcow2 top.qcow2 o.qcow2",
+        ),
+        img("convert -B to raw", f, "convert -O raw -B a.qcow2 -F qcow2 top.qcow2 o.raw"),
+        img("convert --bitmaps to raw", f, "convert --bitmaps -O raw bm.qcow2 o.raw"),
+        img("convert --bitmaps none", f, "convert --bitmaps -O qcow2 a.qcow2 o.qcow2"),
+        img("convert --bitmaps -n", f, "convert --bitmaps -n -O qcow2 bm.qcow2 t.qcow2"),
+        img("convert stale bitmaps", f, "convert -O qcow2 stale.qcow2 o.qcow2"),
+        img("convert --bitmaps stale", f, "convert --bitmaps -O qcow2 stale.qcow2 o.qcow2"),
+        img("dd -U", f, "dd -U if=a.qcow2 of=o.raw"),
+        img("dd skip and count", f, "dd if=a.qcow2 of=o.raw bs=1k count=1k skip=100"),
+        img("dd -o", f, "dd -O qcow2 -o cluster_size=4k if=a.qcow2 of=o.qcow2"),
+        img("dd conv", f, "dd if=a.qcow2 of=o.raw conv=notrunc"),
+        img("dd osize", f, "dd if=a.qcow2 of=o.raw osize=1M"),
+        img("commit -s", f, "commit -s 1M top.qcow2"),
+        img("commit -b outside the chain", f, "commit -b a.qcow2 top.qcow2"),
+        img("rebase -u -F", f, "rebase -u -F qcow2 -b base.qcow2 top.qcow2"),
+        img("rebase -u without -b", f, "rebase -u top.qcow2"),
+        img("rebase -u without -b, no backing", f, "rebase -u -f qcow2 a.qcow2"),
+        img("rebase -u -f to none", f, "rebase -b '' -u -f qcow2 top.qcow2"),
+        img(
+            "rebase cache modes",
+            f,
+            "rebase -t none -T none -b a.qcow2 -F qcow2 top.qcow2",
+        ),
+        img("rebase -U", f, "rebase -U -b a.qcow2 -F qcow2 top.qcow2"),
+        img("snapshot name with a space", f, "snapshot -c 's 1' snap.qcow2"),
+        img("snapshot -q after", f, "snapshot -d s1 -q snap.qcow2"),
+        img("snapshot unknown --output", f, "snapshot -l --output=json snap.qcow2"),
+        img("unknown option with value", f, "info --bogus=1 a.qcow2"),
+        img("snapshot -U", f, "snapshot -U -l snap.qcow2"),
+        img("snapshot apply by ID", f, "snapshot -a 1 snap.qcow2"),
+        img("snapshot delete by ID", f, "snapshot -d 2 snap.qcow2"),
+        img("check repair v2", f, "check -r leaks v2.qcow2"),
+        img("check repair compressed", f, "check -r all comp.qcow2"),
+        img("check repair extended l2", f, "check --output=json -r all xl2.qcow2"),
+        img("commit -d", f, "commit -d top.qcow2"),
+    ];
+    check_table(&rows);
+}

@@ -265,11 +265,17 @@ pub fn create_image(
             .get_str("backing_file")
             .filter(|_| values.is_set("backing_file"))
     });
-    let mut backing_fmt = backing_fmt.map(str::to_string).or_else(|| {
+    let backing_fmt = backing_fmt.map(str::to_string).or_else(|| {
         values
             .get_str("backing_fmt")
             .filter(|_| values.is_set("backing_fmt"))
     });
+    if backing.is_none() && backing_fmt.is_some() && !schema.iter().any(|o| o.name == "backing_fmt")
+    {
+        return Err(ferr(format!(
+            "Backing file format not supported for file format '{fmt}'"
+        )));
+    }
     if let Some(b) = &backing {
         if !schema.iter().any(|o| o.name == "backing_file") {
             return Err(ferr(format!(
@@ -331,8 +337,9 @@ pub fn create_image(
                 }
             }
         }
-    } else {
-        backing_fmt = None;
+    } else if let Some(bf) = &backing_fmt {
+        // Shown in the Formatting line, then refused as QEMU's driver does.
+        values.set("backing_fmt", bf.clone());
     }
     if !values.is_set("size") {
         return Err(ferr("Image creation needs a size parameter".to_string()));
@@ -342,6 +349,11 @@ pub fn create_image(
     }
     if let Some(m) = bad_enum_value(&schema, &values, fmt) {
         return Err(ferr(m));
+    }
+    if backing.is_none() && backing_fmt.is_some() {
+        return Err(ferr(
+            "Backing format cannot be used without backing file".to_string(),
+        ));
     }
     let opt_string = values
         .values

@@ -62,7 +62,8 @@ fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
 pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
     crate::cache_mode::check(a.cache.as_deref())?;
     crate::cache_mode::check_source(a.src_cache.as_deref())?;
-    let Some(new) = a.backing.clone() else {
+    // Unsafe mode without -b drops the backing file, as qemu-img.
+    let Some(new) = a.backing.clone().or_else(|| a.unsafe_mode.then(String::new)) else {
         return Err(CliError::usage(
             "rebase",
             "Must specify backing file (-b) or use unsafe mode (-u)",

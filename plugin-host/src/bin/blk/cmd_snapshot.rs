@@ -76,6 +76,16 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
             ))
         })?;
     } else if let Some(name) = &a.delete {
+        // qemu-img deletes by name only (an ID is not looked up).
+        let by_name = img
+            .snapshot_list()
+            .map(|l| l.iter().any(|s| &s.name == name))
+            .unwrap_or(true);
+        if !by_name {
+            return Err(CliError::new(format!(
+                "Could not delete snapshot '{name}': snapshot not found"
+            )));
+        }
         img.snapshot_delete(name).map_err(|e| {
             let detail = if e.kind == block_core::ErrorKind::NotFound {
                 "snapshot not found".to_string()

@@ -44,6 +44,9 @@ pub fn qemu_style(e: &clap::Error, argv: &[String]) -> Option<String> {
         None => "blk".to_string(),
     };
     let what = if let Some(long) = arg.strip_prefix("--") {
+        // getopt names the word as given, with its "=VALUE".
+        let word = at.map(|p| argv[p].as_str()).unwrap_or(&arg);
+        let long = word.strip_prefix("--").unwrap_or(long);
         format!("unrecognized option '--{long}'")
     } else {
         let c = arg.trim_start_matches('-').chars().next()?;
