@@ -57,6 +57,7 @@ fn not_supported(fmt: &str) -> CliError {
 
 /// Runs `blk amend`.
 pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     if a.options.is_empty() {
         return Err(CliError::usage("amend", "Must specify options (-o)"));
     }

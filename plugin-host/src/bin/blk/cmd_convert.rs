@@ -438,6 +438,7 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
 
 /// Runs `blk convert`.
 pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let options = a.options.join(",");
     if !a.no_create && crate::cmd_create::has_help_option(&options) {
         // As qemu-img: before any image is opened; the target name counts

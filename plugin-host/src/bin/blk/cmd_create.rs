@@ -388,6 +388,7 @@ pub fn create_image(
 
 /// Runs `blk create`.
 pub fn run(g: &Globals, a: CreateArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let host = g.host()?;
     let options = a.options.join(",");
     if has_help_option(&options) {

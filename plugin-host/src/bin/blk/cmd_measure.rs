@@ -88,6 +88,7 @@ fn source_bitmaps(img: &plugin_host::Image) -> Option<Vec<block_core::MeasureBit
 
 /// Runs `blk measure`.
 pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let size = a
         .size
         .as_deref()

@@ -172,9 +172,14 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
         },
     )
     .map_err(|e| {
-        CliError::new(format!(
-            "Could not change the backing file to '{new}': {}",
+        // A driver without backing files: QEMU's ENOTSUP text.
+        let detail = if e.kind == block_core::ErrorKind::Unsupported {
+            crate::human::strerror(e.errno())
+        } else {
             crate::common::clean(&e.message)
+        };
+        CliError::new(format!(
+            "Could not change the backing file to '{new}': {detail}"
         ))
     })?;
     top.flush()?;

@@ -174,6 +174,18 @@ pub fn create_detail(e: &BlockError, filename: &str) -> String {
     }
 }
 
+/// Refuses a `-o` argument qemu-img's getopt loop refuses: empty, starting
+/// with a comma, or ending in an odd number of commas.
+pub fn check_option_lists(lists: &[String]) -> CliResult<()> {
+    for l in lists {
+        let trailing = l.len() - l.trim_end_matches(',').len();
+        if l.is_empty() || l.starts_with(',') || trailing % 2 == 1 {
+            return Err(CliError::new(format!("Invalid option list: {l}")));
+        }
+    }
+    Ok(())
+}
+
 /// Set once from the command line: `--image-opts` was given.
 static IMAGE_OPTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
