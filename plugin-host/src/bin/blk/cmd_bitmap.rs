@@ -140,7 +140,8 @@ pub fn run(g: &Globals, a: BitmapArgs) -> CliResult {
         }
     }
     if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
+        // The image argument is a specification, as qemu-img's.
+        crate::common::set_image_opts(true);
     }
     let actions = ordered_actions(&a);
     if actions.is_empty() {
