@@ -688,6 +688,31 @@ fn differential_measure() {
         ),
         img("measure nothing", f, "measure -O qcow2"),
         img("measure two files", f, "measure -O qcow2 a.qcow2 snap.qcow2"),
+        img("measure bad compat", f, "measure -O qcow2 -o compat=bogus --size 1M"),
+        img(
+            "measure bad compression type",
+            f,
+            "measure -O qcow2 -o compression_type=bogus --size 1M",
+        ),
+        img(
+            "measure bad preallocation",
+            f,
+            "measure -O qcow2 -o preallocation=bogus --size 1M",
+        ),
+        img(
+            "measure raw bad preallocation",
+            f,
+            "measure -O raw -o preallocation=bogus --size 1M",
+        ),
+        img("measure zstd", f, "measure -O qcow2 -o compression_type=zstd --size 1M"),
+        img("measure bad encrypt.format", f, "measure -O qcow2 -o encrypt.format=bogus --size 1M"),
+        img("measure aes", f, "measure -O qcow2 -o encrypt.format=aes --size 1M"),
+        img("measure encryption=on", f, "measure -O qcow2 -o encryption=on --size 1M"),
+        img(
+            "measure encrypt option alone",
+            f,
+            "measure -O qcow2 -o encrypt.iter-time=10 --size 1M",
+        ),
     ];
     check_table(&rows);
 }
