@@ -215,7 +215,10 @@ pub const FIXTURES: &[(&str, &str)] = &[
         "ext.qcow2",
         "16 MiB qcow2 with its data in the external data file ext.data",
     ),
-    ("comp.qcow2", "a.qcow2 converted with -c (compressed clusters)"),
+    (
+        "comp.qcow2",
+        "a.qcow2 converted with -c (compressed clusters)",
+    ),
     ("v2.qcow2", "16 MiB qcow2 v2 (compat=0.10) with data"),
     (
         "xl2.qcow2",
@@ -398,11 +401,29 @@ pub fn fixture(dir: &Path, name: &str) {
         "ext.qcow2" => {}
         "comp.qcow2" => q(&["convert", "-c", "-O", "qcow2", "a.qcow2", name]),
         "v2.qcow2" => {
-            q(&["create", "-q", "-f", "qcow2", "-o", "compat=0.10", name, "16M"]);
+            q(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                "compat=0.10",
+                name,
+                "16M",
+            ]);
             qemu_io_cmds(dir, "qcow2", name, &["write -P 3 0 256k".into()]);
         }
         "xl2.qcow2" => {
-            q(&["create", "-q", "-f", "qcow2", "-o", "extended_l2=on", name, "16M"]);
+            q(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-o",
+                "extended_l2=on",
+                name,
+                "16M",
+            ]);
             let cmds = ["write -P 4 4k 8k".into(), "write -z 64k 32k".into()];
             qemu_io_cmds(dir, "qcow2", name, &cmds);
         }

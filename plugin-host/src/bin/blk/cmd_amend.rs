@@ -99,15 +99,16 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
         return Err(not_supported(&fmt));
     }
     // Enumerated values (compat) are the driver's to check, as QEMU's.
-    let values = check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
-        if check_options(&drv.driver.create_options(), &options).is_ok() {
-            CliError::new(format!(
-                "{m}\nThis option is only supported for image creation"
-            ))
-        } else {
-            CliError::new(m)
-        }
-    })?;
+    let values =
+        check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
+            if check_options(&drv.driver.create_options(), &options).is_ok() {
+                CliError::new(format!(
+                    "{m}\nThis option is only supported for image creation"
+                ))
+            } else {
+                CliError::new(m)
+            }
+        })?;
     if a.force {
         log::info!("--force: the library's amend has no force switch");
     }

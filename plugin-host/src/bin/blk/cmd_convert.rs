@@ -426,8 +426,8 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
     match s {
         None => Ok(4096),
         Some(v) => {
-            let n = crate::human::cvtnum("buffer size for sparse output", v)
-                .map_err(CliError::new)?;
+            let n =
+                crate::human::cvtnum("buffer size for sparse output", v).map_err(CliError::new)?;
             if n & 511 != 0 || n > 16 << 20 {
                 return Err(bad());
             }

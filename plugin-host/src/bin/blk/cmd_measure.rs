@@ -148,8 +148,12 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
     let schema = crate::cmd_create::merged_create_options(&host, out_fmt, "")?;
     let own = drv.driver.create_options();
     // Enumerated values are the driver's to check, as QEMU's measure.
-    let values = check_options(&crate::cmd_create::loosen_enums(&schema), &options)
-        .map_err(|m| CliError::new(format!("{m}\nblk: Invalid options for file format '{out_fmt}'")))?;
+    let values =
+        check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
+            CliError::new(format!(
+                "{m}\nblk: Invalid options for file format '{out_fmt}'"
+            ))
+        })?;
     let mut req = MeasureRequest {
         options: values
             .values

@@ -63,7 +63,11 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
     crate::cache_mode::check(a.cache.as_deref())?;
     crate::cache_mode::check_source(a.src_cache.as_deref())?;
     // Unsafe mode without -b drops the backing file, as qemu-img.
-    let Some(new) = a.backing.clone().or_else(|| a.unsafe_mode.then(String::new)) else {
+    let Some(new) = a
+        .backing
+        .clone()
+        .or_else(|| a.unsafe_mode.then(String::new))
+    else {
         return Err(CliError::usage(
             "rebase",
             "Must specify backing file (-b) or use unsafe mode (-u)",

@@ -90,9 +90,7 @@ fn operand_count_error(argv: &[String], missing: bool) -> Option<String> {
         "resize" => "Extra argument(s) in command line",
         _ => return None,
     };
-    Some(format!(
-        "blk: {what}\nTry 'blk {sub} --help' for more info"
-    ))
+    Some(format!("blk: {what}\nTry 'blk {sub} --help' for more info"))
 }
 
 /// The subcommand word of a command line: the first argument that is not
