@@ -147,7 +147,7 @@ pub fn split_option_string(text: &str) -> Result<Vec<(String, String)>> {
                 if k.is_empty() {
                     return Err(BlockError::invalid(
                         "parse options",
-                        format!("option '{item}' has no name"),
+                        "Invalid parameter ''".to_string(),
                     ));
                 }
                 out.push((k.to_string(), v.to_string()))

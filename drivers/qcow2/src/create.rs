@@ -83,7 +83,84 @@ pub fn create_options() -> Vec<OptDesc> {
             Some("off"),
             "Extended L2 tables",
         ),
+        // Known (as qemu-img lists them) so that they are refused with
+        // QEMU's messages; blk cannot encrypt (see `refuse_encryption`).
+        OptDesc::new(
+            "encryption",
+            OptKind::Bool,
+            None,
+            "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
+        ),
+        OptDesc::choice(
+            "encrypt.format",
+            &["aes", "luks"],
+            None,
+            "Encrypt the image, format choices: 'aes', 'luks'",
+        ),
+        OptDesc::new(
+            "encrypt.key-secret",
+            OptKind::String,
+            None,
+            "ID of secret providing qcow AES key or LUKS passphrase",
+        ),
+        OptDesc::new(
+            "encrypt.cipher-alg",
+            OptKind::String,
+            None,
+            "Name of encryption cipher algorithm",
+        ),
+        OptDesc::new(
+            "encrypt.cipher-mode",
+            OptKind::String,
+            None,
+            "Name of encryption cipher mode",
+        ),
+        OptDesc::new(
+            "encrypt.ivgen-alg",
+            OptKind::String,
+            None,
+            "Name of IV generator algorithm",
+        ),
+        OptDesc::new(
+            "encrypt.ivgen-hash-alg",
+            OptKind::String,
+            None,
+            "Name of IV generator hash algorithm",
+        ),
+        OptDesc::new(
+            "encrypt.hash-alg",
+            OptKind::String,
+            None,
+            "Name of encryption hash algorithm",
+        ),
+        OptDesc::new(
+            "encrypt.iter-time",
+            OptKind::Number,
+            None,
+            "Time to spend in PBKDF in milliseconds",
+        ),
     ]
+}
+
+/// Refuses the encryption options: without a secret with QEMU's message,
+/// with one because blk has no LUKS or AES implementation.
+pub fn refuse_encryption(o: &OptionValues) -> Result<()> {
+    let any = o.values.iter().any(|(k, _)| k.starts_with("encrypt."));
+    let on = o.get_bool("encryption") || o.is_set("encrypt.format");
+    if !on {
+        if any {
+            return Err(inv("Parameter 'encrypt.format' is missing"));
+        }
+        return Ok(());
+    }
+    if !o.is_set("encrypt.key-secret") {
+        return Err(crate::crypto::no_secret("create"));
+    }
+    Err(BlockError::new(
+        block_core::ErrorKind::Unsupported,
+        "create",
+        "blk cannot create encrypted images",
+    ))
 }
 
 fn inv(msg: impl Into<String>) -> BlockError {
@@ -93,6 +170,7 @@ fn inv(msg: impl Into<String>) -> BlockError {
 /// Creates a qcow2 image.
 pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
     let ctx = |e: BlockError| e.in_file(filename.to_string());
+    refuse_encryption(o).map_err(ctx)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let backing_file = o.get_str("backing_file").filter(|s| !s.is_empty());
     let backing_fmt = o.get_str("backing_fmt").filter(|s| !s.is_empty());

@@ -50,7 +50,52 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
 /// `None`, `qemu-img measure --size`) or holding the given data extents of
 /// a source image of `req.virtual_size` bytes.
 pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
-    let o = OptionValues::parse(&crate::create::create_options(), &req.options)?;
+    // Enumerated values are checked below with QEMU's measure messages.
+    let schema = crate::create::create_options();
+    let loose: Vec<block_core::OptDesc> = schema
+        .iter()
+        .map(|d| match d.kind {
+            block_core::OptKind::Enum(_) => block_core::OptDesc {
+                kind: block_core::OptKind::String,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        })
+        .collect();
+    let o = OptionValues::parse(&loose, &req.options)?;
+    let word_ok = |name: &str| {
+        let v = o.get(name);
+        let words = schema.iter().find(|d| d.name == name).map(|d| &d.kind);
+        match (v, words) {
+            (Some(v), Some(block_core::OptKind::Enum(w))) => w.iter().any(|x| x == v),
+            _ => true,
+        }
+    };
+    if !word_ok("preallocation") {
+        return Err(inv(format!(
+            "invalid parameter value: {}",
+            o.get("preallocation").unwrap_or_default()
+        )));
+    }
+    if !word_ok("compat") {
+        return Err(inv(format!(
+            "Invalid compatibility level: '{}'",
+            o.get("compat").unwrap_or_default()
+        )));
+    }
+    // As QEMU's measure, only LUKS changes the answer (its header); blk
+    // cannot size that header, so it refuses (with QEMU's message when the
+    // secret is missing). Other encryption options are ignored.
+    if o.get("encrypt.format") == Some("luks") {
+        if !o.is_set("encrypt.key-secret") {
+            return Err(crate::crypto::no_secret("measure"));
+        }
+        return Err(BlockError::new(
+            block_core::ErrorKind::Unsupported,
+            "measure",
+            "blk cannot measure LUKS-encrypted images",
+        ));
+    }
     let extended_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
     if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {

@@ -111,8 +111,10 @@ impl Qcow2Node {
         if prealloc != Preallocation::Off {
             self.preallocate(old, new_size, prealloc)?;
         }
+        // QEMU resizes an external data file with its image, raw or not
+        // (growing never shortens it).
         if let Some(d) = &self.data_file {
-            if self.meta_read().h.data_file_raw() && d.length()? < new_size {
+            if d.length()? < new_size {
                 d.truncate(new_size, Preallocation::Off)?;
             }
         }
@@ -211,9 +213,7 @@ impl Qcow2Node {
         // L1/L2 tables written above no longer reference the tail).
         self.trim_file_tail(&mut ws)?;
         if let Some(d) = &self.data_file {
-            if self.meta_read().h.data_file_raw() {
-                d.truncate(new_size, Preallocation::Off)?;
-            }
+            d.truncate(new_size, Preallocation::Off)?;
         }
         Ok(())
     }

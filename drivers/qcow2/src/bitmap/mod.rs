@@ -332,7 +332,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, h: &mut Header) -> Result<BitmapSt
             log::warn!("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
         }
         log::warn!(
-            "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
+            "hint: Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
         );
         set_ext(h, None);
         return Ok(BitmapState::default());

@@ -57,6 +57,7 @@ fn not_supported(fmt: &str) -> CliError {
 
 /// Runs `blk amend`.
 pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     if a.options.is_empty() {
         return Err(CliError::usage("amend", "Must specify options (-o)"));
     }
@@ -97,15 +98,17 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     if schema.is_empty() {
         return Err(not_supported(&fmt));
     }
-    let values = check_options(&schema, &options).map_err(|m| {
-        if check_options(&drv.driver.create_options(), &options).is_ok() {
-            CliError::new(format!(
-                "{m}\nThis option is only supported for image creation"
-            ))
-        } else {
-            CliError::new(m)
-        }
-    })?;
+    // Enumerated values (compat) are the driver's to check, as QEMU's.
+    let values =
+        check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
+            if check_options(&drv.driver.create_options(), &options).is_ok() {
+                CliError::new(format!(
+                    "{m}\nThis option is only supported for image creation"
+                ))
+            } else {
+                CliError::new(m)
+            }
+        })?;
     if a.force {
         log::info!("--force: the library's amend has no force switch");
     }

@@ -5,7 +5,7 @@
 
 use crate::args::{cvtnum_full, parse_ulong};
 use crate::bench_engine::{self, BenchParams};
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use clap::Args;
 use plugin_host::OpenOptions;
 
@@ -168,7 +168,7 @@ pub fn run(g: &Globals, a: BenchArgs) -> CliResult {
         log::info!("cache.direct=on: blk has no O_DIRECT, the page cache is used");
     }
     let host = g.host()?;
-    let img = open_image(
+    let img = crate::common::open_image_data(
         &host,
         filename,
         &OpenOptions {

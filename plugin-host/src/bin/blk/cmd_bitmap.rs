@@ -44,7 +44,7 @@ pub struct BitmapArgs {
     /// Image specification instead of a file name (not supported).
     #[arg(long = "image-opts")]
     image_opts: bool,
-    /// QEMU user-creatable objects (not supported).
+    /// QEMU user-creatable objects (secrets).
     #[arg(long = "object", value_name = "OBJDEF")]
     object: Vec<String>,
     /// FILENAME BITMAP.
@@ -135,10 +135,13 @@ fn call(img: &Image, action: &Action, bitmap: &str, req: serde_json::Value) -> C
 /// Runs `blk bitmap`.
 pub fn run(g: &Globals, a: BitmapArgs) -> CliResult {
     if !a.object.is_empty() {
-        return Err(CliError::new("--object is not supported"));
+        if let crate::objects::ObjectsOutcome::ExitOk = crate::objects::install(&a.object)? {
+            return Ok(());
+        }
     }
     if a.image_opts {
-        return Err(CliError::new("--image-opts is not supported"));
+        // The image argument is a specification, as qemu-img's.
+        crate::common::set_image_opts(true);
     }
     let actions = ordered_actions(&a);
     if actions.is_empty() {

@@ -1,6 +1,6 @@
 //! `blk compare`: qemu-img compare (exit 0 identical, 1 different, 2 error).
 
-use crate::common::{open_detail, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use block_core::ExtentFlags;
 use clap::Args;
 use plugin_host::{Image, OpenOptions};
@@ -71,12 +71,7 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        if crate::common::image_opts() || f.starts_with("json:") {
-            return crate::common::open_image(&host, f, &opts)
-                .map_err(|e| CliError { code: 2, ..e });
-        }
-        host.open(f, &opts)
-            .map_err(|e| err2(format!("Could not open '{f}': {}", open_detail(&e, f))))
+        crate::common::open_image_data(&host, f, &opts).map_err(|e| CliError { code: 2, ..e })
     };
     let img1 = open(&a.filename1, &a.format1)?;
     let img2 = open(&a.filename2, &a.format2)?;

@@ -2,7 +2,7 @@
 //! sparse (block status plus zero detection with `-S`), flattens backing
 //! chains unless `-B`, concatenates several sources, runs `-m` workers.
 
-use crate::common::{errno_of, open_image, CliError, CliResult, Globals};
+use crate::common::{errno_of, CliError, CliResult, Globals};
 use crate::human::strerror;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
 use block_core::{DriverCaps, ExtentFlags, OptionValues, ReqFlags, ZeroFlags};
@@ -40,7 +40,7 @@ pub struct ConvertArgs {
     #[arg(short = 'c', long = "compress")]
     compress: bool,
     /// Minimum run of zero bytes kept sparse (default 4k; 0 = fully allocate).
-    #[arg(short = 'S', long = "sparse-size")]
+    #[arg(short = 'S', long = "sparse-size", allow_hyphen_values = true)]
     sparse: Option<String>,
     /// Parallel workers (1..16, default 8).
     #[arg(short = 'm', long = "num-coroutines")]
@@ -426,7 +426,8 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
     match s {
         None => Ok(4096),
         Some(v) => {
-            let n = crate::human::strtosz(v).map_err(|_| bad())?;
+            let n =
+                crate::human::cvtnum("buffer size for sparse output", v).map_err(CliError::new)?;
             if n & 511 != 0 || n > 16 << 20 {
                 return Err(bad());
             }
@@ -437,6 +438,7 @@ fn parse_sparse(s: Option<&str>) -> CliResult<u64> {
 
 /// Runs `blk convert`.
 pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let options = a.options.join(",");
     if !a.no_create && crate::cmd_create::has_help_option(&options) {
         // As qemu-img: before any image is opened; the target name counts
@@ -502,7 +504,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let mut img = open_image(&host, s, &opts)?;
+        let mut img = crate::common::open_image_data(&host, s, &opts)?;
         if let Some(p) = &snapshot {
             img = open_snapshot(&host, img, s, &opts, p)?;
         }
@@ -600,8 +602,16 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         // Validate the options first, as qemu-img does (with the target
         // protocol's options appended).
         let schema = crate::cmd_create::merged_create_options(&host, &a.out_format, dst)?;
-        OptionValues::parse_str(&schema, &options)
+        // Enumerated values are checked when the target is created.
+        let loose = crate::cmd_create::loosen_enums(&schema);
+        let values = OptionValues::parse_str(&loose, &options)
             .map_err(|e| CliError::new(crate::common::opt_error(&e.message)))?;
+        if let Some(m) = crate::cmd_create::bad_enum_value(&schema, &values, &a.out_format) {
+            return Err(CliError::new(format!(
+                "{dst}: error while converting {}: {m}",
+                a.out_format
+            )));
+        }
         let bk = a
             .backing
             .as_deref()

@@ -104,6 +104,14 @@ fn print_order(fmt: &str, schema: &[OptDesc]) -> Vec<String> {
     let fixed: &[&str] = match fmt {
         "qcow2" => &[
             "encryption",
+            "encrypt.format",
+            "encrypt.key-secret",
+            "encrypt.cipher-alg",
+            "encrypt.cipher-mode",
+            "encrypt.ivgen-alg",
+            "encrypt.ivgen-hash-alg",
+            "encrypt.hash-alg",
+            "encrypt.iter-time",
             "cluster_size",
             "extended_l2",
             "preallocation",
@@ -172,15 +180,48 @@ pub fn formatting_line(filename: &str, fmt: &str, values: &OptionValues) -> Stri
     line
 }
 
+/// `schema` with its enumerated options taken as text, as QemuOpts takes
+/// them (the driver checks the words later).
+pub fn loosen_enums(schema: &[OptDesc]) -> Vec<OptDesc> {
+    schema
+        .iter()
+        .map(|d| match d.kind {
+            OptKind::Enum(_) => OptDesc {
+                kind: OptKind::String,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        })
+        .collect()
+}
+
+/// The message QEMU's create gives for an enumerated option with a value
+/// not among its words: the QAPI member name for qcow2's, the file
+/// protocol's own text for raw's preallocation.
+pub fn bad_enum_value(schema: &[OptDesc], values: &OptionValues, fmt: &str) -> Option<String> {
+    values.values.iter().find_map(|(k, v)| {
+        let d = schema.iter().find(|d| &d.name == k)?;
+        let OptKind::Enum(words) = &d.kind else {
+            return None;
+        };
+        if words.iter().any(|w| w == v) {
+            return None;
+        }
+        if fmt == "raw" {
+            return Some(format!("invalid parameter value: {v}"));
+        }
+        let member = match k.as_str() {
+            "compat" => "version".to_string(),
+            "encrypt.format" => "format".to_string(),
+            other => other.replace('_', "-"),
+        };
+        Some(format!("Parameter '{member}' does not accept value '{v}'"))
+    })
+}
+
 /// Parses a size argument with qemu-img's messages.
 pub fn parse_img_size(s: &str) -> CliResult<u64> {
-    match crate::human::strtosz(s) {
-        Ok(v) => Ok(v),
-        Err(e) if e == libc::ERANGE => Err(CliError::new("Image size must be less than 8 EiB!")),
-        Err(_) => Err(CliError::new(format!(
-            "Invalid image size specified: '{s}'."
-        ))),
-    }
+    crate::human::cvtnum("image size", s).map_err(CliError::new)
 }
 
 /// Creates an image like `bdrv_img_create`: validates the options, takes
@@ -205,10 +246,18 @@ pub fn create_image(
     let _ = d;
     let schema =
         merged_create_options(host, fmt, filename).map_err(|e| ferr(e.msg.unwrap_or_default()))?;
-    let mut values = OptionValues::parse_str(&schema, options)
+    // QEMU takes enumerated values as text and checks them only when the
+    // driver creates, after the Formatting line.
+    let loose = loosen_enums(&schema);
+    let mut values = OptionValues::parse_str(&loose, options)
         .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
     // Positional size, -b and -F override -o.
     if let Some(s) = size {
+        if values.is_set("size") {
+            return Err(ferr(
+                "The image size must be specified only once".to_string(),
+            ));
+        }
         values.set("size", s.to_string());
     }
     let backing = backing.map(str::to_string).or_else(|| {
@@ -216,11 +265,17 @@ pub fn create_image(
             .get_str("backing_file")
             .filter(|_| values.is_set("backing_file"))
     });
-    let mut backing_fmt = backing_fmt.map(str::to_string).or_else(|| {
+    let backing_fmt = backing_fmt.map(str::to_string).or_else(|| {
         values
             .get_str("backing_fmt")
             .filter(|_| values.is_set("backing_fmt"))
     });
+    if backing.is_none() && backing_fmt.is_some() && !schema.iter().any(|o| o.name == "backing_fmt")
+    {
+        return Err(ferr(format!(
+            "Backing file format not supported for file format '{fmt}'"
+        )));
+    }
     if let Some(b) = &backing {
         if !schema.iter().any(|o| o.name == "backing_file") {
             return Err(ferr(format!(
@@ -282,14 +337,23 @@ pub fn create_image(
                 }
             }
         }
-    } else {
-        backing_fmt = None;
+    } else if let Some(bf) = &backing_fmt {
+        // Shown in the Formatting line, then refused as QEMU's driver does.
+        values.set("backing_fmt", bf.clone());
     }
     if !values.is_set("size") {
         return Err(ferr("Image creation needs a size parameter".to_string()));
     }
     if !quiet {
         println!("{}", formatting_line(filename, fmt, &values));
+    }
+    if let Some(m) = bad_enum_value(&schema, &values, fmt) {
+        return Err(ferr(m));
+    }
+    if backing.is_none() && backing_fmt.is_some() {
+        return Err(ferr(
+            "Backing format cannot be used without backing file".to_string(),
+        ));
     }
     let opt_string = values
         .values
@@ -324,6 +388,7 @@ pub fn create_image(
 
 /// Runs `blk create`.
 pub fn run(g: &Globals, a: CreateArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let host = g.host()?;
     let options = a.options.join(",");
     if has_help_option(&options) {

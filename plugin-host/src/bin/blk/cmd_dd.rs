@@ -3,7 +3,7 @@
 //! with qemu-img's operands, messages and size rules.
 
 use crate::args::{cvtnum_full, parse_ulong};
-use crate::common::{errno_of, error_detail, open_image, CliError, CliResult, Globals};
+use crate::common::{errno_of, error_detail, CliError, CliResult, Globals};
 use crate::human::strerror;
 use block_core::DriverCaps;
 use clap::Args;
@@ -70,7 +70,7 @@ pub fn run(g: &Globals, a: DdArgs) -> CliResult {
         return Err(CliError::new("Must specify both input and output files"));
     };
     let host = g.host()?;
-    let src = open_image(
+    let src = crate::common::open_image_data(
         &host,
         input,
         &OpenOptions {

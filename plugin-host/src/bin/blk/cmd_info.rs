@@ -65,14 +65,21 @@ pub fn node_report(n: &GraphNode) -> CliResult<NodeReport> {
     let protocol = n.role == Some(ChildRole::File) || n.role == Some(ChildRole::DataFile);
     let mut children = Vec::new();
     for (role, c) in n.children() {
-        if role == ChildRole::Backing {
+        // QEMU 10 lists neither the backing file nor an external data
+        // file among an image's child nodes.
+        if role == ChildRole::Backing || role == ChildRole::DataFile {
             continue;
         }
         children.push((role.as_str().to_string(), node_report(&c)?));
     }
     Ok(NodeReport {
         info,
-        filename: n.filename.clone(),
+        // QEMU names a node opened as "file:NAME" by its file's name.
+        filename: n
+            .filename
+            .strip_prefix("file:")
+            .unwrap_or(&n.filename)
+            .to_string(),
         actual_size,
         full_backing_filename,
         snapshots,

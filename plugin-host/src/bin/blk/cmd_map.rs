@@ -1,6 +1,6 @@
 //! `blk map`: qemu-img map, extents merged exactly as qemu-img merges them.
 
-use crate::common::{open_image, parse_output, CliError, CliResult, Globals, OutputFormat};
+use crate::common::{parse_output, CliError, CliResult, Globals, OutputFormat};
 use block_core::{ChildRole, ExtentFlags};
 use clap::Args;
 use plugin_host::{GraphNode, Image, OpenOptions};
@@ -175,7 +175,7 @@ pub fn run(g: &Globals, a: MapArgs) -> CliResult {
         force_share: a.force_share,
         ..OpenOptions::default()
     };
-    let img = open_image(&host, &a.filename, &opts)?;
+    let img = crate::common::open_image_data(&host, &a.filename, &opts)?;
     let mut chain = vec![img.graph().clone()];
     let mut cur = img.graph().backing();
     while let Some(n) = cur {

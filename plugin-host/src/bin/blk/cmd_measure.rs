@@ -4,7 +4,7 @@
 //! status reports them).
 
 use crate::args::cvtnum_full;
-use crate::common::{open_image, parse_output, CliError, CliResult, Globals, OutputFormat};
+use crate::common::{parse_output, CliError, CliResult, Globals, OutputFormat};
 use crate::opts_check::check_options;
 use crate::qjson::QObj;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
@@ -88,6 +88,7 @@ fn source_bitmaps(img: &plugin_host::Image) -> Option<Vec<block_core::MeasureBit
 
 /// Runs `blk measure`.
 pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
+    crate::common::check_option_lists(&a.options)?;
     let size = a
         .size
         .as_deref()
@@ -124,7 +125,7 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
             force_share: a.force_share,
             ..OpenOptions::default()
         };
-        let mut img = open_image(&host, f, &opts)?;
+        let mut img = crate::common::open_image_data(&host, f, &opts)?;
         if let Some(l) = &a.snapshot {
             let p = parse_snapshot_param(l)?;
             img = open_snapshot(&host, img, f, &opts, &p)?;
@@ -146,8 +147,13 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
     // appends them, and change nothing in the answer.
     let schema = crate::cmd_create::merged_create_options(&host, out_fmt, "")?;
     let own = drv.driver.create_options();
-    let values = check_options(&schema, &options)
-        .map_err(|m| CliError::new(format!("{m}\nInvalid options for file format '{out_fmt}'")))?;
+    // Enumerated values are the driver's to check, as QEMU's measure.
+    let values =
+        check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
+            CliError::new(format!(
+                "{m}\nblk: Invalid options for file format '{out_fmt}'"
+            ))
+        })?;
     let mut req = MeasureRequest {
         options: values
             .values

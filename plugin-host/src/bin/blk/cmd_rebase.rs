@@ -62,7 +62,12 @@ fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
 pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
     crate::cache_mode::check(a.cache.as_deref())?;
     crate::cache_mode::check_source(a.src_cache.as_deref())?;
-    let Some(new) = a.backing.clone() else {
+    // Unsafe mode without -b drops the backing file, as qemu-img.
+    let Some(new) = a
+        .backing
+        .clone()
+        .or_else(|| a.unsafe_mode.then(String::new))
+    else {
         return Err(CliError::usage(
             "rebase",
             "Must specify backing file (-b) or use unsafe mode (-u)",
@@ -80,6 +85,11 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
+    if let Some(f) = &a.backing_format {
+        if host.registry().get(f).is_none() {
+            return Err(CliError::new(format!("Invalid format name: '{f}'")));
+        }
+    }
     if a.compress {
         crate::rebase_compress::check_supported(&host, &top)?;
     }
@@ -166,9 +176,14 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
         },
     )
     .map_err(|e| {
-        CliError::new(format!(
-            "Could not change the backing file to '{new}': {}",
+        // A driver without backing files: QEMU's ENOTSUP text.
+        let detail = if e.kind == block_core::ErrorKind::Unsupported {
+            crate::human::strerror(e.errno())
+        } else {
             crate::common::clean(&e.message)
+        };
+        CliError::new(format!(
+            "Could not change the backing file to '{new}': {detail}"
         ))
     })?;
     top.flush()?;

@@ -51,6 +51,11 @@ pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
         Err(libc::ERANGE) if below_2_64(text) => {
             return Err(CliError::new("New image size must be positive"))
         }
+        Err(libc::ERANGE) => {
+            return Err(CliError::new(format!(
+                "Value '{text}' is out of range for parameter 'size'"
+            )))
+        }
         Err(_) => return Err(bad()),
     };
     let host = g.host()?;

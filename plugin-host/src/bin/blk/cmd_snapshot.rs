@@ -1,6 +1,6 @@
 //! `blk snapshot`: qemu-img snapshot (-l list, -c create, -a apply, -d delete).
 
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{CliError, CliResult, Globals};
 use crate::snapshots::snapshot_table;
 use clap::Args;
 use plugin_host::OpenOptions;
@@ -56,7 +56,7 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
         no_backing: true,
         ..OpenOptions::default()
     };
-    let img = open_image(&host, &a.filename, &opts)?;
+    let img = crate::common::open_image_data(&host, &a.filename, &opts)?;
     if a.format.is_none() && img.graph().probed_raw && !listing {
         crate::io::probe_warning(&a.filename);
     }
@@ -76,6 +76,16 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
             ))
         })?;
     } else if let Some(name) = &a.delete {
+        // qemu-img deletes by name only (an ID is not looked up).
+        let by_name = img
+            .snapshot_list()
+            .map(|l| l.iter().any(|s| &s.name == name))
+            .unwrap_or(true);
+        if !by_name {
+            return Err(CliError::new(format!(
+                "Could not delete snapshot '{name}': snapshot not found"
+            )));
+        }
         img.snapshot_delete(name).map_err(|e| {
             let detail = if e.kind == block_core::ErrorKind::NotFound {
                 "snapshot not found".to_string()

@@ -153,6 +153,13 @@ pub fn opt_error(msg: &str) -> String {
                  and exabytes, respectively."
             );
         }
+        // QemuOpts names the expected type without the value.
+        for expect in ["a number", "'on' or 'off'"] {
+            let sep = format!("' expects {expect}, got '");
+            if let Some((name, _)) = rest.split_once(sep.as_str()) {
+                return format!("Parameter '{name}' expects {expect}");
+            }
+        }
     }
     msg.to_string()
 }
@@ -172,6 +179,18 @@ pub fn create_detail(e: &BlockError, filename: &str) -> String {
         Some(rest) => rest.to_string(),
         None => s,
     }
+}
+
+/// Refuses a `-o` argument qemu-img's getopt loop refuses: empty, starting
+/// with a comma, or ending in an odd number of commas.
+pub fn check_option_lists(lists: &[String]) -> CliResult<()> {
+    for l in lists {
+        let trailing = l.len() - l.trim_end_matches(',').len();
+        if l.is_empty() || l.starts_with(',') || trailing % 2 == 1 {
+            return Err(CliError::new(format!("Invalid option list: {l}")));
+        }
+    }
+    Ok(())
 }
 
 /// Set once from the command line: `--image-opts` was given.
@@ -211,6 +230,25 @@ pub fn open_image(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<
     open_image_file(host, filename, opts)
 }
 
+/// Opens an image whose data the command reads: an encrypted image is
+/// refused as QEMU refuses to open it without its secret (blk has none:
+/// it cannot decrypt). `info`, which needs no data, uses [`open_image`].
+pub fn open_image_data(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
+    let img = open_image(host, filename, opts)?;
+    let encrypted = img
+        .info()
+        .ok()
+        .and_then(|i| i.node.format_specific)
+        .and_then(|v| v.get("data").map(|d| d.get("encrypt").is_some()))
+        .unwrap_or(false);
+    if encrypted {
+        return Err(CliError::new(format!(
+            "Could not open '{filename}': Parameter 'encrypt.key-secret' is required for cipher"
+        )));
+    }
+    Ok(img)
+}
+
 /// Opens an image by file name (or `json:` specification) whatever
 /// `--image-opts` says: for targets and backing files.
 pub fn open_image_file(host: &Host, filename: &str, opts: &OpenOptions) -> CliResult<Image> {
@@ -234,9 +272,11 @@ pub fn open_error(e: &BlockError, filename: &str) -> CliError {
             return spec_open_error(e, filename, &spec);
         }
     }
+    // The file protocol's own errors name the file without "file:".
+    let inner = filename.strip_prefix("file:").unwrap_or(filename);
     CliError::new(format!(
         "Could not open '{filename}': {}",
-        open_detail(e, filename)
+        open_detail(e, inner)
     ))
 }
 

@@ -165,6 +165,21 @@ pub fn strtosz(s: &str) -> Result<u64, i32> {
     Ok(v as u64)
 }
 
+/// Parses a number the way qemu-img's `cvtnum` does, with its messages:
+/// "Invalid WHAT specified: 'TEXT'." for text that is no size, and
+/// "Invalid WHAT specified. Must be between 0 and INT64_MAX." for a
+/// negative or too large one.
+pub fn cvtnum(what: &str, s: &str) -> Result<u64, String> {
+    match strtosz(s) {
+        Ok(v) => Ok(v),
+        Err(e) if e == libc::ERANGE || s.starts_with('-') => Err(format!(
+            "Invalid {what} specified. Must be between 0 and {}.",
+            i64::MAX
+        )),
+        Err(_) => Err(format!("Invalid {what} specified: '{s}'.")),
+    }
+}
+
 /// The C library's message for an errno value ("Input/output error").
 pub fn strerror(errno: i32) -> String {
     let s = std::io::Error::from_raw_os_error(errno).to_string();

@@ -133,10 +133,19 @@ fn init_logging(verbose: u8) {
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, rec| {
             let msg = rec.args().to_string();
-            match check_message(rec.level(), &msg) {
-                Some(m) => writeln!(buf, "{m}"),
-                None => writeln!(buf, "[{:<5} {}] {msg}", rec.level(), rec.target()),
+            if let Some(m) = check_message(rec.level(), &msg) {
+                return writeln!(buf, "{m}");
             }
+            if rec.level() == log::Level::Warn {
+                // As QEMU's warn_report; a "hint: " record continues the
+                // previous warning bare and, as QEMU's error_printf hints
+                // do, without a newline.
+                return match msg.strip_prefix("hint: ") {
+                    Some(h) => write!(buf, "{h}"),
+                    None => writeln!(buf, "blk: warning: {msg}"),
+                };
+            }
+            writeln!(buf, "[{:<5} {}] {msg}", rec.level(), rec.target())
         })
         .target(env_logger::Target::Stderr)
         .try_init();

@@ -299,7 +299,10 @@ fn help(argv: &[String]) -> i32 {
     if argv.len() == 2 {
         match find(&argv[1]) {
             Some(c) => {
-                println!("{}", help_line(c));
+                // Under the name asked for (an alias such as `r` too).
+                let line = help_line(c);
+                let line = line.strip_prefix(c.name).unwrap_or(&line);
+                println!("{}{line}", argv[1]);
                 if let Some(text) = extended_help(c.name) {
                     print!("{text}");
                 }
@@ -333,6 +336,148 @@ fn extended_help(name: &str) -> Option<&'static str> {
              -t, -- use the given cache mode for the image\n \
              -d, -- use the given discard mode for the image\n \
              -o, -- options to be given to the block driver\n",
+        ),
+        "aio_read" => Some(
+            r#"
+ asynchronously reads a range of bytes from the given offset
+
+ Example:
+ 'aio_read -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ The read is performed asynchronously and the aio_flush command must be
+ used to ensure all outstanding aio requests have been completed.
+ Note that due to its asynchronous nature, this command will be
+ considered successful once the request is submitted, independently
+ of potential I/O errors or pattern mismatches.
+ -C, -- report statistics in a machine parsable format
+ -i, -- treat request as invalid, for exercising stats
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -v, -- dump buffer to standard output
+
+"#,
+        ),
+        "aio_write" => Some(
+            r#"
+ asynchronously writes a range of bytes from the given offset source
+ from multiple buffers
+
+ Example:
+ 'aio_write 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ The write is performed asynchronously and the aio_flush command must be
+ used to ensure all outstanding aio requests have been completed.
+ Note that due to its asynchronous nature, this command will be
+ considered successful once the request is submitted, independently
+ of potential I/O errors or pattern mismatches.
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -i, -- treat request as invalid, for exercising stats
+ -P, -- use different pattern to fill file
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -u, -- with -z, allow unmapping
+ -z, -- write zeroes using blk_aio_pwrite_zeroes
+
+"#,
+        ),
+        "discard" => Some(
+            r#"
+ discards a range of bytes from the given offset
+
+ Example:
+ 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file
+
+ Discards a segment of the currently open file.
+ -C, -- report statistics in a machine parsable format
+ -q, -- quiet mode, do not show I/O statistics
+
+"#,
+        ),
+        "read" => Some(
+            r#"
+ reads a range of bytes from the given offset
+
+ Example:
+ 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ -b, -- read from the VM state rather than the virtual disk
+ -C, -- report statistics in a machine parsable format
+ -l, -- length for pattern verification (only with -P)
+ -p, -- ignored for backwards compatibility
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -s, -- start offset for pattern verification (only with -P)
+ -v, -- dump buffer to standard output
+
+"#,
+        ),
+        "readv" => Some(
+            r#"
+ reads a range of bytes from the given offset into multiple buffers
+
+ Example:
+ 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ Uses multiple iovec buffers if more than one byte range is specified.
+ -C, -- report statistics in a machine parsable format
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -v, -- dump buffer to standard output
+
+"#,
+        ),
+        "write" => Some(
+            r#"
+ writes a range of bytes from the given offset
+
+ Example:
+ 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -b, -- write to the VM state rather than the virtual disk
+ -c, -- write compressed data with blk_write_compressed
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -n, -- with -z, don't allow slow fallback
+ -p, -- ignored for backwards compatibility
+ -P, -- use different pattern to fill file
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -s, -- use a pattern file to fill the write buffer
+ -u, -- with -z, allow unmapping
+ -z, -- write zeroes using blk_pwrite_zeroes
+
+"#,
+        ),
+        "writev" => Some(
+            r#"
+ writes a range of bytes from the given offset source from multiple buffers
+
+ Example:
+ 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -P, -- use different pattern to fill file
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+
+"#,
         ),
         _ => None,
     }

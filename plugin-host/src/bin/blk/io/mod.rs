@@ -110,6 +110,16 @@ pub fn run(g: &Globals, a: IoArgs) -> CliResult {
         }
     }
     crate::cache_mode::check(a.cache.as_deref())?;
+    if let Some(d) = a.discard.as_deref() {
+        if !matches!(d, "ignore" | "off" | "unmap" | "on") {
+            return Err(CliError::new(format!("Invalid discard option: {d}")));
+        }
+    }
+    if let Some(i) = a.aio.as_deref() {
+        if !matches!(i, "threads" | "native" | "io_uring") {
+            return Err(CliError::new(format!("Invalid aio option: {i}")));
+        }
+    }
     let image_opts = crate::common::image_opts();
     if image_opts && a.format.is_some() {
         return Err(CliError::new("--image-opts and -f are mutually exclusive"));
@@ -121,6 +131,12 @@ pub fn run(g: &Globals, a: IoArgs) -> CliResult {
         quit: false,
     };
     if let Some(filename) = &a.filename {
+        let direct = a.nocache || matches!(a.cache.as_deref(), Some("none" | "directsync"));
+        if (a.native_aio || a.aio.as_deref() == Some("native")) && !direct {
+            return Err(CliError::new(format!(
+                "can't open device {filename}: aio=native was specified, but it requires cache.direct=on, which was not specified."
+            )));
+        }
         if a.force_share && !a.read_only {
             return Err(CliError::new(format!(
                 "can't open device {filename}: force-share=on can only be used with read-only images"
