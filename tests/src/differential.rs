@@ -459,11 +459,23 @@ pub fn fixture(dir: &Path, name: &str) {
 fn template() -> &'static Path {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("blk-diff-fixtures")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
+        // One directory per test process, named by its pid; those of
+        // processes that have ended are removed first, so runs leave at most
+        // the directories of the processes still alive.
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("blk-diff-fixtures-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = tmp.join(format!("blk-diff-fixtures-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("fixture directory");
         for (name, _) in FIXTURES {
             fixture(&dir, name);
         }
