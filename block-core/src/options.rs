@@ -118,10 +118,9 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Splits `k=v,k2=v2` into pairs, with `,,` standing for a literal comma as in
-/// QEMU. A bare `k` means `k=on`.
-pub fn split_option_string(text: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
+/// Splits an option string at its commas into items, with `,,` standing for
+/// a literal comma as in QEMU; empty items are kept.
+pub fn split_option_items(text: &str) -> Vec<String> {
     let mut items = Vec::new();
     let mut cur = String::new();
     let mut chars = text.chars().peekable();
@@ -138,6 +137,14 @@ pub fn split_option_string(text: &str) -> Result<Vec<(String, String)>> {
         }
     }
     items.push(cur);
+    items
+}
+
+/// Splits `k=v,k2=v2` into pairs, with `,,` standing for a literal comma as in
+/// QEMU. A bare `k` means `k=on`.
+pub fn split_option_string(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let items = split_option_items(text);
     for item in items {
         if item.is_empty() {
             continue;

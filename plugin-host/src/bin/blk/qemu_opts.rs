@@ -6,22 +6,7 @@
 /// Parses `text` into `(key, value)` pairs in order. `implied` names the
 /// option a leading bare value belongs to. Errors are QEMU's messages.
 pub fn parse(text: &str, implied: Option<&str>) -> Result<Vec<(String, String)>, String> {
-    let mut items = Vec::new();
-    let mut cur = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push(',');
-            } else {
-                items.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(c);
-        }
-    }
-    items.push(cur);
+    let items = block_core::options::split_option_items(text);
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         if item.is_empty() {
