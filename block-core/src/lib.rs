@@ -12,6 +12,7 @@
 
 pub mod abi;
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod host;
 pub mod info;

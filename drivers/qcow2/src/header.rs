@@ -95,35 +95,12 @@ pub struct Header {
     pub other_extensions: Vec<(u32, Vec<u8>)>,
 }
 
-fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn be64(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_be_bytes(a)
-}
-
-/// Reads a big-endian u64 from `b` at `off`.
-pub fn get_u64(b: &[u8], off: usize) -> u64 {
-    be64(b, off)
-}
-
-/// Reads a big-endian u32 from `b` at `off`.
-pub fn get_u32(b: &[u8], off: usize) -> u32 {
-    be32(b, off)
-}
-
-/// Writes a big-endian u64 into `b` at `off`.
-pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Writes a big-endian u32 into `b` at `off`.
-pub fn put_u32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
-}
+// The field accessors are the engine codec's (big-endian): qcow2's
+// tables and header are read and written with them.
+use block_core::engine::codec::{get_be32 as be32, get_be64 as be64};
+pub use block_core::engine::codec::{
+    get_be32 as get_u32, get_be64 as get_u64, put_be32 as put_u32, put_be64 as put_u64,
+};
 
 fn bad(msg: impl Into<String>) -> BlockError {
     BlockError::corrupt("open", msg)
