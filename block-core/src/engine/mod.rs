@@ -8,5 +8,6 @@
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod refcount_alloc;
 pub mod table_cache;
 pub mod writeback;
