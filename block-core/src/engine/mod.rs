@@ -5,6 +5,7 @@
 //! and append (BAT-style) allocators, the compression codecs, and the
 //! check/repair support (computed refcounts, comparison, rebuild).
 
+pub mod append_alloc;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
