@@ -12,3 +12,5 @@ pub mod compression;
 pub mod refcount_alloc;
 pub mod table_cache;
 pub mod writeback;
+pub mod check;
+pub mod rebuild;
