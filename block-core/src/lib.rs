@@ -25,7 +25,9 @@ pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TA
 pub use error::{BlockError, ErrorKind, Result};
 pub use host::{resolve_relative, ChildRequest, ChildRole, HostServices};
 pub use info::{
-    CheckFinding, CheckReport, CheckStopped, FindingKind, MeasureBitmap, MeasureRequest, MeasureResult, NodeInfo, SnapshotInfo};
+    CheckFinding, CheckReport, CheckStopped, FindingKind, MeasureBitmap, MeasureRequest,
+    MeasureResult, NodeInfo, SnapshotInfo,
+};
 pub use node::{iov_len, iov_len_mut, BlockNode, BlockNodeExt};
 pub use options::{parse_size, OptDesc, OptKind, OptionValues};
 pub use registry::{DriverOrigin, RegisteredDriver, Registry};

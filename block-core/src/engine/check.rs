@@ -240,7 +240,9 @@ mod tests {
         // A cluster or more past it: an error, not counted.
         r.inc(1 << 40, 512, &mut rep);
         assert_eq!(rep.corruptions, 1);
-        assert!(rep.findings[0].message.starts_with("ERROR: counting reference"));
+        assert!(rep.findings[0]
+            .message
+            .starts_with("ERROR: counting reference"));
         assert_eq!(rep.findings[0].kind, FindingKind::Corruption);
         assert_eq!(rep.findings[0].offset, Some(1 << 40));
         // Overflow of the refcount width.
@@ -250,7 +252,10 @@ mod tests {
         r.inc(1024, 1, &mut rep);
         assert_eq!(r.get(2), 3);
         assert_eq!(rep.corruptions, 2);
-        assert_eq!(rep.findings[1].message, "ERROR: overflow cluster offset=0x400");
+        assert_eq!(
+            rep.findings[1].message,
+            "ERROR: overflow cluster offset=0x400"
+        );
     }
 
     #[test]

@@ -6,11 +6,11 @@
 //! check/repair support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
+pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod rebuild;
 pub mod refcount_alloc;
 pub mod table_cache;
 pub mod writeback;
-pub mod check;
-pub mod rebuild;

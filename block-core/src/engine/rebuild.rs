@@ -275,6 +275,10 @@ mod tests {
             Err(BlockError::io("write", "EIO"))
         })
         .unwrap_err();
-        assert!(e.message.starts_with("ERROR writing refblock"), "{}", e.message);
+        assert!(
+            e.message.starts_with("ERROR writing refblock"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -38,7 +38,12 @@ impl Qcow2Node {
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
             Err(e) => {
-                error(rep, FindingKind::CheckError, None, format!("I/O error in check_refcounts_l2: {e}"));
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    format!("I/O error in check_refcounts_l2: {e}"),
+                );
                 rep.check_errors += 1;
                 return Ok(());
             }
@@ -56,7 +61,12 @@ impl Qcow2Node {
             };
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR found l2 entry with reserved bits set: {entry:x}"));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR found l2 entry with reserved bits set: {entry:x}"),
+                );
                 rep.corruptions += 1;
             }
             match ct {
@@ -68,7 +78,14 @@ impl Qcow2Node {
                     }
                     let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
-                        error(rep, FindingKind::Corruption, None, format!("ERROR compressed cluster {i} with data file, entry={entry:#x}"));
+                        error(
+                            rep,
+                            FindingKind::Corruption,
+                            None,
+                            format!(
+                                "ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                            ),
+                        );
                         rep.corruptions += 1;
                         continue;
                     }
@@ -133,7 +150,14 @@ impl Qcow2Node {
                 ClusterType::ZeroPlain => {}
                 ClusterType::Unallocated => {
                     if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        error(rep, FindingKind::Corruption, None, format!("ERROR: Unallocated cluster has non-zero subcluster allocation map"));
+                        error(
+                            rep,
+                            FindingKind::Corruption,
+                            None,
+                            format!(
+                                "ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                            ),
+                        );
                         rep.corruptions += 1;
                     }
                 }
@@ -163,7 +187,12 @@ impl Qcow2Node {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR found L1 entry with reserved bits set: {e:x}"));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR found L1 entry with reserved bits set: {e:x}"),
+                );
                 rep.corruptions += 1;
             }
             let l2 = e & L1E_OFFSET_MASK;
@@ -172,7 +201,14 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!(
+                        "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                    ),
+                );
                 rep.corruptions += 1;
                 continue;
             }
@@ -262,8 +298,12 @@ impl Qcow2Node {
         refs.inc(0, cs, rep);
         self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
         if self.data_file.is_some() && !snaps.is_empty() {
-            error(rep, FindingKind::Corruption, None, format!("ERROR {} snapshots in image with data file",
-                snaps.len()));
+            error(
+                rep,
+                FindingKind::Corruption,
+                None,
+                format!("ERROR {} snapshots in image with data file", snaps.len()),
+            );
             rep.corruptions += 1;
         }
         for s in &snaps {
@@ -288,7 +328,12 @@ impl Qcow2Node {
                     self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?;
                 }
                 Err(e) => {
-                    error(rep, FindingKind::CheckError, None, format!("ERROR: I/O error in check_refcounts_l1: {e}"));
+                    error(
+                        rep,
+                        FindingKind::CheckError,
+                        None,
+                        format!("ERROR: I/O error in check_refcounts_l1: {e}"),
+                    );
                     rep.check_errors += 1;
                 }
             }
@@ -335,7 +380,12 @@ impl Qcow2Node {
             let e = ws.reftable[i];
             let off = e & REFT_OFFSET_MASK;
             if e & REFT_RESERVED_MASK != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR refcount table entry {i} has reserved bits set"));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR refcount table entry {i} has reserved bits set"),
+                );
                 rep.corruptions += 1;
                 rebuild = true;
                 continue;
@@ -352,10 +402,20 @@ impl Qcow2Node {
             if off / cs >= refs.file_len.div_ceil(cs) {
                 rep.corruptions += 1;
                 if !mode.contains(CheckMode::FIX_ERRORS) {
-                    error(rep, FindingKind::Corruption, None, format!("ERROR refcount block {i} is outside image"));
+                    error(
+                        rep,
+                        FindingKind::Corruption,
+                        None,
+                        format!("ERROR refcount block {i} is outside image"),
+                    );
                     continue;
                 }
-                note(rep, FindingKind::Repair, None, format!("Repairing refcount block {i} is outside image"));
+                note(
+                    rep,
+                    FindingKind::Repair,
+                    None,
+                    format!("Repairing refcount block {i} is outside image"),
+                );
                 let grown = off
                     .checked_add(cs)
                     .filter(|&end| end < MAX_HOST_OFFSET)
@@ -373,7 +433,12 @@ impl Qcow2Node {
                         refs.inc(off, cs, rep);
                     }
                     Err(e) => {
-                        error(rep, FindingKind::CheckError, None, format!("ERROR could not resize image: {e}"));
+                        error(
+                            rep,
+                            FindingKind::CheckError,
+                            None,
+                            format!("ERROR could not resize image: {e}"),
+                        );
                         rebuild = true;
                     }
                 }
@@ -381,8 +446,12 @@ impl Qcow2Node {
             }
             refs.inc(off, cs, rep);
             if refs.get(off / cs) != 1 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR refcount block {i} refcount={}",
-                    refs.get(off / cs)));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR refcount block {i} refcount={}", refs.get(off / cs)),
+                );
                 rep.corruptions += 1;
                 rebuild = true;
             }
@@ -403,7 +472,12 @@ impl Qcow2Node {
         let mut highest = compare_refcounts(ws, self, &refs, CheckMode::REPORT, &mut rebuild, rep);
         if rebuild && mode.contains(CheckMode::FIX_ERRORS) {
             let old = rep.clone();
-            note(rep, FindingKind::Note, None, "Rebuilding refcount structure".into());
+            note(
+                rep,
+                FindingKind::Note,
+                None,
+                "Rebuilding refcount structure".into(),
+            );
             if let Err(e) = self.rebuild_refcount_structure(ws, &mut refs) {
                 error(rep, FindingKind::CheckError, None, e.to_string());
                 return Err(self.ctx(e));
@@ -430,10 +504,16 @@ impl Qcow2Node {
                 // The old structures are leaked now; free them (the
                 // counts of this pass are not reported, its findings are).
                 let mut r = CheckReport::default();
-                highest = compare_refcounts(ws, self, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
+                highest =
+                    compare_refcounts(ws, self, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
                 rep.findings.append(&mut r.findings);
                 if rebuild {
-                    error(rep, FindingKind::Corruption, None, "ERROR rebuilt refcount structure is still broken".into());
+                    error(
+                        rep,
+                        FindingKind::Corruption,
+                        None,
+                        "ERROR rebuilt refcount structure is still broken".into(),
+                    );
                 }
                 fresh_leaks = r.leaks;
             }
@@ -446,7 +526,12 @@ impl Qcow2Node {
             rep.leaks += fresh_leaks;
         } else if mode.0 != 0 {
             if rebuild {
-                error(rep, FindingKind::CheckError, None, "ERROR need to rebuild refcount structures".into());
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    "ERROR need to rebuild refcount structures".into(),
+                );
                 return Err(self.ctx(block_core::BlockError::io(
                     "check",
                     "need to rebuild refcount structures",
@@ -456,7 +541,10 @@ impl Qcow2Node {
                 // Compare again, repairing, from the counts before the
                 // first comparison (its findings stay).
                 let findings = std::mem::take(&mut rep.findings);
-                *rep = CheckReport { findings, ..pre_compare };
+                *rep = CheckReport {
+                    findings,
+                    ..pre_compare
+                };
                 highest = compare_refcounts(ws, self, &refs, mode, &mut rebuild, rep);
             }
         }
@@ -484,7 +572,12 @@ impl Qcow2Node {
             let size = m.h.size;
             if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
                 // QEMU tries to free it and fails with EINVAL; say so alike.
-                note(rep, FindingKind::Note, None, format!("qcow2_free_clusters failed: Invalid argument"));
+                note(
+                    rep,
+                    FindingKind::Note,
+                    None,
+                    format!("qcow2_free_clusters failed: Invalid argument"),
+                );
                 m.snapshots_size = 0;
             }
             let mut list = m.snapshots.clone();
@@ -511,10 +604,20 @@ impl Qcow2Node {
                 continue;
             }
             if mode.contains(CheckMode::FIX_ERRORS) {
-                note(rep, FindingKind::Repair, None, format!("Repairing snapshot table entry {i} is incomplete"));
+                note(
+                    rep,
+                    FindingKind::Repair,
+                    None,
+                    format!("Repairing snapshot table entry {i} is incomplete"),
+                );
                 fix.push(i);
             } else {
-                error(rep, FindingKind::Corruption, None, format!("ERROR snapshot table entry {i} is incomplete"));
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR snapshot table entry {i} is incomplete"),
+                );
                 rep.corruptions += 1;
             }
         }
@@ -550,9 +653,12 @@ impl Qcow2Node {
             };
             if (rc == 1) != (l1e & OFLAG_COPIED != 0) {
                 rep.corruptions += 1;
-                say(rep, format!(
+                say(
+                    rep,
+                    format!(
                     "{word} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"
-                ));
+                ),
+                );
                 if repair {
                     let mut m = self.meta_write();
                     m.l1[i] = if rc == 1 {
@@ -569,7 +675,12 @@ impl Qcow2Node {
                 continue;
             }
             let Ok(table) = self.l2_table(l2) else {
-                error(rep, FindingKind::CheckError, None, format!("ERROR: Could not read L2 table"));
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    format!("ERROR: Could not read L2 table"),
+                );
                 rep.check_errors += 1;
                 continue;
             };
@@ -593,9 +704,10 @@ impl Qcow2Node {
                 };
                 if (rc == 1) != (e & OFLAG_COPIED != 0) {
                     rep.corruptions += 1;
-                    say(rep, format!(
-                        "{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"
-                    ));
+                    say(
+                        rep,
+                        format!("{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"),
+                    );
                     if repair {
                         changes.push((
                             j,
