@@ -154,9 +154,8 @@ impl Qcow2Node {
                             rep,
                             FindingKind::Corruption,
                             None,
-                            format!(
-                                "ERROR: Unallocated cluster has non-zero subcluster allocation map"
-                            ),
+                            "ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                                .to_string(),
                         );
                         rep.corruptions += 1;
                     }
@@ -576,7 +575,7 @@ impl Qcow2Node {
                     rep,
                     FindingKind::Note,
                     None,
-                    format!("qcow2_free_clusters failed: Invalid argument"),
+                    "qcow2_free_clusters failed: Invalid argument".to_string(),
                 );
                 m.snapshots_size = 0;
             }
@@ -679,7 +678,7 @@ impl Qcow2Node {
                     rep,
                     FindingKind::CheckError,
                     None,
-                    format!("ERROR: Could not read L2 table"),
+                    "ERROR: Could not read L2 table".to_string(),
                 );
                 rep.check_errors += 1;
                 continue;
