@@ -58,7 +58,75 @@ pub struct CheckReport {
     /// Compressed guest clusters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_clusters: Option<u64>,
+    /// What the check found and repaired, in the order found: the lines
+    /// `qemu-img check` prints on stderr. Absent from reports of drivers
+    /// that predate findings (they logged them instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<CheckFinding>,
 }
+
+impl CheckReport {
+    /// Records a finding.
+    pub fn push_finding(&mut self, kind: FindingKind, offset: Option<u64>, message: String) {
+        self.findings.push(CheckFinding {
+            kind,
+            offset,
+            message,
+        });
+    }
+}
+
+/// What a [`CheckFinding`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// An inconsistency that may corrupt data (counted in `corruptions`).
+    Corruption,
+    /// A leaked cluster (counted in `leaks`).
+    Leak,
+    /// A corruption or leak being repaired.
+    Repair,
+    /// An error that kept part of the image from being checked
+    /// (counted in `check_errors`).
+    CheckError,
+    /// Anything else the check says (a structure being rebuilt).
+    Note,
+    /// A kind this build does not know (sent by a newer driver).
+    #[serde(other)]
+    Other,
+}
+
+/// One finding of a consistency check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckFinding {
+    /// What it is.
+    pub kind: FindingKind,
+    /// The host offset concerned, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The line `qemu-img check` prints for it (without newline).
+    pub message: String,
+}
+
+/// The error source of a check that stopped (`check -r leaks` when only a
+/// rebuild would help, a failed rebuild): the findings up to that point,
+/// which the caller prints before the error. Found with
+/// `BlockError::source` and `downcast_ref`; it does not cross the plugin
+/// ABI (a plugin's stopped check reports the error alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckStopped {
+    /// The findings before the check stopped.
+    pub findings: Vec<CheckFinding>,
+}
+
+impl std::fmt::Display for CheckStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "check stopped after {} findings", self.findings.len())
+    }
+}
+
+impl std::error::Error for CheckStopped {}
 
 /// One internal snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod control;
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod host;
 pub mod info;
@@ -28,7 +29,10 @@ pub use control::{
 pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE};
 pub use error::{BlockError, ErrorKind, Result};
 pub use host::{resolve_relative, ChildRequest, ChildRole, HostServices};
-pub use info::{CheckReport, MeasureBitmap, MeasureRequest, MeasureResult, NodeInfo, SnapshotInfo};
+pub use info::{
+    CheckFinding, CheckReport, CheckStopped, FindingKind, MeasureBitmap, MeasureRequest,
+    MeasureResult, NodeInfo, SnapshotInfo,
+};
 pub use limits::{IoLimits, NodeCapabilities, ThreadModel};
 pub use node::{iov_len, iov_len_mut, BlockNode, BlockNodeExt};
 pub use options::{parse_size, OptDesc, OptKind, OptionValues};

@@ -11,94 +11,12 @@ use crate::mapping::{
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
 };
 use crate::node::{Qcow2Node, WState};
-use block_core::{BlockNodeExt, CheckMode, CheckReport, Result};
-use std::collections::BTreeMap;
+use block_core::engine::check::{compare_refcounts, error, note, ComputedRefcounts};
+use block_core::{BlockNodeExt, CheckMode, CheckReport, CheckStopped, FindingKind, Result};
 use std::sync::atomic::Ordering;
 
-/// The computed references (QEMU's in-memory refcount table): dense up to
-/// the file end, sparse beyond it (a hostile entry far past the end must
-/// not size an allocation).
-pub(crate) struct Refs {
-    pub(crate) dense: Vec<u64>,
-    pub(crate) sparse: BTreeMap<u64, u64>,
-    pub(crate) cs_bits: u32,
-    pub(crate) max: u64,
-    /// Length of the image file: a reference reaching one cluster or more
-    /// past it is an error and is not counted (as in QEMU).
-    pub(crate) file_len: u64,
-}
-
-impl Refs {
-    pub(crate) fn inc(&mut self, off: u64, len: u64, rep: &mut CheckReport) {
-        if len == 0 {
-            return;
-        }
-        let end = off.saturating_add(len);
-        if end > self.file_len && end - self.file_len >= 1 << self.cs_bits {
-            log::error!(
-                "qcow2 check: ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset {off:#x} size {len:#x}"
-            );
-            rep.corruptions += 1;
-            return;
-        }
-        let first = off >> self.cs_bits;
-        let last = (end - 1) >> self.cs_bits;
-        for k in first..=last {
-            let max = self.max;
-            let slot = self.slot(k);
-            if *slot >= max {
-                log::error!(
-                    "qcow2 check: ERROR: overflow cluster offset={:#x}",
-                    k << self.cs_bits
-                );
-                rep.corruptions += 1;
-            } else {
-                *slot += 1;
-            }
-        }
-    }
-
-    fn slot(&mut self, k: u64) -> &mut u64 {
-        if (k as usize) < self.dense.len() {
-            &mut self.dense[k as usize]
-        } else {
-            self.sparse.entry(k).or_insert(0)
-        }
-    }
-
-    /// Sets the reference count of cluster `k`.
-    pub(crate) fn set(&mut self, k: u64, v: u64) {
-        *self.slot(k) = v;
-    }
-
-    pub(crate) fn get(&self, k: u64) -> u64 {
-        if (k as usize) < self.dense.len() {
-            self.dense[k as usize]
-        } else {
-            self.sparse.get(&k).copied().unwrap_or(0)
-        }
-    }
-
-    /// Clusters covered: the file's, and any counted or allocated past it.
-    pub(crate) fn len(&self) -> u64 {
-        let past = self
-            .sparse
-            .iter()
-            .rev()
-            .find(|(_, &v)| v > 0)
-            .map_or(0, |(&k, _)| k + 1);
-        (self.dense.len() as u64).max(past)
-    }
-
-    /// Indices of the clusters to compare: the file's and every counted
-    /// one past it.
-    fn indices(&self) -> Vec<u64> {
-        let nb = self.dense.len() as u64;
-        let mut idx: Vec<u64> = (0..nb).collect();
-        idx.extend(self.sparse.keys().copied().filter(|k| *k >= nb));
-        idx
-    }
-}
+/// The computed references (the engine's).
+pub(crate) type Refs = ComputedRefcounts;
 
 impl Qcow2Node {
     fn read_l1_from_disk(&self, off: u64, n: u32) -> Result<Vec<u64>> {
@@ -120,7 +38,12 @@ impl Qcow2Node {
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
             Err(e) => {
-                log::error!("qcow2 check: I/O error in check_refcounts_l2: {e}");
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    format!("I/O error in check_refcounts_l2: {e}"),
+                );
                 rep.check_errors += 1;
                 return Ok(());
             }
@@ -138,30 +61,36 @@ impl Qcow2Node {
             };
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: ERROR found l2 entry with reserved bits set: {entry:x}");
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR found l2 entry with reserved bits set: {entry:x}"),
+                );
                 rep.corruptions += 1;
             }
             match ct {
                 ClusterType::Compressed => {
                     if entry & OFLAG_COPIED != 0 {
                         let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
-                        log::error!(
-                            "qcow2 check: ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"
-                        );
+                        error(rep, FindingKind::Corruption, None, format!("ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"));
                         rep.corruptions += 1;
                     }
                     let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
-                        log::error!(
-                            "qcow2 check: ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                        error(
+                            rep,
+                            FindingKind::Corruption,
+                            None,
+                            format!(
+                                "ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                            ),
                         );
                         rep.corruptions += 1;
                         continue;
                     }
                     if bitmap != 0 {
-                        log::error!(
-                            "qcow2 check: ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"
-                        );
+                        error(rep, FindingKind::Corruption, None, format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"));
                         rep.corruptions += 1;
                         continue;
                     }
@@ -178,9 +107,7 @@ impl Qcow2Node {
                 ClusterType::Normal | ClusterType::ZeroAlloc => {
                     let off = entry & L2E_OFFSET_MASK;
                     if (bitmap >> 32) & bitmap != 0 {
-                        log::error!(
-                            "qcow2 check: ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"
-                        );
+                        error(rep, FindingKind::Corruption, None, format!("ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"));
                         rep.corruptions += 1;
                     }
                     if g.in_cluster(off) != 0 {
@@ -196,18 +123,16 @@ impl Qcow2Node {
                                 "offset={off:x}: Preallocated cluster is not properly aligned; L2 entry corrupted."
                             );
                             if fix {
-                                log::warn!("qcow2 check: Repairing {m}");
+                                note(rep, FindingKind::Repair, None, format!("Repairing {m}"));
                                 let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
                                 fixed.push((i, new));
                                 rep.corruptions -= 1;
                                 rep.corruptions_fixed += 1;
                                 continue;
                             }
-                            log::error!("qcow2 check: ERROR {m}");
+                            error(rep, FindingKind::Corruption, None, format!("ERROR {m}"));
                         } else {
-                            log::error!(
-                                "qcow2 check: ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."
-                            );
+                            error(rep, FindingKind::Corruption, None, format!("ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."));
                         }
                     }
                     if frag {
@@ -225,8 +150,12 @@ impl Qcow2Node {
                 ClusterType::ZeroPlain => {}
                 ClusterType::Unallocated => {
                     if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        log::error!(
-                            "qcow2 check: ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                        error(
+                            rep,
+                            FindingKind::Corruption,
+                            None,
+                            "ERROR: Unallocated cluster has non-zero subcluster allocation map"
+                                .to_string(),
                         );
                         rep.corruptions += 1;
                     }
@@ -257,7 +186,12 @@ impl Qcow2Node {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: ERROR found L1 entry with reserved bits set: {e:x}");
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR found L1 entry with reserved bits set: {e:x}"),
+                );
                 rep.corruptions += 1;
             }
             let l2 = e & L1E_OFFSET_MASK;
@@ -266,8 +200,13 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                log::error!(
-                    "qcow2 check: ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!(
+                        "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                    ),
                 );
                 rep.corruptions += 1;
                 continue;
@@ -300,7 +239,21 @@ impl Qcow2Node {
         if writable && !self.corrupt.load(Ordering::Acquire) {
             self.writeback(&mut ws, true)?;
         }
-        let rep = self.check_locked(&mut ws, mode)?;
+        let cs = self.geo().cs();
+        let mut rep = CheckReport {
+            total_clusters: Some(self.meta_read().h.size.div_ceil(cs)),
+            allocated_clusters: Some(0),
+            fragmented_clusters: Some(0),
+            compressed_clusters: Some(0),
+            ..CheckReport::default()
+        };
+        if let Err(e) = self.check_locked(&mut ws, mode, &mut rep) {
+            // The findings so far travel with the error (qemu-img prints
+            // them before "Check failed").
+            return Err(e.with_source(CheckStopped {
+                findings: rep.findings,
+            }));
+        }
         if repair && rep.corruptions == 0 && rep.check_errors == 0 {
             // Consistent now: clear the corrupt bit.
             let was_corrupt =
@@ -340,40 +293,32 @@ impl Qcow2Node {
                 m.snapshots_size,
             )
         };
-        let mut refs = Refs {
-            dense: vec![0u64; flen.div_ceil(cs) as usize],
-            sparse: BTreeMap::new(),
-            cs_bits: g.cluster_bits,
-            max: g.max_refcount(),
-            file_len: flen,
-        };
+        let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
         refs.inc(0, cs, rep);
         self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
         if self.data_file.is_some() && !snaps.is_empty() {
-            log::error!(
-                "qcow2 check: ERROR {} snapshots in image with data file",
-                snaps.len()
+            error(
+                rep,
+                FindingKind::Corruption,
+                None,
+                format!("ERROR {} snapshots in image with data file", snaps.len()),
             );
             rep.corruptions += 1;
         }
         for s in &snaps {
             if g.in_cluster(s.l1_offset) != 0 {
-                log::error!(
-                    "qcow2 check: ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
+                error(rep, FindingKind::Corruption, None, format!("ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
                     s.id,
                     s.name,
-                    s.l1_offset
-                );
+                    s.l1_offset));
                 rep.corruptions += 1;
                 continue;
             }
             if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
-                log::error!(
-                    "qcow2 check: ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
+                error(rep, FindingKind::Corruption, None, format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
                     s.id,
                     s.name,
-                    s.l1_size
-                );
+                    s.l1_size));
                 rep.corruptions += 1;
                 continue;
             }
@@ -382,7 +327,12 @@ impl Qcow2Node {
                     self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?;
                 }
                 Err(e) => {
-                    log::error!("qcow2 check: ERROR: I/O error in check_refcounts_l1: {e}");
+                    error(
+                        rep,
+                        FindingKind::CheckError,
+                        None,
+                        format!("ERROR: I/O error in check_refcounts_l1: {e}"),
+                    );
                     rep.check_errors += 1;
                 }
             }
@@ -429,15 +379,18 @@ impl Qcow2Node {
             let e = ws.reftable[i];
             let off = e & REFT_OFFSET_MASK;
             if e & REFT_RESERVED_MASK != 0 {
-                log::error!("qcow2 check: ERROR refcount table entry {i} has reserved bits set");
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR refcount table entry {i} has reserved bits set"),
+                );
                 rep.corruptions += 1;
                 rebuild = true;
                 continue;
             }
             if g.in_cluster(off) != 0 {
-                log::error!(
-                    "qcow2 check: ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
-                );
+                error(rep, FindingKind::Corruption, None, format!("ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"));
                 rep.corruptions += 1;
                 rebuild = true;
                 continue;
@@ -448,10 +401,20 @@ impl Qcow2Node {
             if off / cs >= refs.file_len.div_ceil(cs) {
                 rep.corruptions += 1;
                 if !mode.contains(CheckMode::FIX_ERRORS) {
-                    log::error!("qcow2 check: ERROR refcount block {i} is outside image");
+                    error(
+                        rep,
+                        FindingKind::Corruption,
+                        None,
+                        format!("ERROR refcount block {i} is outside image"),
+                    );
                     continue;
                 }
-                log::warn!("qcow2 check: Repairing refcount block {i} is outside image");
+                note(
+                    rep,
+                    FindingKind::Repair,
+                    None,
+                    format!("Repairing refcount block {i} is outside image"),
+                );
                 let grown = off
                     .checked_add(cs)
                     .filter(|&end| end < MAX_HOST_OFFSET)
@@ -469,7 +432,12 @@ impl Qcow2Node {
                         refs.inc(off, cs, rep);
                     }
                     Err(e) => {
-                        log::error!("qcow2 check: ERROR could not resize image: {e}");
+                        error(
+                            rep,
+                            FindingKind::CheckError,
+                            None,
+                            format!("ERROR could not resize image: {e}"),
+                        );
                         rebuild = true;
                     }
                 }
@@ -477,9 +445,11 @@ impl Qcow2Node {
             }
             refs.inc(off, cs, rep);
             if refs.get(off / cs) != 1 {
-                log::error!(
-                    "qcow2 check: ERROR refcount block {i} refcount={}",
-                    refs.get(off / cs)
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR refcount block {i} refcount={}", refs.get(off / cs)),
                 );
                 rep.corruptions += 1;
                 rebuild = true;
@@ -488,99 +458,27 @@ impl Qcow2Node {
         Ok(rebuild)
     }
 
-    /// QEMU's compare_refcounts: compares the on-disk refcounts with
-    /// `refs`, repairing per `fix`; a referenced cluster whose refcount is
-    /// 0 (its refcount block may be missing) sets `rebuild` instead.
-    /// Returns the highest cluster in use.
-    fn compare_refcounts(
-        &self,
-        ws: &mut WState,
-        refs: &Refs,
-        fix: CheckMode,
-        rebuild: &mut bool,
-        rep: &mut CheckReport,
-    ) -> u64 {
-        let mut highest = 0u64;
-        for i in refs.indices() {
-            let r1 = match self.get_refcount(ws, i) {
-                Ok(v) => v,
-                Err(e) => {
-                    log::error!("qcow2 check: Can't get refcount for cluster {i}: {e}");
-                    rep.check_errors += 1;
-                    continue;
-                }
-            };
-            let r2 = refs.get(i);
-            if r1 > 0 || r2 > 0 {
-                highest = i;
-            }
-            if r1 == r2 {
-                continue;
-            }
-            if r1 == 0 {
-                *rebuild = true;
-            }
-            let fixable = r1 != 0
-                && ((r1 > r2 && fix.contains(CheckMode::FIX_LEAKS))
-                    || (r1 < r2 && fix.contains(CheckMode::FIX_ERRORS)));
-            if fixable {
-                log::warn!("qcow2 check: Repairing cluster {i} refcount={r1} reference={r2}");
-                // Never allocates: r1 > 0, so a refcount block covers i.
-                if self.change_refcount(ws, i, r2 as i64 - r1 as i64).is_ok() {
-                    if r2 == 0 && i < refs.dense.len() as u64 {
-                        // Nothing references it: discard it as QEMU does
-                        // (QCOW2_DISCARD_ALWAYS); a crash before the
-                        // refcount reaches disk leaves a harmless leak.
-                        let cs = 1u64 << refs.cs_bits;
-                        if let Err(e) = self.file.discard(i * cs, cs) {
-                            log::debug!("qcow2 check: discard of cluster {i} failed: {e}");
-                        }
-                    }
-                    if r1 > r2 {
-                        rep.leaks_fixed += 1;
-                    } else {
-                        rep.corruptions_fixed += 1;
-                    }
-                    continue;
-                }
-            } else if r1 < r2 {
-                log::error!("qcow2 check: ERROR cluster {i} refcount={r1} reference={r2}");
-            } else {
-                log::warn!("qcow2 check: Leaked cluster {i} refcount={r1} reference={r2}");
-            }
-            if r1 < r2 {
-                rep.corruptions += 1;
-            } else {
-                rep.leaks += 1;
-            }
-        }
-        highest
-    }
-
     /// QEMU's qcow2_check_refcounts: count, compare, then repair: leaks and
     /// refcounts in place, or the whole refcount structure rebuilt
     /// (rebuild.rs) when a block is unusable or a referenced cluster has
     /// refcount 0. `-r leaks` cannot rebuild and fails with EIO.
-    fn check_locked(&self, ws: &mut WState, mode: CheckMode) -> Result<CheckReport> {
+    fn check_locked(&self, ws: &mut WState, mode: CheckMode, rep: &mut CheckReport) -> Result<()> {
         let g = self.geo();
         let cs = g.cs();
-        let mut rep = CheckReport {
-            total_clusters: Some(self.meta_read().h.size.div_ceil(cs)),
-            allocated_clusters: Some(0),
-            fragmented_clusters: Some(0),
-            compressed_clusters: Some(0),
-            ..CheckReport::default()
-        };
-        let incomplete = self.check_snapshot_table(&mut rep, mode);
-        let (mut refs, mut rebuild) = self.calculate_refcounts(ws, mode, &mut rep, true)?;
+        let incomplete = self.check_snapshot_table(rep, mode);
+        let (mut refs, mut rebuild) = self.calculate_refcounts(ws, mode, rep, true)?;
         let pre_compare = rep.clone();
-        let mut highest =
-            self.compare_refcounts(ws, &refs, CheckMode::REPORT, &mut rebuild, &mut rep);
+        let mut highest = compare_refcounts(ws, self, &refs, CheckMode::REPORT, &mut rebuild, rep);
         if rebuild && mode.contains(CheckMode::FIX_ERRORS) {
             let old = rep.clone();
-            log::warn!("qcow2 check: Rebuilding refcount structure");
+            note(
+                rep,
+                FindingKind::Note,
+                None,
+                "Rebuilding refcount structure".into(),
+            );
             if let Err(e) = self.rebuild_refcount_structure(ws, &mut refs) {
-                log::error!("qcow2 check: {e}");
+                error(rep, FindingKind::CheckError, None, e.to_string());
                 return Err(self.ctx(e));
             }
             rep.corruptions = 0;
@@ -593,7 +491,7 @@ impl Qcow2Node {
                 rep.fragmented_clusters,
                 rep.compressed_clusters,
             );
-            let (refs2, rb) = self.calculate_refcounts(ws, CheckMode::REPORT, &mut rep, false)?;
+            let (refs2, rb) = self.calculate_refcounts(ws, CheckMode::REPORT, rep, false)?;
             rebuild |= rb;
             (
                 rep.allocated_clusters,
@@ -602,16 +500,21 @@ impl Qcow2Node {
             ) = frag;
             let mut fresh_leaks = 0;
             if mode.contains(CheckMode::FIX_LEAKS) {
-                // The old structures are leaked now; free them.
-                let saved = rep.clone();
+                // The old structures are leaked now; free them (the
+                // counts of this pass are not reported, its findings are).
                 let mut r = CheckReport::default();
                 highest =
-                    self.compare_refcounts(ws, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
+                    compare_refcounts(ws, self, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
+                rep.findings.append(&mut r.findings);
                 if rebuild {
-                    log::error!("qcow2 check: ERROR rebuilt refcount structure is still broken");
+                    error(
+                        rep,
+                        FindingKind::Corruption,
+                        None,
+                        "ERROR rebuilt refcount structure is still broken".into(),
+                    );
                 }
                 fresh_leaks = r.leaks;
-                rep = saved;
             }
             if rep.corruptions < old.corruptions {
                 rep.corruptions_fixed += old.corruptions - rep.corruptions;
@@ -622,37 +525,58 @@ impl Qcow2Node {
             rep.leaks += fresh_leaks;
         } else if mode.0 != 0 {
             if rebuild {
-                log::error!("qcow2 check: ERROR need to rebuild refcount structures");
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    "ERROR need to rebuild refcount structures".into(),
+                );
                 return Err(self.ctx(block_core::BlockError::io(
                     "check",
                     "need to rebuild refcount structures",
                 )));
             }
             if rep.leaks != 0 || rep.corruptions != 0 {
-                rep = pre_compare;
-                highest = self.compare_refcounts(ws, &refs, mode, &mut rebuild, &mut rep);
+                // Compare again, repairing, from the counts before the
+                // first comparison (its findings stay).
+                let findings = std::mem::take(&mut rep.findings);
+                *rep = CheckReport {
+                    findings,
+                    ..pre_compare
+                };
+                highest = compare_refcounts(ws, self, &refs, mode, &mut rebuild, rep);
             }
         }
-        self.check_copied(ws, &mut rep, mode)?;
+        self.check_copied(ws, rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);
         if !incomplete.is_empty() {
-            self.fix_snapshot_table(ws, &incomplete)?;
+            self.fix_snapshot_table(ws, &incomplete, rep)?;
             rep.corruptions_fixed += incomplete.len() as u64;
         }
-        Ok(rep)
+        Ok(())
     }
 
     /// Completes the snapshot entries `incomplete` (the disk size becomes
     /// the image's, as QEMU does) and writes the table anew. A table that
     /// lay past the end of the file has nothing to free.
-    fn fix_snapshot_table(&self, ws: &mut WState, incomplete: &[usize]) -> Result<()> {
+    fn fix_snapshot_table(
+        &self,
+        ws: &mut WState,
+        incomplete: &[usize],
+        rep: &mut CheckReport,
+    ) -> Result<()> {
         let flen = self.file.length()?;
         let list = {
             let mut m = self.meta_write();
             let size = m.h.size;
             if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
                 // QEMU tries to free it and fails with EINVAL; say so alike.
-                log::warn!("qcow2 check: qcow2_free_clusters failed: Invalid argument");
+                note(
+                    rep,
+                    FindingKind::Note,
+                    None,
+                    "qcow2_free_clusters failed: Invalid argument".to_string(),
+                );
                 m.snapshots_size = 0;
             }
             let mut list = m.snapshots.clone();
@@ -679,10 +603,20 @@ impl Qcow2Node {
                 continue;
             }
             if mode.contains(CheckMode::FIX_ERRORS) {
-                log::warn!("qcow2 check: Repairing snapshot table entry {i} is incomplete");
+                note(
+                    rep,
+                    FindingKind::Repair,
+                    None,
+                    format!("Repairing snapshot table entry {i} is incomplete"),
+                );
                 fix.push(i);
             } else {
-                log::error!("qcow2 check: ERROR snapshot table entry {i} is incomplete");
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    format!("ERROR snapshot table entry {i} is incomplete"),
+                );
                 rep.corruptions += 1;
             }
         }
@@ -700,11 +634,11 @@ impl Qcow2Node {
                 && rep.corruptions == 0
                 && rep.leaks == 0);
         let word = if repair { "Repairing" } else { "ERROR" };
-        let say = |m: String| {
+        let say = |rep: &mut CheckReport, m: String| {
             if repair {
-                log::warn!("qcow2 check: {m}")
+                note(rep, FindingKind::Repair, None, m)
             } else {
-                log::error!("qcow2 check: {m}")
+                error(rep, FindingKind::Corruption, None, m)
             }
         };
         let l1 = self.meta_read().l1.clone();
@@ -718,9 +652,12 @@ impl Qcow2Node {
             };
             if (rc == 1) != (l1e & OFLAG_COPIED != 0) {
                 rep.corruptions += 1;
-                say(format!(
+                say(
+                    rep,
+                    format!(
                     "{word} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"
-                ));
+                ),
+                );
                 if repair {
                     let mut m = self.meta_write();
                     m.l1[i] = if rc == 1 {
@@ -737,7 +674,12 @@ impl Qcow2Node {
                 continue;
             }
             let Ok(table) = self.l2_table(l2) else {
-                log::error!("qcow2 check: ERROR: Could not read L2 table");
+                error(
+                    rep,
+                    FindingKind::CheckError,
+                    None,
+                    "ERROR: Could not read L2 table".to_string(),
+                );
                 rep.check_errors += 1;
                 continue;
             };
@@ -761,9 +703,10 @@ impl Qcow2Node {
                 };
                 if (rc == 1) != (e & OFLAG_COPIED != 0) {
                     rep.corruptions += 1;
-                    say(format!(
-                        "{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"
-                    ));
+                    say(
+                        rep,
+                        format!("{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"),
+                    );
                     if repair {
                         changes.push((
                             j,

@@ -14,7 +14,7 @@ use crate::overlap::{kind, kind_name, OverlapMap};
 use crate::snapshot::Snapshot;
 use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Metadata readers need: header, active L1, snapshot list.
 #[derive(Debug)]
@@ -33,35 +33,12 @@ pub(crate) struct Meta {
     pub snapshots_size: u64,
 }
 
-/// A deferred refcount decrement, applied once the metadata that dropped
-/// the reference is on disk.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Deferred {
-    /// First host offset.
-    pub offset: u64,
-    /// Clusters.
-    pub clusters: u64,
-    /// Punch a hole in the file child when the refcount drops to zero.
-    pub punch: bool,
-}
-
-/// State only the holder of the allocation mutex touches.
-#[derive(Debug, Default)]
-pub(crate) struct WState {
-    /// The refcount table.
-    pub reftable: Vec<u64>,
-    /// The refcount table differs from the disk.
-    pub reftable_dirty: bool,
-    /// Where the search for free clusters starts (cluster index).
-    pub free_hint: u64,
-    /// Next free byte for compressed data (0: none).
-    pub free_byte_offset: u64,
-    /// Decrements waiting for the next metadata writeback.
-    pub deferred: Vec<Deferred>,
-    /// Cluster ranges (start, count) being allocated: neither a refcount
-    /// block nor another allocation may be placed there.
-    pub reserved: Vec<(u64, u64)>,
-}
+/// State only the holder of the allocation lock touches: the engine
+/// refcount allocator's.
+pub(crate) use block_core::engine::refcount_alloc::AllocState as WState;
+/// A deferred refcount decrement (the engine's).
+pub(crate) use block_core::engine::refcount_alloc::DeferredFree as Deferred;
+use block_core::engine::refcount_alloc::RefcountAllocator;
 
 /// An open qcow2 image.
 pub struct Qcow2Node {
@@ -78,7 +55,7 @@ pub struct Qcow2Node {
     pub(crate) meta: RwLock<Meta>,
     pub(crate) l2: TableCache,
     pub(crate) rc: TableCache,
-    pub(crate) wlock: Mutex<WState>,
+    pub(crate) wlock: RefcountAllocator,
     pub(crate) overlap: RwLock<Arc<OverlapMap>>,
     pub(crate) read_only: bool,
     /// The snapshot this read-only node presents instead of the active
@@ -130,7 +107,7 @@ impl Qcow2Node {
         self.meta.write().unwrap_or_else(|e| e.into_inner())
     }
     pub(crate) fn wlock(&self) -> MutexGuard<'_, WState> {
-        self.wlock.lock().unwrap_or_else(|e| e.into_inner())
+        self.wlock.lock()
     }
 
     /// Adds the file name to an error.

@@ -13,7 +13,7 @@ use block_core::{
     HostServices, OpenFlags, OpenRequest, Result,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Default total metadata cache size.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
@@ -220,7 +220,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         meta: RwLock::new(meta),
         l2: TableCache::new((l2c / cs) as usize),
         rc: TableCache::new((rcc / cs) as usize),
-        wlock: Mutex::new(WState::default()),
+        wlock: block_core::engine::refcount_alloc::RefcountAllocator::default(),
         overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
         read_only,
         snapshot_view,

@@ -4,45 +4,19 @@
 //! the header is switched to them, and the old structures are freed.
 
 use crate::mapping::REFT_OFFSET_MASK;
-use crate::node::{Qcow2Node, WState};
-use crate::refcount::{rc_get, rc_set};
+use crate::node::Qcow2Node;
+use crate::refcount::rc_set;
+use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::{BlockError, ErrorKind, Result};
 
 impl Qcow2Node {
-    /// Every refcount of the image (index: cluster), up to the last
-    /// cluster a refcount block covers with a nonzero count.
-    fn all_refcounts(&self, ws: &WState) -> Result<Vec<u64>> {
-        let g = self.geo();
-        let e = g.rb_entries();
-        let mut out: Vec<u64> = Vec::new();
-        for (t, &rte) in ws.reftable.iter().enumerate() {
-            let off = rte & REFT_OFFSET_MASK;
-            if off == 0 {
-                continue;
-            }
-            let tab = self.rc_table(off)?;
-            let d = tab.read();
-            for i in 0..e {
-                let v = rc_get(&d, i, g.refcount_order);
-                if v != 0 {
-                    let c = t as u64 * e + i;
-                    if out.len() as u64 <= c {
-                        out.resize(c as usize + 1, 0);
-                    }
-                    out[c as usize] = v;
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Rewrites the refcount structures with entries of 2^`order` bits.
     pub(crate) fn change_refcount_order(&self, order: u32) -> Result<()> {
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;
         let g = self.geo();
         let cs = g.cs();
-        let mut rc = self.all_refcounts(&ws)?;
+        let mut rc = ws.all_refcounts(self)?;
         let new_bits = 1u32 << order;
         let new_max = if order == 6 {
             u64::MAX
@@ -82,17 +56,7 @@ impl Qcow2Node {
         // Place blocks, then the table, after everything in use.
         let new_e = (cs * 8) >> order;
         let start = (self.file.length()?.div_ceil(cs)).max(rc.len() as u64);
-        let (mut k, mut t) = (1u64, 1u64);
-        loop {
-            let total = start + k + t;
-            let nk = total.div_ceil(new_e);
-            let nt = (nk * 8).div_ceil(cs);
-            if (nk, nt) == (k, t) {
-                break;
-            }
-            k = nk.max(k);
-            t = nt.max(t);
-        }
+        let (k, t) = self_describing_layout(start, new_e, cs);
         if t * cs > crate::header::MAX_REFTABLE_BYTES {
             return Err(self.ctx(BlockError::new(
                 ErrorKind::NoSpace,

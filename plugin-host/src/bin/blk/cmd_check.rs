@@ -3,7 +3,7 @@
 
 use crate::common::{open_image, parse_output, CliError, CliResult, Globals, OutputFormat};
 use crate::qjson::QObj;
-use block_core::{CheckMode, CheckReport};
+use block_core::{CheckFinding, CheckMode, CheckReport, CheckStopped};
 use clap::Args;
 use plugin_host::OpenOptions;
 
@@ -94,6 +94,14 @@ fn human(r: &CheckReport) -> String {
     s
 }
 
+/// Prints a check's findings on stderr, one line each, as qemu-img does
+/// while it checks.
+fn print_findings(findings: &[CheckFinding]) {
+    for f in findings {
+        eprintln!("{}", f.message);
+    }
+}
+
 /// Runs `blk check`.
 pub fn run(g: &Globals, a: CheckArgs) -> CliResult {
     crate::cache_mode::check_source(a.cache.as_deref())?;
@@ -121,7 +129,14 @@ pub fn run(g: &Globals, a: CheckArgs) -> CliResult {
     let img = open_image(&host, &a.filename, &opts)?;
     let format = img.format().to_string();
     let collect = |m: CheckMode| -> CliResult<CheckReport> {
-        img.check(m).map_err(|e| {
+        let r = img.check(m).map_err(|e| {
+            let stopped = e
+                .source
+                .as_ref()
+                .and_then(|s| s.downcast_ref::<CheckStopped>());
+            if let Some(s) = stopped {
+                print_findings(&s.findings);
+            }
             if e.is_unsupported() {
                 CliError::with_code(63, "This image format does not support checks")
             } else {
@@ -130,7 +145,9 @@ pub fn run(g: &Globals, a: CheckArgs) -> CliResult {
                     crate::human::strerror(e.errno())
                 ))
             }
-        })
+        })?;
+        print_findings(&r.findings);
+        Ok(r)
     };
     let mut report = collect(mode)?;
     if report.corruptions_fixed != 0 || report.leaks_fixed != 0 {

@@ -151,8 +151,10 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// A format driver's `check` finding (logged as "FMT check: MESSAGE") as
-/// qemu-img prints it on stderr: bare, errors starting with "ERROR".
+/// A check finding logged as "FMT check: MESSAGE" by a plugin driver built
+/// before findings travelled in the `CheckReport` (`blk check` prints
+/// those from the report), as qemu-img prints it on stderr: bare, errors
+/// starting with "ERROR".
 fn check_message(level: log::Level, msg: &str) -> Option<String> {
     let (fmt, rest) = msg.split_once(" check: ")?;
     if fmt.is_empty() || fmt.contains(' ') {
