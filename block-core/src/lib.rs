@@ -18,6 +18,7 @@ pub mod info;
 pub mod node;
 pub mod options;
 pub mod registry;
+pub mod testutil;
 pub mod types;
 
 pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE};
