@@ -11,20 +11,26 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod control;
 pub mod driver;
 pub mod error;
 pub mod host;
 pub mod info;
+pub mod limits;
 pub mod node;
 pub mod options;
 pub mod registry;
 pub mod testutil;
 pub mod types;
 
+pub use control::{
+    AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
+};
 pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE};
 pub use error::{BlockError, ErrorKind, Result};
 pub use host::{resolve_relative, ChildRequest, ChildRole, HostServices};
 pub use info::{CheckReport, MeasureBitmap, MeasureRequest, MeasureResult, NodeInfo, SnapshotInfo};
+pub use limits::{IoLimits, NodeCapabilities, ThreadModel};
 pub use node::{iov_len, iov_len_mut, BlockNode, BlockNodeExt};
 pub use options::{parse_size, OptDesc, OptKind, OptionValues};
 pub use registry::{DriverOrigin, RegisteredDriver, Registry};
@@ -35,3 +41,14 @@ pub use types::{
 
 #[doc(hidden)]
 pub use inventory;
+
+/// The traits a driver or host calls methods through, for a glob import.
+pub mod prelude {
+    pub use crate::control::{
+        AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl,
+        SnapshotControl,
+    };
+    pub use crate::driver::BlockDriver;
+    pub use crate::host::HostServices;
+    pub use crate::node::{BlockNode, BlockNodeExt};
+}

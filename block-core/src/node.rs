@@ -1,10 +1,15 @@
-//! The open node: the I/O and management interface of one opened image or
-//! protocol instance. Every method takes `&self`; implementations must be safe
+//! The open node: the I/O and info interface of one opened image or
+//! protocol instance, with accessors for the management capabilities it
+//! offers ([`crate::control`]). Every method takes `&self`; implementations must be safe
 //! to call from many threads at once.
 
+use crate::control::{
+    AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
+};
 use crate::error::{BlockError, Result};
-use crate::info::{CheckReport, NodeInfo, SnapshotInfo};
-use crate::types::{CheckMode, Extent, ExtentFlags, Preallocation, ReqFlags, ZeroFlags};
+use crate::info::NodeInfo;
+use crate::limits::{IoLimits, NodeCapabilities};
+use crate::types::{Extent, ExtentFlags, Preallocation, ReqFlags, ZeroFlags};
 use std::io::{IoSlice, IoSliceMut};
 
 /// One open node of a block graph (a format over its children, or a protocol).
@@ -75,76 +80,46 @@ pub trait BlockNode: Send + Sync {
         false
     }
 
-    /// Checks (and with `mode`, repairs) the node's metadata.
-    fn check(&self, _mode: CheckMode) -> Result<CheckReport> {
-        Err(BlockError::unsupported("check"))
+    /// Request shape constraints (alignment, transfer sizes).
+    fn limits(&self) -> IoLimits {
+        IoLimits::default()
     }
 
-    /// Lists internal snapshots.
-    fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        Err(BlockError::unsupported("snapshot_list"))
+    /// What the node does natively. The default claims nothing.
+    fn capabilities(&self) -> NodeCapabilities {
+        NodeCapabilities::default()
     }
 
-    /// Creates an internal snapshot named `name`.
-    fn snapshot_create(&self, _name: &str) -> Result<()> {
-        Err(BlockError::unsupported("snapshot_create"))
+    /// Internal snapshots, if the node has them.
+    fn snapshots(&self) -> Option<&dyn SnapshotControl> {
+        None
     }
 
-    /// Reverts the disk to the snapshot with this ID or name.
-    fn snapshot_apply(&self, _id_or_name: &str) -> Result<()> {
-        Err(BlockError::unsupported("snapshot_apply"))
+    /// Metadata check and repair, if the node has it.
+    fn check_control(&self) -> Option<&dyn CheckControl> {
+        None
     }
 
-    /// Deletes the snapshot with this ID or name.
-    fn snapshot_delete(&self, _id_or_name: &str) -> Result<()> {
-        Err(BlockError::unsupported("snapshot_delete"))
+    /// Changing format options of the open image, if the node can.
+    fn amend_control(&self) -> Option<&dyn AmendControl> {
+        None
     }
 
-    /// Rewrites the backing file name and format stored in the image
-    /// (`None` removes the backing file). Does not reopen anything.
-    fn change_backing_file(&self, _filename: Option<&str>, _format: Option<&str>) -> Result<()> {
-        Err(BlockError::unsupported("change_backing_file"))
+    /// The migration handoff (invalidate, inactivate, activate), if the node
+    /// takes part in it.
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        None
     }
 
-    /// Drops every allocation of this image so that every range reads from
-    /// the backing file (or as zeros without one), as after `commit`.
-    fn make_empty(&self) -> Result<()> {
-        Err(BlockError::unsupported("make_empty"))
+    /// The stored backing-file reference and make_empty, if the format has
+    /// backing files.
+    fn backing_control(&self) -> Option<&dyn BackingControl> {
+        None
     }
 
-    /// Changes format options of an open image (`qemu-img amend`), given as
-    /// `key=value` pairs that the driver checks against its amend schema.
-    fn amend(&self, _options: &[(String, String)]) -> Result<()> {
-        Err(BlockError::unsupported("amend"))
-    }
-
-    /// Persistent dirty bitmap control (`qemu-img bitmap` and queries): one
-    /// operation described in JSON, answered in JSON. The request is an
-    /// object with `"op"` (`add`, `remove`, `clear`, `enable`, `disable`,
-    /// `merge`, `get`, `list`) and its operands; see the qcow2 driver's
-    /// `bitmap/ops.rs` and docs/abi.md.
-    fn bitmap(&self, _request: &str) -> Result<String> {
-        Err(BlockError::unsupported("bitmap"))
-    }
-
-    /// Drops every piece of cached mutable metadata and re-reads it from the
-    /// children, which another process may have changed. Fails cleanly (and
-    /// keeps the node unusable for writes) if the image changed in a way the
-    /// driver cannot take.
-    fn invalidate_cache(&self) -> Result<()> {
-        Err(BlockError::unsupported("invalidate_cache"))
-    }
-
-    /// Gives up ownership for a migration handoff: writes back every cache,
-    /// clears dirty state, and refuses writes until [`BlockNode::activate`].
-    fn inactivate(&self) -> Result<()> {
-        self.flush()
-    }
-
-    /// Takes ownership after a handoff (or after an inactive open): re-reads
-    /// metadata (see [`BlockNode::invalidate_cache`]) and accepts writes.
-    fn activate(&self) -> Result<()> {
-        self.invalidate_cache()
+    /// Persistent dirty bitmaps, if the format stores them.
+    fn bitmap_control(&self) -> Option<&dyn BitmapControl> {
+        None
     }
 }
 

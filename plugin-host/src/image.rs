@@ -4,6 +4,7 @@
 
 use crate::graph::GraphNode;
 use crate::host::OpenOptions;
+use block_core::control::require;
 use block_core::{
     BlockError, BlockNode, CheckMode, CheckReport, ChildRole, ErrorKind, Extent, ExtentFlags,
     NodeInfo, Preallocation, ProbeInput, Registry, ReqFlags, Result, SnapshotInfo, ZeroFlags,
@@ -360,43 +361,48 @@ impl Image {
         } else {
             None
         };
-        self.root.node.check(mode).map_err(|e| self.err(e))
+        require(self.root.node.check_control(), "check")
+            .and_then(|c| c.check(mode))
+            .map_err(|e| self.err(e))
     }
 
     /// Lists internal snapshots.
     pub fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        self.root.node.snapshot_list()
+        require(self.root.node.snapshots(), "snapshot_list")?.snapshot_list()
     }
 
     /// Creates an internal snapshot.
     pub fn snapshot_create(&self, name: &str) -> Result<()> {
         let _admitted = self.check_writable("snapshot_create")?;
-        self.root.node.snapshot_create(name)
+        require(self.root.node.snapshots(), "snapshot_create")?.snapshot_create(name)
     }
 
     /// Reverts to an internal snapshot.
     pub fn snapshot_apply(&self, id_or_name: &str) -> Result<()> {
         let _admitted = self.check_writable("snapshot_apply")?;
-        self.root.node.snapshot_apply(id_or_name)
+        require(self.root.node.snapshots(), "snapshot_apply")?.snapshot_apply(id_or_name)
     }
 
     /// Deletes an internal snapshot.
     pub fn snapshot_delete(&self, id_or_name: &str) -> Result<()> {
         let _admitted = self.check_writable("snapshot_delete")?;
-        self.root.node.snapshot_delete(id_or_name)
+        require(self.root.node.snapshots(), "snapshot_delete")?.snapshot_delete(id_or_name)
     }
 
     /// Rewrites the backing file reference stored in the image.
     pub fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
         let _admitted = self.check_writable("change_backing_file")?;
-        self.root.node.change_backing_file(filename, format)
+        require(self.root.node.backing_control(), "change_backing_file")?
+            .change_backing_file(filename, format)
     }
 
     /// Drops every allocation of the top image so it reads from its backing
     /// file (used by `commit`).
     pub fn make_empty(&self) -> Result<()> {
         let _admitted = self.check_writable("make_empty")?;
-        self.root.node.make_empty().map_err(|e| self.err(e))
+        require(self.root.node.backing_control(), "make_empty")
+            .and_then(|b| b.make_empty())
+            .map_err(|e| self.err(e))
     }
 
     /// Persistent dirty bitmap control (`qemu-img bitmap`, queries): one
@@ -412,13 +418,17 @@ impl Image {
         } else {
             Some(self.check_writable("bitmap")?)
         };
-        self.root.node.bitmap(request).map_err(|e| self.err(e))
+        require(self.root.node.bitmap_control(), "bitmap")
+            .and_then(|b| b.bitmap(request))
+            .map_err(|e| self.err(e))
     }
 
     /// Changes format options (`qemu-img amend`), given as `key=value` pairs.
     pub fn amend(&self, options: &[(String, String)]) -> Result<()> {
         let _admitted = self.check_writable("amend")?;
-        self.root.node.amend(options).map_err(|e| self.err(e))
+        require(self.root.node.amend_control(), "amend")
+            .and_then(|a| a.amend(options))
+            .map_err(|e| self.err(e))
     }
 
     /// Takes ownership after a handoff: activates every node from the
@@ -460,26 +470,33 @@ fn activate_node(n: &GraphNode) -> Result<()> {
     for (_, c) in n.children() {
         activate_node(&c)?;
     }
-    n.node.activate().map_err(|e| {
-        let mut e = e.in_file(&n.filename);
-        if e.is_unsupported() {
-            e.message = format!("driver '{}' cannot be activated: {}", n.driver, e.message);
-        }
-        e
-    })
+    require(n.node.migration(), "activate")
+        .and_then(|m| m.activate())
+        .map_err(|e| {
+            let mut e = e.in_file(&n.filename);
+            if e.is_unsupported() {
+                e.message = format!("driver '{}' cannot be activated: {}", n.driver, e.message);
+            }
+            e
+        })
 }
 
 fn invalidate_node(n: &GraphNode) -> Result<()> {
     for (_, c) in n.children() {
         invalidate_node(&c)?;
     }
-    n.node
-        .invalidate_cache()
+    require(n.node.migration(), "invalidate_cache")
+        .and_then(|m| m.invalidate_cache())
         .map_err(|e| e.in_file(&n.filename))
 }
 
 fn inactivate_node(n: &GraphNode) -> Result<()> {
-    n.node.inactivate().map_err(|e| e.in_file(&n.filename))?;
+    // Every node is flushed before it is inactivated; a node without the
+    // migration capability is only flushed.
+    n.node.flush().map_err(|e| e.in_file(&n.filename))?;
+    if let Some(m) = n.node.migration() {
+        m.inactivate().map_err(|e| e.in_file(&n.filename))?;
+    }
     for (_, c) in n.children() {
         inactivate_node(&c)?;
     }
@@ -493,7 +510,11 @@ fn info_of(n: &GraphNode) -> Result<ImageInfo> {
         .backing_filename
         .as_deref()
         .map(|b| block_core::resolve_relative(b, Some(&n.filename)));
-    let snapshots = n.node.snapshot_list().unwrap_or_default();
+    let snapshots = n
+        .node
+        .snapshots()
+        .and_then(|s| s.snapshot_list().ok())
+        .unwrap_or_default();
     Ok(ImageInfo {
         node,
         filename: n.filename.clone(),

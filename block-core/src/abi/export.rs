@@ -3,6 +3,7 @@
 //! EIO error for that call and never unwinds across the boundary.
 
 use super::*;
+use crate::control::require;
 use crate::driver::{BlockDriver, OpenRequest, ProbeInput};
 use crate::error::{BlockError, ErrorKind, Result};
 use crate::host::{ChildRequest, ChildRole, HostServices};
@@ -297,7 +298,10 @@ unsafe extern "C" fn n_check_json(
     err: *const BcErrSink,
 ) -> i32 {
     guard(err, "check", || {
-        let s = to_json("check", &node(ctx).check(CheckMode(mode))?)?;
+        let s = to_json(
+            "check",
+            &require(node(ctx).check_control(), "check")?.check(CheckMode(mode))?,
+        )?;
         push_str(out, &s);
         Ok(())
     })
@@ -309,7 +313,10 @@ unsafe extern "C" fn n_snapshot_list_json(
     err: *const BcErrSink,
 ) -> i32 {
     guard(err, "snapshot_list", || {
-        let s = to_json("snapshot_list", &node(ctx).snapshot_list()?)?;
+        let s = to_json(
+            "snapshot_list",
+            &require(node(ctx).snapshots(), "snapshot_list")?.snapshot_list()?,
+        )?;
         push_str(out, &s);
         Ok(())
     })
@@ -321,13 +328,13 @@ unsafe extern "C" fn n_snapshot_create(
     err: *const BcErrSink,
 ) -> i32 {
     guard(err, "snapshot_create", || {
-        node(ctx).snapshot_create(&name.to_string_lossy())
+        require(node(ctx).snapshots(), "snapshot_create")?.snapshot_create(&name.to_string_lossy())
     })
 }
 
 unsafe extern "C" fn n_snapshot_apply(ctx: *mut c_void, name: BcStr, err: *const BcErrSink) -> i32 {
     guard(err, "snapshot_apply", || {
-        node(ctx).snapshot_apply(&name.to_string_lossy())
+        require(node(ctx).snapshots(), "snapshot_apply")?.snapshot_apply(&name.to_string_lossy())
     })
 }
 
@@ -337,7 +344,7 @@ unsafe extern "C" fn n_snapshot_delete(
     err: *const BcErrSink,
 ) -> i32 {
     guard(err, "snapshot_delete", || {
-        node(ctx).snapshot_delete(&name.to_string_lossy())
+        require(node(ctx).snapshots(), "snapshot_delete")?.snapshot_delete(&name.to_string_lossy())
     })
 }
 
@@ -350,24 +357,40 @@ unsafe extern "C" fn n_change_backing_file(
     guard(err, "change_backing_file", || {
         let f = filename.to_opt_string();
         let fmt = format.to_opt_string();
-        node(ctx).change_backing_file(f.as_deref(), fmt.as_deref())
+        require(node(ctx).backing_control(), "change_backing_file")?
+            .change_backing_file(f.as_deref(), fmt.as_deref())
     })
 }
 
 unsafe extern "C" fn n_invalidate_cache(ctx: *mut c_void, err: *const BcErrSink) -> i32 {
-    guard(err, "invalidate_cache", || node(ctx).invalidate_cache())
+    guard(err, "invalidate_cache", || {
+        require(node(ctx).migration(), "invalidate_cache")?.invalidate_cache()
+    })
 }
 
 unsafe extern "C" fn n_inactivate(ctx: *mut c_void, err: *const BcErrSink) -> i32 {
-    guard(err, "inactivate", || node(ctx).inactivate())
+    guard(err, "inactivate", || {
+        let n = node(ctx);
+        match n.migration() {
+            Some(m) => {
+                n.flush()?;
+                m.inactivate()
+            }
+            None => n.flush(),
+        }
+    })
 }
 
 unsafe extern "C" fn n_activate(ctx: *mut c_void, err: *const BcErrSink) -> i32 {
-    guard(err, "activate", || node(ctx).activate())
+    guard(err, "activate", || {
+        require(node(ctx).migration(), "activate")?.activate()
+    })
 }
 
 unsafe extern "C" fn n_make_empty(ctx: *mut c_void, err: *const BcErrSink) -> i32 {
-    guard(err, "make_empty", || node(ctx).make_empty())
+    guard(err, "make_empty", || {
+        require(node(ctx).backing_control(), "make_empty")?.make_empty()
+    })
 }
 
 unsafe extern "C" fn n_bitmap_json(
@@ -378,7 +401,7 @@ unsafe extern "C" fn n_bitmap_json(
 ) -> i32 {
     guard(err, "bitmap", || {
         let req = String::from_utf8_lossy(request.as_bytes()).into_owned();
-        let s = node(ctx).bitmap(&req)?;
+        let s = require(node(ctx).bitmap_control(), "bitmap")?.bitmap(&req)?;
         push_str(out, &s);
         Ok(())
     })
@@ -387,7 +410,7 @@ unsafe extern "C" fn n_bitmap_json(
 unsafe extern "C" fn n_amend_json(ctx: *mut c_void, options: BcStr, err: *const BcErrSink) -> i32 {
     guard(err, "amend", || {
         let pairs = options_from_json("amend", options.as_bytes())?;
-        node(ctx).amend(&pairs)
+        require(node(ctx).amend_control(), "amend")?.amend(&pairs)
     })
 }
 

@@ -3,6 +3,9 @@
 
 use super::export::{export_host_services, options_to_json};
 use super::*;
+use crate::control::{
+    AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
+};
 use crate::driver::{BlockDriver, OpenRequest, ProbeInput};
 use crate::error::{BlockError, ErrorKind, Result};
 use crate::host::{ChildRequest, ChildRole, HostServices};
@@ -274,12 +277,37 @@ impl BlockNode for ForeignNode {
         }
     }
 
-    fn check(&self, mode: CheckMode) -> Result<CheckReport> {
-        let f = slot!(self, check_json, "check");
-        let b = collect("check", |out, err| unsafe { f(self.ctx, mode.0, out, err) })?;
-        from_json("check", &b)
+    fn snapshots(&self) -> Option<&dyn SnapshotControl> {
+        self.vtbl
+            .snapshot_list_json
+            .map(|_| self as &dyn SnapshotControl)
     }
 
+    fn check_control(&self) -> Option<&dyn CheckControl> {
+        self.vtbl.check_json.map(|_| self as &dyn CheckControl)
+    }
+
+    fn amend_control(&self) -> Option<&dyn AmendControl> {
+        self.vtbl.amend_json.map(|_| self as &dyn AmendControl)
+    }
+
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        let v = &self.vtbl;
+        (v.invalidate_cache.is_some() || v.inactivate.is_some() || v.activate.is_some())
+            .then_some(self as &dyn MigrationControl)
+    }
+
+    fn backing_control(&self) -> Option<&dyn BackingControl> {
+        (self.vtbl.change_backing_file.is_some() || self.vtbl.make_empty.is_some())
+            .then_some(self as &dyn BackingControl)
+    }
+
+    fn bitmap_control(&self) -> Option<&dyn BitmapControl> {
+        self.vtbl.bitmap_json.map(|_| self as &dyn BitmapControl)
+    }
+}
+
+impl SnapshotControl for ForeignNode {
     fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
         let f = slot!(self, snapshot_list_json, "snapshot_list");
         let b = collect("snapshot_list", |out, err| unsafe { f(self.ctx, out, err) })?;
@@ -306,7 +334,27 @@ impl BlockNode for ForeignNode {
             f(self.ctx, BcStr::from_str(id_or_name), err)
         })
     }
+}
 
+impl CheckControl for ForeignNode {
+    fn check(&self, mode: CheckMode) -> Result<CheckReport> {
+        let f = slot!(self, check_json, "check");
+        let b = collect("check", |out, err| unsafe { f(self.ctx, mode.0, out, err) })?;
+        from_json("check", &b)
+    }
+}
+
+impl AmendControl for ForeignNode {
+    fn amend(&self, options: &[(String, String)]) -> Result<()> {
+        let f = slot!(self, amend_json, "amend");
+        let j = options_to_json(options);
+        call("amend", |err| unsafe {
+            f(self.ctx, BcStr::from_str(&j), err)
+        })
+    }
+}
+
+impl BackingControl for ForeignNode {
     fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
         let f = slot!(self, change_backing_file, "change_backing_file");
         call("change_backing_file", |err| unsafe {
@@ -323,15 +371,9 @@ impl BlockNode for ForeignNode {
         let f = slot!(self, make_empty, "make_empty");
         call("make_empty", |err| unsafe { f(self.ctx, err) })
     }
+}
 
-    fn amend(&self, options: &[(String, String)]) -> Result<()> {
-        let f = slot!(self, amend_json, "amend");
-        let j = options_to_json(options);
-        call("amend", |err| unsafe {
-            f(self.ctx, BcStr::from_str(&j), err)
-        })
-    }
-
+impl BitmapControl for ForeignNode {
     fn bitmap(&self, request: &str) -> Result<String> {
         let f = slot!(self, bitmap_json, "bitmap");
         let b = collect("bitmap", |out, err| unsafe {
@@ -339,7 +381,9 @@ impl BlockNode for ForeignNode {
         })?;
         Ok(String::from_utf8_lossy(&b).into_owned())
     }
+}
 
+impl MigrationControl for ForeignNode {
     fn invalidate_cache(&self) -> Result<()> {
         let f = slot!(self, invalidate_cache, "invalidate_cache");
         call("invalidate_cache", |err| unsafe { f(self.ctx, err) })
@@ -348,7 +392,8 @@ impl BlockNode for ForeignNode {
     fn inactivate(&self) -> Result<()> {
         match self.vtbl.inactivate {
             Some(f) => call("inactivate", |err| unsafe { f(self.ctx, err) }),
-            None => self.flush(),
+            // The host flushed the node before inactivating it.
+            None => Ok(()),
         }
     }
 

@@ -3,8 +3,8 @@
 use crate::lock::{FileLock, LockSet};
 use crate::sys;
 use block_core::{
-    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, NodeInfo,
-    OpenFlags, Preallocation, ReqFlags, Result, ZeroFlags,
+    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, MigrationControl,
+    NodeInfo, OpenFlags, Preallocation, ReqFlags, Result, ZeroFlags,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
@@ -561,6 +561,12 @@ impl BlockNode for FileNode {
             .unwrap_or(false)
     }
 
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
+    }
+}
+
+impl MigrationControl for FileNode {
     fn invalidate_cache(&self) -> Result<()> {
         // Nothing is cached but the size, which is read from the file on every
         // call; check that the file is still reachable.

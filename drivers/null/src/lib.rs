@@ -6,7 +6,8 @@
 
 use block_core::{
     parse_size, BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, ErrorKind, Extent,
-    ExtentFlags, HostServices, NodeInfo, OpenRequest, Preallocation, ReqFlags, Result, ZeroFlags,
+    ExtentFlags, HostServices, MigrationControl, NodeInfo, OpenRequest, Preallocation, ReqFlags,
+    Result, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +145,12 @@ impl BlockNode for NullNode {
         true
     }
 
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
+    }
+}
+
+impl MigrationControl for NullNode {
     fn invalidate_cache(&self) -> Result<()> {
         Ok(())
     }

@@ -16,6 +16,7 @@ mod bitmap;
 pub mod cache;
 mod check;
 pub mod compress;
+mod control;
 mod create;
 mod crypto;
 mod damage;

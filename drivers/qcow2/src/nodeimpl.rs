@@ -1,11 +1,12 @@
-//! The [`BlockNode`] implementation: dispatch to the data path and the
-//! management operations.
+//! The [`BlockNode`] implementation: dispatch to the data path, and the
+//! accessors of the management capabilities (control.rs).
 
 use crate::compress;
 use crate::node::Qcow2Node;
 use block_core::{
-    iov_len, iov_len_mut, BlockNode, CheckMode, CheckReport, Extent, NodeInfo, Preallocation,
-    ReqFlags, Result, SnapshotInfo, ZeroFlags,
+    iov_len, iov_len_mut, AmendControl, BackingControl, BitmapControl, BlockNode, CheckControl,
+    Extent, MigrationControl, NodeInfo, Preallocation, ReqFlags, Result, SnapshotControl,
+    ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 
@@ -127,74 +128,27 @@ impl BlockNode for Qcow2Node {
         !self.meta_read().h.data_file_raw()
     }
 
-    fn check(&self, mode: CheckMode) -> Result<CheckReport> {
-        self.check_impl(mode)
+    fn snapshots(&self) -> Option<&dyn SnapshotControl> {
+        Some(self)
     }
 
-    fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        Ok(self
-            .meta_read()
-            .snapshots
-            .iter()
-            .map(|s| s.info())
-            .collect())
+    fn check_control(&self) -> Option<&dyn CheckControl> {
+        Some(self)
     }
 
-    fn snapshot_create(&self, name: &str) -> Result<()> {
-        self.snapshot_create_impl(name)
+    fn amend_control(&self) -> Option<&dyn AmendControl> {
+        Some(self)
     }
 
-    fn snapshot_apply(&self, id_or_name: &str) -> Result<()> {
-        self.snapshot_apply_impl(id_or_name)
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
     }
 
-    fn snapshot_delete(&self, id_or_name: &str) -> Result<()> {
-        self.snapshot_delete_impl(id_or_name)
+    fn backing_control(&self) -> Option<&dyn BackingControl> {
+        Some(self)
     }
 
-    fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
-        self.check_writable("change_backing_file")?;
-        let mut ws = self.wlock();
-        {
-            let mut m = self.meta_write();
-            let old = (m.h.backing_file.clone(), m.h.backing_format.clone());
-            m.h.backing_file = filename.filter(|s| !s.is_empty()).map(str::to_string);
-            m.h.backing_format = match &m.h.backing_file {
-                Some(_) => format.map(str::to_string),
-                None => None,
-            };
-            // Make sure it fits before anything is written.
-            if let Err(e) = m.h.clone().serialize() {
-                m.h.backing_file = old.0;
-                m.h.backing_format = old.1;
-                return Err(self.ctx(e));
-            }
-            m.header_dirty = true;
-        }
-        self.writeback(&mut ws, false)
-    }
-
-    fn make_empty(&self) -> Result<()> {
-        self.make_empty_impl()
-    }
-
-    fn amend(&self, options: &[(String, String)]) -> Result<()> {
-        self.amend_impl(options)
-    }
-
-    fn bitmap(&self, request: &str) -> Result<String> {
-        self.bitmap_control(request)
-    }
-
-    fn invalidate_cache(&self) -> Result<()> {
-        self.invalidate_impl()
-    }
-
-    fn inactivate(&self) -> Result<()> {
-        self.inactivate_impl()
-    }
-
-    fn activate(&self) -> Result<()> {
-        self.activate_impl()
+    fn bitmap_control(&self) -> Option<&dyn BitmapControl> {
+        Some(self)
     }
 }

@@ -217,7 +217,7 @@ impl Qcow2Node {
 mod tests {
     use super::*;
     use crate::tests::{assert_clean, open, qemu_img, qemu_io, raw_of, Scratch};
-    use block_core::{BlockNode, CheckMode, CheckReport, OpenFlags};
+    use block_core::{CheckControl, CheckMode, CheckReport, OpenFlags};
     use std::collections::BTreeMap;
 
     /// The rebuild writes only where nothing is referenced: until the

@@ -1,8 +1,8 @@
 //! An open raw image: offset translation and bounds over the file child.
 
 use block_core::{
-    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, NodeInfo, Preallocation,
-    ReqFlags, Result, ZeroFlags,
+    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, MigrationControl, NodeInfo,
+    Preallocation, ReqFlags, Result, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,6 +159,12 @@ impl BlockNode for RawNode {
         self.offset == 0 && self.fixed_size.is_none() && self.child.has_zero_init()
     }
 
+    fn migration(&self) -> Option<&dyn MigrationControl> {
+        Some(self)
+    }
+}
+
+impl MigrationControl for RawNode {
     fn invalidate_cache(&self) -> Result<()> {
         // The host has already invalidated the child; only the size is cached here.
         self.refresh_size()

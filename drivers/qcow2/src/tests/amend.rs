@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::measure::measure;
+use block_core::prelude::*;
 use block_core::MeasureRequest;
 
 fn kv(s: &str) -> Vec<(String, String)> {

@@ -3,6 +3,7 @@
 //! bitmap data, and the answers of the control call.
 
 use super::*;
+use block_core::prelude::*;
 use serde_json::{json, Value};
 
 fn ctl(n: &Qcow2Node, req: Value) -> Result<Value> {

@@ -1,6 +1,7 @@
 //! check() counts like `qemu-img check` and repairs what it reports.
 
 use super::*;
+use block_core::prelude::*;
 use block_core::CheckMode;
 
 fn compare_with_qemu(img: &str) -> block_core::CheckReport {

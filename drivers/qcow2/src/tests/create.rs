@@ -1,6 +1,7 @@
 //! Images created by this driver match qemu-img's and pass its check.
 
 use super::*;
+use block_core::prelude::*;
 
 fn info(img: &str) -> serde_json::Value {
     serde_json::from_str(&qemu_img(&["info", "--output=json", img])).unwrap()

@@ -2,6 +2,7 @@
 //! refcounts and the dirty bit.
 
 use super::*;
+use block_core::prelude::*;
 use block_core::ErrorKind;
 
 fn info(img: &str) -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! Internal snapshots interoperate with qemu-img.
 
 use super::*;
+use block_core::prelude::*;
 
 fn qemu_snapshots(img: &str) -> Vec<(String, String)> {
     let v: serde_json::Value =

@@ -2,6 +2,7 @@
 //! options) against `qemu-img convert -l`.
 
 use super::*;
+use block_core::prelude::*;
 use block_core::ErrorKind;
 
 fn open_view(path: &str, flags: OpenFlags, opts: &[(&str, &str)]) -> Result<Qcow2Node> {

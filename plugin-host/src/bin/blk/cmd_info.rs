@@ -61,7 +61,11 @@ pub fn node_report(n: &GraphNode) -> CliResult<NodeReport> {
         .backing_filename
         .as_deref()
         .map(|b| block_core::resolve_relative(b, Some(&n.filename)));
-    let snapshots = n.node.snapshot_list().unwrap_or_default();
+    let snapshots = n
+        .node
+        .snapshots()
+        .and_then(|s| s.snapshot_list().ok())
+        .unwrap_or_default();
     let protocol = n.role == Some(ChildRole::File) || n.role == Some(ChildRole::DataFile);
     let mut children = Vec::new();
     for (role, c) in n.children() {
