@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod control;
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod host;
 pub mod info;
