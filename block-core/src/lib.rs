@@ -21,6 +21,7 @@ pub mod limits;
 pub mod node;
 pub mod options;
 pub mod registry;
+pub mod testutil;
 pub mod types;
 
 pub use control::{

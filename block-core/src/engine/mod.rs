@@ -1,16 +1,38 @@
-//! The format engine: what image format drivers share.
+//! The shared engine for image formats, a module tree apart from
+//! [`crate::abi`]: a format built on it is an ordinary `BlockNode` and
+//! crosses the ABI like any other node.
 //!
-//! The metadata pieces (docs/engine-metadata.md): the on-disk struct
-//! codec, the table cache with write-back ordering, the refcount-based
-//! and append (BAT-style) allocators, the compression codecs, and the
-//! check/repair support (computed refcounts, comparison, rebuild).
+//! - The data path: a format answers mapping questions ([`Format`]) and
+//!   [`FormatNode`] turns those answers into a complete [`crate::BlockNode`]
+//!   (bounds, gates, vectored I/O with coalescing of contiguous host ranges,
+//!   backing reads, copy-on-write, zero and discard emulation, FUA,
+//!   serialisation of allocating writes, block status); [`read_mapped`] is
+//!   the read loop alone, for drivers that keep their own node. See
+//!   docs/architecture.md ("The format engine").
+//! - The metadata pieces (docs/engine-metadata.md): the on-disk struct
+//!   codec, the table cache with write-back ordering, the refcount-based
+//!   and append (BAT-style) allocators, the compression codecs, and the
+//!   check/repair support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+mod format;
+pub mod iov;
+mod node;
+mod rangelock;
+mod read;
 pub mod rebuild;
 pub mod refcount_alloc;
 pub mod table_cache;
 pub mod writeback;
+
+#[cfg(test)]
+mod tests;
+
+pub use format::{Allocation, ChildRef, Format, Mapping};
+pub use node::FormatNode;
+pub use rangelock::{RangeGuard, RangeLock};
+pub use read::{read_backing, read_mapped, MappedSource};

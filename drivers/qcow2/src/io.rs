@@ -8,10 +8,93 @@ use crate::mapping::{
     ClusterType, SubType, BITMAP_ALL_ALLOC, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK,
     OFLAG_COPIED, OFLAG_ZERO,
 };
-use crate::node::{Deferred, Lookup, Qcow2Node, WState};
-use block_core::{BlockError, BlockNodeExt, ChildRole, Extent, ExtentFlags, ReqFlags, Result};
+use crate::node::{Deferred, Lookup, Meta, Qcow2Node, WState};
+use block_core::engine::{read_backing, read_mapped, ChildRef, MappedSource, Mapping};
+use block_core::{
+    iov_len_mut, BlockError, BlockNode, BlockNodeExt, ChildRole, Extent, ExtentFlags, ReqFlags,
+    Result,
+};
+use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// The qcow2 mapping seen through one hold of the metadata read lock, or
+/// through one cluster's L2 entry already looked up (copy-on-write fill).
+struct MetaView<'a> {
+    node: &'a Qcow2Node,
+    src: EntrySource<'a>,
+}
+
+/// Where [`MetaView`] finds L2 entries.
+enum EntrySource<'a> {
+    /// Looked up in the tables, per cluster.
+    Meta(&'a Meta),
+    /// The entry of the one cluster the reads stay in.
+    Fixed(Lookup),
+}
+
+impl MetaView<'_> {
+    fn lookup(&self, pos: u64) -> Result<Lookup> {
+        match &self.src {
+            EntrySource::Meta(m) => self.node.lookup(m, pos),
+            EntrySource::Fixed(lk) => Ok(*lk),
+        }
+    }
+}
+
+impl MappedSource for MetaView<'_> {
+    /// The run of same-typed subclusters at `pos` inside its cluster.
+    fn map(&self, pos: u64, len: u64) -> Result<Mapping> {
+        let (node, g) = (self.node, self.node.geo());
+        let scs = g.sc_size();
+        let lk = self.lookup(pos)?;
+        let in_c = g.in_cluster(pos);
+        let sc = (in_c / scs) as u32;
+        let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
+        let mut end_sc = sc + 1;
+        while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
+            end_sc += 1;
+        }
+        let len = (u64::from(end_sc) * scs - in_c).min(len);
+        Ok(match t {
+            SubType::UnallocPlain | SubType::UnallocAlloc => Mapping::Unallocated { len },
+            SubType::ZeroPlain | SubType::ZeroAlloc => Mapping::Zero {
+                len,
+                allocated: true,
+            },
+            SubType::Normal => Mapping::Data {
+                child: if node.data_file.is_some() {
+                    ChildRef::DATA_FILE
+                } else {
+                    ChildRef::FILE
+                },
+                host_offset: node.host_cluster(lk.entry, pos)? + in_c,
+                len,
+                writable: false,
+            },
+            SubType::Compressed => Mapping::Special { len },
+            SubType::Invalid => {
+                return Err(node.corruption(pos, "invalid subcluster allocation bitmap"));
+            }
+        })
+    }
+
+    fn child_node(&self, _child: ChildRef) -> Result<Arc<dyn BlockNode>> {
+        Ok(self.node.data_node().clone())
+    }
+
+    fn read_unallocated(&self, pos: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
+        read_backing(self.node.backing().as_deref(), pos, bufs)
+    }
+
+    fn read_special(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let lk = self.lookup(pos)?;
+        let c = self.node.read_compressed(lk.entry, pos)?;
+        let in_c = self.node.geo().in_cluster(pos) as usize;
+        buf.copy_from_slice(&c[in_c..in_c + buf.len()]);
+        Ok(())
+    }
+}
 
 /// Bitmask of subclusters `a..=b`.
 pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
@@ -72,80 +155,29 @@ impl Qcow2Node {
         Ok(out)
     }
 
-    /// Reads `buf.len()` guest bytes at `offset`.
-    pub(crate) fn read_linear(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    /// Reads guest bytes at `offset` into `bufs` through the engine's read
+    /// loop: contiguous host clusters become one child request, straight
+    /// into the caller's buffers.
+    pub(crate) fn read_guest(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
         self.check_usable("read")?;
         let m = self.meta_read();
-        self.check_range("read", offset, buf.len() as u64, m.h.size)?;
-        let g = self.geo();
-        let scs = g.sc_size();
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let lk = self.lookup(&m, pos)?;
-            let in_c = g.in_cluster(pos);
-            let sc = (in_c / scs) as u32;
-            let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
-            let mut end_sc = sc + 1;
-            while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
-                end_sc += 1;
-            }
-            let n = ((u64::from(end_sc) * scs - in_c) as usize).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
-            match t {
-                SubType::UnallocPlain | SubType::UnallocAlloc => self.read_backing(pos, out)?,
-                SubType::ZeroPlain | SubType::ZeroAlloc => out.fill(0),
-                SubType::Normal => {
-                    let host = self.host_cluster(lk.entry, pos)?;
-                    self.data_node().read_at(host + in_c, out)?;
-                }
-                SubType::Compressed => {
-                    let c = self.read_compressed(lk.entry, pos)?;
-                    out.copy_from_slice(&c[in_c as usize..in_c as usize + n]);
-                }
-                SubType::Invalid => {
-                    return Err(self.corruption(pos, "invalid subcluster allocation bitmap"));
-                }
-            }
-            done += n;
-        }
-        Ok(())
+        self.check_range("read", offset, iov_len_mut(bufs), m.h.size)?;
+        let view = MetaView {
+            node: self,
+            src: EntrySource::Meta(&m),
+        };
+        read_mapped(&view, offset, bufs)
     }
 
     /// Fills `out` with the current content of guest bytes
     /// `[cstart+from, cstart+to)` as described by `lk` (copy-on-write source).
     fn fill_old(&self, lk: &Lookup, cstart: u64, from: u64, to: u64, out: &mut [u8]) -> Result<()> {
-        let g = self.geo();
-        let scs = g.sc_size();
-        let mut p = from;
-        let mut decompressed: Option<Vec<u8>> = None;
-        while p < to {
-            let sc = (p / scs) as u32;
-            let end = ((u64::from(sc) + 1) * scs).min(to);
-            let o = &mut out[(p - from) as usize..(end - from) as usize];
-            match g.subcluster_type(lk.entry, lk.bitmap, sc) {
-                SubType::UnallocPlain | SubType::UnallocAlloc => {
-                    self.read_backing(cstart + p, o)?
-                }
-                SubType::ZeroPlain | SubType::ZeroAlloc => o.fill(0),
-                SubType::Normal => {
-                    let host = self.host_cluster(lk.entry, cstart)?;
-                    self.data_node().read_at(host + p, o)?;
-                }
-                SubType::Compressed => {
-                    if decompressed.is_none() {
-                        decompressed = Some(self.read_compressed(lk.entry, cstart)?);
-                    }
-                    let d = decompressed.as_ref().map(|d| &d[p as usize..end as usize]);
-                    o.copy_from_slice(d.unwrap_or(&[]));
-                }
-                SubType::Invalid => {
-                    return Err(self.corruption(cstart, "invalid subcluster allocation bitmap"))
-                }
-            }
-            p = end;
-        }
-        Ok(())
+        let view = MetaView {
+            node: self,
+            src: EntrySource::Fixed(*lk),
+        };
+        debug_assert_eq!(out.len() as u64, to - from);
+        read_mapped(&view, cstart + from, &mut [IoSliceMut::new(out)])
     }
 
     /// True when a write of `n` bytes at `in_c` of the cluster of `lk` can

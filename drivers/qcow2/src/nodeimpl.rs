@@ -4,9 +4,8 @@
 use crate::compress;
 use crate::node::Qcow2Node;
 use block_core::{
-    iov_len, iov_len_mut, AmendControl, BackingControl, BitmapControl, BlockNode, CheckControl,
-    Extent, MigrationControl, NodeInfo, Preallocation, ReqFlags, Result, SnapshotControl,
-    ZeroFlags,
+    iov_len, AmendControl, BackingControl, BitmapControl, BlockNode, CheckControl, Extent,
+    MigrationControl, NodeInfo, Preallocation, ReqFlags, Result, SnapshotControl, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 
@@ -20,18 +19,7 @@ impl BlockNode for Qcow2Node {
         if self.meta_read().h.crypt_method != 0 {
             return Err(self.ctx(crate::crypto::no_secret("read")));
         }
-        if bufs.len() == 1 {
-            return self.read_linear(offset, &mut bufs[0]);
-        }
-        let mut tmp = vec![0u8; iov_len_mut(bufs) as usize];
-        self.read_linear(offset, &mut tmp)?;
-        let mut p = 0;
-        for b in bufs.iter_mut() {
-            let n = b.len();
-            b.copy_from_slice(&tmp[p..p + n]);
-            p += n;
-        }
-        Ok(())
+        self.read_guest(offset, bufs)
     }
 
     fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
