@@ -21,6 +21,7 @@ pub mod node;
 pub mod operation;
 pub mod options;
 pub mod registry;
+pub mod testutil;
 pub mod types;
 
 pub use control::{
