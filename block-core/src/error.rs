@@ -1,7 +1,11 @@
 //! The one error type of the block layer: an errno-like kind plus context
-//! (operation, offset, file) and a human message.
+//! (operation, offset, file) and a human message, with the context helpers
+//! ([`BlockError::at`], [`BlockError::in_file`], [`BlockError::context`],
+//! [`ResultExt`]) every crate adds context with.
 
 use std::fmt;
+
+pub use crate::operation::Operation;
 
 /// An errno-like classification of a [`BlockError`]. Values match Linux errno
 /// numbers so they cross the plugin ABI unchanged.
@@ -106,13 +110,14 @@ impl fmt::Display for ErrorKind {
 pub struct BlockError {
     /// The errno-like classification.
     pub kind: ErrorKind,
-    /// The operation that failed ("read", "open", "probe", ...).
-    pub op: String,
+    /// The operation that failed ([`Operation::Read`], [`Operation::Open`], ...).
+    pub op: Operation,
     /// The byte offset the operation was working on, if any.
     pub offset: Option<u64>,
     /// The file (or node) the operation was working on, if known.
     pub file: Option<String>,
-    /// A human-readable message.
+    /// A human-readable message: the reason, preceded by every prefix
+    /// [`BlockError::context`] added ("Could not open: No such file ...").
     pub message: String,
     /// The underlying cause, if any.
     #[source]
@@ -125,7 +130,7 @@ impl fmt::Display for BlockError {
             write!(f, "{file}: ")?;
         }
         if !self.op.is_empty() {
-            f.write_str(&self.op)?;
+            f.write_str(self.op.as_str())?;
             if let Some(off) = self.offset {
                 write!(f, " at offset {off}")?;
             }
@@ -141,7 +146,7 @@ impl fmt::Display for BlockError {
 
 impl BlockError {
     /// A new error of `kind` for operation `op` with `message`.
-    pub fn new(kind: ErrorKind, op: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, op: impl Into<Operation>, message: impl Into<String>) -> Self {
         BlockError {
             kind,
             op: op.into(),
@@ -153,34 +158,42 @@ impl BlockError {
     }
 
     /// An "operation not supported" error for `op`.
-    pub fn unsupported(op: impl Into<String>) -> Self {
+    pub fn unsupported(op: impl Into<Operation>) -> Self {
         let op = op.into();
-        let msg = format!("{op} is not supported by this driver");
+        let msg = unsupported_message(&op);
         BlockError::new(ErrorKind::Unsupported, op, msg)
     }
 
+    /// True when this is the error of [`BlockError::unsupported`]: the
+    /// driver does not implement the operation at all (as opposed to a
+    /// driver's own ENOTSUP refusal with its own words). Holds for an error
+    /// that crossed the plugin ABI too, which carries op and message as text.
+    pub fn is_unsupported_operation(&self) -> bool {
+        self.kind == ErrorKind::Unsupported && self.message == unsupported_message(&self.op)
+    }
+
     /// An invalid-argument error.
-    pub fn invalid(op: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(op: impl Into<Operation>, message: impl Into<String>) -> Self {
         BlockError::new(ErrorKind::InvalidInput, op, message)
     }
 
     /// A corrupt-image error.
-    pub fn corrupt(op: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn corrupt(op: impl Into<Operation>, message: impl Into<String>) -> Self {
         BlockError::new(ErrorKind::Corrupt, op, message)
     }
 
     /// An I/O error.
-    pub fn io(op: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn io(op: impl Into<Operation>, message: impl Into<String>) -> Self {
         BlockError::new(ErrorKind::Io, op, message)
     }
 
     /// A read-only error (the node is read-only or inactive).
-    pub fn read_only(op: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn read_only(op: impl Into<Operation>, message: impl Into<String>) -> Self {
         BlockError::new(ErrorKind::ReadOnly, op, message)
     }
 
     /// Wraps an [`std::io::Error`] from operation `op`.
-    pub fn from_io(op: impl Into<String>, err: std::io::Error) -> Self {
+    pub fn from_io(op: impl Into<Operation>, err: std::io::Error) -> Self {
         let kind = err
             .raw_os_error()
             .map(ErrorKind::from_errno)
@@ -206,6 +219,21 @@ impl BlockError {
             message,
             source: None,
         }
+    }
+
+    /// Prefixes the message with `prefix` in QEMU's style,
+    /// `"<prefix>: <message>"`: how a caller words a callee's failure in its
+    /// own terms ("Could not open backing file: ..."). Kind, op, offset,
+    /// file and source are kept.
+    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+
+    /// Sets the operation, replacing the one the callee named.
+    pub fn with_op(mut self, op: impl Into<Operation>) -> Self {
+        self.op = op.into();
+        self
     }
 
     /// Sets the offset context.
@@ -239,8 +267,58 @@ impl BlockError {
     }
 }
 
+/// The message of [`BlockError::unsupported`] for `op`.
+fn unsupported_message(op: &Operation) -> String {
+    format!("{op} is not supported by this driver")
+}
+
 /// The result type of the block layer.
 pub type Result<T, E = BlockError> = std::result::Result<T, E>;
+
+/// The context helpers of [`BlockError`] on a [`Result`], so that a call
+/// site reads `file.read_at(..).map_err(..).at(off).in_file(name)?` instead
+/// of a `map_err` closure that edits the error's fields. Each one leaves an
+/// `Ok` untouched; the `with_` forms build their argument only on error.
+pub trait ResultExt<T> {
+    /// [`BlockError::context`] on the error.
+    fn context(self, prefix: impl fmt::Display) -> Result<T>;
+    /// [`BlockError::context`] with a prefix built only on error.
+    fn with_context<D: fmt::Display>(self, prefix: impl FnOnce() -> D) -> Result<T>;
+    /// [`BlockError::in_file`] on the error (an inner file name wins).
+    fn in_file(self, file: impl Into<String>) -> Result<T>;
+    /// [`BlockError::in_file`] with a name built only on error.
+    fn with_file<S: Into<String>>(self, file: impl FnOnce() -> S) -> Result<T>;
+    /// [`BlockError::at`] on the error.
+    fn at(self, offset: u64) -> Result<T>;
+    /// [`BlockError::with_op`] on the error.
+    fn with_op(self, op: impl Into<Operation>) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn context(self, prefix: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| e.context(prefix))
+    }
+
+    fn with_context<D: fmt::Display>(self, prefix: impl FnOnce() -> D) -> Result<T> {
+        self.map_err(|e| e.context(prefix()))
+    }
+
+    fn in_file(self, file: impl Into<String>) -> Result<T> {
+        self.map_err(|e| e.in_file(file))
+    }
+
+    fn with_file<S: Into<String>>(self, file: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.in_file(file()))
+    }
+
+    fn at(self, offset: u64) -> Result<T> {
+        self.map_err(|e| e.at(offset))
+    }
+
+    fn with_op(self, op: impl Into<Operation>) -> Result<T> {
+        self.map_err(|e| e.with_op(op))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -263,6 +341,92 @@ mod tests {
         let e = BlockError::from_io("open", std::io::Error::from_raw_os_error(libc::ENOENT));
         assert_eq!(e.message, "No such file or directory");
         assert_eq!(e.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn op_is_an_enum_with_the_old_names() {
+        let e = BlockError::io("write_zeroes", "boom").at(512);
+        assert_eq!(e.op, Operation::WriteZeroes);
+        assert_eq!(e.to_string(), "write_zeroes at offset 512: boom");
+        let e = BlockError::invalid(Operation::Other("frob".into()), "no");
+        assert_eq!(e.to_string(), "frob: no");
+        let e = BlockError::invalid("", "bare message");
+        assert_eq!(e.op, Operation::Unspecified);
+        assert_eq!(e.to_string(), "bare message");
+    }
+
+    #[test]
+    fn context_prefixes_in_qemu_style() {
+        let e = BlockError::from_io("open", std::io::Error::from_raw_os_error(libc::ENOENT))
+            .context("Could not open")
+            .in_file("x.img")
+            .context(format_args!("Could not open '{}'", "y.img"));
+        assert_eq!(
+            e.message,
+            "Could not open 'y.img': Could not open: No such file or directory"
+        );
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.op, Operation::Open);
+        assert_eq!(e.file.as_deref(), Some("x.img"));
+    }
+
+    #[test]
+    fn in_file_keeps_the_inner_name_and_with_op_replaces() {
+        let e = BlockError::io("read", "x")
+            .in_file("inner")
+            .in_file("outer");
+        assert_eq!(e.file.as_deref(), Some("inner"));
+        assert_eq!(e.with_op("flush").op, Operation::Flush);
+    }
+
+    #[test]
+    fn result_ext_adds_context_only_on_error() {
+        let ok: Result<u8> = Ok(7);
+        let built = std::cell::Cell::new(false);
+        let ok = ok
+            .context("never")
+            .with_context(|| {
+                built.set(true);
+                "never"
+            })
+            .with_file(|| {
+                built.set(true);
+                "never"
+            })
+            .at(1)
+            .with_op("write");
+        assert_eq!(ok.unwrap(), 7);
+        assert!(!built.get());
+
+        let err: Result<u8> = Err(BlockError::corrupt("read", "bad L2"));
+        let e = err
+            .at(65536)
+            .with_file(|| "a.qcow2")
+            .with_context(|| "Could not read")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.qcow2: read at offset 65536: Could not read: bad L2"
+        );
+    }
+
+    #[test]
+    fn unsupported_operation_is_told_from_a_driver_refusal() {
+        assert!(BlockError::unsupported("amend").is_unsupported_operation());
+        assert_eq!(
+            BlockError::unsupported("amend").message,
+            "amend is not supported by this driver"
+        );
+        // As it arrives over the ABI: op and message as text.
+        let wire = BlockError::new(
+            ErrorKind::Unsupported,
+            String::from("amend"),
+            String::from("amend is not supported by this driver"),
+        );
+        assert!(wire.is_unsupported_operation());
+        let own = BlockError::new(ErrorKind::Unsupported, "amend", "Cannot downgrade");
+        assert!(!own.is_unsupported_operation());
+        assert!(own.is_unsupported());
     }
 
     #[test]

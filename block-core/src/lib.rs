@@ -19,6 +19,7 @@ pub mod host;
 pub mod info;
 pub mod limits;
 pub mod node;
+pub mod operation;
 pub mod options;
 pub mod registry;
 pub mod testutil;
@@ -28,7 +29,7 @@ pub use control::{
     AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
 };
 pub use driver::{BlockDriver, OpenRequest, ProbeInput, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE};
-pub use error::{BlockError, ErrorKind, Result};
+pub use error::{BlockError, ErrorKind, Operation, Result, ResultExt};
 pub use host::{resolve_relative, ChildRequest, ChildRole, HostServices};
 pub use info::{
     CheckFinding, CheckReport, CheckStopped, FindingKind, MeasureBitmap, MeasureRequest,

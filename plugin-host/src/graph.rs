@@ -4,7 +4,7 @@
 
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverKind, ErrorKind,
-    HostServices, OpenFlags, OpenRequest, OptionValues, Preallocation, ProbeInput,
+    HostServices, OpenFlags, OpenRequest, Operation, OptionValues, Preallocation, ProbeInput,
     RegisteredDriver, Registry, Result, PROBE_HEAD_SIZE, PROBE_TAIL_SIZE,
 };
 use std::sync::{Arc, Mutex, Weak};
@@ -440,9 +440,7 @@ impl HostServices for GraphServices {
         let child =
             open_with_chain(&self.registry, &spec, Some(req.role), &self.chain).map_err(|e| {
                 if req.role == ChildRole::Backing && e.kind != ErrorKind::Loop {
-                    let mut e = e;
-                    e.message = format!("Could not open backing file: {}", e.message);
-                    e
+                    e.context("Could not open backing file")
                 } else if req.role == ChildRole::DataFile && e.file.as_deref() == Some(&filename) {
                     // QEMU's words: "Could not open 'D': REASON".
                     let mut e = e;
@@ -451,7 +449,7 @@ impl HostServices for GraphServices {
                         .strip_prefix("Could not open: ")
                         .unwrap_or(&e.message);
                     e.message = format!("Could not open '{filename}': {reason}");
-                    e.op = String::new();
+                    e.op = Operation::Unspecified;
                     e.file = None;
                     e
                 } else {

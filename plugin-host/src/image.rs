@@ -473,11 +473,12 @@ fn activate_node(n: &GraphNode) -> Result<()> {
     require(n.node.migration(), "activate")
         .and_then(|m| m.activate())
         .map_err(|e| {
-            let mut e = e.in_file(&n.filename);
+            let e = e.in_file(&n.filename);
             if e.is_unsupported() {
-                e.message = format!("driver '{}' cannot be activated: {}", n.driver, e.message);
+                e.context(format_args!("driver '{}' cannot be activated", n.driver))
+            } else {
+                e
             }
-            e
         })
 }
 

@@ -118,9 +118,7 @@ pub fn check_creatable(registry: &Arc<Registry>, name: &str) -> Result<()> {
     }
     let path = name.strip_prefix("file:").unwrap_or(name);
     let create_err = |e: std::io::Error| {
-        let mut e = BlockError::from_io("", e);
-        e.message = format!("Could not create '{path}': {}", e.message);
-        e
+        BlockError::from_io("", e).context(format_args!("Could not create '{path}'"))
     };
     match std::fs::metadata(path) {
         // A FIFO opens (without waiting for a peer) and fails at the
@@ -132,11 +130,7 @@ pub fn check_creatable(registry: &Arc<Registry>, name: &str) -> Result<()> {
             .open(path)
             .map_err(create_err)?
             .set_len(0)
-            .map_err(|e| {
-                let mut e = BlockError::from_io("", e);
-                e.message = format!("Could not resize file: {}", e.message);
-                e
-            }),
+            .map_err(|e| BlockError::from_io("", e).context("Could not resize file")),
         Ok(m) if m.is_dir() => Err(create_err(std::io::Error::from_raw_os_error(libc::EISDIR))),
         Ok(_) => std::fs::OpenOptions::new()
             .write(true)

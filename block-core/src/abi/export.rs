@@ -28,7 +28,7 @@ pub unsafe fn report_error(err: *const BcErrSink, e: &BlockError) -> i32 {
             errno: e.errno(),
             has_offset: e.offset.is_some() as u32,
             offset: e.offset.unwrap_or(0),
-            op: BcStr::from_str(&e.op),
+            op: BcStr::from_str(e.op.as_str()),
             file: BcStr::from_opt(e.file.as_deref()),
             message: BcStr::from_str(&msg),
         };

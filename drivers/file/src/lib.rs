@@ -8,6 +8,8 @@
 
 mod create_attrs;
 mod driver;
+#[cfg(test)]
+mod io_tests;
 pub mod lock;
 mod node;
 mod sys;

@@ -50,7 +50,7 @@ impl FileNode {
             .open(path)
             .map_err(|e| {
                 BlockError::from_io("open", e)
-                    .with_message_prefix("Could not open")
+                    .context("Could not open")
                     .in_file(path)
             })?;
         let meta = file
@@ -121,9 +121,9 @@ impl FileNode {
     ) -> Result<()> {
         let size = size.div_ceil(512) * 512;
         let create_err = |e: std::io::Error| {
-            let mut e = BlockError::from_io("", e).in_file(path);
-            e.message = format!("Could not create '{path}': {}", e.message);
-            e
+            BlockError::from_io("", e)
+                .in_file(path)
+                .context(format_args!("Could not create '{path}'"))
         };
         // O_NONBLOCK: opening a FIFO never waits for a peer (it is refused
         // below, as QEMU refuses it, after the locks).
@@ -213,7 +213,7 @@ impl FileNode {
         }
         self.file.set_len(0).map_err(|e| {
             BlockError::from_io("", e)
-                .with_message_prefix("Could not resize file")
+                .context("Could not resize file")
                 .in_file(&self.path)
         })
     }
@@ -276,8 +276,7 @@ impl FileNode {
         } else {
             "Could not preallocate new data"
         };
-        let mut e = self.err("", offset, e);
-        e.message = format!("{what}: {}", e.message);
+        let mut e = self.err("", offset, e).context(what);
         e.offset = None;
         e
     }
@@ -367,18 +366,6 @@ impl FileNode {
         self.file
             .write_all_at(&vec![0u8; n as usize], 0)
             .map_err(|e| self.err("truncate", 0, e))
-    }
-}
-
-/// Extension to prefix a message.
-trait MessagePrefix {
-    fn with_message_prefix(self, p: &str) -> Self;
-}
-
-impl MessagePrefix for BlockError {
-    fn with_message_prefix(mut self, p: &str) -> Self {
-        self.message = format!("{p}: {}", self.message);
-        self
     }
 }
 

@@ -156,6 +156,9 @@ impl MigrationControl for NullNode {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 block_core::register_driver!(NullDriver::new());
 
 #[cfg(feature = "plugin")]

@@ -354,11 +354,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
             rc_set(rb, i, refcount_order, 1);
         }
         file.write_at(0, &buf).map_err(|e| {
-            ctx(BlockError::new(
-                e.kind,
-                "",
-                format!("Could not write qcow2 header: {}", e.message),
-            ))
+            ctx(BlockError::new(e.kind, "", e.message).context("Could not write qcow2 header"))
         })?;
         file.flush()?;
     }

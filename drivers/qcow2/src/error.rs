@@ -1,23 +1,27 @@
 //! Small helpers to build [`BlockError`]s with qcow2 context.
 
-use block_core::{BlockError, ErrorKind};
+use block_core::{BlockError, ErrorKind, Operation};
 
 /// A corrupt-image error for `op` at `offset`.
-pub(crate) fn corrupt_at(op: &str, offset: u64, msg: impl Into<String>) -> BlockError {
+pub(crate) fn corrupt_at(
+    op: impl Into<Operation>,
+    offset: u64,
+    msg: impl Into<String>,
+) -> BlockError {
     BlockError::corrupt(op, msg).at(offset)
 }
 
 /// An "image is inactive" or read-only error.
-pub(crate) fn read_only(op: &str, msg: impl Into<String>) -> BlockError {
+pub(crate) fn read_only(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
     BlockError::read_only(op, msg)
 }
 
 /// An out-of-range error (request past the end, size too big).
-pub(crate) fn out_of_range(op: &str, msg: impl Into<String>) -> BlockError {
+pub(crate) fn out_of_range(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
     BlockError::new(ErrorKind::OutOfRange, op, msg)
 }
 
 /// An unsupported-feature error.
-pub(crate) fn unsupported(op: &str, msg: impl Into<String>) -> BlockError {
+pub(crate) fn unsupported(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
     BlockError::new(ErrorKind::Unsupported, op, msg)
 }

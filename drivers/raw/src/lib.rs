@@ -7,6 +7,8 @@
 
 mod driver;
 mod node;
+#[cfg(test)]
+mod tests;
 
 pub use driver::RawDriver;
 pub use node::RawNode;

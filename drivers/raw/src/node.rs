@@ -2,7 +2,7 @@
 
 use block_core::{
     iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, MigrationControl, NodeInfo,
-    Preallocation, ReqFlags, Result, ZeroFlags,
+    Operation, Preallocation, ReqFlags, Result, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,9 +136,12 @@ impl BlockNode for RawNode {
 
     fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
         if self.fixed_size.is_some() || self.offset != 0 {
-            return Err(BlockError::unsupported("truncate")
-                .in_file(&self.filename)
-                .with_message("cannot resize a raw image with an offset or size window"));
+            return Err(BlockError::new(
+                ErrorKind::Unsupported,
+                Operation::Truncate,
+                "cannot resize a raw image with an offset or size window",
+            )
+            .in_file(&self.filename));
         }
         self.child.truncate(size, prealloc)?;
         self.refresh_size()
@@ -168,16 +171,5 @@ impl MigrationControl for RawNode {
     fn invalidate_cache(&self) -> Result<()> {
         // The host has already invalidated the child; only the size is cached here.
         self.refresh_size()
-    }
-}
-
-trait WithMessage {
-    fn with_message(self, m: &str) -> Self;
-}
-
-impl WithMessage for BlockError {
-    fn with_message(mut self, m: &str) -> Self {
-        self.message = m.to_string();
-        self
     }
 }

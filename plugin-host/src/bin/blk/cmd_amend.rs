@@ -120,9 +120,7 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     r.map_err(|e| {
         // A driver without amend; a refusal of the driver's own (QEMU's
         // ENOTSUP: "Cannot downgrade ...") keeps its words.
-        if e.kind == block_core::ErrorKind::Unsupported
-            && e.message == block_core::BlockError::unsupported("amend").message
-        {
+        if e.is_unsupported_operation() {
             not_supported(&fmt)
         } else {
             CliError::new(e.message.clone())
