@@ -29,6 +29,8 @@ mod node_import;
 pub mod plugin;
 mod sinks;
 pub mod table;
+#[cfg(test)]
+mod tests;
 
 pub use errors::{guard, panic_message, report_error};
 pub use json::{options_from_json, options_to_json};

@@ -253,7 +253,7 @@ impl BlockNode for ForeignNode {
                 return Err(BlockError::io(
                     "block_status",
                     format!(
-                        "driver returned an offset into child {}, which is neither file, \
+                        "driver returned an offset into child {}, which is neither file nor \
                          data-file nor an extent",
                         out.mapped_child
                     ),
