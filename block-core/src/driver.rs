@@ -111,6 +111,14 @@ pub trait BlockDriver: Send + Sync {
         Vec::new()
     }
 
+    /// The schema of the options `open` understands (`OpenRequest::options`,
+    /// e.g. qcow2's `l2-cache-size`), for discovery and help: what an
+    /// embedder may pass and what each means. Open itself stays lenient
+    /// about keys meant for other layers; the default is no options.
+    fn open_options(&self) -> Vec<OptDesc> {
+        Vec::new()
+    }
+
     /// How many bytes an image of this format needs (`qemu-img measure`).
     fn measure(&self, _req: &MeasureRequest) -> Result<MeasureResult> {
         Err(BlockError::unsupported("measure"))

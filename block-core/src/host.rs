@@ -8,28 +8,74 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The role of a child node relative to its parent.
+///
+/// Across the ABI a role is one `u32`: the role kind in the low 16 bits
+/// and, for the indexed roles (ABI minor 5), the index in the high 16 bits
+/// ([`ChildRole::to_u32`], [`ChildRole::from_u32`]). The unindexed roles
+/// keep the numbers they always had, so older plugins never see the new
+/// encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u32)]
 pub enum ChildRole {
     /// The storage a format node is stored in: always opened with a protocol
     /// driver, never probed for a format.
     #[default]
-    File = 0,
+    File,
     /// A backing file (copy-on-write base).
-    Backing = 1,
+    Backing,
     /// An external data file (qcow2 `data_file`): protocol only, like `File`.
-    DataFile = 2,
+    DataFile,
+    /// Extent N of a multi-extent image (vmdk's extent files): protocol
+    /// only, like `File`; block status offsets may point into it.
+    Extent(u16),
+    /// Parent N of a differencing image that names several (vhdx parent
+    /// locators, in the order the format lists them): probed like
+    /// `Backing`.
+    Parent(u16),
 }
 
 impl ChildRole {
-    /// From the ABI number.
+    /// From the ABI number (kind in the low 16 bits, index above).
     pub fn from_u32(v: u32) -> Option<ChildRole> {
-        Some(match v {
-            0 => ChildRole::File,
-            1 => ChildRole::Backing,
-            2 => ChildRole::DataFile,
+        let index = (v >> 16) as u16;
+        Some(match (v & 0xffff, index) {
+            (0, 0) => ChildRole::File,
+            (1, 0) => ChildRole::Backing,
+            (2, 0) => ChildRole::DataFile,
+            (3, i) => ChildRole::Extent(i),
+            (4, i) => ChildRole::Parent(i),
             _ => return None,
         })
+    }
+    /// The ABI number.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            ChildRole::File => 0,
+            ChildRole::Backing => 1,
+            ChildRole::DataFile => 2,
+            ChildRole::Extent(i) => 3 | (i as u32) << 16,
+            ChildRole::Parent(i) => 4 | (i as u32) << 16,
+        }
+    }
+    /// The ABI minor version that introduced this role as a mapped child
+    /// of block status (`File` always, `DataFile` 4, the indexed roles 5).
+    pub fn mapped_since_minor(self) -> u16 {
+        match self {
+            ChildRole::File | ChildRole::Backing => 0,
+            ChildRole::DataFile => 4,
+            ChildRole::Extent(_) | ChildRole::Parent(_) => 5,
+        }
+    }
+    /// True for roles whose node holds this image's data (block status
+    /// offsets may point into it): `File`, `DataFile`, `Extent(n)`.
+    pub fn holds_data(self) -> bool {
+        matches!(
+            self,
+            ChildRole::File | ChildRole::DataFile | ChildRole::Extent(_)
+        )
+    }
+    /// True for protocol-only roles, which are never probed for a format.
+    pub fn is_protocol(self) -> bool {
+        self.holds_data()
     }
     /// A lowercase name for messages.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +83,8 @@ impl ChildRole {
             ChildRole::File => "file",
             ChildRole::Backing => "backing",
             ChildRole::DataFile => "data-file",
+            ChildRole::Extent(_) => "extent",
+            ChildRole::Parent(_) => "parent",
         }
     }
 }
@@ -131,5 +179,30 @@ mod tests {
         assert_eq!(resolve_relative("b.img", Some("a.qcow2")), "b.img");
         assert_eq!(resolve_relative("b.img", None), "b.img");
         assert_eq!(resolve_relative("null-co://", Some("/x/a")), "null-co://");
+    }
+
+    /// Old roles keep their numbers; indexed roles round-trip; unknown
+    /// kinds and indexes on unindexed roles are refused.
+    #[test]
+    fn child_role_numbers() {
+        assert_eq!(ChildRole::File.to_u32(), 0);
+        assert_eq!(ChildRole::Backing.to_u32(), 1);
+        assert_eq!(ChildRole::DataFile.to_u32(), 2);
+        assert_eq!(ChildRole::Extent(0).to_u32(), 3);
+        assert_eq!(ChildRole::Parent(2).to_u32(), 0x2_0004);
+        for r in [
+            ChildRole::File,
+            ChildRole::Backing,
+            ChildRole::DataFile,
+            ChildRole::Extent(7),
+            ChildRole::Extent(u16::MAX),
+            ChildRole::Parent(1),
+        ] {
+            assert_eq!(ChildRole::from_u32(r.to_u32()), Some(r));
+        }
+        assert_eq!(ChildRole::from_u32(5), None);
+        assert_eq!(ChildRole::from_u32(0x1_0000), None);
+        assert_eq!(ChildRole::from_u32(0x1_0002), None);
+        assert!(ChildRole::Extent(3).holds_data() && !ChildRole::Parent(0).holds_data());
     }
 }

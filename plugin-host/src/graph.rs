@@ -115,7 +115,7 @@ fn open_with_chain(
     role: Option<ChildRole>,
     chain: &Chain,
 ) -> Result<Arc<GraphNode>> {
-    let protocol_only = matches!(role, Some(ChildRole::File) | Some(ChildRole::DataFile));
+    let protocol_only = role.is_some_and(ChildRole::is_protocol);
     // An explicitly named driver always wins.
     if let Some(fmt) = &spec.format {
         let d = registry.get(fmt).ok_or_else(|| {

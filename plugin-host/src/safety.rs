@@ -63,9 +63,11 @@ fn collect(node: &GraphNode, relation: FileRelation, out: &mut Vec<ImageFile>) {
     }
     for (role, child) in node.children() {
         let r = match (relation, role) {
-            (FileRelation::Backing, _) | (_, ChildRole::Backing) => FileRelation::Backing,
+            (FileRelation::Backing, _) | (_, ChildRole::Backing | ChildRole::Parent(_)) => {
+                FileRelation::Backing
+            }
             (_, ChildRole::DataFile) => FileRelation::DataFile,
-            (r, ChildRole::File) => r,
+            (r, ChildRole::File | ChildRole::Extent(_)) => r,
         };
         collect(&child, r, out);
     }

@@ -19,9 +19,24 @@
 
 use std::ffi::c_void;
 
+mod errors;
 pub mod export;
 pub mod import;
+mod json;
+mod lent;
+mod node_export;
+mod node_import;
 pub mod plugin;
+mod sinks;
+pub mod table;
+#[cfg(test)]
+mod tests;
+
+pub use errors::{guard, panic_message, report_error};
+pub use json::{options_from_json, options_to_json};
+pub use lent::{export_host_services, ForeignHostServices};
+pub use node_export::export_node;
+pub use node_import::ForeignNode;
 
 /// The magic number in [`BcAbiStamp`] and [`BcPluginHeader`]: `"BLKPLUG\0"`.
 pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
@@ -29,8 +44,10 @@ pub const BLK_ABI_MAGIC: u64 = u64::from_le_bytes(*b"BLKPLUG\0");
 pub const BLK_ABI_MAJOR: u16 = 1;
 /// The ABI minor version of this build. Minor 0 is the base interface;
 /// minors 1, 2 and 3 appended the slots marked so below; minor 4 gave
-/// `BcExtent.mapped_child` (formerly reserved, zero = file) its meaning.
-pub const BLK_ABI_MINOR: u16 = 4;
+/// `BcExtent.mapped_child` (formerly reserved, zero = file) its meaning;
+/// minor 5 appended the control mask, limits and capabilities node slots,
+/// the open-option schema driver slot, and indexed child roles.
+pub const BLK_ABI_MINOR: u16 = 5;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
 /// The name of the exported entry symbol.
@@ -96,9 +113,12 @@ impl BcStr {
     pub fn is_none(&self) -> bool {
         self.ptr.is_null()
     }
+    /// The bytes, borrowed no longer than this `BcStr` (a `BcStr` is
+    /// only ever lent for the duration of one call).
+    ///
     /// # Safety
-    /// `ptr..ptr+len` must be valid for reads for the returned lifetime.
-    pub unsafe fn as_bytes<'a>(&self) -> &'a [u8] {
+    /// `ptr..ptr+len` must be valid for reads while `self` is borrowed.
+    pub unsafe fn as_bytes(&self) -> &[u8] {
         if self.ptr.is_null() || self.len == 0 {
             &[]
         } else {
@@ -199,114 +219,135 @@ pub struct BcNode {
 
 type Err = *const BcErrSink;
 
-/// The operations of an open node. Every slot returns 0 or a negative errno
-/// (after calling the error sink).
+crate::abi_table! {
+    /// The operations of an open node. Every slot returning `i32` returns 0
+    /// or a negative errno (after calling the error sink).
+    pub struct BcNodeVtbl: BcNodeSlots {
+        /// Releases the node. Required.
+        [0] close(ctx: *mut c_void);
+        /// Vectored read. Required.
+        [0] read(ctx: *mut c_void, offset: u64, iov: *const BcIoVec, niov: usize, flags: u32, err: Err) -> i32;
+        /// Vectored write.
+        [0] write(ctx: *mut c_void, offset: u64, iov: *const BcIoVec, niov: usize, flags: u32, err: Err) -> i32;
+        /// Flush.
+        [0] flush(ctx: *mut c_void, err: Err) -> i32;
+        /// Length into `*out`.
+        [0] length(ctx: *mut c_void, out: *mut u64, err: Err) -> i32;
+        /// Info as JSON (`NodeInfo`) into the sink.
+        [0] info_json(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32;
+        /// Discard.
+        [1] discard(ctx: *mut c_void, offset: u64, len: u64, err: Err) -> i32;
+        /// Write zeroes with `ZeroFlags` bits.
+        [1] write_zeroes(ctx: *mut c_void, offset: u64, len: u64, flags: u32, err: Err) -> i32;
+        /// Truncate with a `Preallocation` number.
+        [1] truncate(ctx: *mut c_void, size: u64, prealloc: u32, err: Err) -> i32;
+        /// Allocated size into `*out`.
+        [1] allocated_size(ctx: *mut c_void, out: *mut u64, err: Err) -> i32;
+        /// Block status of the range at `offset`.
+        [1] block_status(ctx: *mut c_void, offset: u64, len: u64, out: *mut BcExtent, err: Err) -> i32;
+        /// 1 when the node reads as zeros after creation.
+        [1] has_zero_init(ctx: *mut c_void) -> i32;
+        /// Check with `CheckMode` bits; the `CheckReport` as JSON into the sink.
+        [1] check_json(ctx: *mut c_void, mode: u32, out: *const BcStrSink, err: Err) -> i32;
+        /// Snapshot list (`[SnapshotInfo]` as JSON) into the sink.
+        [1] snapshot_list_json(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32;
+        /// Snapshot create by name.
+        [1] snapshot_create(ctx: *mut c_void, name: BcStr, err: Err) -> i32;
+        /// Snapshot apply by ID or name.
+        [1] snapshot_apply(ctx: *mut c_void, name: BcStr, err: Err) -> i32;
+        /// Snapshot delete by ID or name.
+        [1] snapshot_delete(ctx: *mut c_void, name: BcStr, err: Err) -> i32;
+        /// Change the stored backing file (NULL strings remove it).
+        [1] change_backing_file(ctx: *mut c_void, filename: BcStr, format: BcStr, err: Err) -> i32;
+        /// Invalidate cached metadata.
+        [1] invalidate_cache(ctx: *mut c_void, err: Err) -> i32;
+        /// Inactivate for a handoff.
+        [1] inactivate(ctx: *mut c_void, err: Err) -> i32;
+        /// Activate after a handoff.
+        [1] activate(ctx: *mut c_void, err: Err) -> i32;
+        /// Drop every allocation (reads fall through to the backing file).
+        [2] make_empty(ctx: *mut c_void, err: Err) -> i32;
+        /// Amend format options; options as a JSON array of `[key, value]` pairs.
+        [2] amend_json(ctx: *mut c_void, options_json: BcStr, err: Err) -> i32;
+        /// Persistent dirty bitmap control: one operation described in JSON
+        /// (`BitmapControl::bitmap`); the JSON result into the sink.
+        [3] bitmap_json(ctx: *mut c_void, request_json: BcStr, out: *const BcStrSink, err: Err) -> i32;
+        /// The management capabilities the node really offers, as
+        /// [`BcControlMask`] bits (the slots above exist in every table
+        /// this build exports, offered or not).
+        [5] control_mask(ctx: *mut c_void) -> u64;
+        /// Request shape limits into `*out` (written up to the smaller of
+        /// its `struct_size` and the producer's); 0 or -errno.
+        [5] limits(ctx: *mut c_void, out: *mut BcIoLimits) -> i32;
+        /// Native capabilities into `*out` (as `limits`); 0 or -errno.
+        [5] capabilities(ctx: *mut c_void, out: *mut BcNodeCaps) -> i32;
+    }
+}
+
+/// Bits of [`BcNodeVtbl::control_mask`]: which capability accessors of
+/// `BlockNode` answer `Some`. Unknown bits are ignored by readers.
+pub struct BcControlMask;
+
+impl BcControlMask {
+    /// `snapshots()`.
+    pub const SNAPSHOTS: u64 = 1 << 0;
+    /// `check_control()`.
+    pub const CHECK: u64 = 1 << 1;
+    /// `amend_control()`.
+    pub const AMEND: u64 = 1 << 2;
+    /// `migration()`.
+    pub const MIGRATION: u64 = 1 << 3;
+    /// `backing_control()`.
+    pub const BACKING: u64 = 1 << 4;
+    /// `bitmap_control()`.
+    pub const BITMAPS: u64 = 1 << 5;
+}
+
+/// `IoLimits` as it crosses the ABI (minor 5). The receiver sets
+/// `struct_size` to its own size and zero-fills; the producer writes the
+/// fields both know. Zero means "no constraint" everywhere (an alignment
+/// of 0 reads as 1).
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BcNodeVtbl {
-    /// Size of this struct as the producer built it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BcIoLimits {
+    /// Size of this struct as the receiver built it.
     pub struct_size: usize,
-    // ---- minor 0 ----
-    /// Releases the node. Required.
-    pub close: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Vectored read. Required.
-    pub read: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            offset: u64,
-            iov: *const BcIoVec,
-            niov: usize,
-            flags: u32,
-            err: Err,
-        ) -> i32,
-    >,
-    /// Vectored write.
-    pub write: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            offset: u64,
-            iov: *const BcIoVec,
-            niov: usize,
-            flags: u32,
-            err: Err,
-        ) -> i32,
-    >,
-    /// Flush.
-    pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
-    /// Length into `*out`.
-    pub length: Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut u64, err: Err) -> i32>,
-    /// Info as JSON (`NodeInfo`) into the sink.
-    pub info_json:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32>,
-    // ---- minor 1 ----
-    /// Discard.
-    pub discard:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, offset: u64, len: u64, err: Err) -> i32>,
-    /// Write zeroes with `ZeroFlags` bits.
-    pub write_zeroes: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, offset: u64, len: u64, flags: u32, err: Err) -> i32,
-    >,
-    /// Truncate with a `Preallocation` number.
-    pub truncate:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, size: u64, prealloc: u32, err: Err) -> i32>,
-    /// Allocated size into `*out`.
-    pub allocated_size:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *mut u64, err: Err) -> i32>,
-    /// Block status of the range at `offset`.
-    pub block_status: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            offset: u64,
-            len: u64,
-            out: *mut BcExtent,
-            err: Err,
-        ) -> i32,
-    >,
-    /// 1 when the node reads as zeros after creation.
-    pub has_zero_init: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i32>,
-    /// Check with `CheckMode` bits; the `CheckReport` as JSON into the sink.
-    pub check_json: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, mode: u32, out: *const BcStrSink, err: Err) -> i32,
-    >,
-    /// Snapshot list (`[SnapshotInfo]` as JSON) into the sink.
-    pub snapshot_list_json:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32>,
-    /// Snapshot create by name.
-    pub snapshot_create:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
-    /// Snapshot apply by ID or name.
-    pub snapshot_apply:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
-    /// Snapshot delete by ID or name.
-    pub snapshot_delete:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, name: BcStr, err: Err) -> i32>,
-    /// Change the stored backing file (NULL strings remove it).
-    pub change_backing_file: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, filename: BcStr, format: BcStr, err: Err) -> i32,
-    >,
-    /// Invalidate cached metadata.
-    pub invalidate_cache: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
-    /// Inactivate for a handoff.
-    pub inactivate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
-    /// Activate after a handoff.
-    pub activate: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
-    // ---- minor 2 ----
-    /// Drop every allocation (reads fall through to the backing file).
-    pub make_empty: Option<unsafe extern "C" fn(ctx: *mut c_void, err: Err) -> i32>,
-    /// Amend format options; options as a JSON array of `[key, value]` pairs.
-    pub amend_json:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, options_json: BcStr, err: Err) -> i32>,
-    // ---- minor 3 ----
-    /// Persistent dirty bitmap control: one operation described in JSON
-    /// (`BlockNode::bitmap`); the JSON result into the sink.
-    pub bitmap_json: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            request_json: BcStr,
-            out: *const BcStrSink,
-            err: Err,
-        ) -> i32,
-    >,
+    /// `IoLimits::request_alignment`.
+    pub request_alignment: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// `IoLimits::max_transfer`.
+    pub max_transfer: u64,
+    /// `IoLimits::optimal_transfer`.
+    pub optimal_transfer: u64,
+    /// `IoLimits::max_discard`.
+    pub max_discard: u64,
+}
+
+/// `NodeCapabilities` as it crosses the ABI (minor 5), filled like
+/// [`BcIoLimits`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BcNodeCaps {
+    /// Size of this struct as the receiver built it.
+    pub struct_size: usize,
+    /// `BcNodeCaps::CAN_ZERO` ... bits.
+    pub flags: u32,
+    /// `ThreadModel` number: 0 parallel, 1 serialize requests.
+    pub thread_model: u32,
+}
+
+impl BcNodeCaps {
+    /// `can_zero`.
+    pub const CAN_ZERO: u32 = 1 << 0;
+    /// `can_fast_zero`.
+    pub const CAN_FAST_ZERO: u32 = 1 << 1;
+    /// `can_fua`.
+    pub const CAN_FUA: u32 = 1 << 2;
+    /// `can_discard`.
+    pub const CAN_DISCARD: u32 = 1 << 3;
+    /// `multi_conn_safe`.
+    pub const MULTI_CONN_SAFE: u32 = 1 << 4;
 }
 
 /// What a format driver is shown when probing.
@@ -369,37 +410,18 @@ pub struct BcHostServices {
     pub vtbl: *const BcHostServicesVtbl,
 }
 
-/// Operations of [`BcHostServices`].
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BcHostServicesVtbl {
-    /// Size of this struct.
-    pub struct_size: usize,
-    // ---- minor 0 ----
-    /// Releases the services handle. Required.
-    pub release: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Takes one more reference (the receiver calls `release` once per reference).
-    pub retain: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Opens a child node into `*out`.
-    pub open_child: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            req: *const BcChildRequest,
-            out: *mut BcNode,
-            err: Err,
-        ) -> i32,
-    >,
-    // ---- minor 1 ----
-    /// Creates a protocol-level file.
-    pub create_file: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            filename: BcStr,
-            size: u64,
-            prealloc: u32,
-            err: Err,
-        ) -> i32,
-    >,
+crate::abi_table! {
+    /// Operations of [`BcHostServices`].
+    pub struct BcHostServicesVtbl: BcHostServicesSlots {
+        /// Releases the services handle. Required.
+        [0] release(ctx: *mut c_void);
+        /// Takes one more reference (the receiver calls `release` once per reference).
+        [0] retain(ctx: *mut c_void);
+        /// Opens a child node into `*out`.
+        [0] open_child(ctx: *mut c_void, req: *const BcChildRequest, out: *mut BcNode, err: Err) -> i32;
+        /// Creates a protocol-level file.
+        [1] create_file(ctx: *mut c_void, filename: BcStr, size: u64, prealloc: u32, err: Err) -> i32;
+    }
 }
 
 /// A driver as it crosses the ABI.
@@ -412,64 +434,35 @@ pub struct BcDriver {
     pub vtbl: *const BcDriverVtbl,
 }
 
-/// The operations and identity of a driver.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct BcDriverVtbl {
-    /// Size of this struct.
-    pub struct_size: usize,
-    // ---- minor 0 ----
-    /// Name into the sink. Required.
-    pub name: Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
-    /// `DriverKind` number. Required.
-    pub kind: Option<unsafe extern "C" fn(ctx: *const c_void) -> u32>,
-    /// `DriverCaps` bits.
-    pub caps: Option<unsafe extern "C" fn(ctx: *const c_void) -> u32>,
-    /// Description into the sink.
-    pub description: Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
-    /// Protocol prefixes as a JSON array of strings into the sink.
-    pub protocol_prefixes_json:
-        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink)>,
-    /// Probe score 0..=100.
-    pub probe: Option<unsafe extern "C" fn(ctx: *const c_void, input: *const BcProbeInput) -> u32>,
-    /// Opens a node. The host services handle is lent for the call; the
-    /// driver calls `retain` to keep it.
-    pub open: Option<
-        unsafe extern "C" fn(
-            ctx: *const c_void,
-            req: *const BcOpenRequest,
-            host: BcHostServices,
-            out: *mut BcNode,
-            err: Err,
-        ) -> i32,
-    >,
-    // ---- minor 1 ----
-    /// Create-option schema (`[OptDesc]` JSON) into the sink.
-    pub create_options_json:
-        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink) -> i32>,
-    /// Creates an image; options as a JSON array of `[key, value]` pairs.
-    pub create: Option<
-        unsafe extern "C" fn(
-            ctx: *const c_void,
-            filename: BcStr,
-            options_json: BcStr,
-            host: BcHostServices,
-            err: Err,
-        ) -> i32,
-    >,
-    // ---- minor 2 ----
-    /// Amend-option schema (`[OptDesc]` JSON) into the sink.
-    pub amend_options_json:
-        Option<unsafe extern "C" fn(ctx: *const c_void, out: *const BcStrSink) -> i32>,
-    /// Measure: a `MeasureRequest` JSON in, a `MeasureResult` JSON into the sink.
-    pub measure_json: Option<
-        unsafe extern "C" fn(
-            ctx: *const c_void,
-            request_json: BcStr,
-            out: *const BcStrSink,
-            err: Err,
-        ) -> i32,
-    >,
+crate::abi_table! {
+    /// The operations and identity of a driver.
+    pub struct BcDriverVtbl: BcDriverSlots {
+        /// Name into the sink. Required.
+        [0] name(ctx: *const c_void, out: *const BcStrSink);
+        /// `DriverKind` number. Required.
+        [0] kind(ctx: *const c_void) -> u32;
+        /// `DriverCaps` bits.
+        [0] caps(ctx: *const c_void) -> u32;
+        /// Description into the sink.
+        [0] description(ctx: *const c_void, out: *const BcStrSink);
+        /// Protocol prefixes as a JSON array of strings into the sink.
+        [0] protocol_prefixes_json(ctx: *const c_void, out: *const BcStrSink);
+        /// Probe score 0..=100.
+        [0] probe(ctx: *const c_void, input: *const BcProbeInput) -> u32;
+        /// Opens a node. The host services handle is lent for the call; the
+        /// driver calls `retain` to keep it.
+        [0] open(ctx: *const c_void, req: *const BcOpenRequest, host: BcHostServices, out: *mut BcNode, err: Err) -> i32;
+        /// Create-option schema (`[OptDesc]` JSON) into the sink.
+        [1] create_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32;
+        /// Creates an image; options as a JSON array of `[key, value]` pairs.
+        [1] create(ctx: *const c_void, filename: BcStr, options_json: BcStr, host: BcHostServices, err: Err) -> i32;
+        /// Amend-option schema (`[OptDesc]` JSON) into the sink.
+        [2] amend_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32;
+        /// Measure: a `MeasureRequest` JSON in, a `MeasureResult` JSON into the sink.
+        [2] measure_json(ctx: *const c_void, request_json: BcStr, out: *const BcStrSink, err: Err) -> i32;
+        /// Open-option schema (`[OptDesc]` JSON) into the sink.
+        [5] open_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32;
+    }
 }
 
 /// Log levels across the ABI (as `log::Level`: 1 error .. 5 trace; 0 off).
@@ -549,13 +542,36 @@ pub unsafe fn copy_table<T: Copy>(src: *const T) -> Option<T> {
     Some(out.assume_init())
 }
 
+/// Writes `v` into a receiver-owned out table (the receiver set its
+/// `struct_size` and zero-filled it): copies the fields after `struct_size`
+/// up to `min(receiver's struct_size, size_of::<T>())` bytes, so neither
+/// side writes or reads past what the other knows; the receiver's
+/// `struct_size` is kept.
+///
+/// # Safety
+/// `dst` must be NULL or a writable table whose first field is a `usize`
+/// struct_size that truthfully states how many bytes are writable.
+pub unsafe fn write_table<T: Copy>(dst: *mut T, v: &T) {
+    if dst.is_null() {
+        return;
+    }
+    let word = std::mem::size_of::<usize>();
+    let n = (*(dst as *const usize)).min(std::mem::size_of::<T>());
+    if n > word {
+        std::ptr::copy_nonoverlapping(
+            (v as *const T as *const u8).add(word),
+            (dst as *mut u8).add(word),
+            n - word,
+        );
+    }
+}
+
 /// Byte size of the minor-0 part of [`BcNodeVtbl`].
-pub const NODE_VTBL_MINOR0_SIZE: usize = std::mem::offset_of!(BcNodeVtbl, discard);
+pub const NODE_VTBL_MINOR0_SIZE: usize = BcNodeVtbl::size_at_minor(0);
 /// Byte size of the minor-0 part of [`BcDriverVtbl`].
-pub const DRIVER_VTBL_MINOR0_SIZE: usize = std::mem::offset_of!(BcDriverVtbl, create_options_json);
+pub const DRIVER_VTBL_MINOR0_SIZE: usize = BcDriverVtbl::size_at_minor(0);
 /// Byte size of the minor-0 part of [`BcHostServicesVtbl`].
-pub const HOST_SERVICES_VTBL_MINOR0_SIZE: usize =
-    std::mem::offset_of!(BcHostServicesVtbl, create_file);
+pub const HOST_SERVICES_VTBL_MINOR0_SIZE: usize = BcHostServicesVtbl::size_at_minor(0);
 
 #[cfg(all(test, target_pointer_width = "64"))]
 mod layout_tests {
@@ -574,15 +590,115 @@ mod layout_tests {
         assert_eq!(offset_of!(BcNodeVtbl, close), 8);
         assert_eq!(offset_of!(BcNodeVtbl, info_json), 48);
         assert_eq!(NODE_VTBL_MINOR0_SIZE, 56);
-        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8 + 8);
+        assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8 + 8 + 3 * 8);
         assert_eq!(offset_of!(BcDriverVtbl, open), 56);
         assert_eq!(DRIVER_VTBL_MINOR0_SIZE, 64);
-        assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8);
+        assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8 + 8);
         assert_eq!(HOST_SERVICES_VTBL_MINOR0_SIZE, 32);
         assert_eq!(size_of::<BcHostApi>(), 40);
         assert_eq!(size_of::<BcPluginHeader>(), 64);
         assert_eq!(size_of::<BcProbeInput>(), 64);
         assert_eq!(size_of::<BcOpenRequest>(), 48);
         assert_eq!(size_of::<BcChildRequest>(), 80);
+        assert_eq!(size_of::<BcIoLimits>(), 40);
+        assert_eq!(size_of::<BcNodeCaps>(), 16);
+    }
+
+    /// The frozen slot lists (name, minor) of every table, in table order:
+    /// slots are 8 bytes each after the 8-byte `struct_size`, so each
+    /// slot's offset is fixed by its position. Only appending is allowed.
+    const NODE: &[(&str, u16)] = &[
+        ("close", 0),
+        ("read", 0),
+        ("write", 0),
+        ("flush", 0),
+        ("length", 0),
+        ("info_json", 0),
+        ("discard", 1),
+        ("write_zeroes", 1),
+        ("truncate", 1),
+        ("allocated_size", 1),
+        ("block_status", 1),
+        ("has_zero_init", 1),
+        ("check_json", 1),
+        ("snapshot_list_json", 1),
+        ("snapshot_create", 1),
+        ("snapshot_apply", 1),
+        ("snapshot_delete", 1),
+        ("change_backing_file", 1),
+        ("invalidate_cache", 1),
+        ("inactivate", 1),
+        ("activate", 1),
+        ("make_empty", 2),
+        ("amend_json", 2),
+        ("bitmap_json", 3),
+        ("control_mask", 5),
+        ("limits", 5),
+        ("capabilities", 5),
+    ];
+    const DRIVER: &[(&str, u16)] = &[
+        ("name", 0),
+        ("kind", 0),
+        ("caps", 0),
+        ("description", 0),
+        ("protocol_prefixes_json", 0),
+        ("probe", 0),
+        ("open", 0),
+        ("create_options_json", 1),
+        ("create", 1),
+        ("amend_options_json", 2),
+        ("measure_json", 2),
+        ("open_options_json", 5),
+    ];
+    const HOST_SERVICES: &[(&str, u16)] = &[
+        ("release", 0),
+        ("retain", 0),
+        ("open_child", 0),
+        ("create_file", 1),
+    ];
+
+    fn check(slots: &[table::SlotInfo], frozen: &[(&str, u16)], size: usize) {
+        assert_eq!(slots.len(), frozen.len(), "a slot was added or removed");
+        for (i, (s, (name, minor))) in slots.iter().zip(frozen).enumerate() {
+            assert_eq!((s.name, s.minor, s.offset), (*name, *minor, 8 + 8 * i));
+        }
+        assert_eq!(size, 8 + 8 * frozen.len());
+        let mut minors: Vec<u16> = frozen.iter().map(|f| f.1).collect();
+        assert!(
+            minors.windows(2).all(|w| w[0] <= w[1]),
+            "slots out of minor order"
+        );
+        minors.dedup();
+    }
+
+    #[test]
+    fn every_slot_offset_is_frozen() {
+        check(BcNodeVtbl::SLOTS, NODE, size_of::<BcNodeVtbl>());
+        check(BcDriverVtbl::SLOTS, DRIVER, size_of::<BcDriverVtbl>());
+        check(
+            BcHostServicesVtbl::SLOTS,
+            HOST_SERVICES,
+            size_of::<BcHostServicesVtbl>(),
+        );
+    }
+
+    /// The table size each minor's producers send (what `copy_table` reads).
+    #[test]
+    fn table_sizes_per_minor() {
+        let node: Vec<usize> = (0..=5).map(BcNodeVtbl::size_at_minor).collect();
+        assert_eq!(node, [56, 176, 192, 200, 200, 224]);
+        let drv: Vec<usize> = (0..=5).map(BcDriverVtbl::size_at_minor).collect();
+        assert_eq!(drv, [64, 80, 96, 96, 96, 104]);
+        let host: Vec<usize> = (0..=5).map(BcHostServicesVtbl::size_at_minor).collect();
+        assert_eq!(host, [32, 40, 40, 40, 40, 40]);
+    }
+
+    /// The exported tables fill every slot and state this build's size.
+    #[test]
+    fn exported_tables_are_complete() {
+        let t = node_export::table();
+        assert_eq!(t.struct_size, size_of::<BcNodeVtbl>());
+        let words: [usize; 28] = unsafe { std::mem::transmute(*t) };
+        assert!(words[1..].iter().all(|w| *w != 0));
     }
 }

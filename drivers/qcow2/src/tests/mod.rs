@@ -123,8 +123,8 @@ impl HostServices for TestHost {
         let name = block_core::resolve_relative(&req.filename, req.relative_to.as_deref());
         let ro = req.flags.contains(OpenFlags::READ_ONLY);
         match req.role {
-            ChildRole::File | ChildRole::DataFile => open_file(&name, ro),
-            ChildRole::Backing => {
+            ChildRole::File | ChildRole::DataFile | ChildRole::Extent(_) => open_file(&name, ro),
+            ChildRole::Backing | ChildRole::Parent(_) => {
                 let fmt = match &req.format {
                     Some(f) => f.clone(),
                     None => {
