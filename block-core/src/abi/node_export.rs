@@ -344,12 +344,12 @@ impl BcNodeSlots for NodeExport {
 
     unsafe extern "C" fn inactivate(ctx: *mut c_void, err: Err) -> i32 {
         guard(err, "inactivate", || {
+            // The host flushed the node before this call (MigrationControl's
+            // contract; hosts before it flushed the image first), so only a
+            // node without the capability is flushed here, as slot 1.0 did.
             let n = node(&ctx);
             match n.migration() {
-                Some(m) => {
-                    n.flush()?;
-                    m.inactivate()
-                }
+                Some(m) => m.inactivate(),
                 None => n.flush(),
             }
         })
