@@ -5,8 +5,15 @@
 //! refcount allocator. Findings are recorded in the
 //! [`CheckReport`](crate::info::CheckReport) as structured data, with the
 //! lines qemu-img prints.
+//!
+//! Pieces every format's check uses, refcounted or not: [`Findings`]
+//! (record a finding and count it in one step, repairable findings),
+//! [`ClusterStats`] (allocated, fragmented and compressed clusters).
+//! For refcounted formats, [`check_refcounts`] runs the whole count,
+//! compare, rebuild and repair sequence over a [`RefcountCheck`].
 
 use crate::engine::refcount_alloc::{AllocState, RefcountStore};
+use crate::error::{BlockError, Result};
 use crate::info::{CheckReport, FindingKind};
 use crate::types::CheckMode;
 use std::collections::BTreeMap;
@@ -26,6 +33,76 @@ pub fn error(rep: &mut CheckReport, kind: FindingKind, offset: Option<u64>, msg:
 pub fn note(rep: &mut CheckReport, kind: FindingKind, offset: Option<u64>, msg: String) {
     log::debug!("check: {msg}");
     rep.push_finding(kind, offset, msg);
+}
+
+/// Recording findings and counting them in one step, as every format's
+/// check does. The messages are the lines qemu-img prints.
+pub trait Findings {
+    /// Records a corruption (with QEMU's "ERROR" prefix) and counts it.
+    fn corruption(&mut self, msg: String);
+    /// Records an error that kept something from being checked and
+    /// counts it.
+    fn check_error(&mut self, msg: String);
+    /// A corruption `what` that the check repairs when `fix` is true:
+    /// records "Repairing {what}" (the caller repairs it and counts it
+    /// fixed), else records "ERROR {what}" and counts the corruption.
+    /// Returns `fix`.
+    fn repairable(&mut self, fix: bool, what: String) -> bool;
+}
+
+impl Findings for CheckReport {
+    fn corruption(&mut self, msg: String) {
+        error(self, FindingKind::Corruption, None, msg);
+        self.corruptions += 1;
+    }
+
+    fn check_error(&mut self, msg: String) {
+        error(self, FindingKind::CheckError, None, msg);
+        self.check_errors += 1;
+    }
+
+    fn repairable(&mut self, fix: bool, what: String) -> bool {
+        if fix {
+            note(self, FindingKind::Repair, None, format!("Repairing {what}"));
+        } else {
+            self.corruption(format!("ERROR {what}"));
+        }
+        fix
+    }
+}
+
+/// The allocation figures of a check (QEMU's BlockFragInfo: allocated,
+/// fragmented and compressed guest clusters), counted while the mapping
+/// tables are walked in guest order. A data cluster is fragmented when it
+/// does not follow the previous one in the file; a compressed one always
+/// counts as fragmented. Used by every format whose check reports them
+/// (qcow2, parallels, vhdx, vmdk).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterStats {
+    next_contiguous: u64,
+}
+
+impl ClusterStats {
+    /// Counts an allocated cluster of `cluster_size` bytes at host offset
+    /// `offset`.
+    pub fn data(&mut self, rep: &mut CheckReport, offset: u64, cluster_size: u64) {
+        bump(&mut rep.allocated_clusters);
+        if self.next_contiguous != 0 && offset != self.next_contiguous {
+            bump(&mut rep.fragmented_clusters);
+        }
+        self.next_contiguous = offset + cluster_size;
+    }
+
+    /// Counts a compressed cluster.
+    pub fn compressed(&mut self, rep: &mut CheckReport) {
+        bump(&mut rep.allocated_clusters);
+        bump(&mut rep.compressed_clusters);
+        bump(&mut rep.fragmented_clusters);
+    }
+}
+
+fn bump(v: &mut Option<u64>) {
+    *v = Some(v.unwrap_or(0) + 1);
 }
 
 /// The computed references: dense up to the file end, sparse beyond it
@@ -219,9 +296,312 @@ pub fn compare_refcounts(
     highest
 }
 
+/// What [`check_refcounts`] needs from a refcounted format, besides its
+/// [`RefcountStore`].
+pub trait RefcountCheck: RefcountStore {
+    /// Counts every reference of the image into fresh computed refcounts
+    /// (QEMU's calculate_refcounts), checking the refcount structure on
+    /// the way (repairing per `mode` what needs no rebuild). Returns them
+    /// and whether the structure must be rebuilt. With `stats`, the
+    /// allocation figures are counted too ([`ClusterStats`]).
+    fn count_references(
+        &self,
+        state: &mut AllocState,
+        mode: CheckMode,
+        rep: &mut CheckReport,
+        stats: bool,
+    ) -> Result<(ComputedRefcounts, bool)>;
+
+    /// Writes a new refcount structure for `refs` (which then counts it
+    /// too; see [`rebuild_refcount_structure`](crate::engine::rebuild::rebuild_refcount_structure))
+    /// and switches the image to it.
+    fn rebuild_structure(&self, state: &mut AllocState, refs: &mut ComputedRefcounts)
+        -> Result<()>;
+}
+
+/// The refcount part of a check, as QEMU's qcow2_check_refcounts: count
+/// the references, compare them with the stored refcounts, then repair per
+/// `mode`: leaks and wrong refcounts in place, or (with
+/// [`CheckMode::FIX_ERRORS`]) the whole structure rebuilt when a block is
+/// unusable or a referenced cluster has refcount 0, followed by a count
+/// of the new structure and a leak repair freeing the old one.
+/// [`CheckMode::FIX_LEAKS`] alone cannot rebuild and fails with EIO
+/// ("need to rebuild refcount structures"). The report's figures are
+/// qemu-img's: after a repair they count what remains and what was fixed;
+/// the allocation figures stay those of the first count. Returns the
+/// highest cluster in use.
+pub fn check_refcounts<F: RefcountCheck>(
+    f: &F,
+    state: &mut AllocState,
+    mode: CheckMode,
+    rep: &mut CheckReport,
+) -> Result<u64> {
+    let (mut refs, mut rebuild) = f.count_references(state, mode, rep, true)?;
+    let pre_compare = rep.clone();
+    let mut highest = compare_refcounts(state, f, &refs, CheckMode::REPORT, &mut rebuild, rep);
+    if rebuild && mode.contains(CheckMode::FIX_ERRORS) {
+        let old = rep.clone();
+        note(
+            rep,
+            FindingKind::Note,
+            None,
+            "Rebuilding refcount structure".into(),
+        );
+        if let Err(e) = f.rebuild_structure(state, &mut refs) {
+            error(rep, FindingKind::CheckError, None, e.to_string());
+            return Err(f.context(e));
+        }
+        rep.corruptions = 0;
+        rep.leaks = 0;
+        rebuild = false;
+        // The references change with the new structure: count again
+        // (the allocation figures stay those of the first count).
+        let stats = (
+            rep.allocated_clusters,
+            rep.fragmented_clusters,
+            rep.compressed_clusters,
+        );
+        let (refs2, rb) = f.count_references(state, CheckMode::REPORT, rep, false)?;
+        rebuild |= rb;
+        (
+            rep.allocated_clusters,
+            rep.fragmented_clusters,
+            rep.compressed_clusters,
+        ) = stats;
+        let mut fresh_leaks = 0;
+        if mode.contains(CheckMode::FIX_LEAKS) {
+            // The old structure is leaked now; free it (the counts of
+            // this pass are not reported, its findings are).
+            let mut r = CheckReport::default();
+            highest =
+                compare_refcounts(state, f, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
+            rep.findings.append(&mut r.findings);
+            if rebuild {
+                error(
+                    rep,
+                    FindingKind::Corruption,
+                    None,
+                    "ERROR rebuilt refcount structure is still broken".into(),
+                );
+            }
+            fresh_leaks = r.leaks;
+        }
+        if rep.corruptions < old.corruptions {
+            rep.corruptions_fixed += old.corruptions - rep.corruptions;
+        }
+        if rep.leaks < old.leaks {
+            rep.leaks_fixed += old.leaks - rep.leaks;
+        }
+        rep.leaks += fresh_leaks;
+    } else if mode.0 != 0 {
+        if rebuild {
+            error(
+                rep,
+                FindingKind::CheckError,
+                None,
+                "ERROR need to rebuild refcount structures".into(),
+            );
+            return Err(f.context(BlockError::io(
+                "check",
+                "need to rebuild refcount structures",
+            )));
+        }
+        if rep.leaks != 0 || rep.corruptions != 0 {
+            // Compare again, repairing, from the counts before the first
+            // comparison (its findings stay).
+            let findings = std::mem::take(&mut rep.findings);
+            *rep = CheckReport {
+                findings,
+                ..pre_compare
+            };
+            highest = compare_refcounts(state, f, &refs, mode, &mut rebuild, rep);
+        }
+    }
+    Ok(highest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::refcount_alloc::{refcount_set, RefcountGeometry};
+    use crate::engine::table_cache::{Table, TableCache};
+    use std::sync::{Arc, Mutex};
+
+    /// A toy refcounted image of 512-byte clusters: one refcount block at
+    /// cluster 1 (16-bit entries) and a fixed list of references.
+    struct Toy {
+        cache: TableCache,
+        references: Vec<u64>,
+        rebuilt: Mutex<u32>,
+    }
+
+    impl Toy {
+        /// `stored[k]` is cluster k's stored refcount.
+        fn new(stored: &[u64], references: &[u64]) -> (Toy, AllocState) {
+            let mut block = vec![0u8; 512];
+            for (k, &v) in stored.iter().enumerate() {
+                refcount_set(&mut block, k as u64, 4, v);
+            }
+            let cache = TableCache::new(1 << 20);
+            cache.insert(512, block, false);
+            let state = AllocState {
+                reftable: vec![512],
+                ..AllocState::default()
+            };
+            let toy = Toy {
+                cache,
+                references: references.to_vec(),
+                rebuilt: Mutex::new(0),
+            };
+            (toy, state)
+        }
+    }
+
+    impl RefcountStore for Toy {
+        fn geometry(&self) -> RefcountGeometry {
+            RefcountGeometry {
+                cluster_bits: 9,
+                refcount_order: 4,
+                max_host_offset: 1 << 30,
+                max_reftable_bytes: 512,
+                offset_mask: !511,
+            }
+        }
+        fn refblock(&self, offset: u64) -> Result<Arc<Table>> {
+            self.cache
+                .get(offset)
+                .ok_or_else(|| BlockError::io("read", "no block"))
+        }
+        fn new_refblock(&self, offset: u64) -> Arc<Table> {
+            self.cache.insert(offset, vec![0; 512], true)
+        }
+        fn may_hold_refblock(&self, _offset: u64, _len: u64) -> bool {
+            true
+        }
+        fn move_reftable(&self, offset: u64, clusters: u64) -> (u64, u64) {
+            (offset, clusters)
+        }
+        fn structure_changed(&self, _state: &AllocState) {}
+        fn cluster_freed(&self, _offset: u64) {}
+        fn discard(&self, _offset: u64, _len: u64) {}
+        fn corruption(&self, offset: u64, msg: &str) -> BlockError {
+            BlockError::corrupt("refcount", msg).at(offset)
+        }
+    }
+
+    impl RefcountCheck for Toy {
+        fn count_references(
+            &self,
+            _state: &mut AllocState,
+            _mode: CheckMode,
+            rep: &mut CheckReport,
+            stats: bool,
+        ) -> Result<(ComputedRefcounts, bool)> {
+            let mut refs = ComputedRefcounts::new(8 * 512, 9, 65535);
+            let mut st = ClusterStats::default();
+            for &k in &self.references {
+                refs.inc(k * 512, 512, rep);
+                if stats {
+                    st.data(rep, k * 512, 512);
+                }
+            }
+            Ok((refs, false))
+        }
+        fn rebuild_structure(
+            &self,
+            state: &mut AllocState,
+            refs: &mut ComputedRefcounts,
+        ) -> Result<()> {
+            *self.rebuilt.lock().unwrap() += 1;
+            // Rewrite the one block from the references.
+            let tab = self.refblock(512)?;
+            let mut d = tab.write();
+            for k in 0..refs.len() {
+                refcount_set(&mut d, k, 4, refs.get(k));
+            }
+            state.reftable = vec![512];
+            Ok(())
+        }
+    }
+
+    fn messages(rep: &CheckReport) -> Vec<&str> {
+        rep.findings.iter().map(|f| f.message.as_str()).collect()
+    }
+
+    #[test]
+    fn leaks_are_reported_then_repaired() {
+        // Cluster 3 is leaked (refcount 1, no reference).
+        let (toy, mut st) = Toy::new(&[1, 1, 1, 1], &[0, 1, 2]);
+        let mut rep = CheckReport::default();
+        let highest = check_refcounts(&toy, &mut st, CheckMode::REPORT, &mut rep).unwrap();
+        assert_eq!((highest, rep.leaks, rep.leaks_fixed), (3, 1, 0));
+        assert_eq!(messages(&rep), ["Leaked cluster 3 refcount=1 reference=0"]);
+        assert_eq!(rep.allocated_clusters, Some(3));
+        let mut rep = CheckReport::default();
+        check_refcounts(&toy, &mut st, CheckMode::FIX_LEAKS, &mut rep).unwrap();
+        assert_eq!((rep.leaks, rep.leaks_fixed), (0, 1));
+        assert_eq!(
+            messages(&rep),
+            [
+                "Leaked cluster 3 refcount=1 reference=0",
+                "Repairing cluster 3 refcount=1 reference=0"
+            ]
+        );
+        assert_eq!(st.refcount(&toy, 3).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_missing_refcount_needs_a_rebuild() {
+        // Cluster 2 is referenced but has refcount 0.
+        let (toy, mut st) = Toy::new(&[1, 1, 0], &[0, 1, 2]);
+        let mut rep = CheckReport::default();
+        let e = check_refcounts(&toy, &mut st, CheckMode::FIX_LEAKS, &mut rep).unwrap_err();
+        assert_eq!(e.message, "need to rebuild refcount structures");
+        assert_eq!(
+            messages(&rep).last(),
+            Some(&"ERROR need to rebuild refcount structures")
+        );
+        let mut rep = CheckReport::default();
+        check_refcounts(&toy, &mut st, CheckMode::FIX_ERRORS, &mut rep).unwrap();
+        assert_eq!(*toy.rebuilt.lock().unwrap(), 1);
+        assert_eq!((rep.corruptions, rep.corruptions_fixed), (0, 1));
+        assert_eq!(messages(&rep)[1], "Rebuilding refcount structure");
+        assert_eq!(st.refcount(&toy, 2).unwrap(), 1);
+    }
+
+    #[test]
+    fn findings_count_what_they_record() {
+        let mut rep = CheckReport::default();
+        rep.corruption("ERROR bad entry".into());
+        rep.check_error("could not read".into());
+        assert!(!rep.repairable(false, "entry 1 is incomplete".into()));
+        assert!(rep.repairable(true, "entry 2 is incomplete".into()));
+        assert_eq!((rep.corruptions, rep.check_errors), (2, 1));
+        assert_eq!(
+            messages(&rep),
+            [
+                "ERROR bad entry",
+                "ERROR could not read",
+                "ERROR entry 1 is incomplete",
+                "Repairing entry 2 is incomplete"
+            ]
+        );
+        assert_eq!(rep.findings[3].kind, FindingKind::Repair);
+        assert_eq!(rep.findings[1].kind, FindingKind::CheckError);
+    }
+
+    #[test]
+    fn cluster_stats_count_fragments() {
+        let mut rep = CheckReport::default();
+        let mut st = ClusterStats::default();
+        st.data(&mut rep, 0x1000, 0x1000);
+        st.data(&mut rep, 0x2000, 0x1000);
+        st.data(&mut rep, 0x8000, 0x1000);
+        st.compressed(&mut rep);
+        assert_eq!(rep.allocated_clusters, Some(4));
+        assert_eq!(rep.fragmented_clusters, Some(2));
+        assert_eq!(rep.compressed_clusters, Some(1));
+    }
 
     #[test]
     fn references_past_the_end_are_refused_or_sparse() {

@@ -11,20 +11,88 @@ use crate::mapping::{
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
 };
 use crate::node::{Qcow2Node, WState};
-use block_core::engine::check::{compare_refcounts, error, note, ComputedRefcounts};
-use block_core::{BlockNodeExt, CheckMode, CheckReport, CheckStopped, FindingKind, Result};
+use block_core::engine::check::{
+    check_refcounts, error, note, ClusterStats, ComputedRefcounts, Findings, RefcountCheck,
+};
+use block_core::{CheckMode, CheckReport, CheckStopped, FindingKind, Result};
 use std::sync::atomic::Ordering;
 
 /// The computed references (the engine's).
 pub(crate) type Refs = ComputedRefcounts;
 
-impl Qcow2Node {
-    fn read_l1_from_disk(&self, off: u64, n: u32) -> Result<Vec<u64>> {
-        let mut buf = vec![0u8; n as usize * 8];
-        self.file.read_at(off, &mut buf)?;
-        Ok((0..n as usize).map(|i| get_u64(&buf, i * 8)).collect())
+impl RefcountCheck for Qcow2Node {
+    /// QEMU's calculate_refcounts: every reference counted into a fresh
+    /// [`Refs`], with the refcount blocks checked (`check_refblocks`).
+    /// Returns the references and whether the refcount structure must be
+    /// rebuilt.
+    fn count_references(
+        &self,
+        ws: &mut WState,
+        mode: CheckMode,
+        rep: &mut CheckReport,
+        frag: bool,
+    ) -> Result<(Refs, bool)> {
+        let g = self.geo();
+        let cs = g.cs();
+        let flen = self.file.length()?;
+        let (h, l1, snaps, snap_size) = {
+            let m = self.meta_read();
+            (
+                m.h.clone(),
+                m.l1.clone(),
+                m.snapshots.clone(),
+                m.snapshots_size,
+            )
+        };
+        let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
+        refs.inc(0, cs, rep);
+        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
+        if self.data_file.is_some() && !snaps.is_empty() {
+            rep.corruption(format!(
+                "ERROR {} snapshots in image with data file",
+                snaps.len()
+            ));
+        }
+        for s in &snaps {
+            if g.in_cluster(s.l1_offset) != 0 {
+                rep.corruption(format!("ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_offset));
+                continue;
+            }
+            if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
+                rep.corruption(format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
+                    s.id,
+                    s.name,
+                    s.l1_size));
+                continue;
+            }
+            let sl1 = self.read_l1_table(s.l1_offset, s.l1_size);
+            match sl1 {
+                Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?,
+                Err(e) => rep.check_error(format!("ERROR: I/O error in check_refcounts_l1: {e}")),
+            }
+        }
+        if h.nb_snapshots > 0 {
+            refs.inc(h.snapshots_offset, snap_size, rep);
+        }
+        // Persistent bitmaps: their directory, tables and data clusters are
+        // in use (bitmap/refs.rs); repair never frees them.
+        for (off, len) in self.bitmap_references(rep)? {
+            refs.inc(off, len, rep);
+        }
+        refs.inc(h.refcount_table_offset, ws.reftable.len() as u64 * 8, rep);
+        let rebuild = self.check_refblocks(ws, mode, &mut refs, rep)?;
+        Ok((refs, rebuild))
     }
 
+    fn rebuild_structure(&self, ws: &mut WState, refs: &mut Refs) -> Result<()> {
+        self.rebuild_refcount_structure(ws, refs)
+    }
+}
+
+impl Qcow2Node {
     fn check_l2(
         &self,
         l2_off: u64,
@@ -38,19 +106,13 @@ impl Qcow2Node {
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
             Err(e) => {
-                error(
-                    rep,
-                    FindingKind::CheckError,
-                    None,
-                    format!("I/O error in check_refcounts_l2: {e}"),
-                );
-                rep.check_errors += 1;
+                rep.check_error(format!("I/O error in check_refcounts_l2: {e}"));
                 return Ok(());
             }
         };
         let d = table.read().clone();
         let es = g.l2_entry_size() as usize;
-        let mut next_contig = 0u64;
+        let mut stats = ClusterStats::default();
         let mut fixed: Vec<(usize, u64)> = Vec::new();
         for i in 0..g.l2_entries() as usize {
             let entry = get_u64(&d, i * es);
@@ -61,87 +123,57 @@ impl Qcow2Node {
             };
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!("ERROR found l2 entry with reserved bits set: {entry:x}"),
-                );
-                rep.corruptions += 1;
+                rep.corruption(format!(
+                    "ERROR found l2 entry with reserved bits set: {entry:x}"
+                ));
             }
             match ct {
                 ClusterType::Compressed => {
                     if entry & OFLAG_COPIED != 0 {
                         let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
-                        error(rep, FindingKind::Corruption, None, format!("ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"));
-                        rep.corruptions += 1;
+                        rep.corruption(format!("ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"));
                     }
                     let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
-                        error(
-                            rep,
-                            FindingKind::Corruption,
-                            None,
-                            format!(
-                                "ERROR compressed cluster {i} with data file, entry={entry:#x}"
-                            ),
-                        );
-                        rep.corruptions += 1;
+                        rep.corruption(format!(
+                            "ERROR compressed cluster {i} with data file, entry={entry:#x}"
+                        ));
                         continue;
                     }
                     if bitmap != 0 {
-                        error(rep, FindingKind::Corruption, None, format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"));
-                        rep.corruptions += 1;
+                        rep.corruption(format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"));
                         continue;
                     }
-                    let (first, n) = g.compressed_clusters(entry & !OFLAG_COPIED);
-                    let (coff, csize) = g.compressed_range(entry & !OFLAG_COPIED);
-                    let _ = (first, n);
+                    let (coff, csize) = g.compressed_range(entry);
                     refs.inc(coff, csize, rep);
                     if frag {
-                        rep.allocated_clusters = Some(rep.allocated_clusters.unwrap_or(0) + 1);
-                        rep.compressed_clusters = Some(rep.compressed_clusters.unwrap_or(0) + 1);
-                        rep.fragmented_clusters = Some(rep.fragmented_clusters.unwrap_or(0) + 1);
+                        stats.compressed(rep);
                     }
                 }
                 ClusterType::Normal | ClusterType::ZeroAlloc => {
                     let off = entry & L2E_OFFSET_MASK;
                     if (bitmap >> 32) & bitmap != 0 {
-                        error(rep, FindingKind::Corruption, None, format!("ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"));
-                        rep.corruptions += 1;
+                        rep.corruption(format!("ERROR offset={off:x}: Allocated cluster has corrupted subcluster allocation bitmap"));
                     }
                     if g.in_cluster(off) != 0 {
-                        rep.corruptions += 1;
                         let contains_data = if g.extended_l2 {
                             bitmap & BITMAP_ALL_ALLOC != 0
                         } else {
                             entry & OFLAG_ZERO == 0
                         };
-                        if !contains_data {
-                            let fix = mode.contains(CheckMode::FIX_ERRORS);
-                            let m = format!(
-                                "offset={off:x}: Preallocated cluster is not properly aligned; L2 entry corrupted."
-                            );
-                            if fix {
-                                note(rep, FindingKind::Repair, None, format!("Repairing {m}"));
-                                let new = if g.extended_l2 { 0 } else { OFLAG_ZERO };
-                                fixed.push((i, new));
-                                rep.corruptions -= 1;
-                                rep.corruptions_fixed += 1;
-                                continue;
-                            }
-                            error(rep, FindingKind::Corruption, None, format!("ERROR {m}"));
-                        } else {
-                            error(rep, FindingKind::Corruption, None, format!("ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."));
+                        if contains_data {
+                            rep.corruption(format!("ERROR offset={off:x}: Data cluster is not properly aligned; L2 entry corrupted."));
+                        } else if rep.repairable(
+                            mode.contains(CheckMode::FIX_ERRORS),
+                            format!("offset={off:x}: Preallocated cluster is not properly aligned; L2 entry corrupted."),
+                        ) {
+                            fixed.push((i, if g.extended_l2 { 0 } else { OFLAG_ZERO }));
+                            rep.corruptions_fixed += 1;
+                            continue;
                         }
                     }
                     if frag {
-                        rep.allocated_clusters = Some(rep.allocated_clusters.unwrap_or(0) + 1);
-                        if next_contig != 0 && off != next_contig {
-                            rep.fragmented_clusters =
-                                Some(rep.fragmented_clusters.unwrap_or(0) + 1);
-                        }
-                        next_contig = off + cs;
+                        stats.data(rep, off, cs);
                     }
                     if self.data_file.is_none() {
                         refs.inc(off, cs, rep);
@@ -150,14 +182,10 @@ impl Qcow2Node {
                 ClusterType::ZeroPlain => {}
                 ClusterType::Unallocated => {
                     if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        error(
-                            rep,
-                            FindingKind::Corruption,
-                            None,
+                        rep.corruption(
                             "ERROR: Unallocated cluster has non-zero subcluster allocation map"
                                 .to_string(),
                         );
-                        rep.corruptions += 1;
                     }
                 }
             }
@@ -186,13 +214,9 @@ impl Qcow2Node {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!("ERROR found L1 entry with reserved bits set: {e:x}"),
-                );
-                rep.corruptions += 1;
+                rep.corruption(format!(
+                    "ERROR found L1 entry with reserved bits set: {e:x}"
+                ));
             }
             let l2 = e & L1E_OFFSET_MASK;
             if l2 == 0 {
@@ -200,15 +224,9 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!(
-                        "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
-                    ),
-                );
-                rep.corruptions += 1;
+                rep.corruption(format!(
+                    "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
+                ));
                 continue;
             }
             self.check_l2(l2, refs, rep, frag, mode)?;
@@ -270,86 +288,6 @@ impl Qcow2Node {
         Ok(rep)
     }
 
-    /// QEMU's calculate_refcounts: every reference counted into a fresh
-    /// [`Refs`], with the refcount blocks checked (`check_refblocks`).
-    /// Returns the references and whether the refcount structure must be
-    /// rebuilt.
-    fn calculate_refcounts(
-        &self,
-        ws: &mut WState,
-        mode: CheckMode,
-        rep: &mut CheckReport,
-        frag: bool,
-    ) -> Result<(Refs, bool)> {
-        let g = self.geo();
-        let cs = g.cs();
-        let flen = self.file.length()?;
-        let (h, l1, snaps, snap_size) = {
-            let m = self.meta_read();
-            (
-                m.h.clone(),
-                m.l1.clone(),
-                m.snapshots.clone(),
-                m.snapshots_size,
-            )
-        };
-        let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
-        refs.inc(0, cs, rep);
-        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
-        if self.data_file.is_some() && !snaps.is_empty() {
-            error(
-                rep,
-                FindingKind::Corruption,
-                None,
-                format!("ERROR {} snapshots in image with data file", snaps.len()),
-            );
-            rep.corruptions += 1;
-        }
-        for s in &snaps {
-            if g.in_cluster(s.l1_offset) != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_offset));
-                rep.corruptions += 1;
-                continue;
-            }
-            if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
-                error(rep, FindingKind::Corruption, None, format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_size));
-                rep.corruptions += 1;
-                continue;
-            }
-            match self.read_l1_from_disk(s.l1_offset, s.l1_size) {
-                Ok(sl1) => {
-                    self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?;
-                }
-                Err(e) => {
-                    error(
-                        rep,
-                        FindingKind::CheckError,
-                        None,
-                        format!("ERROR: I/O error in check_refcounts_l1: {e}"),
-                    );
-                    rep.check_errors += 1;
-                }
-            }
-        }
-        if h.nb_snapshots > 0 {
-            refs.inc(h.snapshots_offset, snap_size, rep);
-        }
-        // Persistent bitmaps: their directory, tables and data clusters are
-        // in use (bitmap/refs.rs); repair never frees them.
-        for (off, len) in self.bitmap_references(rep)? {
-            refs.inc(off, len, rep);
-        }
-        refs.inc(h.refcount_table_offset, ws.reftable.len() as u64 * 8, rep);
-        let rebuild = self.check_refblocks(ws, mode, &mut refs, rep)?;
-        Ok((refs, rebuild))
-    }
-
     /// The references of the image as check computes them (tests).
     #[cfg(test)]
     pub(crate) fn calculate_refs_for_test(
@@ -357,7 +295,7 @@ impl Qcow2Node {
         ws: &mut WState,
         rep: &mut CheckReport,
     ) -> (Refs, bool) {
-        self.calculate_refcounts(ws, CheckMode::REPORT, rep, false)
+        self.count_references(ws, CheckMode::REPORT, rep, false)
             .unwrap()
     }
 
@@ -379,19 +317,14 @@ impl Qcow2Node {
             let e = ws.reftable[i];
             let off = e & REFT_OFFSET_MASK;
             if e & REFT_RESERVED_MASK != 0 {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!("ERROR refcount table entry {i} has reserved bits set"),
-                );
-                rep.corruptions += 1;
+                rep.corruption(format!(
+                    "ERROR refcount table entry {i} has reserved bits set"
+                ));
                 rebuild = true;
                 continue;
             }
             if g.in_cluster(off) != 0 {
-                error(rep, FindingKind::Corruption, None, format!("ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"));
-                rep.corruptions += 1;
+                rep.corruption(format!("ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"));
                 rebuild = true;
                 continue;
             }
@@ -399,22 +332,10 @@ impl Qcow2Node {
                 continue;
             }
             if off / cs >= refs.file_len.div_ceil(cs) {
-                rep.corruptions += 1;
-                if !mode.contains(CheckMode::FIX_ERRORS) {
-                    error(
-                        rep,
-                        FindingKind::Corruption,
-                        None,
-                        format!("ERROR refcount block {i} is outside image"),
-                    );
+                let fix = mode.contains(CheckMode::FIX_ERRORS);
+                if !rep.repairable(fix, format!("refcount block {i} is outside image")) {
                     continue;
                 }
-                note(
-                    rep,
-                    FindingKind::Repair,
-                    None,
-                    format!("Repairing refcount block {i} is outside image"),
-                );
                 let grown = off
                     .checked_add(cs)
                     .filter(|&end| end < MAX_HOST_OFFSET)
@@ -427,11 +348,12 @@ impl Qcow2Node {
                 match grown {
                     Ok(end) => {
                         refs.file_len = end;
-                        rep.corruptions -= 1;
                         rep.corruptions_fixed += 1;
                         refs.inc(off, cs, rep);
                     }
                     Err(e) => {
+                        // Not repaired: the corruption stays counted.
+                        rep.corruptions += 1;
                         error(
                             rep,
                             FindingKind::CheckError,
@@ -445,108 +367,24 @@ impl Qcow2Node {
             }
             refs.inc(off, cs, rep);
             if refs.get(off / cs) != 1 {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!("ERROR refcount block {i} refcount={}", refs.get(off / cs)),
-                );
-                rep.corruptions += 1;
+                rep.corruption(format!(
+                    "ERROR refcount block {i} refcount={}",
+                    refs.get(off / cs)
+                ));
                 rebuild = true;
             }
         }
         Ok(rebuild)
     }
 
-    /// QEMU's qcow2_check_refcounts: count, compare, then repair: leaks and
-    /// refcounts in place, or the whole refcount structure rebuilt
-    /// (rebuild.rs) when a block is unusable or a referenced cluster has
-    /// refcount 0. `-r leaks` cannot rebuild and fails with EIO.
+    /// The check proper: snapshot table entries, the refcounts (counted,
+    /// compared and repaired by the engine's `check_refcounts`, which
+    /// rebuilds the structure through rebuild.rs when a block is unusable
+    /// or a referenced cluster has refcount 0), then the COPIED flags.
     fn check_locked(&self, ws: &mut WState, mode: CheckMode, rep: &mut CheckReport) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
+        let cs = self.geo().cs();
         let incomplete = self.check_snapshot_table(rep, mode);
-        let (mut refs, mut rebuild) = self.calculate_refcounts(ws, mode, rep, true)?;
-        let pre_compare = rep.clone();
-        let mut highest = compare_refcounts(ws, self, &refs, CheckMode::REPORT, &mut rebuild, rep);
-        if rebuild && mode.contains(CheckMode::FIX_ERRORS) {
-            let old = rep.clone();
-            note(
-                rep,
-                FindingKind::Note,
-                None,
-                "Rebuilding refcount structure".into(),
-            );
-            if let Err(e) = self.rebuild_refcount_structure(ws, &mut refs) {
-                error(rep, FindingKind::CheckError, None, e.to_string());
-                return Err(self.ctx(e));
-            }
-            rep.corruptions = 0;
-            rep.leaks = 0;
-            rebuild = false;
-            // The references change with the new structure: count again
-            // (the fragmentation figures stay those of the first count).
-            let frag = (
-                rep.allocated_clusters,
-                rep.fragmented_clusters,
-                rep.compressed_clusters,
-            );
-            let (refs2, rb) = self.calculate_refcounts(ws, CheckMode::REPORT, rep, false)?;
-            rebuild |= rb;
-            (
-                rep.allocated_clusters,
-                rep.fragmented_clusters,
-                rep.compressed_clusters,
-            ) = frag;
-            let mut fresh_leaks = 0;
-            if mode.contains(CheckMode::FIX_LEAKS) {
-                // The old structures are leaked now; free them (the
-                // counts of this pass are not reported, its findings are).
-                let mut r = CheckReport::default();
-                highest =
-                    compare_refcounts(ws, self, &refs2, CheckMode::FIX_LEAKS, &mut rebuild, &mut r);
-                rep.findings.append(&mut r.findings);
-                if rebuild {
-                    error(
-                        rep,
-                        FindingKind::Corruption,
-                        None,
-                        "ERROR rebuilt refcount structure is still broken".into(),
-                    );
-                }
-                fresh_leaks = r.leaks;
-            }
-            if rep.corruptions < old.corruptions {
-                rep.corruptions_fixed += old.corruptions - rep.corruptions;
-            }
-            if rep.leaks < old.leaks {
-                rep.leaks_fixed += old.leaks - rep.leaks;
-            }
-            rep.leaks += fresh_leaks;
-        } else if mode.0 != 0 {
-            if rebuild {
-                error(
-                    rep,
-                    FindingKind::CheckError,
-                    None,
-                    "ERROR need to rebuild refcount structures".into(),
-                );
-                return Err(self.ctx(block_core::BlockError::io(
-                    "check",
-                    "need to rebuild refcount structures",
-                )));
-            }
-            if rep.leaks != 0 || rep.corruptions != 0 {
-                // Compare again, repairing, from the counts before the
-                // first comparison (its findings stay).
-                let findings = std::mem::take(&mut rep.findings);
-                *rep = CheckReport {
-                    findings,
-                    ..pre_compare
-                };
-                highest = compare_refcounts(ws, self, &refs, mode, &mut rebuild, rep);
-            }
-        }
+        let highest = check_refcounts(self, ws, mode, rep)?;
         self.check_copied(ws, rep, mode)?;
         rep.image_end_offset = Some((highest + 1) * cs);
         if !incomplete.is_empty() {
@@ -602,22 +440,9 @@ impl Qcow2Node {
             if s.disk_size.is_some() {
                 continue;
             }
-            if mode.contains(CheckMode::FIX_ERRORS) {
-                note(
-                    rep,
-                    FindingKind::Repair,
-                    None,
-                    format!("Repairing snapshot table entry {i} is incomplete"),
-                );
+            let what = format!("snapshot table entry {i} is incomplete");
+            if rep.repairable(mode.contains(CheckMode::FIX_ERRORS), what) {
                 fix.push(i);
-            } else {
-                error(
-                    rep,
-                    FindingKind::Corruption,
-                    None,
-                    format!("ERROR snapshot table entry {i} is incomplete"),
-                );
-                rep.corruptions += 1;
             }
         }
         fix
@@ -633,14 +458,6 @@ impl Qcow2Node {
                 && rep.check_errors == 0
                 && rep.corruptions == 0
                 && rep.leaks == 0);
-        let word = if repair { "Repairing" } else { "ERROR" };
-        let say = |rep: &mut CheckReport, m: String| {
-            if repair {
-                note(rep, FindingKind::Repair, None, m)
-            } else {
-                error(rep, FindingKind::Corruption, None, m)
-            }
-        };
         let l1 = self.meta_read().l1.clone();
         for (i, &l1e) in l1.iter().enumerate() {
             let l2 = l1e & L1E_OFFSET_MASK;
@@ -650,37 +467,22 @@ impl Qcow2Node {
             let Ok(rc) = self.get_refcount(ws, l2 / g.cs()) else {
                 continue;
             };
-            if (rc == 1) != (l1e & OFLAG_COPIED != 0) {
-                rep.corruptions += 1;
-                say(
-                    rep,
-                    format!(
-                    "{word} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"
-                ),
-                );
-                if repair {
-                    let mut m = self.meta_write();
-                    m.l1[i] = if rc == 1 {
-                        l1e | OFLAG_COPIED
-                    } else {
-                        l1e & !OFLAG_COPIED
-                    };
-                    m.l1_dirty = true;
-                    rep.corruptions -= 1;
-                    rep.corruptions_fixed += 1;
-                }
+            if (rc == 1) != (l1e & OFLAG_COPIED != 0)
+                && rep.repairable(
+                    repair,
+                    format!("OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"),
+                )
+            {
+                let mut m = self.meta_write();
+                m.l1[i] = l1e ^ OFLAG_COPIED;
+                m.l1_dirty = true;
+                rep.corruptions_fixed += 1;
             }
             if g.in_cluster(l2) != 0 {
                 continue;
             }
             let Ok(table) = self.l2_table(l2) else {
-                error(
-                    rep,
-                    FindingKind::CheckError,
-                    None,
-                    "ERROR: Could not read L2 table".to_string(),
-                );
-                rep.check_errors += 1;
+                rep.check_error("ERROR: Could not read L2 table".to_string());
                 continue;
             };
             let es = g.l2_entry_size() as usize;
@@ -701,26 +503,16 @@ impl Qcow2Node {
                         Err(_) => continue,
                     }
                 };
-                if (rc == 1) != (e & OFLAG_COPIED != 0) {
-                    rep.corruptions += 1;
-                    say(
-                        rep,
-                        format!("{word} OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"),
-                    );
-                    if repair {
-                        changes.push((
-                            j,
-                            if rc == 1 {
-                                e | OFLAG_COPIED
-                            } else {
-                                e & !OFLAG_COPIED
-                            },
-                        ));
-                    }
+                if (rc == 1) != (e & OFLAG_COPIED != 0)
+                    && rep.repairable(
+                        repair,
+                        format!("OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"),
+                    )
+                {
+                    changes.push((j, e ^ OFLAG_COPIED));
                 }
             }
             if !changes.is_empty() {
-                rep.corruptions -= changes.len() as u64;
                 rep.corruptions_fixed += changes.len() as u64;
                 let mut w = table.write();
                 for (j, e) in changes {

@@ -4,10 +4,26 @@
 use crate::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::snapshot::{self, Snapshot};
-use block_core::{BlockError, BlockNodeExt, ErrorKind, Result};
+use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
+use block_core::{BlockError, ErrorKind, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl Qcow2Node {
+    /// Reads the L1 table of `entries` entries at `offset` (a snapshot's),
+    /// refusing one larger than the largest L1 table before allocating.
+    pub(crate) fn read_l1_table(&self, offset: u64, entries: u32) -> Result<Vec<u64>> {
+        let (f, max) = (&*self.file, crate::header::MAX_L1_BYTES);
+        read_u64_table(
+            f,
+            "snapshot",
+            "L1 table",
+            offset,
+            entries.into(),
+            Endian::Big,
+            max,
+        )
+    }
+
     /// Adds `delta` to the refcount of every cluster reachable from `l1`
     /// (L2 tables and data). With a positive delta, COPIED flags in the
     /// L2 tables are cleared (the clusters become shared).
@@ -136,10 +152,7 @@ impl Qcow2Node {
         new.resize(entries as usize, 0);
         let clusters = (entries * 8).div_ceil(cs);
         let off = self.alloc_clusters(ws, clusters)?;
-        let mut buf = Vec::with_capacity(new.len() * 8);
-        for e in &new {
-            buf.extend_from_slice(&e.to_be_bytes());
-        }
+        let buf = u64_table_bytes(&new, Endian::Big);
         // Refcounts for the new table first, then the table, then the header.
         self.writeback(ws, true)?;
         self.write_meta(off, &buf, 0)?;
@@ -255,10 +268,8 @@ impl Qcow2Node {
         } else {
             self.alloc_clusters(&mut ws, (l1.len() as u64 * 8).div_ceil(cs))?
         };
-        let mut buf = Vec::with_capacity(l1.len() * 8);
-        for e in &l1 {
-            buf.extend_from_slice(&(e & !OFLAG_COPIED).to_be_bytes());
-        }
+        let shared: Vec<u64> = l1.iter().map(|e| e & !OFLAG_COPIED).collect();
+        let buf = u64_table_bytes(&shared, Endian::Big);
         if !buf.is_empty() {
             self.writeback(&mut ws, true)?;
             self.write_meta(l1_off, &buf, 0)?;
@@ -296,13 +307,7 @@ impl Qcow2Node {
         let mut ws = self.wlock();
         self.writeback(&mut ws, true)?;
         let sn = self.meta_read().snapshots[idx].clone();
-        let mut sn_l1 = {
-            let mut buf = vec![0u8; sn.l1_size as usize * 8];
-            self.file.read_at(sn.l1_offset, &mut buf)?;
-            (0..sn.l1_size as usize)
-                .map(|i| crate::header::get_u64(&buf, i * 8))
-                .collect::<Vec<u64>>()
-        };
+        let mut sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         let disk_size = sn.disk_size.unwrap_or(self.meta_read().h.size);
         let need = self
             .meta_read()
@@ -343,11 +348,7 @@ impl Qcow2Node {
         let mut list = self.meta_read().snapshots.clone();
         let sn = list.remove(idx);
         self.store_snapshots(&mut ws, list)?;
-        let mut buf = vec![0u8; sn.l1_size as usize * 8];
-        self.file.read_at(sn.l1_offset, &mut buf)?;
-        let sn_l1: Vec<u64> = (0..sn.l1_size as usize)
-            .map(|i| crate::header::get_u64(&buf, i * 8))
-            .collect();
+        let sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         self.update_tree(&mut ws, &sn_l1, -1)?;
         if sn.l1_size > 0 {
             let cs = self.geo().cs();
