@@ -10,11 +10,19 @@
 //! format then flushes and switches its header to the new table (the
 //! commit point). After the switch the old table and blocks are leaks,
 //! which a leak repair frees.
+//!
+//! [`write_refcount_structure`] is the other way to a new structure, for
+//! a refcount width change (`amend refcount_bits`): every refcount known,
+//! the new blocks and table go past everything in use, describing
+//! themselves. [`AllocState::structure_clusters`] lists the clusters an
+//! old structure occupies, which both must leave alone.
 
 use crate::engine::check::ComputedRefcounts;
 use crate::engine::codec::{u64_table_bytes, Endian};
-use crate::engine::refcount_alloc::refcount_set;
-use crate::error::{BlockError, Result};
+use crate::engine::refcount_alloc::{
+    refcount_set, self_describing_layout, AllocState, RefcountGeometry,
+};
+use crate::error::{BlockError, ErrorKind, Result};
 
 impl ComputedRefcounts {
     /// Takes the first run of `n` clusters no reference uses, from
@@ -183,6 +191,82 @@ pub fn rebuild_refcount_structure(
     })
 }
 
+impl AllocState {
+    /// The clusters of the refcount table at `table_offset`
+    /// (`table_clusters` long) and of every block it names (whatever the
+    /// entry's flags; an unaligned block spans two clusters), sorted and
+    /// deduplicated.
+    pub fn structure_clusters(
+        &self,
+        g: &RefcountGeometry,
+        table_offset: u64,
+        table_clusters: u64,
+    ) -> Vec<u64> {
+        let cs = g.cluster_size();
+        let mut v: Vec<u64> = (0..table_clusters).map(|i| table_offset / cs + i).collect();
+        for off in self.reftable.iter().map(|e| e & g.offset_mask) {
+            if off != 0 {
+                v.push(off / cs);
+                if off % cs != 0 {
+                    v.push(off / cs + 1);
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Writes a complete refcount structure of width 2^`g.refcount_order`
+/// bits for `refcounts` (index: cluster; clusters of `1 << cluster_bits`
+/// bytes) from cluster `start` on (past everything in use): the blocks,
+/// then the table, both counted in `refcounts` (which grows to cover
+/// them), written with `write(offset, bytes)`. The caller flushes and
+/// switches its header to the result. A table above the size limit is
+/// refused (no space, for operation `op`) before anything is written.
+pub fn write_refcount_structure(
+    op: &'static str,
+    refcounts: &mut Vec<u64>,
+    start: u64,
+    cluster_bits: u32,
+    g: RebuildGeometry,
+    write: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<RebuiltStructure> {
+    let cs = 1u64 << cluster_bits;
+    let e = (cs * 8) >> g.refcount_order;
+    let (blocks, table_clusters) = self_describing_layout(start, e, cs);
+    if table_clusters * cs > g.max_reftable_bytes {
+        let msg = "the new refcount table would exceed its size limit";
+        return Err(BlockError::new(ErrorKind::NoSpace, op, msg));
+    }
+    let total = start + blocks + table_clusters;
+    refcounts.resize(total as usize, 0);
+    refcounts[start as usize..].fill(1);
+    let mut reftable = vec![0u64; (table_clusters * cs / 8) as usize];
+    for (b, entry) in reftable.iter_mut().enumerate().take(blocks as usize) {
+        let mut block = vec![0u8; cs as usize];
+        let first = b as u64 * e;
+        for (i, &v) in refcounts
+            .iter()
+            .skip(first as usize)
+            .take(e as usize)
+            .enumerate()
+        {
+            refcount_set(&mut block, i as u64, g.refcount_order, v);
+        }
+        *entry = (start + b as u64) * cs;
+        write(*entry, &block)?;
+    }
+    let table_offset = (start + blocks) * cs;
+    write(table_offset, &u64_table_bytes(&reftable, g.endian))?;
+    Ok(RebuiltStructure {
+        reftable,
+        table_offset,
+        table_clusters,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +345,58 @@ mod tests {
             assert_eq!(got, want, "cluster {c}");
         }
         assert_eq!(r.get(5), 2);
+    }
+
+    /// A structure of a new width counts everything and itself; the old
+    /// structure's clusters are listed for it to avoid.
+    #[test]
+    fn a_structure_of_another_width_describes_itself() {
+        // 1 KiB clusters; table entries hold 512-byte aligned offsets.
+        let g = RefcountGeometry {
+            cluster_bits: 10,
+            refcount_order: 4,
+            max_host_offset: 1 << 40,
+            max_reftable_bytes: 512,
+            offset_mask: !0x1ff,
+        };
+        let st = AllocState {
+            reftable: vec![3 * 1024, 0, 7 * 1024 + 512],
+            ..AllocState::default()
+        };
+        assert_eq!(st.structure_clusters(&g, 1024, 2), [1, 2, 3, 7, 8]);
+        for order in [0u32, 3, 6] {
+            // 300 clusters in use, a few shared.
+            let mut rc = vec![1u64; 300];
+            let mut disk: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let rg = RebuildGeometry {
+                refcount_order: order,
+                max_reftable_bytes: 1 << 20,
+                endian: Endian::Big,
+            };
+            rc[5] = if order == 0 { 1 } else { 2 };
+            let s = write_refcount_structure("amend", &mut rc, 300, 9, rg, &mut |off, d| {
+                disk.insert(off, d.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            let e = (512 * 8) >> order;
+            let table = &disk[&s.table_offset];
+            assert_eq!(s.table_offset / 512 + s.table_clusters, rc.len() as u64);
+            for (c, &want) in rc.iter().enumerate() {
+                let boff = Endian::Big.u64(table, c / e * 8);
+                assert_eq!(refcount_get(&disk[&boff], (c % e) as u64, order), want);
+            }
+        }
+        let rg = RebuildGeometry {
+            refcount_order: 0,
+            max_reftable_bytes: 0,
+            endian: Endian::Big,
+        };
+        let e = write_refcount_structure("amend", &mut vec![1; 10], 10, 9, rg, &mut |_, _| {
+            panic!("nothing is written")
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoSpace);
     }
 
     #[test]

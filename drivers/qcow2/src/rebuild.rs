@@ -16,41 +16,10 @@ use crate::node::{Qcow2Node, WState};
 use crate::overlap::kind;
 use block_core::engine::codec::Endian;
 use block_core::engine::rebuild::{rebuild_refcount_structure, RebuildGeometry};
+use block_core::engine::refcount_alloc::RefcountStore;
 use block_core::{BlockError, Result};
 
 impl Qcow2Node {
-    /// The clusters of the current refcount table and of every block it
-    /// names (whatever the entry's flags), sorted. Clusters the old
-    /// structure names are never written, so that it stays intact until
-    /// the header switches, even where it names a cluster the references
-    /// do not count (an entry with reserved bits, unaligned, or past the
-    /// end of the file). QEMU's overlap check fails the rebuild there;
-    /// avoiding them never changes a layout QEMU produces.
-    fn old_structure_clusters(&self, ws: &WState) -> Vec<u64> {
-        let g = self.geo();
-        let cs = g.cs();
-        let (rt_off, rt_clusters) = {
-            let m = self.meta_read();
-            (
-                m.h.refcount_table_offset,
-                u64::from(m.h.refcount_table_clusters),
-            )
-        };
-        let mut v: Vec<u64> = (0..rt_clusters).map(|i| rt_off / cs + i).collect();
-        for &e in &ws.reftable {
-            let off = e & crate::mapping::REFT_OFFSET_MASK;
-            if off != 0 {
-                v.push(off / cs);
-                if off % cs != 0 {
-                    v.push(off / cs + 1);
-                }
-            }
-        }
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
     /// Builds a new refcount structure from `refs` (which then counts it
     /// too), writes it and switches the header to it. The old structure is
     /// left as leaks.
@@ -63,7 +32,17 @@ impl Qcow2Node {
         // Drop the cached blocks of the old structure (written back
         // before the check began).
         self.rc.clear();
-        let avoid = self.old_structure_clusters(ws);
+        // The old structure's clusters are never written, so that it
+        // stays intact until the header switches, even where it names a
+        // cluster the references do not count (an entry with reserved
+        // bits, unaligned, or past the end of the file). QEMU's overlap
+        // check fails the rebuild there; avoiding them never changes a
+        // layout QEMU produces.
+        let (rt_off, rt_clusters) = {
+            let m = self.meta_read();
+            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
+        };
+        let avoid = ws.structure_clusters(&self.geometry(), rt_off, rt_clusters.into());
         let g = RebuildGeometry {
             refcount_order: self.geo().refcount_order,
             max_reftable_bytes: MAX_REFTABLE_BYTES,
