@@ -8,6 +8,12 @@
 //! the driver's limit before anything is allocated. The unchecked
 //! accessors ([`get_be64`], [`put_be32`], ...) are for buffers whose size
 //! the caller has already established (a cached table of known length).
+//!
+//! Fixed-layout structures (headers, table entries) are declared once,
+//! field by field with their offsets, with [`fixed_fields!`](crate::fixed_fields):
+//! the declaration gives both the checked decoder and the encoder, so the
+//! two cannot disagree. Table positions named by a header are validated
+//! with [`TableRules`] (alignment, size limit, overflow, addressable end).
 
 use crate::error::{BlockError, Result};
 use crate::node::{BlockNode, BlockNodeExt};
@@ -117,6 +123,150 @@ impl Endian {
             Endian::Big => put_be64(b, off, v),
             Endian::Little => put_le64(b, off, v),
         }
+    }
+}
+
+/// A fixed-width integer field of an on-disk structure (u8, u16, u32,
+/// u64), read and written in a given byte order; the field type of
+/// [`fixed_fields!`](crate::fixed_fields).
+pub trait FieldValue: Sized {
+    /// Reads the field at `off` of `r` (a corruption error naming `field`
+    /// when the buffer is too short).
+    fn get(r: &FieldReader<'_>, off: usize, field: &str) -> Result<Self>;
+    /// Writes the field at `off` of `b` in byte order `e` (panics when out
+    /// of bounds: encoders write into buffers of the structure's size).
+    fn put(self, b: &mut [u8], off: usize, e: Endian);
+}
+
+impl FieldValue for u8 {
+    fn get(r: &FieldReader<'_>, off: usize, field: &str) -> Result<u8> {
+        r.u8(off, field)
+    }
+    fn put(self, b: &mut [u8], off: usize, _e: Endian) {
+        b[off] = self;
+    }
+}
+
+impl FieldValue for u16 {
+    fn get(r: &FieldReader<'_>, off: usize, field: &str) -> Result<u16> {
+        r.u16(off, field)
+    }
+    fn put(self, b: &mut [u8], off: usize, e: Endian) {
+        match e {
+            Endian::Big => put_be16(b, off, self),
+            Endian::Little => put_le16(b, off, self),
+        }
+    }
+}
+
+impl FieldValue for u32 {
+    fn get(r: &FieldReader<'_>, off: usize, field: &str) -> Result<u32> {
+        r.u32(off, field)
+    }
+    fn put(self, b: &mut [u8], off: usize, e: Endian) {
+        e.put_u32(b, off, self)
+    }
+}
+
+impl FieldValue for u64 {
+    fn get(r: &FieldReader<'_>, off: usize, field: &str) -> Result<u64> {
+        r.u64(off, field)
+    }
+    fn put(self, b: &mut [u8], off: usize, e: Endian) {
+        e.put_u64(b, off, self)
+    }
+}
+
+/// Declares the fixed-offset fields of an on-disk structure held in a
+/// Rust struct, once for both directions: generates a unit struct with
+/// `decode(&mut value, &FieldReader)` (every read bounds-checked, a short
+/// buffer is a corruption error naming the field) and
+/// `encode(&value, &mut [u8], Endian)`. Field types are those of the
+/// struct's fields (u8, u16, u32 or u64, see [`FieldValue`]); fields not
+/// listed (names, variable parts) are the caller's.
+///
+/// ```
+/// #[derive(Default)]
+/// struct Hdr { magic: u32, size: u64 }
+/// block_core::fixed_fields! {
+///     /// The fields of `Hdr`.
+///     HdrFields for Hdr { magic @ 0, size @ 8 }
+/// }
+/// use block_core::engine::codec::{Endian, FieldReader};
+/// let mut b = [0u8; 16];
+/// HdrFields::encode(&Hdr { magic: 7, size: 1 << 40 }, &mut b, Endian::Little);
+/// let mut h = Hdr::default();
+/// HdrFields::decode(&mut h, &FieldReader::new(&b, Endian::Little, "open")).unwrap();
+/// assert_eq!((h.magic, h.size), (7, 1 << 40));
+/// assert!(HdrFields::decode(&mut h, &FieldReader::new(&b[..12], Endian::Little, "open")).is_err());
+/// ```
+#[macro_export]
+macro_rules! fixed_fields {
+    ($(#[$doc:meta])* $vis:vis $name:ident for $ty:ty { $($field:ident @ $off:expr),* $(,)? }) => {
+        $(#[$doc])*
+        $vis struct $name;
+
+        impl $name {
+            /// Reads the fields from `r` into `v`.
+            #[allow(dead_code)]
+            $vis fn decode(
+                v: &mut $ty,
+                r: &$crate::engine::codec::FieldReader<'_>,
+            ) -> $crate::Result<()> {
+                $(v.$field = $crate::engine::codec::FieldValue::get(r, $off, stringify!($field))?;)*
+                Ok(())
+            }
+
+            /// Writes the fields of `v` into `b` in byte order `e`.
+            #[allow(dead_code)]
+            $vis fn encode(v: &$ty, b: &mut [u8], e: $crate::engine::codec::Endian) {
+                $($crate::engine::codec::FieldValue::put(v.$field, b, $off, e);)*
+            }
+        }
+    };
+}
+
+/// The rules a format's header imposes on the tables it names (mapping
+/// tables, refcount or allocation tables, snapshot tables): their
+/// offsets aligned, their sizes bounded, their ends addressable. qcow2,
+/// qed (L1 table), vdi (block map), vhdx (BAT, 1 MiB aligned) and
+/// parallels (BAT) check a header this way before any table is read.
+#[derive(Debug, Clone, Copy)]
+pub struct TableRules {
+    /// The operation errors are reported for.
+    pub op: &'static str,
+    /// Offsets must be multiples of this (a power of two).
+    pub alignment: u64,
+    /// What the alignment is called in errors ("cluster" for
+    /// "cluster-aligned").
+    pub unit: &'static str,
+    /// Table ends must not exceed this.
+    pub max_end: u64,
+}
+
+impl TableRules {
+    /// Validates `what`, a table of `bytes` bytes (at most `limit`) at
+    /// `offset`; an empty table's offset need only be aligned. Errors are
+    /// corruption errors (those about the offset carry it).
+    pub fn check(&self, what: &str, offset: u64, bytes: u64, limit: u64) -> Result<()> {
+        let bad = |msg: String| BlockError::corrupt(self.op, msg);
+        if bytes > limit {
+            return Err(bad(format!("{what} too large ({bytes} bytes)")));
+        }
+        if offset & (self.alignment - 1) != 0 {
+            let msg = format!("{what} offset is not {}-aligned", self.unit);
+            return Err(bad(msg).at(offset));
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(bytes)
+            .ok_or_else(|| bad(format!("{what} offset overflows")))?;
+        if end > self.max_end {
+            return Err(bad(format!("{what} offset invalid")).at(offset));
+        }
+        Ok(())
     }
 }
 
@@ -277,6 +427,72 @@ mod tests {
         assert!(e.message.contains("version"), "{}", e.message);
         assert!(r.u64(usize::MAX - 2, "huge").is_err());
         assert!(r.bytes(5, 0, "empty").unwrap().is_empty());
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Toy {
+        tag: u8,
+        count: u16,
+        flags: u32,
+        offset: u64,
+    }
+
+    crate::fixed_fields! {
+        /// Toy's layout.
+        ToyFields for Toy { tag @ 0, count @ 2, flags @ 4, offset @ 8 }
+    }
+
+    #[test]
+    fn fixed_fields_round_trip_in_both_orders() {
+        let t = Toy {
+            tag: 9,
+            count: 0x0102,
+            flags: 0x0304_0506,
+            offset: 0x0708_090a_0b0c_0d0e,
+        };
+        for e in [Endian::Big, Endian::Little] {
+            let mut b = [0u8; 16];
+            ToyFields::encode(&t, &mut b, e);
+            assert_eq!(
+                FieldReader::new(&b, e, "open").u16(2, "count").unwrap(),
+                0x0102
+            );
+            let mut back = Toy::default();
+            ToyFields::decode(&mut back, &FieldReader::new(&b, e, "open")).unwrap();
+            assert_eq!(back, t);
+        }
+        let mut b = [0u8; 16];
+        ToyFields::encode(&t, &mut b, Endian::Big);
+        assert_eq!((b[0], &b[2..4], b[15]), (9, &[1u8, 2][..], 0x0e));
+        let short = [0u8; 12];
+        let e = ToyFields::decode(
+            &mut Toy::default(),
+            &FieldReader::new(&short, Endian::Big, "open"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("offset"), "{}", e.message);
+    }
+
+    #[test]
+    fn table_rules() {
+        let r = TableRules {
+            op: "open",
+            alignment: 512,
+            unit: "cluster",
+            max_end: 1 << 20,
+        };
+        r.check("L1 table", 1024, 512, 4096).unwrap();
+        r.check("L1 table", 1000, 0, 4096).unwrap_err();
+        let e = r.check("L1 table", 1000, 8, 4096).unwrap_err();
+        assert_eq!(e.message, "L1 table offset is not cluster-aligned");
+        assert_eq!(e.offset, Some(1000));
+        let e = r.check("L1 table", 1024, 8192, 4096).unwrap_err();
+        assert_eq!(e.message, "L1 table too large (8192 bytes)");
+        let e = r.check("L1 table", 1 << 20, 512, 4096).unwrap_err();
+        assert_eq!(e.message, "L1 table offset invalid");
+        let e = r.check("L1 table", u64::MAX - 511, 512, 4096).unwrap_err();
+        assert_eq!(e.message, "L1 table offset overflows");
+        r.check("L1 table", 1 << 30, 0, 4096).unwrap();
     }
 
     #[test]

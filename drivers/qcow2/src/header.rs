@@ -45,7 +45,7 @@ pub const EXT_CRYPTO: u32 = 0x0537_be77;
 pub const EXT_DATA_FILE: u32 = 0x4441_5441;
 
 /// A parsed and validated qcow2 header with its extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Header {
     /// 2 or 3.
     pub version: u32,
@@ -97,10 +97,41 @@ pub struct Header {
 
 // The field accessors are the engine codec's (big-endian): qcow2's
 // tables and header are read and written with them.
-use block_core::engine::codec::{get_be32 as be32, get_be64 as be64};
+use block_core::engine::codec::get_be32 as be32;
 pub use block_core::engine::codec::{
     get_be32 as get_u32, get_be64 as get_u64, put_be32 as put_u32, put_be64 as put_u64,
 };
+use block_core::engine::codec::{Endian, FieldReader, TableRules};
+
+block_core::fixed_fields! {
+    /// The fields of a version-2 header (the magic aside), at their offsets.
+    V2Fields for Header {
+        version @ 4,
+        backing_file_offset @ 8,
+        backing_file_size @ 16,
+        cluster_bits @ 20,
+        size @ 24,
+        crypt_method @ 32,
+        l1_size @ 36,
+        l1_table_offset @ 40,
+        refcount_table_offset @ 48,
+        refcount_table_clusters @ 56,
+        nb_snapshots @ 60,
+        snapshots_offset @ 64,
+    }
+}
+
+block_core::fixed_fields! {
+    /// The fields version 3 adds (the compression type is read only when
+    /// the header length includes it).
+    V3Fields for Header {
+        incompatible_features @ 72,
+        compatible_features @ 80,
+        autoclear_features @ 88,
+        refcount_order @ 96,
+        header_length @ 100,
+    }
+}
 
 fn bad(msg: impl Into<String>) -> BlockError {
     BlockError::corrupt("open", msg)
@@ -182,54 +213,32 @@ impl Header {
         if buf.len() < V2_HEADER_LEN as usize {
             return Err(bad("image is too short to hold a qcow2 header"));
         }
-        let version = be32(buf, 4);
+        let mut h = Header {
+            refcount_order: 4,
+            header_length: V2_HEADER_LEN,
+            ..Header::default()
+        };
+        let r = FieldReader::new(buf, Endian::Big, "open");
+        V2Fields::decode(&mut h, &r)?;
+        let version = h.version;
         if version != 2 && version != 3 {
             return Err(unsupported(
                 "open",
                 format!("Unsupported qcow2 version {version}"),
             ));
         }
-        let cluster_bits = be32(buf, 20);
+        let cluster_bits = h.cluster_bits;
         if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
             return Err(bad(format!(
                 "Unsupported cluster size: 2^{cluster_bits} (cluster_bits must be 9..=21)"
             )));
         }
         let cluster_size = 1u64 << cluster_bits;
-        let mut h = Header {
-            version,
-            backing_file_offset: be64(buf, 8),
-            backing_file_size: be32(buf, 16),
-            cluster_bits,
-            size: be64(buf, 24),
-            crypt_method: be32(buf, 32),
-            l1_size: be32(buf, 36),
-            l1_table_offset: be64(buf, 40),
-            refcount_table_offset: be64(buf, 48),
-            refcount_table_clusters: be32(buf, 56),
-            nb_snapshots: be32(buf, 60),
-            snapshots_offset: be64(buf, 64),
-            incompatible_features: 0,
-            compatible_features: 0,
-            autoclear_features: 0,
-            refcount_order: 4,
-            header_length: V2_HEADER_LEN,
-            compression_type: 0,
-            backing_file: None,
-            backing_format: None,
-            data_file: None,
-            feature_names: Vec::new(),
-            other_extensions: Vec::new(),
-        };
         if version == 3 {
             if buf.len() < 104 {
                 return Err(bad("image is too short to hold a qcow2 v3 header"));
             }
-            h.incompatible_features = be64(buf, 72);
-            h.compatible_features = be64(buf, 80);
-            h.autoclear_features = be64(buf, 88);
-            h.refcount_order = be32(buf, 96);
-            h.header_length = be32(buf, 100);
+            V3Fields::decode(&mut h, &r)?;
             if h.header_length < 104 {
                 return Err(bad(format!(
                     "qcow2 header too short ({} bytes)",
@@ -305,7 +314,8 @@ impl Header {
                 "data file name given without the data file feature bit",
             ));
         }
-        h.validate_tables(file_len)?;
+        let _ = file_len;
+        h.validate_tables()?;
         Ok(h)
     }
 
@@ -369,53 +379,31 @@ impl Header {
         Ok(())
     }
 
-    /// Validates an on-disk table position and size.
-    fn validate_table(
-        &self,
-        what: &str,
-        offset: u64,
-        bytes: u64,
-        max: u64,
-        file_len: u64,
-    ) -> Result<()> {
-        if bytes > max {
-            return Err(bad(format!("{what} too large ({bytes} bytes)")));
+    /// How the header's tables must lie: cluster-aligned, below the
+    /// limit on host offsets. A table past the end of the file is damage
+    /// that a read-only open tolerates (it reads as zeros, damage.rs).
+    fn table_rules(&self) -> TableRules {
+        TableRules {
+            op: "open",
+            alignment: self.cluster_size(),
+            unit: "cluster",
+            max_end: MAX_HOST_OFFSET,
         }
-        if offset % self.cluster_size() != 0 {
-            return Err(corrupt_at(
-                "open",
-                offset,
-                format!("{what} offset is not cluster-aligned"),
-            ));
-        }
-        if bytes == 0 {
-            return Ok(());
-        }
-        let end = offset
-            .checked_add(bytes)
-            .ok_or_else(|| bad(format!("{what} offset overflows")))?;
-        // A table past the end of the file is damage that a read-only open
-        // tolerates (it reads as zeros, damage.rs); the limit on host
-        // offsets is absolute.
-        let _ = file_len;
-        if end > MAX_HOST_OFFSET {
-            return Err(corrupt_at("open", offset, format!("{what} offset invalid")));
-        }
-        Ok(())
     }
 
-    fn validate_tables(&self, file_len: u64) -> Result<()> {
+    fn validate_tables(&self) -> Result<()> {
         let cs = self.cluster_size();
+        let rules = self.table_rules();
         if self.refcount_table_clusters == 0 || self.refcount_table_offset == 0 {
             return Err(bad("Image does not contain a reference count table"));
         }
         let rt_bytes = u64::from(self.refcount_table_clusters) * cs;
-        self.validate_table(
+        let rt_off = self.refcount_table_offset;
+        rules.check(
             "Reference count table",
-            self.refcount_table_offset,
+            rt_off,
             rt_bytes,
             MAX_REFTABLE_BYTES,
-            file_len,
         )?;
         if self.nb_snapshots > MAX_SNAPSHOTS {
             return Err(bad(format!(
@@ -425,12 +413,12 @@ impl Header {
         }
         if self.nb_snapshots > 0 {
             // Each entry is at least 40 bytes.
-            self.validate_table(
+            let bytes = u64::from(self.nb_snapshots) * 40;
+            rules.check(
                 "Snapshot table",
                 self.snapshots_offset,
-                u64::from(self.nb_snapshots) * 40,
+                bytes,
                 MAX_SNAPSHOTS_BYTES,
-                file_len,
             )?;
         } else if self.snapshots_offset % cs != 0 {
             return Err(bad("Snapshot table offset is not cluster-aligned"));
@@ -449,12 +437,11 @@ impl Header {
             return Err(bad("L1 table is too small for the image size"));
         }
         if self.l1_size > 0 {
-            self.validate_table(
+            rules.check(
                 "Active L1 table",
                 self.l1_table_offset,
                 l1_bytes,
                 MAX_L1_BYTES,
-                file_len,
             )?;
         } else if self.l1_table_offset % cs != 0 {
             return Err(bad("Active L1 table offset is not cluster-aligned"));
@@ -526,24 +513,10 @@ impl Header {
             }
         }
         put_u32(&mut b, 0, MAGIC);
-        put_u32(&mut b, 4, self.version);
-        put_u64(&mut b, 8, self.backing_file_offset);
-        put_u32(&mut b, 16, self.backing_file_size);
-        put_u32(&mut b, 20, self.cluster_bits);
-        put_u64(&mut b, 24, self.size);
-        put_u32(&mut b, 32, self.crypt_method);
-        put_u32(&mut b, 36, self.l1_size);
-        put_u64(&mut b, 40, self.l1_table_offset);
-        put_u64(&mut b, 48, self.refcount_table_offset);
-        put_u32(&mut b, 56, self.refcount_table_clusters);
-        put_u32(&mut b, 60, self.nb_snapshots);
-        put_u64(&mut b, 64, self.snapshots_offset);
+        V2Fields::encode(self, &mut b, Endian::Big);
         if self.version >= 3 {
-            put_u64(&mut b, 72, self.incompatible_features);
-            put_u64(&mut b, 80, self.compatible_features);
-            put_u64(&mut b, 88, self.autoclear_features);
-            put_u32(&mut b, 96, self.refcount_order);
-            put_u32(&mut b, 100, hlen);
+            // header_length is hlen (set above).
+            V3Fields::encode(self, &mut b, Endian::Big);
             b[104] = self.compression_type;
         }
         b.truncate(cs);
