@@ -12,7 +12,7 @@
 //! For refcounted formats, [`check_refcounts`] runs the whole count,
 //! compare, rebuild and repair sequence over a [`RefcountCheck`].
 
-use crate::engine::refcount_alloc::{AllocState, RefcountStore};
+use crate::engine::refcount_alloc::{AllocState, RefcountGeometry, RefcountStore};
 use crate::error::{BlockError, Result};
 use crate::info::{CheckReport, FindingKind};
 use crate::types::CheckMode;
@@ -296,6 +296,80 @@ pub fn compare_refcounts(
     highest
 }
 
+/// QEMU's check_refblocks: counts every refcount block the refcount
+/// table of `state` names into `refs`. Returns true when one is unusable
+/// (reserved bits set, that is bits outside the geometry's offset mask;
+/// not cluster aligned; referenced more than once) and the structure must
+/// be rebuilt. A block past the end of the file is repaired (with
+/// [`CheckMode::FIX_ERRORS`]) by `grow(new_length)` growing the file over
+/// it.
+pub fn check_refcount_blocks(
+    state: &AllocState,
+    g: &RefcountGeometry,
+    refs: &mut ComputedRefcounts,
+    mode: CheckMode,
+    rep: &mut CheckReport,
+    grow: &mut dyn FnMut(u64) -> Result<()>,
+) -> bool {
+    let cs = g.cluster_size();
+    let mut rebuild = false;
+    for (i, &e) in state.reftable.iter().enumerate() {
+        let off = e & g.offset_mask;
+        if e & !g.offset_mask != 0 {
+            rep.corruption(format!(
+                "ERROR refcount table entry {i} has reserved bits set"
+            ));
+            rebuild = true;
+            continue;
+        }
+        if off % cs != 0 {
+            rep.corruption(format!(
+                "ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
+            ));
+            rebuild = true;
+            continue;
+        }
+        if off == 0 {
+            continue;
+        }
+        if off / cs >= refs.file_len.div_ceil(cs) {
+            let fix = mode.contains(CheckMode::FIX_ERRORS);
+            if !rep.repairable(fix, format!("refcount block {i} is outside image")) {
+                continue;
+            }
+            let grown = off
+                .checked_add(cs)
+                .filter(|&end| end < g.max_host_offset)
+                .ok_or_else(|| BlockError::invalid("check", "offset too large"))
+                .and_then(|end| grow(end).map(|_| end));
+            match grown {
+                Ok(end) => {
+                    refs.file_len = end;
+                    rep.corruptions_fixed += 1;
+                    refs.inc(off, cs, rep);
+                }
+                Err(e) => {
+                    // Not repaired: the corruption stays counted.
+                    rep.corruptions += 1;
+                    let msg = format!("ERROR could not resize image: {e}");
+                    error(rep, FindingKind::CheckError, None, msg);
+                    rebuild = true;
+                }
+            }
+            continue;
+        }
+        refs.inc(off, cs, rep);
+        if refs.get(off / cs) != 1 {
+            rep.corruption(format!(
+                "ERROR refcount block {i} refcount={}",
+                refs.get(off / cs)
+            ));
+            rebuild = true;
+        }
+    }
+    rebuild
+}
+
 /// What [`check_refcounts`] needs from a refcounted format, besides its
 /// [`RefcountStore`].
 pub trait RefcountCheck: RefcountStore {
@@ -423,7 +497,7 @@ pub fn check_refcounts<F: RefcountCheck>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::refcount_alloc::{refcount_set, RefcountGeometry};
+    use crate::engine::refcount_alloc::refcount_set;
     use crate::engine::table_cache::{Table, TableCache};
     use std::sync::{Arc, Mutex};
 
@@ -567,6 +641,69 @@ mod tests {
         assert_eq!((rep.corruptions, rep.corruptions_fixed), (0, 1));
         assert_eq!(messages(&rep)[1], "Rebuilding refcount structure");
         assert_eq!(st.refcount(&toy, 2).unwrap(), 1);
+    }
+
+    #[test]
+    fn refcount_blocks_are_checked() {
+        // 1 KiB clusters, table entries with 512-byte aligned offsets, a
+        // file of 8 clusters.
+        let g = RefcountGeometry {
+            cluster_bits: 10,
+            refcount_order: 4,
+            max_host_offset: 1 << 30,
+            max_reftable_bytes: 1024,
+            offset_mask: !511,
+        };
+        // Entry 0: a reserved bit; 1: unaligned; 2: none; 3: past the
+        // end; 4: fine; 5: the same block again.
+        let st = AllocState {
+            reftable: vec![1024 | 1, 1024 + 512, 0, 20 * 1024, 2048, 2048],
+            ..AllocState::default()
+        };
+        let mut rep = CheckReport::default();
+        let mut refs = ComputedRefcounts::new(8 * 1024, 10, 65535);
+        let mut grow = |_| -> Result<()> { panic!("no repair asked") };
+        assert!(check_refcount_blocks(
+            &st,
+            &g,
+            &mut refs,
+            CheckMode::REPORT,
+            &mut rep,
+            &mut grow
+        ));
+        assert_eq!(
+            messages(&rep),
+            [
+                "ERROR refcount table entry 0 has reserved bits set",
+                "ERROR refcount block 1 is not cluster aligned; refcount table entry corrupted",
+                "ERROR refcount block 3 is outside image",
+                "ERROR refcount block 5 refcount=2",
+            ]
+        );
+        assert_eq!(rep.corruptions, 4);
+        // Repaired: the file grows over the block past the end.
+        let mut rep = CheckReport::default();
+        let mut refs = ComputedRefcounts::new(8 * 1024, 10, 65535);
+        let mut grown = Vec::new();
+        let mut grow = |len| {
+            grown.push(len);
+            Ok(())
+        };
+        check_refcount_blocks(
+            &st,
+            &g,
+            &mut refs,
+            CheckMode::FIX_ERRORS,
+            &mut rep,
+            &mut grow,
+        );
+        assert_eq!(grown, [21 * 1024]);
+        assert_eq!((rep.corruptions, rep.corruptions_fixed), (3, 1));
+        assert_eq!((refs.file_len, refs.get(20)), (21 * 1024, 1));
+        assert_eq!(
+            messages(&rep)[2],
+            "Repairing refcount block 3 is outside image"
+        );
     }
 
     #[test]

@@ -5,16 +5,18 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::header::{get_u64, MAX_HOST_OFFSET};
+use crate::header::get_u64;
 use crate::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
-    L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO, REFT_OFFSET_MASK, REFT_RESERVED_MASK,
+    L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::check::{
-    check_refcounts, error, note, ClusterStats, ComputedRefcounts, Findings, RefcountCheck,
+    check_refcount_blocks, check_refcounts, note, ClusterStats, ComputedRefcounts, Findings,
+    RefcountCheck,
 };
-use block_core::{CheckMode, CheckReport, CheckStopped, FindingKind, Result};
+use block_core::engine::refcount_alloc::RefcountStore;
+use block_core::{CheckMode, CheckReport, CheckStopped, FindingKind, Preallocation, Result};
 use std::sync::atomic::Ordering;
 
 /// The computed references (the engine's).
@@ -83,7 +85,10 @@ impl RefcountCheck for Qcow2Node {
             refs.inc(off, len, rep);
         }
         refs.inc(h.refcount_table_offset, ws.reftable.len() as u64 * 8, rep);
-        let rebuild = self.check_refblocks(ws, mode, &mut refs, rep)?;
+        // The refcount blocks: counted, a block past the end repaired by
+        // growing the file over it.
+        let grow = &mut |end| self.file.truncate(end, Preallocation::Off);
+        let rebuild = check_refcount_blocks(ws, &self.geometry(), &mut refs, mode, rep, grow);
         Ok((refs, rebuild))
     }
 
@@ -297,84 +302,6 @@ impl Qcow2Node {
     ) -> (Refs, bool) {
         self.count_references(ws, CheckMode::REPORT, rep, false)
             .unwrap()
-    }
-
-    /// QEMU's check_refblocks: counts every refcount block; returns true
-    /// when one is unusable (reserved bits, unaligned, shared) and the
-    /// structure must be rebuilt. A block past the end of the file is
-    /// repaired (with FIX_ERRORS) by growing the file over it.
-    fn check_refblocks(
-        &self,
-        ws: &mut WState,
-        mode: CheckMode,
-        refs: &mut Refs,
-        rep: &mut CheckReport,
-    ) -> Result<bool> {
-        let g = self.geo();
-        let cs = g.cs();
-        let mut rebuild = false;
-        for i in 0..ws.reftable.len() {
-            let e = ws.reftable[i];
-            let off = e & REFT_OFFSET_MASK;
-            if e & REFT_RESERVED_MASK != 0 {
-                rep.corruption(format!(
-                    "ERROR refcount table entry {i} has reserved bits set"
-                ));
-                rebuild = true;
-                continue;
-            }
-            if g.in_cluster(off) != 0 {
-                rep.corruption(format!("ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"));
-                rebuild = true;
-                continue;
-            }
-            if off == 0 {
-                continue;
-            }
-            if off / cs >= refs.file_len.div_ceil(cs) {
-                let fix = mode.contains(CheckMode::FIX_ERRORS);
-                if !rep.repairable(fix, format!("refcount block {i} is outside image")) {
-                    continue;
-                }
-                let grown = off
-                    .checked_add(cs)
-                    .filter(|&end| end < MAX_HOST_OFFSET)
-                    .ok_or_else(|| block_core::BlockError::invalid("check", "offset too large"))
-                    .and_then(|end| {
-                        self.file
-                            .truncate(end, block_core::Preallocation::Off)
-                            .map(|_| end)
-                    });
-                match grown {
-                    Ok(end) => {
-                        refs.file_len = end;
-                        rep.corruptions_fixed += 1;
-                        refs.inc(off, cs, rep);
-                    }
-                    Err(e) => {
-                        // Not repaired: the corruption stays counted.
-                        rep.corruptions += 1;
-                        error(
-                            rep,
-                            FindingKind::CheckError,
-                            None,
-                            format!("ERROR could not resize image: {e}"),
-                        );
-                        rebuild = true;
-                    }
-                }
-                continue;
-            }
-            refs.inc(off, cs, rep);
-            if refs.get(off / cs) != 1 {
-                rep.corruption(format!(
-                    "ERROR refcount block {i} refcount={}",
-                    refs.get(off / cs)
-                ));
-                rebuild = true;
-            }
-        }
-        Ok(rebuild)
     }
 
     /// The check proper: snapshot table entries, the refcounts (counted,
