@@ -238,5 +238,8 @@ fn open_errors_name_the_file_in_qemu_words() {
         .open(&req, Arc::new(TestHost::new()))
         .err()
         .unwrap();
-    assert_eq!(e.message, "Invalid parameter 'cache=x' for driver 'file'");
+    assert_eq!(
+        e.message,
+        "Block protocol 'file' doesn't support the option 'cache'"
+    );
 }
