@@ -49,8 +49,10 @@ impl FileNode {
             .write(!read_only)
             .open(path)
             .map_err(|e| {
+                // In QEMU's words, naming the file, so that every layer
+                // above reports it as is.
                 BlockError::from_io("open", e)
-                    .context("Could not open")
+                    .context(format_args!("Could not open '{path}'"))
                     .in_file(path)
             })?;
         let meta = file
