@@ -6,8 +6,8 @@
 
 use block_core::{
     BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, ErrorKind, Extent, ExtentFlags,
-    HostServices, MigrationControl, NodeInfo, OpenRequest, OptDesc, OptKind, Preallocation,
-    ReqFlags, Result, ZeroFlags,
+    HostServices, IoLimits, MigrationControl, NodeCapabilities, NodeInfo, OpenRequest, OptDesc,
+    OptKind, Preallocation, ReqFlags, Result, ThreadModel, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,6 +146,24 @@ impl BlockNode for NullNode {
 
     fn has_zero_init(&self) -> bool {
         true
+    }
+
+    /// Byte-granular, no limits (the default [`IoLimits`]).
+    fn limits(&self) -> IoLimits {
+        IoLimits::default()
+    }
+
+    /// Everything, at once and for free: nothing is stored, so zeroing,
+    /// discard and FUA are no-ops and every handle sees the same zeros.
+    fn capabilities(&self) -> NodeCapabilities {
+        NodeCapabilities {
+            can_zero: true,
+            can_fast_zero: true,
+            can_fua: true,
+            can_discard: true,
+            multi_conn_safe: true,
+            thread_model: ThreadModel::Parallel,
+        }
     }
 
     fn migration(&self) -> Option<&dyn MigrationControl> {
