@@ -113,8 +113,10 @@ pub trait BlockDriver: Send + Sync {
 
     /// The schema of the options `open` understands (`OpenRequest::options`,
     /// e.g. qcow2's `l2-cache-size`), for discovery and help: what an
-    /// embedder may pass and what each means. Open itself stays lenient
-    /// about keys meant for other layers; the default is no options.
+    /// embedder may pass and what each means. It is the single source of
+    /// what `open` accepts: drivers read their options through
+    /// [`crate::read_open_options`], which refuses anything undeclared. The
+    /// default is no options.
     fn open_options(&self) -> Vec<OptDesc> {
         Vec::new()
     }

@@ -19,6 +19,7 @@ pub mod host;
 pub mod info;
 pub mod limits;
 pub mod node;
+pub mod open_options;
 pub mod operation;
 pub mod options;
 pub mod registry;
@@ -37,7 +38,8 @@ pub use info::{
 };
 pub use limits::{IoLimits, NodeCapabilities, ThreadModel};
 pub use node::{iov_len, iov_len_mut, BlockNode, BlockNodeExt};
-pub use options::{parse_size, OptDesc, OptKind, OptionValues};
+pub use open_options::read_open_options;
+pub use options::{declare, parse_size, OptDesc, OptKind, OptType, OptionValues};
 pub use registry::{DriverOrigin, RegisteredDriver, Registry};
 pub use types::{
     CheckMode, DriverCaps, DriverKind, Extent, ExtentFlags, OpenFlags, Preallocation, ReqFlags,

@@ -54,3 +54,99 @@ pub struct NodeCapabilities {
     /// The node's thread model.
     pub thread_model: ThreadModel,
 }
+
+fn min_nonzero(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}
+
+impl IoLimits {
+    /// The limits a node needs to satisfy both `self` and `other` (two
+    /// children that one request may reach): the larger alignment and
+    /// optimal size, the smaller nonzero maximums.
+    pub fn merge(self, other: IoLimits) -> IoLimits {
+        IoLimits {
+            request_alignment: self.request_alignment.max(other.request_alignment),
+            max_transfer: min_nonzero(self.max_transfer, other.max_transfer),
+            optimal_transfer: self.optimal_transfer.max(other.optimal_transfer),
+            max_discard: min_nonzero(self.max_discard, other.max_discard),
+        }
+    }
+
+    /// The limits of an image format over its data children (merged with
+    /// [`IoLimits::merge`]) with allocation unit `unit` (a cluster), for
+    /// any format: guest bytes map to child bytes at the same offset within
+    /// a unit, so the children's alignment holds for guest requests too
+    /// (for units at least that large); contiguous runs become one child
+    /// request, so the children's maximum transfer holds; the format is
+    /// fastest with whole units; discarding and zeroing are metadata
+    /// operations, unlimited in size.
+    pub fn for_format(children: IoLimits, unit: u64) -> IoLimits {
+        IoLimits {
+            request_alignment: children.request_alignment.max(1),
+            max_transfer: children.max_transfer,
+            optimal_transfer: children.optimal_transfer.max(unit),
+            max_discard: 0,
+        }
+    }
+}
+
+impl NodeCapabilities {
+    /// The capabilities of an image format node driven by the engine's
+    /// generic node (or any node that, like it, zeroes and discards in
+    /// metadata, fails a `NO_FALLBACK` zero fast instead of writing zeros,
+    /// and flushes after a FUA request itself); nothing while read-only.
+    /// Two nodes of the same image cache metadata apart, so the format is
+    /// not multi-conn safe whatever its children are.
+    pub fn for_format(writable: bool) -> NodeCapabilities {
+        NodeCapabilities {
+            can_zero: writable,
+            can_fast_zero: writable,
+            can_fua: writable,
+            can_discard: writable,
+            multi_conn_safe: false,
+            thread_model: ThreadModel::Parallel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_and_format_limits() {
+        let a = IoLimits {
+            request_alignment: 512,
+            max_transfer: 1 << 20,
+            optimal_transfer: 4096,
+            max_discard: 0,
+        };
+        let b = IoLimits {
+            request_alignment: 4096,
+            max_transfer: 0,
+            optimal_transfer: 0,
+            max_discard: 1 << 30,
+        };
+        let m = a.merge(b);
+        assert_eq!(
+            m,
+            IoLimits {
+                request_alignment: 4096,
+                max_transfer: 1 << 20,
+                optimal_transfer: 4096,
+                max_discard: 1 << 30,
+            }
+        );
+        let f = IoLimits::for_format(m, 65536);
+        assert_eq!(f.request_alignment, 4096);
+        assert_eq!(f.max_transfer, 1 << 20);
+        assert_eq!(f.optimal_transfer, 65536);
+        assert_eq!(f.max_discard, 0);
+        let ro = NodeCapabilities::for_format(false);
+        assert!(!ro.can_zero && !ro.can_discard && !ro.can_fua);
+        assert!(NodeCapabilities::for_format(true).can_fast_zero);
+    }
+}

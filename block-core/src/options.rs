@@ -54,6 +54,43 @@ impl OptDesc {
     }
 }
 
+/// The type of an option in a compact declaration ([`declare`]): an
+/// [`OptKind`] whose enum words are borrowed, so that a driver's whole
+/// schema can be one literal table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptType {
+    /// [`OptKind::Bool`].
+    Bool,
+    /// [`OptKind::Size`].
+    Size,
+    /// [`OptKind::Number`].
+    Number,
+    /// [`OptKind::String`].
+    Text,
+    /// [`OptKind::Enum`] with these words.
+    OneOf(&'static [&'static str]),
+}
+
+/// One row of a compact declaration: name, type, default, help.
+pub type OptRow<'a> = (&'a str, OptType, Option<&'a str>, &'a str);
+
+/// Builds a schema from rows `(name, type, default, help)`, for any driver
+/// that declares more than a few options (qcow2's create and open schemas).
+pub fn declare(rows: &[OptRow<'_>]) -> Vec<OptDesc> {
+    rows.iter()
+        .map(|&(name, ty, default, help)| {
+            let kind = match ty {
+                OptType::Bool => OptKind::Bool,
+                OptType::Size => OptKind::Size,
+                OptType::Number => OptKind::Number,
+                OptType::Text => OptKind::String,
+                OptType::OneOf(w) => OptKind::Enum(w.iter().map(|s| s.to_string()).collect()),
+            };
+            OptDesc::new(name, kind, default, help)
+        })
+        .collect()
+}
+
 /// The create schema of formats without metadata (raw, file): `size` and
 /// `preallocation=off|falloc|full`.
 pub fn plain_create_options() -> Vec<OptDesc> {
@@ -165,6 +202,38 @@ pub fn split_option_string(text: &str) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// The error for a value of the wrong type, in QemuOpts' words (the value
+/// is not repeated, as QEMU does not; sizes carry its suffix hint). An
+/// enumerated value names the words it expects.
+pub fn type_error(name: &str, kind: &OptKind, value: &str) -> BlockError {
+    let msg = match kind {
+        OptKind::Size => format!(
+            "Parameter '{name}' expects a non-negative number below 2^64\n\
+             Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n\
+             and exabytes, respectively."
+        ),
+        OptKind::Bool => format!("Parameter '{name}' expects 'on' or 'off'"),
+        OptKind::Number => format!("Parameter '{name}' expects a number"),
+        OptKind::String => format!("Parameter '{name}' expects text"),
+        OptKind::Enum(w) => format!(
+            "Parameter '{name}' expects one of {}, got '{value}'",
+            w.join(", ")
+        ),
+    };
+    BlockError::invalid("parse options", msg)
+}
+
+/// True when `value` is of type `kind`.
+pub fn value_fits(kind: &OptKind, value: &str) -> bool {
+    match kind {
+        OptKind::Bool => parse_bool(value).is_some(),
+        OptKind::Size => parse_size(value).is_ok(),
+        OptKind::Number => value.parse::<u64>().is_ok(),
+        OptKind::String => true,
+        OptKind::Enum(words) => words.iter().any(|w| w == value),
+    }
+}
+
 /// Option values checked against a schema: every name known, every value of
 /// the right type. Getters return the given value or the schema default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,25 +253,8 @@ impl OptionValues {
             let desc = schema.iter().find(|d| &d.name == k).ok_or_else(|| {
                 BlockError::invalid("parse options", format!("Invalid parameter '{k}'"))
             })?;
-            let ok = match &desc.kind {
-                OptKind::Bool => parse_bool(v).is_some(),
-                OptKind::Size => parse_size(v).is_ok(),
-                OptKind::Number => v.parse::<u64>().is_ok(),
-                OptKind::String => true,
-                OptKind::Enum(words) => words.iter().any(|w| w == v),
-            };
-            if !ok {
-                let expect = match &desc.kind {
-                    OptKind::Bool => "'on' or 'off'".to_string(),
-                    OptKind::Size => "a size".to_string(),
-                    OptKind::Number => "a number".to_string(),
-                    OptKind::String => "text".to_string(),
-                    OptKind::Enum(w) => format!("one of {}", w.join(", ")),
-                };
-                return Err(BlockError::invalid(
-                    "parse options",
-                    format!("Parameter '{k}' expects {expect}, got '{v}'"),
-                ));
+            if !value_fits(&desc.kind, v) {
+                return Err(type_error(k, &desc.kind, v));
             }
             values.retain(|(n, _)| n != k);
             values.push((k.clone(), v.clone()));

@@ -148,16 +148,12 @@ fn open_with_chain(
     if protocol_only {
         return open_driver(registry, spec, &proto_name, role, chain, None, false);
     }
-    // Open the protocol node, probe its content, then hand the node to the format.
-    let pspec;
-    let proto_spec = if spec.has_file_settings() {
-        pspec = NodeSpec {
-            options: spec.file_options.clone(),
-            ..NodeSpec::new(spec.filename.clone(), None, spec.flags)
-        };
-        &pspec
-    } else {
-        spec
+    // Open the protocol node, probe its content, then hand the node to the
+    // format. The spec's options are the format's; the protocol gets the
+    // `file.*` ones.
+    let proto_spec = NodeSpec {
+        options: spec.file_options.clone(),
+        ..NodeSpec::new(spec.filename.clone(), None, spec.flags)
     };
     if registry.get(&proto_name).is_none() {
         return Err(BlockError::new(
@@ -168,7 +164,7 @@ fn open_with_chain(
     }
     let file = open_driver(
         registry,
-        proto_spec,
+        &proto_spec,
         &proto_name,
         Some(ChildRole::File),
         chain,
@@ -442,13 +438,10 @@ impl HostServices for GraphServices {
                 if req.role == ChildRole::Backing && e.kind != ErrorKind::Loop {
                     e.context("Could not open backing file")
                 } else if req.role == ChildRole::DataFile && e.file.as_deref() == Some(&filename) {
-                    // QEMU's words: "Could not open 'D': REASON".
+                    // The data file's own words ("Could not open 'D':
+                    // REASON" from the file protocol) are the reason the
+                    // image's open gives, without their file and operation.
                     let mut e = e;
-                    let reason = e
-                        .message
-                        .strip_prefix("Could not open: ")
-                        .unwrap_or(&e.message);
-                    e.message = format!("Could not open '{filename}': {reason}");
                     e.op = Operation::Unspecified;
                     e.file = None;
                     e

@@ -266,11 +266,6 @@ impl Host {
         }
         o.no_backing = o.no_backing || req.no_backing;
         o.options.extend(req.options.iter().cloned());
-        let root_is_protocol = req
-            .driver
-            .as_deref()
-            .and_then(|d| reg.get(d))
-            .is_some_and(|r| r.driver.kind() == block_core::DriverKind::Protocol);
         // When probing, the protocol is named so that the root options go
         // to the format only.
         let file_driver = match (&req.file_driver, &req.driver) {
@@ -289,8 +284,7 @@ impl Host {
             file_options: req.file_options.clone(),
             ..NodeSpec::new(req.filename.clone(), o.format.clone(), o.flags())
         };
-        let root = graph::open_node(&self.registry, &nspec)
-            .map_err(|e| crate::spec::reword_option_error(e, &req, root_is_protocol))?;
+        let root = graph::open_node(&self.registry, &nspec)?;
         Ok(Image::new(self.registry.clone(), root, &o))
     }
 

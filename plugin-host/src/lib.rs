@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod driver_options;
 mod file_status;
 pub mod foreign;
 pub mod graph;

@@ -11,7 +11,8 @@
 //! `force-share`, the generic keys blk has no use for (`node-name`,
 //! `cache.*`, `discard`, `auto-read-only`), and every other key as a format
 //! runtime option (`l2-cache-size`, `snapshot.name`, ...), which the format
-//! driver accepts or refuses.
+//! driver accepts or refuses against its declared open options, in QEMU's
+//! words (`block_core::read_open_options`).
 
 use block_core::{BlockError, ErrorKind, Result};
 
@@ -241,41 +242,6 @@ impl ImageSpec {
         }
         Ok(r)
     }
-}
-
-/// Rewords a driver's refusal of an option it does not know as QEMU words
-/// it for a spec: "Block format 'F' does not support the option 'K'", or for
-/// a protocol "Block protocol 'P' doesn't support the option 'K'".
-pub(crate) fn reword_option_error(
-    e: BlockError,
-    req: &SpecRequest,
-    root_is_protocol: bool,
-) -> BlockError {
-    let Some(rest) = e.message.strip_prefix("Invalid parameter '") else {
-        return e;
-    };
-    let key_end = rest.find(['=', '\'']).unwrap_or(rest.len());
-    let key = &rest[..key_end];
-    let driver = rest
-        .split_once(" for driver '")
-        .map(|(_, d)| d.trim_end_matches('\''))
-        .or_else(|| rest.split_once("' for ").map(|(_, d)| d))
-        .unwrap_or("");
-    let (in_file, in_root) = (
-        req.file_options.iter().any(|(k, _)| k == key),
-        req.options.iter().any(|(k, _)| k == key),
-    );
-    let msg = if in_file && !in_root {
-        let p = req.file_driver.as_deref().unwrap_or(driver);
-        format!("Block protocol '{p}' doesn't support the option '{key}'")
-    } else if in_root && root_is_protocol {
-        format!("Block protocol '{driver}' doesn't support the option '{key}'")
-    } else if in_root {
-        format!("Block format '{driver}' does not support the option '{key}'")
-    } else {
-        return e;
-    };
-    BlockError::new(e.kind, "", msg)
 }
 
 #[cfg(test)]

@@ -288,3 +288,59 @@ fn plugin_dir_and_env_path_are_scanned() {
     let bytes = std::fs::read(&p).unwrap();
     assert_eq!(&bytes[512..1024], &[3u8; 512][..]);
 }
+
+/// Open options are discoverable for plugin drivers as for linked-in ones
+/// (the `open_options_json` slot of minor 5), with the same declarations;
+/// a 1.0 plugin declares none.
+#[test]
+fn open_options_are_listed_for_plugin_drivers() {
+    let linked = Host::builder().env_plugin_path(false).build().unwrap();
+    let plugins = Host::builder()
+        .env_plugin_path(false)
+        .static_drivers(false)
+        .plugin_dir(blk_tests::plugin_dir())
+        .build()
+        .unwrap();
+    for name in ["qcow2", "raw", "file", "null-co"] {
+        let want = linked.driver_open_options(name).unwrap();
+        assert!(!want.is_empty(), "{name} declares its open options");
+        assert!(matches!(
+            plugins.registry().get(name).unwrap().origin,
+            block_core::DriverOrigin::Plugin { .. }
+        ));
+        assert_eq!(plugins.driver_open_options(name).unwrap(), want, "{name}");
+    }
+    let l2 = linked.driver_open_options("qcow2").unwrap();
+    let l2 = l2.iter().find(|o| o.name == "l2-cache-size").unwrap();
+    assert_eq!(l2.kind, block_core::OptKind::Size);
+    let old = host_with(&blk_tests::fixture("old_abi")).unwrap();
+    let old_name = old
+        .registry()
+        .iter()
+        .find(|d| matches!(d.origin, block_core::DriverOrigin::Plugin { .. }))
+        .map(|d| d.driver.name().to_string())
+        .unwrap();
+    assert!(old.driver_open_options(&old_name).unwrap().is_empty());
+    // A plugin driver refuses what it does not declare, in QEMU's words.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.qcow2");
+    let ps = p.to_str().unwrap();
+    plugins
+        .create("qcow2", ps, "", Some(1 << 20), None)
+        .unwrap();
+    let o = OpenOptions {
+        options: vec![("bogus".into(), "1".into())],
+        ..OpenOptions::default()
+    };
+    let e = plugins.open(ps, &o).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert_eq!(
+        e.message,
+        "Block format 'qcow2' does not support the option 'bogus'"
+    );
+    let o = OpenOptions {
+        options: vec![("l2-cache-size".into(), "1M".into())],
+        ..OpenOptions::default()
+    };
+    plugins.open(ps, &o).unwrap();
+}

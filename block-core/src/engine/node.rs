@@ -9,7 +9,7 @@ use crate::control::{
 };
 use crate::error::{BlockError, ErrorKind, Result};
 use crate::info::NodeInfo;
-use crate::limits::NodeCapabilities;
+use crate::limits::{IoLimits, NodeCapabilities};
 use crate::node::{iov_len, iov_len_mut, BlockNode};
 use crate::types::{Extent, ExtentFlags, Preallocation, ReqFlags, ZeroFlags};
 use std::io::{IoSlice, IoSliceMut};
@@ -445,13 +445,15 @@ impl<F: Format> BlockNode for FormatNode<F> {
         self.format.has_zero_init()
     }
 
+    fn limits(&self) -> IoLimits {
+        let children = (self.format.flushed_children().into_iter())
+            .filter_map(|c| self.format.child(c))
+            .fold(IoLimits::default(), |l, n| l.merge(n.limits()));
+        IoLimits::for_format(children, self.format.allocation_unit())
+    }
+
     fn capabilities(&self) -> NodeCapabilities {
-        NodeCapabilities {
-            can_zero: true,
-            can_fua: true,
-            can_discard: true,
-            ..NodeCapabilities::default()
-        }
+        NodeCapabilities::for_format(!self.read_only)
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotControl> {

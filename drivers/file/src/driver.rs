@@ -88,22 +88,28 @@ impl BlockDriver for FileDriver {
         FileNode::create(strip_prefix(filename), size, prealloc, &attrs)
     }
 
+    /// The options `open` reads: how the file is locked and QEMU's aio
+    /// modes (accepted; blk's I/O is synchronous on any of them).
+    fn open_options(&self) -> Vec<OptDesc> {
+        vec![
+            OptDesc::choice(
+                "locking",
+                &["on", "off", "auto"],
+                Some("auto"),
+                "File locking (on, off, auto: on)",
+            ),
+            OptDesc::choice(
+                "aio",
+                &["threads", "native", "io_uring"],
+                Some("threads"),
+                "Host AIO implementation (accepted for QEMU compatibility)",
+            ),
+        ]
+    }
+
     fn open(&self, req: &OpenRequest, _host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let mut locking = true;
-        for (k, v) in &req.options {
-            match (k.as_str(), v.as_str()) {
-                ("locking", "on" | "auto") => locking = true,
-                ("locking", "off") => locking = false,
-                ("aio", _) => {}
-                _ => {
-                    return Err(BlockError::invalid(
-                        "open",
-                        format!("Invalid parameter '{k}={v}' for driver 'file'"),
-                    )
-                    .in_file(&req.filename))
-                }
-            }
-        }
+        let o = block_core::read_open_options(self, req).map_err(|e| e.in_file(&req.filename))?;
+        let locking = o.get("locking") != Some("off");
         Ok(Box::new(FileNode::open(
             strip_prefix(&req.filename),
             req.flags,

@@ -227,7 +227,10 @@ fn open_errors_name_the_file_in_qemu_words() {
         (e.kind, e.op.clone()),
         (ErrorKind::NotFound, Operation::Open)
     );
-    assert_eq!(e.message, "Could not open: No such file or directory");
+    assert_eq!(
+        e.message,
+        format!("Could not open '{missing}': No such file or directory")
+    );
     assert_eq!(e.file.as_deref(), Some(missing));
     let mut req = OpenRequest::new(missing, OpenFlags::NONE);
     req.options = vec![
@@ -238,5 +241,8 @@ fn open_errors_name_the_file_in_qemu_words() {
         .open(&req, Arc::new(TestHost::new()))
         .err()
         .unwrap();
-    assert_eq!(e.message, "Invalid parameter 'cache=x' for driver 'file'");
+    assert_eq!(
+        e.message,
+        "Block protocol 'file' doesn't support the option 'cache'"
+    );
 }

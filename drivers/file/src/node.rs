@@ -3,8 +3,9 @@
 use crate::lock::{FileLock, LockSet};
 use crate::sys;
 use block_core::{
-    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, MigrationControl,
-    NodeInfo, OpenFlags, Preallocation, ReqFlags, Result, ZeroFlags,
+    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, ExtentFlags, IoLimits,
+    MigrationControl, NodeCapabilities, NodeInfo, OpenFlags, Preallocation, ReqFlags, Result,
+    ThreadModel, ZeroFlags,
 };
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
@@ -49,8 +50,10 @@ impl FileNode {
             .write(!read_only)
             .open(path)
             .map_err(|e| {
+                // In QEMU's words, naming the file, so that every layer
+                // above reports it as is.
                 BlockError::from_io("open", e)
-                    .context("Could not open")
+                    .context(format_args!("Could not open '{path}'"))
                     .in_file(path)
             })?;
         let meta = file
@@ -546,6 +549,37 @@ impl BlockNode for FileNode {
             .metadata()
             .map(|m| m.file_type().is_file())
             .unwrap_or(false)
+    }
+
+    /// Buffered I/O takes any request shape (the alignment O_DIRECT needs
+    /// if the descriptor has it); the file system's block size is the
+    /// preferred transfer; writes and zeroing loop over short transfers,
+    /// so there is no maximum.
+    fn limits(&self) -> IoLimits {
+        IoLimits {
+            request_alignment: sys::direct_io_alignment(&self.file),
+            optimal_transfer: self.file.metadata().map(|m| m.blksize()).unwrap_or(0),
+            ..IoLimits::default()
+        }
+    }
+
+    /// Zeroing and discarding are `fallocate` calls (fast on a regular
+    /// file: extents change, no data is written; a file system without
+    /// them answers Unsupported and the caller falls back), FUA is an
+    /// `fdatasync` after the write, and every handle of a file shares the
+    /// page cache (multi-conn safe). Nothing that writes while the node is
+    /// read-only.
+    fn capabilities(&self) -> NodeCapabilities {
+        let writable = !self.read_only;
+        let regular = self.file.metadata().is_ok_and(|m| m.file_type().is_file());
+        NodeCapabilities {
+            can_zero: writable,
+            can_fast_zero: writable && regular,
+            can_fua: writable,
+            can_discard: writable,
+            multi_conn_safe: true,
+            thread_model: ThreadModel::Parallel,
+        }
     }
 
     fn migration(&self) -> Option<&dyn MigrationControl> {

@@ -5,9 +5,9 @@
 #![warn(missing_docs)]
 
 use block_core::{
-    parse_size, BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, ErrorKind, Extent,
-    ExtentFlags, HostServices, MigrationControl, NodeInfo, OpenRequest, Preallocation, ReqFlags,
-    Result, ZeroFlags,
+    BlockDriver, BlockError, BlockNode, DriverCaps, DriverKind, ErrorKind, Extent, ExtentFlags,
+    HostServices, IoLimits, MigrationControl, NodeCapabilities, NodeInfo, OpenRequest, OptDesc,
+    OptKind, Preallocation, ReqFlags, Result, ThreadModel, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,20 +48,23 @@ impl BlockDriver for NullDriver {
         vec!["null-co".to_string(), "null".to_string()]
     }
 
+    /// The options `open` reads: the size, and QEMU's `read-zeroes`
+    /// (accepted; blk's null node always reads zeros).
+    fn open_options(&self) -> Vec<OptDesc> {
+        vec![
+            OptDesc::new("size", OptKind::Size, Some("1G"), "Size of the null block"),
+            OptDesc::new(
+                "read-zeroes",
+                OptKind::Bool,
+                Some("on"),
+                "Return zeros on reads (blk always does)",
+            ),
+        ]
+    }
+
     fn open(&self, req: &OpenRequest, _host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let mut size = DEFAULT_SIZE;
-        for (k, v) in &req.options {
-            match k.as_str() {
-                "size" => size = parse_size(v)?,
-                "read-zeroes" => {}
-                _ => {
-                    return Err(BlockError::invalid(
-                        "open",
-                        format!("Invalid parameter '{k}' for driver 'null-co'"),
-                    ))
-                }
-            }
-        }
+        let o = block_core::read_open_options(self, req)?;
+        let size = o.get_size("size")?.unwrap_or(DEFAULT_SIZE);
         Ok(Box::new(NullNode {
             size: AtomicU64::new(size),
         }))
@@ -143,6 +146,24 @@ impl BlockNode for NullNode {
 
     fn has_zero_init(&self) -> bool {
         true
+    }
+
+    /// Byte-granular, no limits (the default [`IoLimits`]).
+    fn limits(&self) -> IoLimits {
+        IoLimits::default()
+    }
+
+    /// Everything, at once and for free: nothing is stored, so zeroing,
+    /// discard and FUA are no-ops and every handle sees the same zeros.
+    fn capabilities(&self) -> NodeCapabilities {
+        NodeCapabilities {
+            can_zero: true,
+            can_fast_zero: true,
+            can_fua: true,
+            can_discard: true,
+            multi_conn_safe: true,
+            thread_model: ThreadModel::Parallel,
+        }
     }
 
     fn migration(&self) -> Option<&dyn MigrationControl> {

@@ -9,137 +9,42 @@ use crate::open;
 use crate::refcount::rc_set;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, HostServices, OpenFlags,
-    OpenRequest, OptDesc, OptKind, OptionValues, Preallocation, Result,
+    OpenRequest, OptDesc, OptType, OptionValues, Preallocation, Result,
 };
 use std::sync::Arc;
 
-/// The create option schema (names as qemu-img).
+/// The create option schema (names as qemu-img), one row per option.
+#[rustfmt::skip]
 pub fn create_options() -> Vec<OptDesc> {
-    vec![
-        OptDesc::new("size", OptKind::Size, None, "Virtual disk size"),
-        OptDesc::choice(
-            "compat",
-            &["0.10", "v2", "1.1", "v3"],
-            Some("1.1"),
-            "Compatibility level (v2 [0.10] or v3 [1.1])",
-        ),
-        OptDesc::new(
-            "backing_file",
-            OptKind::String,
-            None,
-            "File name of a base image",
-        ),
-        OptDesc::new(
-            "backing_fmt",
-            OptKind::String,
-            None,
-            "Image format of the base image",
-        ),
-        OptDesc::new(
-            "data_file",
-            OptKind::String,
-            None,
-            "File name of an external data file",
-        ),
-        OptDesc::new(
-            "data_file_raw",
-            OptKind::Bool,
-            Some("off"),
-            "The external data file must stay valid as a raw image",
-        ),
-        OptDesc::new(
-            "cluster_size",
-            OptKind::Size,
-            Some("65536"),
-            "qcow2 cluster size",
-        ),
-        OptDesc::choice(
-            "preallocation",
-            &["off", "metadata", "falloc", "full"],
-            Some("off"),
-            "Preallocation mode (allowed values: off, metadata, falloc, full)",
-        ),
-        OptDesc::new(
-            "lazy_refcounts",
-            OptKind::Bool,
-            Some("off"),
-            "Postpone refcount updates",
-        ),
-        OptDesc::new(
-            "refcount_bits",
-            OptKind::Number,
-            Some("16"),
-            "Width of a reference count entry in bits",
-        ),
-        OptDesc::choice(
-            "compression_type",
-            &["zlib", "zstd"],
-            Some("zlib"),
-            "Compression method used for image cluster compression",
-        ),
-        OptDesc::new(
-            "extended_l2",
-            OptKind::Bool,
-            Some("off"),
-            "Extended L2 tables",
-        ),
+    use OptType::{Bool, Number, OneOf, Size, Text};
+    block_core::declare(&[
+        ("size", Size, None, "Virtual disk size"),
+        ("compat", OneOf(&["0.10", "v2", "1.1", "v3"]), Some("1.1"), "Compatibility level (v2 [0.10] or v3 [1.1])"),
+        ("backing_file", Text, None, "File name of a base image"),
+        ("backing_fmt", Text, None, "Image format of the base image"),
+        ("data_file", Text, None, "File name of an external data file"),
+        ("data_file_raw", Bool, Some("off"), "The external data file must stay valid as a raw image"),
+        ("cluster_size", Size, Some("65536"), "qcow2 cluster size"),
+        ("preallocation", OneOf(&["off", "metadata", "falloc", "full"]), Some("off"),
+            "Preallocation mode (allowed values: off, metadata, falloc, full)"),
+        ("lazy_refcounts", Bool, Some("off"), "Postpone refcount updates"),
+        ("refcount_bits", Number, Some("16"), "Width of a reference count entry in bits"),
+        ("compression_type", OneOf(&["zlib", "zstd"]), Some("zlib"),
+            "Compression method used for image cluster compression"),
+        ("extended_l2", Bool, Some("off"), "Extended L2 tables"),
         // Known (as qemu-img lists them) so that they are refused with
         // QEMU's messages; blk cannot encrypt (see `refuse_encryption`).
-        OptDesc::new(
-            "encryption",
-            OptKind::Bool,
-            None,
-            "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
-        ),
-        OptDesc::choice(
-            "encrypt.format",
-            &["aes", "luks"],
-            None,
-            "Encrypt the image, format choices: 'aes', 'luks'",
-        ),
-        OptDesc::new(
-            "encrypt.key-secret",
-            OptKind::String,
-            None,
-            "ID of secret providing qcow AES key or LUKS passphrase",
-        ),
-        OptDesc::new(
-            "encrypt.cipher-alg",
-            OptKind::String,
-            None,
-            "Name of encryption cipher algorithm",
-        ),
-        OptDesc::new(
-            "encrypt.cipher-mode",
-            OptKind::String,
-            None,
-            "Name of encryption cipher mode",
-        ),
-        OptDesc::new(
-            "encrypt.ivgen-alg",
-            OptKind::String,
-            None,
-            "Name of IV generator algorithm",
-        ),
-        OptDesc::new(
-            "encrypt.ivgen-hash-alg",
-            OptKind::String,
-            None,
-            "Name of IV generator hash algorithm",
-        ),
-        OptDesc::new(
-            "encrypt.hash-alg",
-            OptKind::String,
-            None,
-            "Name of encryption hash algorithm",
-        ),
-        OptDesc::new(
-            "encrypt.iter-time",
-            OptKind::Number,
-            None,
-            "Time to spend in PBKDF in milliseconds",
-        ),
-    ]
+        ("encryption", Bool, None,
+            "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"),
+        ("encrypt.format", OneOf(&["aes", "luks"]), None, "Encrypt the image, format choices: 'aes', 'luks'"),
+        ("encrypt.key-secret", Text, None, "ID of secret providing qcow AES key or LUKS passphrase"),
+        ("encrypt.cipher-alg", Text, None, "Name of encryption cipher algorithm"),
+        ("encrypt.cipher-mode", Text, None, "Name of encryption cipher mode"),
+        ("encrypt.ivgen-alg", Text, None, "Name of IV generator algorithm"),
+        ("encrypt.ivgen-hash-alg", Text, None, "Name of IV generator hash algorithm"),
+        ("encrypt.hash-alg", Text, None, "Name of encryption hash algorithm"),
+        ("encrypt.iter-time", Number, None, "Time to spend in PBKDF in milliseconds"),
+    ])
 }
 
 /// Refuses the encryption options: without a secret with QEMU's message,

@@ -75,6 +75,10 @@ impl BlockDriver for Qcow2Driver {
         crate::amend::amend_options()
     }
 
+    fn open_options(&self) -> Vec<OptDesc> {
+        crate::open::open_options()
+    }
+
     fn measure(&self, req: &block_core::MeasureRequest) -> Result<block_core::MeasureResult> {
         crate::measure::measure(req)
     }

@@ -208,7 +208,7 @@ impl Header {
         // No magic (an empty file, /dev/null) is "not qcow2", as QEMU says,
         // before a short file is.
         if buf.len() < 4 || be32(buf, 0) != MAGIC {
-            return Err(bad("image is not in qcow2 format (bad magic)"));
+            return Err(bad("Image is not in qcow2 format").with_op(""));
         }
         if buf.len() < V2_HEADER_LEN as usize {
             return Err(bad("image is too short to hold a qcow2 header"));

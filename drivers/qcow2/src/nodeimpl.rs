@@ -5,7 +5,8 @@ use crate::compress;
 use crate::node::Qcow2Node;
 use block_core::{
     iov_len, AmendControl, BackingControl, BitmapControl, BlockNode, CheckControl, Extent,
-    MigrationControl, NodeInfo, Preallocation, ReqFlags, Result, SnapshotControl, ZeroFlags,
+    IoLimits, MigrationControl, NodeCapabilities, NodeInfo, Preallocation, ReqFlags, Result,
+    SnapshotControl, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 
@@ -114,6 +115,16 @@ impl BlockNode for Qcow2Node {
 
     fn has_zero_init(&self) -> bool {
         !self.meta_read().h.data_file_raw()
+    }
+
+    fn limits(&self) -> IoLimits {
+        let data = self.data_file.as_ref().map(|d| d.limits());
+        let children = data.map_or(self.file.limits(), |d| d.merge(self.file.limits()));
+        IoLimits::for_format(children, self.geo().cs())
+    }
+
+    fn capabilities(&self) -> NodeCapabilities {
+        NodeCapabilities::for_format(!self.read_only)
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotControl> {

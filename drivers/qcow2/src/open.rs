@@ -9,8 +9,8 @@ use crate::overlap::OverlapMap;
 use crate::snapshot::{self, Snapshot};
 use crate::snapview::{self, SnapshotSel};
 use block_core::{
-    parse_size, BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole,
-    HostServices, OpenFlags, OpenRequest, Result,
+    BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
+    OpenFlags, OpenRequest, OptDesc, OptType, Result,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -96,32 +96,29 @@ fn geometry(h: &Header) -> Geometry {
     }
 }
 
-fn opt_size(req: &OpenRequest, name: &str) -> Result<Option<u64>> {
-    req.option(name).map(parse_size).transpose()
+/// The open options (`OpenRequest::options`) qcow2 reads, one row per
+/// option. Without cache sizes the metadata cache is 32 MiB, three
+/// quarters of it for L2 tables.
+#[rustfmt::skip]
+pub fn open_options() -> Vec<OptDesc> {
+    use OptType::{Size, Text};
+    block_core::declare(&[
+        ("cache-size", Size, None, "Maximum combined metadata (L2 tables and refcount blocks) cache size"),
+        ("l2-cache-size", Size, None, "Maximum L2 table cache size"),
+        ("refcount-cache-size", Size, None, "Maximum refcount block cache size"),
+        ("snapshot.id", Text, None, "Open the internal snapshot with this ID (read-only)"),
+        ("snapshot.name", Text, None, "Open the internal snapshot with this name (read-only)"),
+    ])
 }
 
 /// Opens a qcow2 node.
 pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qcow2Node> {
     let name = req.filename.clone();
     let ctx = |e: BlockError| e.in_file(name.clone());
-    for (k, _) in &req.options {
-        if !matches!(
-            k.as_str(),
-            "cache-size"
-                | "l2-cache-size"
-                | "refcount-cache-size"
-                | "snapshot.id"
-                | "snapshot.name"
-        ) {
-            return Err(ctx(BlockError::invalid(
-                "open",
-                format!("Invalid parameter '{k}' for qcow2"),
-            )));
-        }
-    }
-    let total = opt_size(req, "cache-size").map_err(ctx)?;
-    let l2_bytes = opt_size(req, "l2-cache-size").map_err(ctx)?;
-    let rc_bytes = opt_size(req, "refcount-cache-size").map_err(ctx)?;
+    let o = block_core::read_open_options(&crate::Qcow2Driver, req).map_err(ctx)?;
+    let total = o.get_size("cache-size").map_err(ctx)?;
+    let l2_bytes = o.get_size("l2-cache-size").map_err(ctx)?;
+    let rc_bytes = o.get_size("refcount-cache-size").map_err(ctx)?;
 
     let snapshot_view = SnapshotSel::from_request(req);
     let read_only = req.flags.contains(OpenFlags::READ_ONLY);

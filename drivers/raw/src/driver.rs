@@ -2,9 +2,9 @@
 
 use crate::node::RawNode;
 use block_core::{
-    parse_size, BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps,
-    DriverKind, HostServices, MeasureRequest, MeasureResult, OpenRequest, OptDesc, OptionValues,
-    Preallocation, ProbeInput, Result,
+    BlockDriver, BlockNode, ChildRequest, ChildRole, DriverCaps, DriverKind, HostServices,
+    MeasureRequest, MeasureResult, OpenRequest, OptDesc, OptKind, OptionValues, Preallocation,
+    ProbeInput, Result,
 };
 use std::sync::Arc;
 
@@ -78,22 +78,28 @@ impl BlockDriver for RawDriver {
         })
     }
 
+    /// The options `open` reads: the window of the child the image is.
+    fn open_options(&self) -> Vec<OptDesc> {
+        vec![
+            OptDesc::new(
+                "offset",
+                OptKind::Size,
+                Some("0"),
+                "Offset of the image in the file",
+            ),
+            OptDesc::new(
+                "size",
+                OptKind::Size,
+                None,
+                "Size of the image (default: the rest of the file)",
+            ),
+        ]
+    }
+
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let mut offset = 0u64;
-        let mut size = None;
-        for (k, v) in &req.options {
-            match k.as_str() {
-                "offset" => offset = parse_size(v)?,
-                "size" => size = Some(parse_size(v)?),
-                _ => {
-                    return Err(BlockError::invalid(
-                        "open",
-                        format!("Invalid parameter '{k}' for driver 'raw'"),
-                    )
-                    .in_file(&req.filename))
-                }
-            }
-        }
+        let o = block_core::read_open_options(self, req).map_err(|e| e.in_file(&req.filename))?;
+        let offset = o.get_size("offset")?.unwrap_or(0);
+        let size = o.get_size("size")?;
         let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
         creq.flags = req.flags;
         let child = host.open_child(&creq)?;

@@ -1,8 +1,8 @@
 //! An open raw image: offset translation and bounds over the file child.
 
 use block_core::{
-    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, MigrationControl, NodeInfo,
-    Operation, Preallocation, ReqFlags, Result, ZeroFlags,
+    iov_len, iov_len_mut, BlockError, BlockNode, ErrorKind, Extent, IoLimits, MigrationControl,
+    NodeCapabilities, NodeInfo, Operation, Preallocation, ReqFlags, Result, ZeroFlags,
 };
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,6 +149,20 @@ impl BlockNode for RawNode {
 
     fn allocated_size(&self) -> Result<u64> {
         self.child.allocated_size()
+    }
+
+    /// The child's: every request goes to it unchanged but for the window
+    /// offset. An offset that is not a multiple of the child's alignment
+    /// cannot be made up for by any alignment here (each request lands
+    /// `offset % alignment` off), so the child's alignment stands and the
+    /// child refuses or bounces such requests itself.
+    fn limits(&self) -> IoLimits {
+        self.child.limits()
+    }
+
+    /// The child's: zeroing, discard and FUA are passed through as they are.
+    fn capabilities(&self) -> NodeCapabilities {
+        self.child.capabilities()
     }
 
     fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {

@@ -157,7 +157,10 @@ fn unknown_options_are_refused() {
     let (host, _, node) = open_raw(&[0; 512], &[("frob", "1")], OpenFlags::NONE);
     let e = node.err().unwrap();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
-    assert_eq!(e.message, "Invalid parameter 'frob' for driver 'raw'");
+    assert_eq!(
+        e.message,
+        "Block format 'raw' does not support the option 'frob'"
+    );
     assert!(
         host.opened().is_empty(),
         "no child is opened for a bad request"

@@ -604,8 +604,8 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         let schema = crate::cmd_create::merged_create_options(&host, &a.out_format, dst)?;
         // Enumerated values are checked when the target is created.
         let loose = crate::cmd_create::loosen_enums(&schema);
-        let values = OptionValues::parse_str(&loose, &options)
-            .map_err(|e| CliError::new(crate::common::opt_error(&e.message)))?;
+        let values =
+            OptionValues::parse_str(&loose, &options).map_err(|e| CliError::new(e.message))?;
         if let Some(m) = crate::cmd_create::bad_enum_value(&schema, &values, &a.out_format) {
             return Err(CliError::new(format!(
                 "{dst}: error while converting {}: {m}",

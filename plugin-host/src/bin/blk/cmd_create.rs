@@ -249,8 +249,7 @@ pub fn create_image(
     // QEMU takes enumerated values as text and checks them only when the
     // driver creates, after the Formatting line.
     let loose = loosen_enums(&schema);
-    let mut values = OptionValues::parse_str(&loose, options)
-        .map_err(|e| ferr(crate::common::opt_error(&e.message)))?;
+    let mut values = OptionValues::parse_str(&loose, options).map_err(|e| ferr(e.message))?;
     // Positional size, -b and -F override -o.
     if let Some(s) = size {
         if values.is_set("size") {

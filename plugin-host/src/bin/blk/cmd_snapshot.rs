@@ -67,7 +67,9 @@ pub fn run(g: &Globals, a: SnapshotArgs) -> CliResult {
         })?;
     } else if let Some(name) = &a.apply {
         img.snapshot_apply(name).map_err(|e| {
-            if e.message == "Device has active dirty bitmaps" {
+            // A busy device (active dirty bitmaps) refuses in its own
+            // words; a failed load is reported by its errno.
+            if e.kind == block_core::ErrorKind::Busy {
                 return CliError::new(format!("Could not apply snapshot '{name}': {}", e.message));
             }
             CliError::new(format!(

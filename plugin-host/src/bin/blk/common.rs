@@ -143,42 +143,25 @@ pub fn error_detail(e: &BlockError, filename: &str) -> String {
     }
 }
 
-/// A create option parse error worded as QEMU's QemuOpts words it.
-pub fn opt_error(msg: &str) -> String {
-    if let Some(rest) = msg.strip_prefix("Parameter '") {
-        if let Some((name, _)) = rest.split_once("' expects a size, got '") {
-            return format!(
-                "Parameter '{name}' expects a non-negative number below 2^64\n\
-                 Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n\
-                 and exabytes, respectively."
-            );
-        }
-        // QemuOpts names the expected type without the value.
-        for expect in ["a number", "'on' or 'off'"] {
-            let sep = format!("' expects {expect}, got '");
-            if let Some((name, _)) = rest.split_once(sep.as_str()) {
-                return format!("Parameter '{name}' expects {expect}");
-            }
-        }
-    }
-    msg.to_string()
-}
-
 /// The reason of a failed image creation, as qemu-img words it after the
-/// file name (without the library's "create: " operation prefix).
+/// file name (without the library's `create` operation).
 pub fn create_detail(e: &BlockError, filename: &str) -> String {
-    let s = error_detail(e, filename);
-    // The new image read back is not the format (a create on /dev/null).
-    if let Some(fmt) = s
-        .strip_prefix("open: image is not in ")
-        .and_then(|r| r.strip_suffix(" format (bad magic)"))
-    {
-        return format!("Image is not in {fmt} format");
+    if e.op != block_core::Operation::Create {
+        return error_detail(e, filename);
     }
-    match s.strip_prefix("create: ") {
-        Some(rest) => rest.to_string(),
-        None => s,
+    let mut message = e.message.clone();
+    if let Some(src) = std::error::Error::source(e) {
+        message.push_str(&format!(": {src}"));
     }
+    let bare = BlockError {
+        kind: e.kind,
+        op: block_core::Operation::Unspecified,
+        offset: None,
+        file: e.file.clone(),
+        message,
+        source: None,
+    };
+    error_detail(&bare, filename)
 }
 
 /// Refuses a `-o` argument qemu-img's getopt loop refuses: empty, starting
@@ -280,7 +263,9 @@ pub fn open_error(e: &BlockError, filename: &str) -> CliError {
     ))
 }
 
-/// The reason of a failed open, as qemu-img words it after the file name.
+/// The reason of a failed open, as qemu-img words it after the file name
+/// (drivers word their reasons as QEMU's: the file protocol's "Could not
+/// open 'F': ...", qcow2's "Image is not in qcow2 format").
 pub fn open_detail(e: &BlockError, filename: &str) -> String {
     let detail = if e.file.as_deref() == Some(filename) {
         let mut m = e.message.clone();
@@ -291,16 +276,7 @@ pub fn open_detail(e: &BlockError, filename: &str) -> String {
     } else {
         error_detail(e, filename)
     };
-    if let Some(fmt) = detail
-        .strip_prefix("image is not in ")
-        .and_then(|r| r.strip_suffix(" format (bad magic)"))
-    {
-        return format!("Image is not in {fmt} format");
-    }
-    match detail.strip_prefix("Could not open: ") {
-        Some(rest) => format!("Could not open '{filename}': {rest}"),
-        None => detail,
-    }
+    detail
 }
 
 /// Prints pretty JSON with QEMU's four-space indentation.
