@@ -26,7 +26,6 @@ mod common;
 mod convert_bitmaps;
 mod convert_progress;
 mod convert_rate;
-mod convert_salvage;
 mod human;
 mod io;
 mod objects;

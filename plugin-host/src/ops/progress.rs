@@ -1,0 +1,56 @@
+//! Progress reports of the operations.
+
+use super::Stage;
+use std::sync::Mutex;
+
+/// How far an operation has got: `done` of `total` bytes in `stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes finished (never decreases within one operation).
+    pub done: u64,
+    /// Bytes the operation walks in all.
+    pub total: u64,
+    /// What the operation is doing.
+    pub stage: Stage,
+}
+
+/// The progress callback an operation takes. It may be called from several
+/// worker threads (one call at a time) and should return quickly.
+pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Sync);
+
+/// A progress callback that ignores every report.
+pub fn no_progress(_: Progress) {}
+
+/// Serialises reports from several threads so that `done` never decreases.
+pub(crate) struct Reporter<'a> {
+    callback: ProgressFn<'a>,
+    total: u64,
+    stage: Stage,
+    last: Mutex<Option<u64>>,
+}
+
+impl<'a> Reporter<'a> {
+    pub(crate) fn new(callback: ProgressFn<'a>, total: u64, stage: Stage) -> Reporter<'a> {
+        Reporter {
+            callback,
+            total,
+            stage,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Reports `done` bytes unless a larger (or equal) value was reported.
+    pub(crate) fn report(&self, done: u64) {
+        let done = done.min(self.total);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|l| l >= done) {
+            return;
+        }
+        *last = Some(done);
+        (self.callback)(Progress {
+            done,
+            total: self.total,
+            stage: self.stage,
+        });
+    }
+}
