@@ -71,7 +71,9 @@ fn status(img: &Image, index: usize, off: u64, n: u64) -> Result<Extent, OpError
 }
 
 /// Compares `img1` with `img2`. Progress counts the bytes of the longer
-/// image walked.
+/// image walked; when the sizes differ, the walk past the shorter image
+/// is reported as [`Stage::CompareTail`] (entered with one report before
+/// its first chunk).
 pub fn compare(
     img1: &Image,
     img2: &Image,
@@ -125,6 +127,7 @@ pub fn compare(
     }
     if len1 != len2 {
         // The rest of the longer image must read as zeros.
+        reporter.enter(Stage::CompareTail);
         let (over, index, over_len) = if len1 > len2 {
             (img1, 0, len1)
         } else {

@@ -17,8 +17,11 @@ pub enum Stage {
     Flush,
     /// Copying (convert's progress: reads and writes together).
     Copy,
-    /// Comparing (compare's progress).
+    /// Comparing (compare's progress over the length both images have).
     Compare,
+    /// Compare: checking that the rest of the longer image reads as zeros
+    /// (the images differ in size).
+    CompareTail,
     /// Mapping (map's progress).
     Map,
 }
@@ -32,6 +35,7 @@ impl std::fmt::Display for Stage {
             Stage::Flush => "flush",
             Stage::Copy => "copy",
             Stage::Compare => "compare",
+            Stage::CompareTail => "compare past the shorter image",
             Stage::Map => "map",
         })
     }

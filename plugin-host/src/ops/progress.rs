@@ -25,8 +25,8 @@ pub fn no_progress(_: Progress) {}
 pub(crate) struct Reporter<'a> {
     callback: ProgressFn<'a>,
     total: u64,
-    stage: Stage,
-    last: Mutex<Option<u64>>,
+    /// The stage reported and the last `done`.
+    last: Mutex<(Stage, Option<u64>)>,
 }
 
 impl<'a> Reporter<'a> {
@@ -34,8 +34,7 @@ impl<'a> Reporter<'a> {
         Reporter {
             callback,
             total,
-            stage,
-            last: Mutex::new(None),
+            last: Mutex::new((stage, None)),
         }
     }
 
@@ -43,14 +42,25 @@ impl<'a> Reporter<'a> {
     pub(crate) fn report(&self, done: u64) {
         let done = done.min(self.total);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|l| l >= done) {
+        if last.1.is_some_and(|l| l >= done) {
             return;
         }
-        *last = Some(done);
+        last.1 = Some(done);
         (self.callback)(Progress {
             done,
             total: self.total,
-            stage: self.stage,
+            stage: last.0,
+        });
+    }
+
+    /// Moves on to `stage`, reported at once (with the `done` reached).
+    pub(crate) fn enter(&self, stage: Stage) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.0 = stage;
+        (self.callback)(Progress {
+            done: last.1.unwrap_or(0),
+            total: self.total,
+            stage,
         });
     }
 }

@@ -64,9 +64,15 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
     };
     // qemu-img adds each chunk's share of the larger image, in single
     // precision.
-    let progress = Mutex::new((progress, 0u64));
+    let progress = Mutex::new((progress, 0u64, false));
     let show = |p: ops::Progress| {
         let mut st = progress.lock().unwrap_or_else(|e| e.into_inner());
+        if p.stage == Stage::CompareTail && !st.2 {
+            // As qemu-img: said before the rest of the longer image is read.
+            st.2 = true;
+            say("Warning: Image size mismatch!");
+            return;
+        }
         let delta = p.done - st.1;
         st.1 = p.done;
         if p.done == 0 {
@@ -101,7 +107,6 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             e => err2(e.to_string()),
         }
     })?;
-    let size_differs = r.len1 != r.len2;
     match r.outcome {
         CompareOutcome::SizeMismatch => {
             say("Strict mode: Image size mismatch!");
@@ -114,16 +119,10 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             Err(CliError::silent(1))
         }
         CompareOutcome::ContentMismatch(offset) => {
-            if size_differs && offset >= r.len1.min(r.len2) {
-                say("Warning: Image size mismatch!");
-            }
             say(&format!("Content mismatch at offset {offset}!"));
             Err(CliError::silent(1))
         }
         CompareOutcome::Identical => {
-            if size_differs {
-                say("Warning: Image size mismatch!");
-            }
             say("Images are identical.");
             Ok(())
         }
