@@ -15,6 +15,9 @@ pub enum Stage {
     Write,
     /// Flushing the target.
     Flush,
+    /// Flushing with every other request drained first (bench's flush
+    /// interval).
+    DrainFlush,
     /// Copying (convert's progress: reads and writes together).
     Copy,
     /// Comparing (compare's progress over the length both images have).
@@ -33,6 +36,7 @@ impl std::fmt::Display for Stage {
             Stage::Read => "read",
             Stage::Write => "write",
             Stage::Flush => "flush",
+            Stage::DrainFlush => "drained flush",
             Stage::Copy => "copy",
             Stage::Compare => "compare",
             Stage::CompareTail => "compare past the shorter image",

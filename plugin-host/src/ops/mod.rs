@@ -1,4 +1,5 @@
-//! Image operations as a library: convert, compare and map (qemu-img's
+//! Image operations as a library: convert, compare, map, commit, rebase,
+//! measure and bench (qemu-img's
 //! operations of those names), each a typed request, a result, a progress
 //! callback and a cancellation token, so that an NBD server, a backup tool
 //! or a VMM runs them without the `blk` command line.
@@ -20,21 +21,29 @@
 //! Operations never print, exit or read the environment; the `blk` command
 //! turns their results and errors into qemu-img's text and exit statuses.
 
+pub mod bench;
 mod cancel;
+pub mod commit;
 pub mod compare;
 pub mod convert;
 mod error;
 pub mod map;
+pub mod measure;
 mod progress;
 mod rate;
+pub mod rebase;
 mod sparse;
 
+pub use bench::{bench, BenchRequest, BenchResult};
 pub use cancel::CancelToken;
+pub use commit::{commit, CommitRequest, CommitResult};
 pub use compare::{compare, CompareOutcome, CompareRequest, CompareResult};
 pub use convert::{convert, ConvertRequest, ConvertResult, SalvageFn};
 pub use error::{OpError, Stage};
 pub use map::{map, map_each, MapEntry, MapRequest};
+pub use measure::{measure, MeasureQuery};
 pub use progress::{no_progress, Progress, ProgressFn};
 pub use rate::RateLimit;
+pub use rebase::{rebase, RebaseRequest, RebaseResult};
 
 use block_core::BlockError;

@@ -3,7 +3,6 @@
 //! as QEMU 10's).
 
 mod args;
-mod bench_engine;
 mod cache_mode;
 mod cmd_amend;
 mod cmd_bench;
