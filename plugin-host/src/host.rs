@@ -1,5 +1,17 @@
 //! The embedding entry point: a [`Host`] owns a driver registry (linked-in
 //! drivers plus plugin libraries) and opens and creates images.
+//!
+//! Which constructor: [`Host::without_env`] (or [`HostBuilder`] with
+//! [`HostBuilder::env_plugin_path`] off) for a program that decides itself
+//! which code serves its images: it reads no environment variable.
+//! [`Host::new`] behaves as the `blk` command: it reads `BLK_PLUGIN_PATH`
+//! and `BLK_BUILTIN_DRIVERS`, so whoever sets a program's environment can
+//! make it load and run foreign code (a plugin library) in-process; use it
+//! only where the environment is as trusted as the program.
+//!
+//! An [`Image`] need not be dropped before its `Host`: it holds the
+//! registry it was opened through, and plugin libraries are never
+//! unloaded.
 
 use crate::graph::{self, NodeSpec};
 use crate::image::Image;
@@ -20,6 +32,12 @@ pub const SAME_AS_BACKING: &str =
     "Error: Trying to create an image with the same filename as the backing file";
 
 /// How to open an image.
+///
+/// `OpenOptions::default()` opens **read-write** and takes the write locks
+/// on the image's files (another process that writes them is refused, and
+/// so is this open while another holds them); set `read_only` (or use
+/// [`OpenOptions::read_only`]) to only read, and `force_share` to read an
+/// image another process has open for writing.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// The format driver; `None` probes.
@@ -43,6 +61,14 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
+    /// Options that open read-only (format probed, backing chain opened).
+    pub fn read_only() -> OpenOptions {
+        OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        }
+    }
+
     /// The block-core open flags for these options.
     pub fn flags(&self) -> OpenFlags {
         let mut f = OpenFlags::NONE;
@@ -103,7 +129,10 @@ impl HostBuilder {
         self.plugins_first = yes;
         self
     }
-    /// Whether to read `BLK_PLUGIN_PATH` (default yes).
+    /// Whether to read the environment (default yes): `BLK_PLUGIN_PATH`
+    /// (plugins to load) and `BLK_BUILTIN_DRIVERS` (whether to leave the
+    /// linked-in drivers out). Off, the host is built from what this
+    /// builder is told only.
     pub fn env_plugin_path(mut self, yes: bool) -> Self {
         self.env_path = yes;
         self
@@ -212,9 +241,19 @@ impl Host {
         HostBuilder::default()
     }
 
-    /// A host with the linked-in drivers and `BLK_PLUGIN_PATH` plugins.
+    /// A host as the `blk` command builds it: the linked-in drivers (unless
+    /// `BLK_BUILTIN_DRIVERS=0`) and the plugins `BLK_PLUGIN_PATH` names.
+    /// The environment chooses code this process runs: see the module docs,
+    /// and prefer [`Host::without_env`] in an embedding program.
     pub fn new() -> Result<Host> {
         Host::builder().build()
+    }
+
+    /// A host with the linked-in drivers only, reading no environment
+    /// variable (add plugins with [`Host::builder`], `env_plugin_path(false)`
+    /// and `plugin_dir`/`plugin_file`).
+    pub fn without_env() -> Result<Host> {
+        Host::builder().env_plugin_path(false).build()
     }
 
     /// The registry.

@@ -1,10 +1,12 @@
 //! `blk bench`: qemu-img bench. Sends COUNT read or write requests of
 //! BUFSIZE bytes, DEPTH in parallel, stepping through the image, and prints
 //! how long the run took. The queue depth is served by worker threads that
-//! share the image (see `bench_engine`).
+//! share the image (`plugin_host::ops::bench`).
 
 use crate::args::{cvtnum_full, parse_ulong};
-use crate::bench_engine::{self, BenchParams};
+use crate::common::errno_of;
+use crate::human::strerror;
+use plugin_host::ops::{self, BenchRequest, CancelToken, OpError, Stage};
 use crate::common::{CliError, CliResult, Globals};
 use clap::Args;
 use plugin_host::OpenOptions;
@@ -178,9 +180,7 @@ pub fn run(g: &Globals, a: BenchArgs) -> CliResult {
             ..OpenOptions::default()
         },
     )?;
-    let image_size = img.length()?;
-    let p = BenchParams {
-        image_size,
+    let p = BenchRequest {
         bufsize,
         step: if step == 0 { bufsize } else { step },
         depth,
@@ -204,7 +204,21 @@ pub fn run(g: &Globals, a: BenchArgs) -> CliResult {
     if flush_interval > 0 {
         println!("Sending flush every {flush_interval} requests");
     }
-    let elapsed = bench_engine::run(&img, &p).map_err(CliError::new)?;
-    println!("Run completed in {:.3} seconds.", elapsed.as_secs_f64());
+    let r = ops::bench(&img, &p, &ops::no_progress, &CancelToken::new()).map_err(|e| match e {
+        OpError::At {
+            stage: Stage::Flush,
+            error,
+            ..
+        } => CliError::new(format!(
+            "Failed flush request: {}",
+            strerror(errno_of(&error))
+        )),
+        OpError::At { error, .. } => {
+            CliError::new(format!("Failed request: {}", strerror(errno_of(&error))))
+        }
+        OpError::Block(e) => CliError::from(e),
+        e => CliError::new(e.to_string()),
+    })?;
+    println!("Run completed in {:.3} seconds.", r.elapsed.as_secs_f64());
     Ok(())
 }

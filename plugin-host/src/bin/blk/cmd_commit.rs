@@ -1,8 +1,9 @@
-//! `blk commit`: qemu-img commit of an image into its backing file.
+//! `blk commit`: qemu-img commit of an image into its backing file, over
+//! `plugin_host::ops::commit`.
 
 use crate::common::{open_image, CliError, CliResult, Globals};
-use block_core::ExtentFlags;
 use clap::Args;
+use plugin_host::ops::{self, CancelToken, CommitRequest, OpError};
 use plugin_host::OpenOptions;
 
 /// Arguments of `blk commit`.
@@ -59,6 +60,7 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
             // A base further down: commit through the intermediates (the
             // top stays open, and locked, meanwhile).
             crate::commit_base::commit_to(&host, &a.filename, a.format.clone(), b, rate.as_ref())?;
+            // The top stays open, and locked, meanwhile.
             drop(top);
             if !a.quiet {
                 println!("Image committed.");
@@ -81,57 +83,35 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
     let base = host
         .open(&base_name, &base_opts)
         .map_err(|e| CliError::new(crate::common::open_detail(&e, &base_name)))?;
-    let len = top.length()?;
-    if base.length()? < len {
-        base.truncate(len, block_core::Preallocation::Off)?;
-    }
-    let mut off = 0u64;
-    let mut buf = Vec::new();
-    while off < len {
-        let e = top.block_status(off, (len - off).min(1 << 30))?;
-        let n = e.length.clamp(1, len - off);
-        if e.flags.contains(ExtentFlags::ALLOCATED) {
-            if e.flags.contains(ExtentFlags::ZERO) {
-                base.write_zeroes(off, n, block_core::ZeroFlags::MAY_UNMAP)?;
-                if let Some(r) = &rate {
-                    r.pay_after(n);
-                }
-            } else {
-                let mut pos = off;
-                while pos < off + n {
-                    let m = (off + n - pos).min(2 << 20);
-                    buf.resize(m as usize, 0);
-                    top.read(pos, &mut buf)?;
-                    base.write(pos, &buf)?;
-                    if let Some(r) = &rate {
-                        r.pay_after(m);
-                    }
-                    pos += m;
-                }
-            }
+    let progress = std::sync::Mutex::new(progress);
+    let show = |p: ops::Progress| {
+        if p.done > 0 {
+            // qemu-img reports the commit job's offset in single precision.
+            let mut pr = progress.lock().unwrap_or_else(|e| e.into_inner());
+            pr.set(p.done as f32 / p.total as f32 * 100.0);
         }
-        off += n;
-        // qemu-img reports the commit job's offset in single precision.
-        progress.set(off as f32 / len as f32 * 100.0);
-    }
-    base.flush()?;
-    drop(base);
-    // As qemu-img: empty the top image unless -d (or -b, which implies it);
-    // formats that cannot be emptied (raw) are left as they are.
-    if !a.keep && a.base.is_none() {
-        match top.make_empty() {
-            Ok(()) => {}
-            Err(e) if e.kind == block_core::ErrorKind::Unsupported => {
-                log::info!("{}: not emptied: {e}", a.filename);
-            }
-            Err(e) => return Err(CliError::from(e)),
-        }
-    }
-    top.flush()?;
+    };
+    let req = CommitRequest {
+        base_depth: 1,
+        // As qemu-img: empty the top image unless -d (or -b, which implies
+        // it).
+        empty_top: !a.keep && a.base.is_none(),
+        rate: rate.as_ref().map_or(0, |r| r.rate()),
+    };
+    ops::commit(&top, &base, &req, &show, &CancelToken::new()).map_err(op_error)?;
+    let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress.set(100.0);
     progress.end();
     if !a.quiet {
         println!("Image committed.");
     }
     Ok(())
+}
+
+/// A failed commit as qemu-img words it: the block layer's error.
+pub fn op_error(e: OpError) -> CliError {
+    match e {
+        OpError::At { error, .. } | OpError::Block(error) => CliError::from(error),
+        e => CliError::new(e.to_string()),
+    }
 }

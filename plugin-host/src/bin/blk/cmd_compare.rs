@@ -1,12 +1,11 @@
-//! `blk compare`: qemu-img compare (exit 0 identical, 1 different, 2 error).
+//! `blk compare`: qemu-img compare (exit 0 identical, 1 different, 2 error)
+//! over `plugin_host::ops::compare`.
 
 use crate::common::{CliError, CliResult, Globals};
-use block_core::ExtentFlags;
 use clap::Args;
+use plugin_host::ops::{self, CancelToken, CompareOutcome, CompareRequest, OpError, Stage};
 use plugin_host::{Image, OpenOptions};
-
-/// The largest chunk read at once (qemu-img's IO_BUF_SIZE).
-const IO_BUF_SIZE: u64 = 2 << 20;
+use std::sync::Mutex;
 
 /// Arguments of `blk compare`.
 #[derive(Args, Debug)]
@@ -42,27 +41,9 @@ fn err2(msg: String) -> CliError {
     CliError::with_code(2, msg)
 }
 
-fn read(img: &Image, name: &str, off: u64, buf: &mut [u8]) -> CliResult {
-    img.read(off, buf).map_err(|e| {
-        err2(format!(
-            "Error while reading offset {off} of {name}: {}",
-            crate::human::strerror(e.errno())
-        ))
-    })
-}
-
-/// The first 512-byte sector (as a byte offset from the buffer start) where
-/// the buffers differ.
-fn first_diff_sector(a: &[u8], b: &[u8]) -> Option<u64> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .map(|p| (p as u64 / 512) * 512)
-}
-
 /// Runs `blk compare`.
 pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
-    let mut progress = crate::progress::Progress::new(a.progress && !a.quiet, 2.0);
+    let progress = crate::progress::Progress::new(a.progress && !a.quiet, 2.0);
     let host = g.host().map_err(|e| CliError { code: 2, ..e })?;
     let open = |f: &str, fmt: &Option<String>| -> CliResult<Image> {
         let opts = OpenOptions {
@@ -81,85 +62,69 @@ pub fn run(g: &Globals, a: CompareArgs) -> CliResult {
             println!("{s}");
         }
     };
-    let len1 = img1.length().map_err(|e| err2(e.to_string()))?;
-    let len2 = img2.length().map_err(|e| err2(e.to_string()))?;
-    let total = len1.min(len2);
-    // qemu-img's shares are of the larger image, in single precision.
-    let base = len1.max(len2) as f32;
-    progress.print(0.0, 100);
-    if len1 != len2 && a.strict {
-        say("Strict mode: Image size mismatch!");
-        return Err(CliError::silent(1));
-    }
-    let bits = ExtentFlags::ALLOCATED
-        .with(ExtentFlags::ZERO)
-        .with(ExtentFlags::DATA);
-    let mut buf1 = Vec::new();
-    let mut buf2 = Vec::new();
-    let mut offset = 0u64;
-    let st = |img: &Image, off: u64, n: u64| {
-        img.block_status_above(off, n).map(|(e, _)| e).map_err(|e| {
-            err2(format!(
-                "Block status error: {}",
-                crate::human::strerror(e.errno())
-            ))
-        })
+    // qemu-img adds each chunk's share of the larger image, in single
+    // precision.
+    let progress = Mutex::new((progress, 0u64, false));
+    let show = |p: ops::Progress| {
+        let mut st = progress.lock().unwrap_or_else(|e| e.into_inner());
+        if p.stage == Stage::CompareTail && !st.2 {
+            // As qemu-img: said before the rest of the longer image is read.
+            st.2 = true;
+            say("Warning: Image size mismatch!");
+            return;
+        }
+        let delta = p.done - st.1;
+        st.1 = p.done;
+        if p.done == 0 {
+            st.0.print(0.0, 100);
+        } else {
+            st.0.print(delta as f32 / p.total as f32 * 100.0, 100);
+        }
     };
-    while offset < total {
-        let e1 = st(&img1, offset, len1 - offset)?;
-        let e2 = st(&img2, offset, len2 - offset)?;
-        let s1 = ExtentFlags(e1.flags.0 & bits.0);
-        let s2 = ExtentFlags(e2.flags.0 & bits.0);
-        let mut chunk = e1.length.min(e2.length).min(total - offset).max(1);
-        if a.strict && s1 != s2 {
+    let req = CompareRequest { strict: a.strict };
+    let r = ops::compare(&img1, &img2, &req, &show, &CancelToken::new()).map_err(|e| {
+        let name = |i: usize| if i == 0 { &a.filename1 } else { &a.filename2 };
+        match e {
+            OpError::At {
+                stage: Stage::Read,
+                image,
+                offset,
+                error,
+            } => err2(format!(
+                "Error while reading offset {offset} of {}: {}",
+                name(image),
+                crate::human::strerror(error.errno())
+            )),
+            OpError::At {
+                stage: Stage::BlockStatus,
+                error,
+                ..
+            } => err2(format!(
+                "Block status error: {}",
+                crate::human::strerror(error.errno())
+            )),
+            OpError::Block(e) => err2(e.to_string()),
+            e => err2(e.to_string()),
+        }
+    })?;
+    match r.outcome {
+        CompareOutcome::SizeMismatch => {
+            say("Strict mode: Image size mismatch!");
+            Err(CliError::silent(1))
+        }
+        CompareOutcome::StatusMismatch(offset) => {
             say(&format!(
                 "Strict mode: Offset {offset} block status mismatch!"
             ));
-            return Err(CliError::silent(1));
+            Err(CliError::silent(1))
         }
-        let z1 = s1.contains(ExtentFlags::ZERO);
-        let z2 = s2.contains(ExtentFlags::ZERO);
-        if !(z1 && z2) {
-            chunk = chunk.min(IO_BUF_SIZE);
-            buf1.resize(chunk as usize, 0);
-            buf2.resize(chunk as usize, 0);
-            read(&img1, &a.filename1, offset, &mut buf1)?;
-            read(&img2, &a.filename2, offset, &mut buf2)?;
-            if let Some(d) = first_diff_sector(&buf1, &buf2) {
-                say(&format!("Content mismatch at offset {}!", offset + d));
-                return Err(CliError::silent(1));
-            }
+        CompareOutcome::ContentMismatch(offset) => {
+            say(&format!("Content mismatch at offset {offset}!"));
+            Err(CliError::silent(1))
         }
-        offset += chunk;
-        progress.print(chunk as f32 / base * 100.0, 100);
-    }
-    if len1 != len2 {
-        say("Warning: Image size mismatch!");
-        let (over, name, over_len) = if len1 > len2 {
-            (&img1, &a.filename1, len1)
-        } else {
-            (&img2, &a.filename2, len2)
-        };
-        let mut off = total;
-        while off < over_len {
-            let e = st(over, off, over_len - off)?;
-            let mut chunk = e.length.clamp(1, over_len - off);
-            if e.flags.contains(ExtentFlags::ALLOCATED) {
-                chunk = chunk.min(IO_BUF_SIZE);
-            }
-            if !e.flags.contains(ExtentFlags::ZERO) {
-                buf1.resize(chunk as usize, 0);
-                read(over, name, off, &mut buf1)?;
-                let zeros = vec![0u8; chunk as usize];
-                if let Some(d) = first_diff_sector(&buf1, &zeros) {
-                    say(&format!("Content mismatch at offset {}!", off + d));
-                    return Err(CliError::silent(1));
-                }
-            }
-            off += chunk;
-            progress.print(chunk as f32 / base * 100.0, 100);
+        CompareOutcome::Identical => {
+            say("Images are identical.");
+            Ok(())
         }
     }
-    say("Images are identical.");
-    Ok(())
 }

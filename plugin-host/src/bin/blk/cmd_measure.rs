@@ -1,16 +1,18 @@
 //! `blk measure`: qemu-img measure. How many bytes an image of the output
 //! format needs, for an empty image of `--size` bytes or to hold the data of
 //! a source image (its data ranges through the backing chain, as the block
-//! status reports them).
+//! status reports them): `plugin_host::ops::measure` behind qemu-img's
+//! arguments and output.
 
 use crate::args::cvtnum_full;
 use crate::common::{parse_output, CliError, CliResult, Globals, OutputFormat};
 use crate::opts_check::check_options;
 use crate::qjson::QObj;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
-use block_core::{DriverCaps, ErrorKind, ExtentFlags, MeasureRequest};
+use block_core::{DriverCaps, ErrorKind};
 use clap::Args;
-use plugin_host::{Image, OpenOptions};
+use plugin_host::ops::{self, CancelToken, MeasureQuery, OpError};
+use plugin_host::OpenOptions;
 
 /// Arguments of `blk measure`.
 #[derive(Args, Debug)]
@@ -43,47 +45,6 @@ pub struct MeasureArgs {
     force_share: bool,
     /// The source image.
     files: Vec<String>,
-}
-
-/// The data ranges of `img` through its backing chain: what qemu's measure
-/// counts as data (neither reading as zeros nor a hole), merged.
-pub fn data_extents(img: &Image) -> CliResult<Vec<(u64, u64)>> {
-    let len = img.length()?;
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut off = 0;
-    while off < len {
-        let (e, _) = img.block_status_above(off, len - off).map_err(|e| {
-            CliError::new(format!(
-                "Unable to get block status: {}",
-                crate::human::strerror(crate::common::errno_of(&e))
-            ))
-        })?;
-        let n = e.length.clamp(1, len - off);
-        let data = e.flags.contains(ExtentFlags::DATA) && !e.flags.contains(ExtentFlags::ZERO);
-        if data {
-            match out.last_mut() {
-                Some((s, l)) if *s + *l == off => *l += n,
-                _ => out.push((off, n)),
-            }
-        }
-        off += n;
-    }
-    Ok(out)
-}
-
-/// The persistent bitmaps of `img` (`None` when its format has none).
-fn source_bitmaps(img: &plugin_host::Image) -> Option<Vec<block_core::MeasureBitmap>> {
-    let list = img.bitmap(r#"{"op":"list"}"#).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&list).ok()?;
-    Some(
-        v.as_array()?
-            .iter()
-            .map(|b| block_core::MeasureBitmap {
-                name: b["name"].as_str().unwrap_or("").to_string(),
-                granularity: b["granularity"].as_u64().unwrap_or(65536),
-            })
-            .collect(),
-    )
 }
 
 /// Runs `blk measure`.
@@ -154,33 +115,33 @@ pub fn run(g: &Globals, a: MeasureArgs) -> CliResult {
                 "{m}\nblk: Invalid options for file format '{out_fmt}'"
             ))
         })?;
-    let mut req = MeasureRequest {
+    let query = MeasureQuery {
+        format: out_fmt.to_string(),
         options: values
             .values
             .iter()
             .filter(|(k, _)| k != "size" && own.iter().any(|o| &o.name == k))
             .cloned()
             .collect(),
-        virtual_size: 0,
-        data_extents: None,
-        source_bitmaps: None,
+        size: size.unwrap_or(0),
     };
-    match &source {
-        Some(img) => {
-            req.virtual_size = img.length()?;
-            req.data_extents = Some(data_extents(img)?);
-            req.source_bitmaps = source_bitmaps(img);
-        }
-        None => req.virtual_size = size.unwrap_or(0),
-    }
-    let res = host.measure(out_fmt, &req).map_err(|e| {
-        if e.kind == ErrorKind::Unsupported {
-            CliError::new(format!(
-                "Block driver '{out_fmt}' does not support size measurement"
-            ))
-        } else {
-            CliError::new(e.message.clone())
-        }
+    let res = ops::measure(
+        &host,
+        source.as_ref(),
+        &query,
+        &ops::no_progress,
+        &CancelToken::new(),
+    )
+    .map_err(|e| match e {
+        OpError::At { error, .. } => CliError::new(format!(
+            "Unable to get block status: {}",
+            crate::human::strerror(crate::common::errno_of(&error))
+        )),
+        OpError::Block(e) if e.kind == ErrorKind::Unsupported => CliError::new(format!(
+            "Block driver '{out_fmt}' does not support size measurement"
+        )),
+        OpError::Block(e) => CliError::new(e.message.clone()),
+        e => CliError::new(e.to_string()),
     })?;
     // QEMU reports the size of persistent dirty bitmaps when the source
     // supports them and the target can store them (the driver answers).

@@ -1,13 +1,11 @@
 //! `blk rebase`: qemu-img rebase (safe mode copies what differs between the
-//! old and new backing files; `-u` only rewrites the reference).
+//! old and new backing files, `plugin_host::ops::rebase`; `-u` only
+//! rewrites the reference).
 
 use crate::common::{open_image, CliError, CliResult, Globals};
-use block_core::ExtentFlags;
 use clap::Args;
-use plugin_host::{Image, OpenOptions};
-
-/// qemu-img's rebase step (its IO_BUF_SIZE).
-const IO_BUF_SIZE: u64 = 2 << 20;
+use plugin_host::ops::{self, CancelToken, RebaseRequest};
+use plugin_host::OpenOptions;
 
 /// Arguments of `blk rebase`.
 #[derive(Args, Debug)]
@@ -44,18 +42,6 @@ pub struct RebaseArgs {
     src_cache: Option<String>,
     /// The image.
     filename: String,
-}
-
-fn read_or_zero(img: Option<&Image>, off: u64, buf: &mut [u8]) -> CliResult {
-    buf.fill(0);
-    if let Some(img) = img {
-        let len = img.length()?;
-        if off < len {
-            let n = ((len - off) as usize).min(buf.len());
-            img.read(off, &mut buf[..n])?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs `blk rebase`.
@@ -126,40 +112,29 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
         let step = if len == 0 {
             0.0
         } else {
-            100.0 / (len / len.min(IO_BUF_SIZE)) as f32
+            100.0 / (len / len.min(ops::rebase::STEP)) as f32
         };
-        let mut off = 0u64;
-        let (mut b1, mut b2) = (Vec::new(), Vec::new());
-        while off < len {
-            let e = top.block_status(off, (len - off).min(IO_BUF_SIZE))?;
-            let n = e.length.clamp(1, len - off);
-            if !e.flags.contains(ExtentFlags::ALLOCATED) {
-                let mut pos = off;
-                while pos < off + n {
-                    let m = if a.compress {
-                        // Whole clusters, each written compressed.
-                        let cl = crate::rebase_compress::piece_size(&top);
-                        (cl - pos % cl).min(off + n - pos) as usize
-                    } else {
-                        (off + n - pos).min(64 << 10) as usize
-                    };
-                    b1.resize(m, 0);
-                    b2.resize(m, 0);
-                    read_or_zero(old.as_ref(), pos, &mut b1)?;
-                    read_or_zero(newimg.as_ref(), pos, &mut b2)?;
-                    if b1 != b2 {
-                        if a.compress {
-                            crate::rebase_compress::write(&top, pos, &b1)?;
-                        } else {
-                            top.write(pos, &b1)?;
-                        }
-                    }
-                    pos += m as u64;
-                }
-                progress.print(step, 100);
+        let shown = std::sync::Mutex::new(&mut progress);
+        let show = |p: ops::Progress| {
+            if p.stage == ops::Stage::Compare {
+                shown
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .print(step, 100);
             }
-            off += n;
-        }
+        };
+        let req = RebaseRequest {
+            compress: a.compress,
+        };
+        ops::rebase(
+            &top,
+            old.as_ref(),
+            newimg.as_ref(),
+            &req,
+            &show,
+            &CancelToken::new(),
+        )
+        .map_err(crate::cmd_commit::op_error)?;
     }
     if !new.is_empty() && new_fmt.is_none() {
         // qemu-img requires the format (bdrv_change_backing_file's require).

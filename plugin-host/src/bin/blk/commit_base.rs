@@ -4,7 +4,7 @@
 //! intermediate images are left as they are (`-b` implies `-d`).
 
 use crate::common::{CliError, CliResult};
-use block_core::{ExtentFlags, Preallocation, ZeroFlags};
+use plugin_host::ops::{self, CancelToken, CommitRequest};
 use plugin_host::{Host, Image, OpenOptions};
 
 /// The depth (0 = top) of the image named `base` in the chain of `top`.
@@ -66,37 +66,18 @@ pub fn commit_to(
             ..OpenOptions::default()
         },
     )?;
-    let len = top.length()?;
-    if base_img.length()? < len {
-        base_img.truncate(len, Preallocation::Off)?;
-    }
-    let mut off = 0u64;
-    let mut buf = Vec::new();
-    while off < len {
-        let (e, depth) = top.block_status_above(off, (len - off).min(1 << 30))?;
-        let n = e.length.clamp(1, len - off);
-        if depth < base_depth {
-            if e.flags.contains(ExtentFlags::ZERO) {
-                base_img.write_zeroes(off, n, ZeroFlags::MAY_UNMAP)?;
-                if let Some(r) = rate {
-                    r.pay_after(n);
-                }
-            } else {
-                let mut pos = off;
-                while pos < off + n {
-                    let m = (off + n - pos).min(2 << 20);
-                    buf.resize(m as usize, 0);
-                    top.read(pos, &mut buf)?;
-                    base_img.write(pos, &buf)?;
-                    if let Some(r) = rate {
-                        r.pay_after(m);
-                    }
-                    pos += m;
-                }
-            }
-        }
-        off += n;
-    }
-    base_img.flush()?;
+    let req = CommitRequest {
+        base_depth,
+        empty_top: false,
+        rate: rate.map_or(0, |r| r.rate()),
+    };
+    ops::commit(
+        &top,
+        &base_img,
+        &req,
+        &ops::no_progress,
+        &CancelToken::new(),
+    )
+    .map_err(crate::cmd_commit::op_error)?;
     Ok(())
 }

@@ -1,65 +1,7 @@
-//! `-r RATE`: a limit on the bytes per second copied. `convert` paces as
-//! qemu-img's convert: a chunk may start once the chunks before it have had
-//! their time at the given rate (the first starts at once), so N bytes take
-//! about (N - last chunk) / RATE. `commit` paces as a block job: after each
-//! chunk it waits for that chunk's time, so N bytes take N / RATE.
+//! `-r RATE`: the limit on the bytes per second `convert` and `commit`
+//! copy (the pacing is `plugin_host::ops::RateLimit`'s).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// A shared limiter for the copy workers.
-pub struct RateLimit {
-    /// Bytes per second; 0 is unlimited.
-    rate: u64,
-    /// When the copy started and how many bytes were dispatched since.
-    state: Mutex<(Instant, u64)>,
-}
-
-impl RateLimit {
-    /// A limiter of `rate` bytes per second (0: no limit).
-    pub fn new(rate: u64) -> RateLimit {
-        RateLimit {
-            rate,
-            state: Mutex::new((Instant::now(), 0)),
-        }
-    }
-
-    /// Waits until a chunk of `n` bytes may be copied.
-    pub fn acquire(&self, n: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        let at = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let at = s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64);
-            s.1 += n;
-            at
-        };
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
-    }
-}
-
-impl RateLimit {
-    /// Accounts for a chunk of `n` bytes just copied and waits for its time
-    /// (block job pacing).
-    pub fn pay_after(&self, n: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        let at = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.1 += n;
-            s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64)
-        };
-        let now = Instant::now();
-        if at > now {
-            std::thread::sleep(at - now);
-        }
-    }
-}
+pub use plugin_host::ops::RateLimit;
 
 /// Parses `-r` with qemu-img's messages.
 pub fn parse(v: Option<&str>) -> crate::common::CliResult<Option<RateLimit>> {

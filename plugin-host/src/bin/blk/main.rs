@@ -3,7 +3,6 @@
 //! as QEMU 10's).
 
 mod args;
-mod bench_engine;
 mod cache_mode;
 mod cmd_amend;
 mod cmd_bench;
@@ -26,7 +25,6 @@ mod common;
 mod convert_bitmaps;
 mod convert_progress;
 mod convert_rate;
-mod convert_salvage;
 mod human;
 mod io;
 mod objects;

@@ -1,15 +1,19 @@
-//! The request scheduler of `blk bench`: qemu-img bench's `bench_cb` state
-//! machine (request offsets, queue depth, flush interval with or without
-//! draining) served by worker threads that share one `Image`.
+//! Bench (qemu-img bench): COUNT read or write requests of BUFSIZE bytes,
+//! DEPTH in flight, stepping through the image, timed. The scheduler is
+//! qemu-img bench's `bench_cb` state machine (request offsets, queue depth,
+//! flush interval with or without draining) served by worker threads that
+//! share one `Image`.
 //!
 //! qemu-img issues requests from completion callbacks; here the completing
 //! worker runs the same logic under a lock and queues "tickets" (request
 //! offsets) that idle workers pick up, so the sequence of offsets, the
 //! number of requests in flight and the flush points are qemu-img's.
+//!
+//! The image is 0 in [`OpError::At`]; a flush with the queue drained fails
+//! as [`Stage::DrainFlush`], one while requests run as [`Stage::Flush`].
 
-use crate::common::errno_of;
-use crate::human::strerror;
-use plugin_host::Image;
+use super::{CancelToken, OpError, Progress, ProgressFn, Stage};
+use crate::Image;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,14 +21,16 @@ use std::time::{Duration, Instant};
 /// Most worker threads started, whatever the queue depth.
 const MAX_WORKERS: u64 = 1024;
 
-/// What to run, as qemu-img bench's `BenchData`.
-#[derive(Debug, Clone)]
-pub struct BenchParams {
-    /// The image length in bytes.
-    pub image_size: u64,
+/// How many progress reports a run makes at most (besides the last).
+const REPORTS: u64 = 1024;
+
+/// What to run, as qemu-img bench's `BenchData` (the image length is the
+/// image's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchRequest {
     /// Bytes per request.
     pub bufsize: u64,
-    /// Offset increment between requests (never 0).
+    /// Offset increment between requests (0: `bufsize`).
     pub step: u64,
     /// Requests in flight at most (queue depth).
     pub depth: u64,
@@ -42,6 +48,44 @@ pub struct BenchParams {
     pub drain_on_flush: bool,
 }
 
+impl Default for BenchRequest {
+    /// qemu-img bench's defaults: 75000 reads of 4 KiB, 64 in flight.
+    fn default() -> Self {
+        BenchRequest {
+            bufsize: 4096,
+            step: 0,
+            depth: 64,
+            count: 75000,
+            offset: 0,
+            write: false,
+            pattern: 0,
+            flush_interval: 0,
+            drain_on_flush: true,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchResult {
+    /// From the first request issued to the last completed.
+    pub elapsed: Duration,
+}
+
+/// The parameters of one run: the request and the image length.
+struct Params {
+    image_size: u64,
+    bufsize: u64,
+    step: u64,
+    depth: u64,
+    count: u64,
+    offset: u64,
+    write: bool,
+    pattern: u8,
+    flush_interval: u64,
+    drain_on_flush: bool,
+}
+
 /// The shared scheduler state (`bench_cb`'s counters).
 struct State {
     /// Requests not yet completed.
@@ -53,7 +97,7 @@ struct State {
     /// Issued requests no worker has picked up yet.
     tickets: VecDeque<u64>,
     /// The first failure; every worker stops.
-    error: Option<String>,
+    error: Option<OpError>,
 }
 
 /// What a worker must do after a completion.
@@ -67,9 +111,13 @@ enum Flush {
 
 struct Bench<'a> {
     img: &'a Image,
-    p: &'a BenchParams,
+    p: Params,
     st: Mutex<State>,
     cv: Condvar,
+    progress: ProgressFn<'a>,
+    /// Completions between progress reports.
+    report_every: u64,
+    cancel: &'a CancelToken,
 }
 
 impl Bench<'_> {
@@ -116,11 +164,28 @@ impl Bench<'_> {
         flush
     }
 
-    fn fail(&self, st: &mut State, msg: String) {
+    fn fail(&self, st: &mut State, e: OpError) {
         if st.error.is_none() {
-            st.error = Some(msg);
+            st.error = Some(e);
         }
         self.cv.notify_all();
+    }
+
+    /// Reports progress every `report_every` completions (under the state
+    /// lock, so reports never go backwards).
+    fn report(&self, st: &State) {
+        let done = self.p.count - st.n;
+        if done % self.report_every == 0 || st.n == 0 {
+            (self.progress)(Progress {
+                done: done * self.p.bufsize,
+                total: self.p.count * self.p.bufsize,
+                stage: if self.p.write {
+                    Stage::Write
+                } else {
+                    Stage::Read
+                },
+            });
+        }
     }
 
     /// One worker: takes tickets until every request completed.
@@ -131,6 +196,10 @@ impl Bench<'_> {
                 let mut st = self.lock();
                 loop {
                     if st.error.is_some() {
+                        return;
+                    }
+                    if self.cancel.is_cancelled() {
+                        self.fail(&mut st, OpError::Cancelled);
                         return;
                     }
                     if let Some(o) = st.tickets.pop_front() {
@@ -150,11 +219,16 @@ impl Bench<'_> {
             let mut st = self.lock();
             if let Err(e) = r {
                 log::debug!("request at {offset} failed: {e}");
-                let msg = format!("Failed request: {}", strerror(errno_of(&e)));
-                self.fail(&mut st, msg);
+                let stage = if self.p.write {
+                    Stage::Write
+                } else {
+                    Stage::Read
+                };
+                self.fail(&mut st, OpError::at(stage, 0, offset, e));
                 return;
             }
             let flush = self.completed(&mut st);
+            self.report(&st);
             self.cv.notify_all();
             drop(st);
             match flush {
@@ -163,8 +237,7 @@ impl Bench<'_> {
                     let r = self.img.flush();
                     let mut st = self.lock();
                     if let Err(e) = r {
-                        let msg = format!("Failed request: {}", strerror(errno_of(&e)));
-                        self.fail(&mut st, msg);
+                        self.fail(&mut st, OpError::at(Stage::DrainFlush, 0, 0, e));
                         return;
                     }
                     self.refill(&mut st);
@@ -172,9 +245,8 @@ impl Bench<'_> {
                 }
                 Flush::Undrained => {
                     if let Err(e) = self.img.flush() {
-                        let msg = format!("Failed flush request: {}", strerror(errno_of(&e)));
                         let mut st = self.lock();
-                        self.fail(&mut st, msg);
+                        self.fail(&mut st, OpError::at(Stage::Flush, 0, 0, e));
                         return;
                     }
                 }
@@ -183,12 +255,30 @@ impl Bench<'_> {
     }
 }
 
-/// Runs the benchmark; returns the elapsed time or the first failure's
-/// message ("Failed request: ...").
-pub fn run(img: &Image, p: &BenchParams) -> Result<Duration, String> {
+/// Runs the benchmark on `img` (opened read-write for a write run).
+/// Progress counts the bytes of the completed requests. Cancelled, the
+/// workers take no new request; the ones in flight finish.
+pub fn bench(
+    img: &Image,
+    req: &BenchRequest,
+    progress: ProgressFn<'_>,
+    cancel: &CancelToken,
+) -> Result<BenchResult, OpError> {
+    let p = Params {
+        image_size: img.length()?,
+        bufsize: req.bufsize,
+        step: if req.step == 0 { req.bufsize } else { req.step },
+        depth: req.depth,
+        count: req.count,
+        offset: req.offset,
+        write: req.write,
+        pattern: req.pattern,
+        flush_interval: req.flush_interval,
+        drain_on_flush: req.drain_on_flush,
+    };
+    let workers = p.depth.min(p.count).clamp(1, MAX_WORKERS);
     let bench = Bench {
         img,
-        p,
         st: Mutex::new(State {
             n: p.count,
             in_flight: 0,
@@ -197,8 +287,11 @@ pub fn run(img: &Image, p: &BenchParams) -> Result<Duration, String> {
             error: None,
         }),
         cv: Condvar::new(),
+        progress,
+        report_every: (p.count / REPORTS).max(1),
+        cancel,
+        p,
     };
-    let workers = p.depth.min(p.count).clamp(1, MAX_WORKERS);
     let mut elapsed = Duration::ZERO;
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -220,9 +313,9 @@ pub fn run(img: &Image, p: &BenchParams) -> Result<Duration, String> {
         // Pending flushes finish before the workers exit.
         elapsed = t0.elapsed();
     });
-    let st = bench.lock();
-    match &st.error {
-        Some(m) => Err(m.clone()),
-        None => Ok(elapsed),
+    let mut st = bench.lock();
+    match st.error.take() {
+        Some(e) => Err(e),
+        None => Ok(BenchResult { elapsed }),
     }
 }
