@@ -88,7 +88,9 @@ fn convert_reports_monotonic_progress_and_qemu_img_agrees() {
     let seen = seen.into_inner().unwrap();
     assert!(seen.len() > 2, "progress reported per chunk: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0].done < w[1].done));
-    assert!(seen.iter().all(|p| p.total == len && p.stage == ops::Stage::Copy));
+    assert!(seen
+        .iter()
+        .all(|p| p.total == len && p.stage == ops::Stage::Copy));
     assert_eq!(seen.first().unwrap().done, 0);
     assert_eq!(seen.last().unwrap().done, len);
     drop((src, dst));
@@ -132,7 +134,10 @@ fn a_cancelled_convert_stops_and_leaves_a_consistent_target() {
         &CancelToken::new(),
     )
     .unwrap();
-    assert_eq!(r.outcome, CompareOutcome::ContentMismatch(ops::convert::CHUNK));
+    assert_eq!(
+        r.outcome,
+        CompareOutcome::ContentMismatch(ops::convert::CHUNK)
+    );
     drop((src, dst));
     let out = qemu_img(&["check", path(&dst_path)]);
     assert!(out.status.success(), "qemu-img check: {out:?}");

@@ -68,10 +68,7 @@ pub fn commit(
     // Opened without its chain, the top answers "unallocated" as zeros at
     // depth 0: only what it allocates is its own.
     let chain = top.graph().backing().is_some();
-    let flush_base = || {
-        base.flush()
-            .map_err(|e| OpError::at(Stage::Flush, 1, 0, e))
-    };
+    let flush_base = || base.flush().map_err(|e| OpError::at(Stage::Flush, 1, 0, e));
     let mut committed = 0u64;
     let mut off = 0u64;
     let mut buf = Vec::new();

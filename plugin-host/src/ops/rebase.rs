@@ -35,7 +35,12 @@ pub struct RebaseResult {
 
 /// Reads `buf.len()` bytes at `off` of `img`; what lies past its end (or
 /// the whole buffer without an image) reads as zeros.
-fn read_or_zero(img: Option<&Image>, index: usize, off: u64, buf: &mut [u8]) -> Result<(), OpError> {
+fn read_or_zero(
+    img: Option<&Image>,
+    index: usize,
+    off: u64,
+    buf: &mut [u8],
+) -> Result<(), OpError> {
     buf.fill(0);
     if let Some(img) = img {
         let len = img.length()?;
@@ -77,10 +82,7 @@ pub fn rebase(
             stage,
         })
     };
-    let flush = || {
-        top.flush()
-            .map_err(|e| OpError::at(Stage::Flush, 0, 0, e))
-    };
+    let flush = || top.flush().map_err(|e| OpError::at(Stage::Flush, 0, 0, e));
     let mut copied = 0u64;
     let mut off = 0u64;
     let (mut b1, mut b2) = (Vec::new(), Vec::new());

@@ -5,10 +5,10 @@
 
 use crate::args::{cvtnum_full, parse_ulong};
 use crate::common::errno_of;
-use crate::human::strerror;
-use plugin_host::ops::{self, BenchRequest, CancelToken, OpError, Stage};
 use crate::common::{CliError, CliResult, Globals};
+use crate::human::strerror;
 use clap::Args;
+use plugin_host::ops::{self, BenchRequest, CancelToken, OpError, Stage};
 use plugin_host::OpenOptions;
 
 /// `INT_MAX`, qemu-img's bound for counts and sizes.

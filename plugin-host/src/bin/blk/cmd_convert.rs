@@ -5,9 +5,9 @@
 //! sources concatenated, `-m` workers) and prints its progress.
 
 use crate::common::{errno_of, CliError, CliResult, Globals};
+use crate::convert_rate::RateLimit;
 use crate::human::strerror;
 use crate::snapshot_src::{open_snapshot, parse_snapshot_param};
-use crate::convert_rate::RateLimit;
 use block_core::{DriverCaps, OptionValues};
 use clap::Args;
 use plugin_host::ops::{self, CancelToken, ConvertRequest, OpError, SalvageFn, Stage};
