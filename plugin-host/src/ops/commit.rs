@@ -113,7 +113,7 @@ pub fn commit(
             Err(e) if e.kind == ErrorKind::Unsupported => {
                 log::info!("{}: not emptied: {e}", top.filename());
             }
-            Err(e) => return Err(OpError::Block(e)),
+            Err(e) => return Err(OpError::from(e)),
         }
     }
     if !top.is_read_only() {

@@ -66,7 +66,7 @@ pub enum OpError {
         offset: u64,
         /// The error underneath.
         #[source]
-        error: BlockError,
+        error: Box<BlockError>,
     },
     /// The request cannot be carried out with these images (a target
     /// smaller than the sources, a feature the target's format lacks...).
@@ -74,7 +74,13 @@ pub enum OpError {
     Invalid(String),
     /// A query outside any chunk (an image's length, its info) failed.
     #[error(transparent)]
-    Block(#[from] BlockError),
+    Block(Box<BlockError>),
+}
+
+impl From<BlockError> for OpError {
+    fn from(e: BlockError) -> OpError {
+        OpError::Block(Box::new(e))
+    }
 }
 
 impl OpError {
@@ -84,14 +90,14 @@ impl OpError {
             stage,
             image,
             offset,
-            error,
+            error: Box::new(error),
         }
     }
 
     /// The [`BlockError`] underneath, if any.
     pub fn block_error(&self) -> Option<&BlockError> {
         match self {
-            OpError::At { error, .. } | OpError::Block(error) => Some(error),
+            OpError::At { error, .. } | OpError::Block(error) => Some(error.as_ref()),
             _ => None,
         }
     }
