@@ -175,7 +175,7 @@ impl Bench<'_> {
     /// lock, so reports never go backwards).
     fn report(&self, st: &State) {
         let done = self.p.count - st.n;
-        if done % self.report_every == 0 || st.n == 0 {
+        if done.is_multiple_of(self.report_every) || st.n == 0 {
             (self.progress)(Progress {
                 done: done * self.p.bufsize,
                 total: self.p.count * self.p.bufsize,

@@ -64,9 +64,9 @@ pub enum OpError {
         image: usize,
         /// The byte offset.
         offset: u64,
-        /// The error underneath.
+        /// The error underneath (boxed: it keeps `OpError` small).
         #[source]
-        error: BlockError,
+        error: Box<BlockError>,
     },
     /// The request cannot be carried out with these images (a target
     /// smaller than the sources, a feature the target's format lacks...).
@@ -84,14 +84,15 @@ impl OpError {
             stage,
             image,
             offset,
-            error,
+            error: Box::new(error),
         }
     }
 
     /// The [`BlockError`] underneath, if any.
     pub fn block_error(&self) -> Option<&BlockError> {
         match self {
-            OpError::At { error, .. } | OpError::Block(error) => Some(error),
+            OpError::At { error, .. } => Some(error),
+            OpError::Block(error) => Some(error),
             _ => None,
         }
     }
