@@ -3,15 +3,15 @@
 //!
 //! `cargo run -p plugin-host --example embed -- /tmp/embed.img [PLUGIN_DIR]`
 
-use block_core::ZeroFlags;
-use plugin_host::{Host, OpenOptions};
+use plugin_host::{Host, OpenOptions, ZeroFlags};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
         .unwrap_or_else(|| "/tmp/blk-embed.img".to_string());
-    let mut builder = Host::builder();
+    // Reads no environment: the program alone chooses the code it runs.
+    let mut builder = Host::builder().env_plugin_path(false);
     if let Some(dir) = args.next() {
         // Use only the plugin libraries, to show the plugin path end to end.
         builder = builder.static_drivers(false).plugin_dir(dir);

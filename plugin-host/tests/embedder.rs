@@ -233,3 +233,88 @@ fn map_gives_qemu_img_maps_extents() {
         assert_eq!(serde_json::to_value(&ours).unwrap(), theirs, "{args:?}");
     }
 }
+
+#[test]
+fn commit_and_measure_agree_with_qemu_img() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = qemu_source(dir.path());
+    let top = dir.path().join("top.qcow2");
+    let out = qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        path(&base),
+        "-F",
+        "qcow2",
+        path(&top),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    qemu_io(&top, &["write -P 0x42 1M 3M", "write -z 20M 128k"]);
+    // What the top reads before the commit, flattened by qemu-img.
+    let expect = dir.path().join("expect.raw");
+    let out = qemu_img(&["convert", "-O", "raw", path(&top), path(&expect)]);
+    assert!(out.status.success(), "{out:?}");
+
+    let host = Host::without_env().unwrap();
+    let theirs = qemu_img(&["measure", "--output=json", "-O", "qcow2", path(&top)]);
+    assert!(theirs.status.success(), "{theirs:?}");
+    let theirs: serde_json::Value = serde_json::from_slice(&theirs.stdout).unwrap();
+    let src = open_ro(&host, &top);
+    let query = ops::MeasureQuery {
+        format: "qcow2".into(),
+        ..Default::default()
+    };
+    let ours = ops::measure(
+        &host,
+        Some(&src),
+        &query,
+        &ops::no_progress,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(theirs["required"].as_u64(), Some(ours.required));
+    assert_eq!(
+        theirs["fully-allocated"].as_u64(),
+        Some(ours.fully_allocated)
+    );
+    drop(src);
+
+    let rw = |p: &Path| {
+        let opts = OpenOptions {
+            format: Some("qcow2".into()),
+            no_backing: true,
+            ..OpenOptions::default()
+        };
+        host.open(path(p), &opts).unwrap()
+    };
+    let (t, b) = (rw(&top), rw(&base));
+    let req = ops::CommitRequest {
+        empty_top: true,
+        ..Default::default()
+    };
+    let seen = Mutex::new(Vec::new());
+    let record = |p: ops::Progress| seen.lock().unwrap().push(p.done);
+    let r = ops::commit(&t, &b, &req, &record, &CancelToken::new()).unwrap();
+    assert!(r.emptied);
+    assert_eq!(r.bytes_committed, (3 << 20) + (128 << 10));
+    let seen = seen.into_inner().unwrap();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(64 << 20)));
+    drop((t, b));
+    for img in [&base, &top] {
+        let out = qemu_img(&["check", path(img)]);
+        assert!(out.status.success(), "qemu-img check: {out:?}");
+        let out = qemu_img(&["compare", path(img), path(&expect)]);
+        assert!(out.status.success(), "qemu-img compare: {out:?}");
+    }
+    // The top is empty: qemu-img maps nothing as present in it.
+    let out = qemu_img(&["map", "--output=json", path(&top)]);
+    let map: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(map
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["depth"].as_u64() != Some(0) || e["present"] == false));
+}

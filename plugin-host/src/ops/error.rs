@@ -64,7 +64,7 @@ pub enum OpError {
         image: usize,
         /// The byte offset.
         offset: u64,
-        /// The error underneath.
+        /// The error underneath (boxed: it keeps `OpError` small).
         #[source]
         error: Box<BlockError>,
     },
@@ -74,13 +74,7 @@ pub enum OpError {
     Invalid(String),
     /// A query outside any chunk (an image's length, its info) failed.
     #[error(transparent)]
-    Block(Box<BlockError>),
-}
-
-impl From<BlockError> for OpError {
-    fn from(e: BlockError) -> OpError {
-        OpError::Block(Box::new(e))
-    }
+    Block(#[from] BlockError),
 }
 
 impl OpError {
@@ -97,7 +91,8 @@ impl OpError {
     /// The [`BlockError`] underneath, if any.
     pub fn block_error(&self) -> Option<&BlockError> {
         match self {
-            OpError::At { error, .. } | OpError::Block(error) => Some(error.as_ref()),
+            OpError::At { error, .. } => Some(error),
+            OpError::Block(error) => Some(error),
             _ => None,
         }
     }

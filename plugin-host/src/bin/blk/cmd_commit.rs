@@ -111,7 +111,8 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
 /// A failed commit as qemu-img words it: the block layer's error.
 pub fn op_error(e: OpError) -> CliError {
     match e {
-        OpError::At { error, .. } | OpError::Block(error) => CliError::from(*error),
+        OpError::At { error, .. } => CliError::from(*error),
+        OpError::Block(error) => CliError::from(error),
         e => CliError::new(e.to_string()),
     }
 }
