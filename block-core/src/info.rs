@@ -112,11 +112,15 @@ pub struct CheckFinding {
 /// The error source of a check that stopped (`check -r leaks` when only a
 /// rebuild would help, a failed rebuild): the findings up to that point,
 /// which the caller prints before the error. Found with
-/// `BlockError::source` and `downcast_ref`; it does not cross the plugin
-/// ABI (a plugin's stopped check reports the error alone).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `BlockError::source` and `downcast_ref`. It crosses the plugin ABI as a
+/// `{"check-stopped": {...}}` document in the check slot's result sink
+/// next to the error (docs/abi.md), so a plugin's stopped check reports
+/// the same findings as a linked-in one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct CheckStopped {
     /// The findings before the check stopped.
+    #[serde(default)]
     pub findings: Vec<CheckFinding>,
 }
 

@@ -344,3 +344,70 @@ fn open_options_are_listed_for_plugin_drivers() {
     };
     plugins.open(ps, &o).unwrap();
 }
+
+/// A check that stops reports the same findings and stop reason through a
+/// qcow2 plugin library as linked in: `check -r leaks` on an image whose
+/// data cluster has refcount 0 stops with "need to rebuild refcount
+/// structures" and the findings up to there (`CheckStopped`).
+#[test]
+fn a_stopped_check_reports_the_same_through_a_plugin() {
+    fn be64(b: &[u8], at: usize) -> u64 {
+        u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let linked = Host::builder().env_plugin_path(false).build().unwrap();
+    let plugins = Host::builder()
+        .env_plugin_path(false)
+        .static_drivers(false)
+        .plugin_dir(blk_tests::plugin_dir())
+        .build()
+        .unwrap();
+    let p = dir.path().join("c.qcow2");
+    let ps = p.to_str().unwrap();
+    linked.create("qcow2", ps, "", Some(1 << 20), None).unwrap();
+    {
+        let img = linked.open(ps, &OpenOptions::default()).unwrap();
+        img.write(0, &[5u8; 65536]).unwrap();
+        img.flush().unwrap();
+    }
+    // The data cluster's refcount (16 bits) set to 0.
+    let mut b = std::fs::read(&p).unwrap();
+    let mask = 0x00ff_ffff_ffff_fe00u64;
+    let l2 = be64(&b, be64(&b, 40) as usize) & mask;
+    let data = be64(&b, l2 as usize) & mask;
+    let refblock = be64(&b, be64(&b, 48) as usize) as usize;
+    let entry = refblock + (data / 65536) as usize * 2;
+    b[entry..entry + 2].copy_from_slice(&[0, 0]);
+    std::fs::write(&p, &b).unwrap();
+    let run = |host: &Host| {
+        let o = OpenOptions {
+            format: Some("qcow2".into()),
+            for_check: true,
+            ..OpenOptions::default()
+        };
+        let img = host.open(ps, &o).unwrap();
+        let e = img.check(block_core::CheckMode::FIX_LEAKS).unwrap_err();
+        let stopped = e
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<block_core::CheckStopped>())
+            .cloned();
+        (e.kind, e.message.clone(), stopped)
+    };
+    let want = run(&linked);
+    assert_eq!(want.1, "need to rebuild refcount structures");
+    let findings = &want
+        .2
+        .as_ref()
+        .expect("findings travel with the error")
+        .findings;
+    assert!(findings
+        .iter()
+        .any(|f| f.message == "ERROR need to rebuild refcount structures"));
+    assert_eq!(run(&plugins), want);
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b,
+        "the stopped check changed nothing"
+    );
+}

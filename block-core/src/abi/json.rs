@@ -2,6 +2,7 @@
 //! schemas, option lists), encoded and decoded with the errors each side
 //! reports.
 
+use super::BcStrSink;
 use crate::error::{BlockError, Result};
 
 /// Encodes a result document (exporting side).
@@ -27,4 +28,40 @@ pub fn options_from_json(op: &str, text: &[u8]) -> Result<Vec<(String, String)>>
 /// Encodes `[key, value]` pairs as JSON.
 pub fn options_to_json(pairs: &[(String, String)]) -> String {
     serde_json::to_string(pairs).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// The document a stopped check sends next to its error (exporting side):
+/// the [`crate::CheckStopped`] source, if the error has one, is pushed to
+/// the result sink as `{"check-stopped": {"findings": [...]}}` and taken
+/// off the error, whose message then crosses as it reads linked in. Hosts
+/// that predate it never read a result sink after an error.
+///
+/// # Safety
+/// `out` must be NULL or a valid sink.
+pub(crate) unsafe fn send_check_stopped(out: *const BcStrSink, mut e: BlockError) -> BlockError {
+    let stopped = e
+        .source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<crate::CheckStopped>())
+        .map(|s| serde_json::json!({ "check-stopped": s }));
+    if let Some(doc) = stopped {
+        super::sinks::push_str(out, &doc.to_string());
+        e.source = None;
+    }
+    e
+}
+
+/// The importing side of [`send_check_stopped`]: the findings a stopped
+/// check sent become the error's [`crate::CheckStopped`] source. Nothing
+/// (plugins before it) or anything unreadable leaves the error as it is.
+pub(crate) fn receive_check_stopped(e: BlockError, sent: &[u8]) -> BlockError {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(rename = "check-stopped")]
+        stopped: crate::CheckStopped,
+    }
+    match serde_json::from_slice::<Doc>(sent) {
+        Ok(d) => e.with_source(d.stopped),
+        Err(_) => e,
+    }
 }

@@ -283,8 +283,10 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "check", || {
-            let r = require(node(&ctx).check_control(), "check")?.check(CheckMode(mode))?;
-            push_str(out, &to_json("check", &r)?);
+            match require(node(&ctx).check_control(), "check")?.check(CheckMode(mode)) {
+                Ok(r) => push_str(out, &to_json("check", &r)?),
+                Err(e) => return Err(super::json::send_check_stopped(out, e)),
+            }
             Ok(())
         })
     }

@@ -376,8 +376,12 @@ impl SnapshotControl for ForeignNode {
 impl CheckControl for ForeignNode {
     fn check(&self, mode: CheckMode) -> Result<CheckReport> {
         let f = slot!(self, check_json, "check");
-        let b = collect("check", |out, err| unsafe { f(self.ctx, mode.0, out, err) })?;
-        from_json("check", &b)
+        let mut buf = Vec::new();
+        let out = super::sinks::sink_into(&mut buf);
+        match call("check", |err| unsafe { f(self.ctx, mode.0, &out, err) }) {
+            Ok(()) => from_json("check", &buf),
+            Err(e) => Err(super::json::receive_check_stopped(e, &buf)),
+        }
     }
 }
 

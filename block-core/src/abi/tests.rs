@@ -62,10 +62,64 @@ impl BlockNode for Probe {
     }
 }
 
+/// The error of Probe's repairing check: stopped after two findings.
+fn stopped() -> crate::BlockError {
+    let mut r = CheckReport::default();
+    r.push_finding(
+        crate::FindingKind::Leak,
+        Some(65536),
+        "Leaked cluster 1".into(),
+    );
+    r.push_finding(
+        crate::FindingKind::CheckError,
+        None,
+        "ERROR need to rebuild".into(),
+    );
+    crate::BlockError::io("check", "need to rebuild").with_source(crate::CheckStopped {
+        findings: r.findings,
+    })
+}
+
 impl CheckControl for Probe {
-    fn check(&self, _: CheckMode) -> Result<CheckReport> {
+    fn check(&self, mode: CheckMode) -> Result<CheckReport> {
+        if mode == CheckMode::FIX_LEAKS {
+            return Err(stopped());
+        }
         Ok(CheckReport::default())
     }
+}
+
+/// A stopped check's findings cross with its error, whose message reads
+/// as linked in (the findings are not appended as source text).
+#[test]
+fn a_stopped_check_crosses_with_its_findings() {
+    let n = unsafe { ForeignNode::from_raw(export_node(Arc::new(Probe))) }.unwrap();
+    let e = n
+        .check_control()
+        .unwrap()
+        .check(CheckMode::FIX_LEAKS)
+        .unwrap_err();
+    let want = stopped();
+    assert_eq!(
+        (e.kind, &e.op, &e.message),
+        (want.kind, &want.op, &want.message)
+    );
+    let got = e
+        .source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<crate::CheckStopped>());
+    let want = want
+        .source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<crate::CheckStopped>());
+    assert_eq!(got, want);
+    assert_eq!(got.unwrap().findings.len(), 2);
+    // An error without findings crosses without a source.
+    assert!(receive_none().source.is_none());
+}
+
+fn receive_none() -> crate::BlockError {
+    super::json::receive_check_stopped(crate::BlockError::io("check", "x"), b"")
 }
 
 /// `n`'s exported handle with its table cut to what a producer of
