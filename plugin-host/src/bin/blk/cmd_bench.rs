@@ -216,7 +216,7 @@ pub fn run(g: &Globals, a: BenchArgs) -> CliResult {
         OpError::At { error, .. } => {
             CliError::new(format!("Failed request: {}", strerror(errno_of(&error))))
         }
-        OpError::Block(e) => CliError::from(*e),
+        OpError::Block(e) => CliError::from(e),
         e => CliError::new(e.to_string()),
     })?;
     println!("Run completed in {:.3} seconds.", r.elapsed.as_secs_f64());

@@ -407,7 +407,7 @@ fn op_error(e: OpError) -> CliError {
             Stage::Flush => format!("error while flushing: {error}"),
             _ => format!("error while writing at byte {offset}: {}", errno(&error)),
         }),
-        OpError::Block(e) => CliError::from(*e),
+        OpError::Block(e) => CliError::from(e),
         e => CliError::new(e.to_string()),
     }
 }

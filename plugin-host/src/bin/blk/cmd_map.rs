@@ -121,7 +121,7 @@ pub fn run(g: &Globals, a: MapArgs) -> CliResult {
             "Could not read file metadata: {}",
             crate::human::strerror(error.errno())
         )),
-        OpError::Block(e) => CliError::from(*e),
+        OpError::Block(e) => CliError::from(e),
         e => CliError::new(e.to_string()),
     })?;
     if let Some(err) = failure {
