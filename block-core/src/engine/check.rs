@@ -322,7 +322,7 @@ pub fn check_refcount_blocks(
             rebuild = true;
             continue;
         }
-        if off % cs != 0 {
+        if !off.is_multiple_of(cs) {
             rep.corruption(format!(
                 "ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted"
             ));
