@@ -21,6 +21,7 @@ pub mod codec;
 pub mod compression;
 mod format;
 pub mod iov;
+pub mod luks;
 mod node;
 mod rangelock;
 mod read;

@@ -207,7 +207,7 @@ impl AllocState {
         for off in self.reftable.iter().map(|e| e & g.offset_mask) {
             if off != 0 {
                 v.push(off / cs);
-                if off % cs != 0 {
+                if !off.is_multiple_of(cs) {
                     v.push(off / cs + 1);
                 }
             }

@@ -1,6 +1,7 @@
 //! `measure` (`qemu-img measure`): the file size a new qcow2 image needs,
 //! computed exactly as QEMU's qcow2 driver does.
 
+use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
 
 /// QEMU's largest L1 table (bytes).
@@ -11,20 +12,11 @@ fn inv(msg: impl Into<String>) -> BlockError {
 }
 
 /// Clusters of refcount table and blocks needed to count `clusters`
-/// clusters plus themselves (QEMU's fixed-point iteration), in bytes.
+/// (at least one) clusters plus themselves (QEMU's fixed-point iteration,
+/// the engine's `self_describing_layout`), in bytes.
 pub fn refcount_metadata_size(clusters: u64, cluster_size: u64, refcount_order: u32) -> u64 {
-    let per_table_cluster = cluster_size / 8;
     let per_block = (cluster_size * 8) >> refcount_order;
-    let (mut table, mut blocks, mut n) = (0u64, 0u64, 0u64);
-    loop {
-        let last = n;
-        blocks = (clusters + table + blocks).div_ceil(per_block);
-        table = blocks.div_ceil(per_table_cluster);
-        n = clusters + blocks + table;
-        if n == last {
-            break;
-        }
-    }
+    let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
     (blocks + table) * cluster_size
 }
 
