@@ -57,10 +57,11 @@ impl MappedSource for MetaView<'_> {
         }
         let len = (u64::from(end_sc) * scs - in_c).min(len);
         Ok(match t {
-            SubType::UnallocPlain | SubType::UnallocAlloc => Mapping::Unallocated { len },
+            SubType::UnallocPlain | SubType::UnallocAlloc => Mapping::Unallocated { len, host: None },
             SubType::ZeroPlain | SubType::ZeroAlloc => Mapping::Zero {
                 len,
                 allocated: true,
+                host: None,
             },
             SubType::Normal => Mapping::Data {
                 child: if node.data_file.is_some() {
