@@ -248,6 +248,12 @@ pub trait Format: Send + Sync {
         Err(BlockError::unsupported("truncate"))
     }
 
+    /// Adds the format's context (its file name) to an error the engine
+    /// raises itself (bounds, gates, alignment); default: unchanged.
+    fn error_context(&self, e: BlockError) -> BlockError {
+        e
+    }
+
     /// The format's own gate for reads and block status, after the bounds
     /// check (an image whose reopen failed, one whose key is missing).
     fn check_read(&self, op: &str) -> Result<()> {

@@ -75,14 +75,15 @@ impl<F: Format> FormatNode<F> {
     /// image, then the format's own ([`Format::check_write`]).
     fn check_writable(&self, op: &str) -> Result<()> {
         if self.read_only {
-            return Err(BlockError::read_only(op, "the image is open read-only"));
+            return Err(self
+                .format
+                .error_context(BlockError::read_only(op, "the image is open read-only")));
         }
         if self.inactive.load(Ordering::Acquire) {
-            return Err(BlockError::new(
-                ErrorKind::PermissionDenied,
+            return Err(self.format.error_context(BlockError::read_only(
                 op,
                 "the image is inactive (migration handoff)",
-            ));
+            )));
         }
         self.format.check_write(op)
     }
@@ -91,14 +92,16 @@ impl<F: Format> FormatNode<F> {
     fn check_range(&self, op: &str, offset: u64, len: u64) -> Result<()> {
         let size = self.format.size();
         if offset > size || len > size - offset {
-            return Err(BlockError::new(
-                ErrorKind::OutOfRange,
-                op,
-                format!(
-                    "request of {len} bytes at {offset} is past the end of the {size}-byte image"
-                ),
-            )
-            .at(offset));
+            return Err(self.format.error_context(
+                BlockError::new(
+                    ErrorKind::OutOfRange,
+                    op,
+                    format!(
+                        "request of {len} bytes at {offset} is past the end of the {size}-byte image"
+                    ),
+                )
+                .at(offset),
+            ));
         }
         Ok(())
     }
@@ -171,6 +174,25 @@ impl<F: Format> FormatNode<F> {
                 _ => with_host(ExtentFlags::ZERO, host),
             },
         }
+    }
+}
+
+impl<F: Format + std::fmt::Debug> std::fmt::Debug for FormatNode<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormatNode")
+            .field("format", &self.format)
+            .field("read_only", &self.read_only)
+            .field("inactive", &self.is_inactive())
+            .finish()
+    }
+}
+
+/// A node derefs to its format, so that a driver's own tests and tools
+/// reach the format's state and capability methods through the node.
+impl<F: Format> std::ops::Deref for FormatNode<F> {
+    type Target = F;
+    fn deref(&self) -> &F {
+        &self.format
     }
 }
 

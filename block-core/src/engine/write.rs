@@ -190,11 +190,9 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
         let size = self.format.size();
         let end = offset + iov_len(bufs);
         if offset % unit != 0 || (end % unit != 0 && end != size) {
-            return Err(BlockError::invalid(
-                "write",
-                "compressed writes must be cluster aligned",
-            )
-            .at(offset));
+            return Err(self.format.error_context(
+                BlockError::invalid("write", "compressed writes must be cluster aligned").at(offset),
+            ));
         }
         let data: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
         for (i, chunk) in data.chunks(unit as usize).enumerate() {
@@ -246,7 +244,9 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
             };
             if !done {
                 if flags.contains(ZeroFlags::NO_FALLBACK) {
-                    return Err(BlockError::unsupported("write_zeroes").at(pos));
+                    return Err(self
+                        .format
+                        .error_context(BlockError::unsupported("write_zeroes").at(pos)));
                 }
                 self.write_zero_buffers(pos, piece_end - pos)?;
             }

@@ -225,6 +225,24 @@ impl Qcow2Node {
         Ok(())
     }
 
+    /// Before a guest change of `[offset, offset+len)` (or a management
+    /// write): sets the dirty bit of a lazy-refcounts image and marks the
+    /// persistent bitmaps.
+    pub(crate) fn prepare_change(&self, offset: u64, len: u64) -> Result<()> {
+        if self.meta_read().h.lazy_refcounts() && !self.dirty_set.load(Ordering::Acquire) {
+            self.mark_dirty()?;
+        }
+        self.bitmaps_before_change()?;
+        self.bitmaps_mark(offset, len);
+        Ok(())
+    }
+
+    /// The gate and preparation of a management operation that writes.
+    pub(crate) fn begin_write(&self, op: &str, offset: u64, len: u64) -> Result<()> {
+        self.check_writable(op)?;
+        self.prepare_change(offset, len)
+    }
+
     /// Refuses reads of a node whose reopen failed.
     pub(crate) fn check_usable(&self, op: &str) -> Result<()> {
         if self.broken.load(Ordering::Acquire) {

@@ -5,6 +5,7 @@ use crate::mapping::REFT_OFFSET_MASK;
 use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::refcount::rc_get;
+use block_core::engine::{GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 
 impl Qcow2Node {
@@ -96,16 +97,20 @@ impl Qcow2Node {
             m.header_dirty = true;
         }
         // Stale data past the old end (after an earlier shrink) and a
-        // longer backing file must not show through the new area.
+        // longer backing file must not show through the new area: zeroed
+        // through the engine's data path (guest I/O is quiesced; the
+        // node's allocation table is held by the resize).
+        let lock = RangeLock::new();
+        let io = GuestIo::new(self, &lock);
         let tail_end = old.div_ceil(cs) * cs;
         if old % cs != 0 {
-            self.write_zeroes_impl(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
+            io.write_zeroes(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
         }
         if let Some(b) = self.backing() {
             let blen = b.length()?;
             if blen > old {
                 let end = blen.min(new_size);
-                self.write_zeroes_impl(old, end - old, ZeroFlags::NONE)?;
+                io.write_zeroes(old, end - old, ZeroFlags::NONE)?;
             }
         }
         if prealloc != Preallocation::Off {
