@@ -356,21 +356,4 @@ impl Qcow2Node {
         }
         self.data_node().write_at(host, buf)
     }
-
-    /// Reads from the backing file, zero-filling past its end.
-    pub(crate) fn read_backing(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
-        let Some(b) = self.backing() else {
-            buf.fill(0);
-            return Ok(());
-        };
-        let blen = b.length()?;
-        if pos >= blen {
-            buf.fill(0);
-            return Ok(());
-        }
-        let n = ((blen - pos) as usize).min(buf.len());
-        b.read_at(pos, &mut buf[..n])?;
-        buf[n..].fill(0);
-        Ok(())
-    }
 }

@@ -5,8 +5,9 @@ use crate::mapping::REFT_OFFSET_MASK;
 use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::refcount::rc_get;
-use block_core::engine::{GuestIo, RangeLock};
+use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
+use std::io::IoSliceMut;
 
 impl Qcow2Node {
     /// Changes the virtual size.
@@ -152,7 +153,8 @@ impl Qcow2Node {
                 if ct == ClusterType::Unallocated && self.backing().is_some() && !g.extended_l2 {
                     // Keep the backing data visible: copy it in.
                     let mut buf = vec![0u8; cs as usize];
-                    self.read_backing(pos, &mut buf)?;
+                    let b = self.backing();
+                    read_backing(b.as_deref(), pos, &mut [IoSliceMut::new(&mut buf)])?;
                     self.write_data(host, &buf)?;
                 } else if host < flen && self.data_file.is_none() {
                     // A reused cluster may hold stale bytes.
