@@ -9,7 +9,7 @@ use crate::info::NodeInfo;
 use crate::limits::{IoLimits, NodeCapabilities};
 use crate::node::BlockNode;
 use crate::types::Preallocation;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A child of a format node: its role and, for roles that can repeat (vmdk
 /// extents, vhdx parents), an index.
@@ -282,6 +282,14 @@ pub trait Format: Send + Sync {
     fn check_data_write(&self, child: ChildRef, host_offset: u64, len: u64) -> Result<()> {
         let _ = (child, host_offset, len);
         Ok(())
+    }
+
+    /// A lock the engine holds for reading across each request's mappings
+    /// and its data I/O (reads, in-place writes, copy-on-write fill and
+    /// write); the format takes it for writing before it reuses freed host
+    /// space, so that no request in flight still uses that space.
+    fn in_flight(&self) -> Option<&RwLock<()>> {
+        None
     }
 
     /// True when data mappings may point at holes of their child (a

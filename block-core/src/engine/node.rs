@@ -3,7 +3,7 @@
 use super::format::{ChildRef, Format, HostRef, Mapping};
 use super::rangelock::RangeLock;
 use super::read::{checked_map, read_mapped};
-use super::write::GuestIo;
+use super::write::{read_lock, GuestIo};
 use crate::control::{
     AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
 };
@@ -205,6 +205,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
     ) -> Result<()> {
         self.format.check_read("read")?;
         self.check_range("read", offset, iov_len_mut(bufs))?;
+        let _in_flight = self.format.in_flight().map(read_lock);
         read_mapped(&self.format, offset, bufs)
     }
 

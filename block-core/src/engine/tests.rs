@@ -46,6 +46,8 @@ struct Toy {
     protected: Mutex<Option<(u64, u64)>>,
     /// Data mappings may be file holes (block status RECURSE).
     sparse: AtomicBool,
+    /// The in-flight lock requests hold for reading.
+    in_flight: std::sync::RwLock<()>,
 }
 
 impl Toy {
@@ -64,6 +66,7 @@ impl Toy {
             refuse_writes: AtomicBool::new(false),
             protected: Mutex::new(None),
             sparse: AtomicBool::new(false),
+            in_flight: std::sync::RwLock::new(()),
         }
     }
 }
@@ -163,6 +166,9 @@ impl Format for Toy {
     }
     fn sparse_data(&self) -> bool {
         self.sparse.load(Ordering::SeqCst)
+    }
+    fn in_flight(&self) -> Option<&std::sync::RwLock<()>> {
+        Some(&self.in_flight)
     }
     fn make_zero(&self, offset: u64, len: u64, _unmap: bool) -> Result<bool> {
         let mut t = self.table.lock().unwrap();
@@ -633,4 +639,27 @@ fn block_status_reports_reserved_space_merges_runs_and_recurses_on_sparse_data()
     let e = t.block_status(0, 2 * UNIT).unwrap();
     assert!(e.flags.contains(ExtentFlags::RECURSE));
     assert_eq!(e.length, 2 * UNIT, "contiguous data units merge");
+}
+
+#[test]
+fn requests_wait_while_the_format_holds_the_in_flight_lock() {
+    let n = Arc::new(node(2 * UNIT));
+    n.write_at(0, &[3; UNIT as usize]).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let barrier = n.format().in_flight.write().unwrap();
+    let t = {
+        let (n, done) = (n.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut b = [0u8; 8];
+            n.read_at(0, &mut b).unwrap();
+            n.write_at(0, &[4; 8]).unwrap();
+            done.store(true, Ordering::SeqCst);
+            b
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!done.load(Ordering::SeqCst), "a request ran past the barrier");
+    drop(barrier);
+    assert_eq!(t.join().unwrap(), [3; 8]);
+    assert!(done.load(Ordering::SeqCst));
 }

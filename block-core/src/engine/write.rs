@@ -11,7 +11,12 @@ use crate::error::{BlockError, Result};
 use crate::node::{iov_len, BlockNode};
 use crate::types::{ExtentFlags, ReqFlags, ZeroFlags};
 use std::io::{IoSlice, IoSliceMut};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// The in-flight guard of a request ([`Format::in_flight`]).
+pub(crate) fn read_lock(l: &RwLock<()>) -> RwLockReadGuard<'_, ()> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Largest zero buffer the engine writes at once when emulating zeroing.
 const ZERO_CHUNK: u64 = 1 << 20;
@@ -76,6 +81,7 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
                         _ => break,
                     }
                 }
+                let _in_flight = self.format.in_flight().map(read_lock);
                 self.write_child(child, host_offset, &iov::sub(bufs, pos, len))?;
                 pos += len;
             } else {
@@ -132,7 +138,11 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
         // The granules the write touches.
         let wstart = astart + (at - astart) / g * g;
         let wend = (astart + (data_end - astart).div_ceil(g) * g).min(aend);
-        match self.fill_and_write(&alloc, wstart, at, data_end, wend, bufs, rel) {
+        let written = {
+            let _in_flight = self.format.in_flight().map(read_lock);
+            self.fill_and_write(&alloc, wstart, at, data_end, wend, bufs, rel)
+        };
+        match written {
             Ok(()) => self.format.commit(&alloc, wstart, wend - wstart)?,
             Err(e) => {
                 self.format.abort(&alloc);

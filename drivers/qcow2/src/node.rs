@@ -57,6 +57,9 @@ pub struct Qcow2Node {
     pub(crate) rc: TableCache,
     pub(crate) wlock: RefcountAllocator,
     pub(crate) overlap: RwLock<Arc<OverlapMap>>,
+    /// Held for reading by every request in flight (the engine's
+    /// `Format::in_flight`), for writing before freed clusters are reused.
+    pub(crate) in_flight: RwLock<()>,
     pub(crate) read_only: bool,
     /// The snapshot this read-only node presents instead of the active
     /// state (open options `snapshot.id` / `snapshot.name`).

@@ -10,7 +10,7 @@ use block_core::{
     Preallocation, Result, SnapshotControl,
 };
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 impl Format for Qcow2Node {
     fn size(&self) -> u64 {
@@ -178,6 +178,10 @@ impl Format for Qcow2Node {
             self.pre_write_check(host_offset, len, 0)?;
         }
         Ok(())
+    }
+
+    fn in_flight(&self) -> Option<&RwLock<()>> {
+        Some(&self.in_flight)
     }
 
     fn sparse_data(&self) -> bool {
