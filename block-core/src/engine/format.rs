@@ -1,8 +1,6 @@
 //! The mapping contract a format implements.
 
-use crate::control::{
-    AmendControl, BackingControl, BitmapControl, CheckControl, SnapshotControl,
-};
+use crate::control::{AmendControl, BackingControl, BitmapControl, CheckControl, SnapshotControl};
 use crate::error::{BlockError, Result};
 use crate::host::ChildRole;
 use crate::info::NodeInfo;

@@ -477,10 +477,7 @@ fn granule_smaller_than_the_unit_fills_and_commits_only_touched_granules() {
     n.format().file.clear_log();
     n.write_at(UNIT + g - 5, &[8; 10]).unwrap();
     assert_eq!(n.format().file.stats().write_sizes, vec![2 * g]);
-    assert_eq!(
-        n.format().commits.lock().unwrap()[1],
-        (UNIT, UNIT, 2 * g)
-    );
+    assert_eq!(n.format().commits.lock().unwrap()[1], (UNIT, UNIT, 2 * g));
 }
 
 #[test]
@@ -573,7 +570,10 @@ fn a_partial_zero_piece_over_zeros_is_zeroed_in_metadata() {
     let base = Arc::new(MemFile::with_data(&[9; 2 * UNIT as usize]));
     let n = FormatNode::new(Toy::new(2 * UNIT, Some(base)), false, false);
     n.write_zeroes(1, 10, ZeroFlags::NONE).unwrap();
-    assert!(matches!(n.format().table.lock().unwrap()[0], Entry::Data(_)));
+    assert!(matches!(
+        n.format().table.lock().unwrap()[0],
+        Entry::Data(_)
+    ));
     let mut b = [0u8; 12];
     n.read_at(0, &mut b).unwrap();
     assert_eq!(b, [9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
@@ -634,7 +634,11 @@ fn block_status_reports_reserved_space_merges_runs_and_recurses_on_sparse_data()
     // Data of a sparse format asks the host to look at the file.
     let t = node(2 * UNIT);
     t.write_at(0, &[1; 2 * UNIT as usize]).unwrap();
-    assert!(!t.block_status(0, UNIT).unwrap().flags.contains(ExtentFlags::RECURSE));
+    assert!(!t
+        .block_status(0, UNIT)
+        .unwrap()
+        .flags
+        .contains(ExtentFlags::RECURSE));
     t.format().sparse.store(true, Ordering::SeqCst);
     let e = t.block_status(0, 2 * UNIT).unwrap();
     assert!(e.flags.contains(ExtentFlags::RECURSE));
@@ -658,7 +662,10 @@ fn requests_wait_while_the_format_holds_the_in_flight_lock() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(!done.load(Ordering::SeqCst), "a request ran past the barrier");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "a request ran past the barrier"
+    );
     drop(barrier);
     assert_eq!(t.join().unwrap(), [3; 8]);
     assert!(done.load(Ordering::SeqCst));

@@ -199,9 +199,10 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
         let unit = self.unit();
         let size = self.format.size();
         let end = offset + iov_len(bufs);
-        if offset % unit != 0 || (end % unit != 0 && end != size) {
+        if !offset.is_multiple_of(unit) || (!end.is_multiple_of(unit) && end != size) {
             return Err(self.format.error_context(
-                BlockError::invalid("write", "compressed writes must be cluster aligned").at(offset),
+                BlockError::invalid("write", "compressed writes must be cluster aligned")
+                    .at(offset),
             ));
         }
         let data: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
@@ -237,14 +238,12 @@ impl<'a, F: Format + ?Sized> GuestIo<'a, F> {
             let ge = (gs + gran).min(size);
             let (piece_end, done) = if pos != gs || end < ge {
                 let pe = ge.min(end);
-                let done = self.reads_zero(gs, pos - gs)?
-                    && self.reads_zero(pe, ge - pe)?
-                    && {
-                        let _guard = self.allocating.lock(gs, ge);
-                        // Written meanwhile? Check again under the lock.
-                        self.reads_zero_here(gs, ge - gs)?
-                            && self.format.make_zero(gs, ge - gs, unmap)?
-                    };
+                let done = self.reads_zero(gs, pos - gs)? && self.reads_zero(pe, ge - pe)? && {
+                    let _guard = self.allocating.lock(gs, ge);
+                    // Written meanwhile? Check again under the lock.
+                    self.reads_zero_here(gs, ge - gs)?
+                        && self.format.make_zero(gs, ge - gs, unmap)?
+                };
                 (pe, done)
             } else {
                 let aligned_end = if end == size { end } else { end - end % gran };

@@ -161,7 +161,12 @@ impl Qcow2Node {
             0
         };
         let owned = self.owned(&lk);
-        self.set_l2_entry(&mut ws, a.guest_offset, a.host_offset | OFLAG_COPIED, bitmap)?;
+        self.set_l2_entry(
+            &mut ws,
+            a.guest_offset,
+            a.host_offset | OFLAG_COPIED,
+            bitmap,
+        )?;
         let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
         if !owned && (has_host || ct == ClusterType::Compressed) {
             self.defer_free_entry(&mut ws, lk.entry, false);

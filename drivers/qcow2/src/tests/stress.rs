@@ -49,7 +49,10 @@ fn open_with(path: &str, opts: &[(&str, &str)]) -> super::Node {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    super::node_of(crate::open::open(&r, Arc::new(TestHost)).unwrap(), OpenFlags::NONE)
+    super::node_of(
+        crate::open::open(&r, Arc::new(TestHost)).unwrap(),
+        OpenFlags::NONE,
+    )
 }
 
 fn stress(cfg: &Cfg) {
