@@ -1,14 +1,13 @@
 //! The mapping contract a format implements.
 
-use crate::control::{
-    AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
-};
+use crate::control::{AmendControl, BackingControl, BitmapControl, CheckControl, SnapshotControl};
 use crate::error::{BlockError, Result};
 use crate::host::ChildRole;
 use crate::info::NodeInfo;
+use crate::limits::{IoLimits, NodeCapabilities};
 use crate::node::BlockNode;
 use crate::types::Preallocation;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A child of a format node: its role and, for roles that can repeat (vmdk
 /// extents, vhdx parents), an index.
@@ -31,6 +30,17 @@ impl ChildRef {
         role: ChildRole::DataFile,
         index: 0,
     };
+}
+
+/// Host space of the format in a child that holds no guest data of its
+/// range (preallocated zeros, the unwritten part of an allocated unit).
+/// Block status reports its offset, as QEMU's `qemu-img map` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRef {
+    /// The child the space is in.
+    pub child: ChildRef,
+    /// Byte offset of the range's first byte in the child.
+    pub offset: u64,
 }
 
 /// What backs the guest range starting at the queried offset, for `len()`
@@ -57,11 +67,16 @@ pub enum Mapping {
         len: u64,
         /// Stored in this node rather than inherited.
         allocated: bool,
+        /// Host space kept for the range (preallocated zeros), if any.
+        host: Option<HostRef>,
     },
     /// Not allocated here: reads come from the backing node (zeros without one).
     Unallocated {
         /// Length of the range.
         len: u64,
+        /// Host space already reserved for the range (an allocated unit
+        /// whose sub-range was never written), if any.
+        host: Option<HostRef>,
     },
     /// Stored in a form only the format can decode (compressed, encrypted):
     /// the engine asks [`Format::read_special`].
@@ -77,7 +92,7 @@ impl Mapping {
         match *self {
             Mapping::Data { len, .. }
             | Mapping::Zero { len, .. }
-            | Mapping::Unallocated { len }
+            | Mapping::Unallocated { len, .. }
             | Mapping::Special { len } => len,
         }
     }
@@ -88,8 +103,15 @@ impl Mapping {
     }
 }
 
-/// Fresh host space for the guest range `[guest_offset, guest_offset+len)`,
+/// Host space for the guest range `[guest_offset, guest_offset+len)`,
 /// handed out by [`Format::allocate`] and linked by [`Format::commit`].
+///
+/// The engine writes the guest data there with copy-on-write fill, in
+/// whole `granule`s around the data: `granule == len` fills the whole
+/// allocation; a smaller granule (qcow2's subclusters with extended L2
+/// entries, vmdk's grain inside a larger allocation) fills only the
+/// granules the write touches, and the format records which ones are now
+/// written in `commit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allocation {
     /// First guest byte covered (a multiple of the allocation unit).
@@ -101,6 +123,13 @@ pub struct Allocation {
     pub child: ChildRef,
     /// The host offset of `guest_offset`; the space is contiguous.
     pub host_offset: u64,
+    /// Copy-on-write granularity (a power of two dividing the unit, or
+    /// `len`): the engine writes whole granules around the guest data.
+    pub granule: u64,
+    /// The space was already the format's (a qcow2 cluster allocated but
+    /// its subcluster not, a preallocated zero unit): [`Format::abort`]
+    /// must keep it.
+    pub reused: bool,
 }
 
 /// The mapping contract of an image format.
@@ -143,27 +172,51 @@ pub trait Format: Send + Sync {
 
     /// Reserves host space for the units covering `[offset, offset+len)`
     /// (`offset` unit-aligned). May cover less than asked (at least one
-    /// unit). The engine then writes the whole allocation (guest data plus
-    /// copy-on-write fill from the old content) and calls [`Format::commit`].
+    /// unit) and may reuse space the format already has there
+    /// ([`Allocation::reused`]). The engine then writes guest data plus
+    /// copy-on-write fill from the old content (whole
+    /// [`Allocation::granule`]s) and calls [`Format::commit`].
     fn allocate(&self, offset: u64, len: u64) -> Result<Allocation> {
         let _ = (offset, len);
         Err(BlockError::unsupported("write"))
     }
 
     /// Links an allocation whose data is written into the metadata, so that
-    /// [`Format::map`] returns it as writable data.
-    fn commit(&self, alloc: &Allocation) -> Result<()> {
-        let _ = alloc;
+    /// [`Format::map`] returns it as writable data. `[written, written+len)`
+    /// is the guest range the write covered inside the allocation (with its
+    /// copy-on-write fill, whole granules): a format with a granule smaller
+    /// than the unit marks only those granules written.
+    fn commit(&self, alloc: &Allocation, written: u64, len: u64) -> Result<()> {
+        let _ = (alloc, written, len);
         Err(BlockError::unsupported("write"))
     }
 
-    /// Gives back an allocation whose data write failed.
+    /// Gives back an allocation whose data write failed (keeping
+    /// [`Allocation::reused`] space).
     fn abort(&self, alloc: &Allocation) {
         let _ = alloc;
     }
 
-    /// Makes the unit-aligned range read as zeros in metadata (deallocating
-    /// with `unmap`). `Ok(false)`: the format cannot, the engine writes zeros.
+    /// Writes the whole unit at `offset` compressed (`data` is the unit, or
+    /// the part of it before the end of the disk), for a request with
+    /// [`crate::ReqFlags::COMPRESSED`]; the engine checks the alignment and
+    /// serialises the unit. `Ok(false)`: the data does not compress, the
+    /// engine writes it plainly.
+    fn write_compressed(&self, offset: u64, data: &[u8]) -> Result<bool> {
+        let _ = (offset, data);
+        Err(BlockError::unsupported("compressed write"))
+    }
+
+    /// The granularity of [`Format::make_zero`] (default: the allocation
+    /// unit): qcow2 with extended L2 entries zeroes subclusters.
+    fn zero_granularity(&self) -> u64 {
+        self.allocation_unit()
+    }
+
+    /// Makes the range read as zeros in metadata (deallocating with
+    /// `unmap`). The range lies inside one allocation unit and is aligned
+    /// to [`Format::zero_granularity`] (its end may be the end of the
+    /// disk). `Ok(false)`: the format cannot, the engine writes zeros.
     fn make_zero(&self, offset: u64, len: u64, unmap: bool) -> Result<bool> {
         let _ = (offset, len, unmap);
         Ok(false)
@@ -193,6 +246,92 @@ pub trait Format: Send + Sync {
         Err(BlockError::unsupported("truncate"))
     }
 
+    /// Adds the format's context (its file name) to an error the engine
+    /// raises itself (bounds, gates, alignment); default: unchanged.
+    fn error_context(&self, e: BlockError) -> BlockError {
+        e
+    }
+
+    /// The format's own gate for reads and block status, after the bounds
+    /// check (an image whose reopen failed, one whose key is missing).
+    fn check_read(&self, op: &str) -> Result<()> {
+        let _ = op;
+        Ok(())
+    }
+
+    /// The format's own write gate, after the engine's read-only and
+    /// inactive gates (qcow2: an image marked corrupt refuses writes).
+    fn check_write(&self, op: &str) -> Result<()> {
+        let _ = op;
+        Ok(())
+    }
+
+    /// Called before every guest write, zeroing and discard the node
+    /// accepts, with its range (the engine's own fill and fallback writes
+    /// are not reported): a format with persistent dirty bitmaps marks the
+    /// range, one with an on-disk dirty flag sets it.
+    fn will_change(&self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
+    /// Checks a data write of `len` bytes at `host_offset` of `child`
+    /// before the engine issues it (qcow2's metadata overlap check).
+    fn check_data_write(&self, child: ChildRef, host_offset: u64, len: u64) -> Result<()> {
+        let _ = (child, host_offset, len);
+        Ok(())
+    }
+
+    /// A lock the engine holds for reading across each request's mappings
+    /// and its data I/O (reads, in-place writes, copy-on-write fill and
+    /// write); the format takes it for writing before it reuses freed host
+    /// space, so that no request in flight still uses that space.
+    fn in_flight(&self) -> Option<&RwLock<()>> {
+        None
+    }
+
+    /// True when data mappings may point at holes of their child (a
+    /// metadata-preallocated image): block status then sets
+    /// [`crate::ExtentFlags::RECURSE`] so that the host asks the child.
+    fn sparse_data(&self) -> bool {
+        false
+    }
+
+    /// Writes everything back and flushes the children before a migration
+    /// handoff (default: [`Format::flush_metadata`], then every child of
+    /// [`Format::flushed_children`]); the node refuses changes afterwards.
+    fn inactivate(&self) -> Result<()> {
+        self.flush_metadata()?;
+        for c in self.flushed_children() {
+            if let Some(n) = self.child(c) {
+                n.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the image over after a handoff or an inactive open (default:
+    /// [`Format::invalidate`]); writes are accepted when it succeeds.
+    fn activate(&self) -> Result<()> {
+        self.invalidate()
+    }
+
+    /// Request shape constraints (default: the flushed children's limits
+    /// merged, shaped by [`IoLimits::for_format`] with the allocation unit).
+    fn limits(&self) -> IoLimits {
+        let children = (self.flushed_children().into_iter())
+            .filter_map(|c| self.child(c))
+            .fold(IoLimits::default(), |l, n| l.merge(n.limits()));
+        IoLimits::for_format(children, self.allocation_unit())
+    }
+
+    /// What the node does natively when writable (default:
+    /// [`NodeCapabilities::for_format`]); the node clears the write
+    /// capabilities itself while it is read-only.
+    fn capabilities(&self) -> NodeCapabilities {
+        NodeCapabilities::for_format(true)
+    }
+
     /// Format-level description.
     fn info(&self) -> Result<NodeInfo>;
 
@@ -219,10 +358,6 @@ pub trait Format: Send + Sync {
     }
     /// Changing format options, if the format can.
     fn amend_control(&self) -> Option<&dyn AmendControl> {
-        None
-    }
-    /// The migration handoff, beyond the engine's flush/invalidate default.
-    fn migration(&self) -> Option<&dyn MigrationControl> {
         None
     }
     /// The stored backing reference, if the format has backing files.

@@ -11,6 +11,10 @@ pub fn with_sub_mut<R>(
     len: u64,
     f: impl FnOnce(&mut [IoSliceMut<'_>]) -> R,
 ) -> R {
+    // The whole request (one run): no copy of the iovec list, no allocation.
+    if start == 0 && len as usize == bufs.iter().map(|b| b.len()).sum::<usize>() {
+        return f(bufs);
+    }
     let mut out: Vec<IoSliceMut<'_>> = Vec::new();
     let (mut skip, mut want) = (start as usize, len as usize);
     for b in bufs.iter_mut() {

@@ -28,12 +28,14 @@ mod read;
 pub mod rebuild;
 pub mod refcount_alloc;
 pub mod table_cache;
+mod write;
 pub mod writeback;
 
 #[cfg(test)]
 mod tests;
 
-pub use format::{Allocation, ChildRef, Format, Mapping};
+pub use format::{Allocation, ChildRef, Format, HostRef, Mapping};
 pub use node::FormatNode;
 pub use rangelock::{RangeGuard, RangeLock};
 pub use read::{read_backing, read_mapped, MappedSource};
+pub use write::GuestIo;

@@ -1,9 +1,9 @@
 //! [`FormatNode`]: the generic node every [`Format`] gets.
 
-use super::format::{Allocation, ChildRef, Format, Mapping};
-use super::iov;
+use super::format::{ChildRef, Format, HostRef, Mapping};
 use super::rangelock::RangeLock;
-use super::read::{checked_map, read_backing, read_mapped, MappedSource};
+use super::read::{checked_map, read_mapped};
+use super::write::{read_lock, GuestIo};
 use crate::control::{
     AmendControl, BackingControl, BitmapControl, CheckControl, MigrationControl, SnapshotControl,
 };
@@ -14,10 +14,9 @@ use crate::node::{iov_len, iov_len_mut, BlockNode};
 use crate::types::{Extent, ExtentFlags, Preallocation, ReqFlags, ZeroFlags};
 use std::io::{IoSlice, IoSliceMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-/// Largest zero buffer the engine writes at once when emulating zeroing.
-const ZERO_CHUNK: u64 = 1 << 20;
+/// Most mappings one block status call merges (keeps the call cheap).
+const STATUS_STEPS: u32 = 65536;
 
 /// A [`BlockNode`] over a [`Format`]: the format says where data lives, the
 /// node does the I/O (see the module documentation).
@@ -45,208 +44,77 @@ impl<F: Format> FormatNode<F> {
         &self.format
     }
 
-    /// Accepts writes again after an inactive open or [`FormatNode::inactivate`],
-    /// re-reading the metadata first.
+    /// Accepts writes again after an inactive open or [`FormatNode::inactivate`]
+    /// once the format took the image over ([`Format::activate`]: re-reads
+    /// the metadata by default).
     pub fn activate(&self) -> Result<()> {
-        self.format.invalidate()?;
+        self.format.activate()?;
         self.inactive.store(false, Ordering::Release);
         Ok(())
     }
 
-    /// Writes everything back and refuses writes until activated.
+    /// Writes everything back ([`Format::inactivate`]) and refuses changes
+    /// until activated.
     pub fn inactivate(&self) -> Result<()> {
-        self.flush()?;
+        if self.inactive.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !self.read_only {
+            self.format.inactivate()?;
+        }
         self.inactive.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// The read-only and inactive gates for an operation that changes the image.
+    /// True while changes are refused for a migration handoff.
+    pub fn is_inactive(&self) -> bool {
+        self.inactive.load(Ordering::Acquire)
+    }
+
+    /// The read-only and inactive gates for an operation that changes the
+    /// image, then the format's own ([`Format::check_write`]).
     fn check_writable(&self, op: &str) -> Result<()> {
         if self.read_only {
-            return Err(BlockError::read_only(op, "the image is open read-only"));
+            return Err(self
+                .format
+                .error_context(BlockError::read_only(op, "the image is open read-only")));
         }
         if self.inactive.load(Ordering::Acquire) {
-            return Err(BlockError::new(
-                ErrorKind::PermissionDenied,
+            return Err(self.format.error_context(BlockError::read_only(
                 op,
                 "the image is inactive (migration handoff)",
-            ));
+            )));
         }
-        Ok(())
+        self.format.check_write(op)
     }
 
     /// Checks that the request lies inside the disk.
     fn check_range(&self, op: &str, offset: u64, len: u64) -> Result<()> {
         let size = self.format.size();
         if offset > size || len > size - offset {
-            return Err(BlockError::new(
-                ErrorKind::OutOfRange,
-                op,
-                format!(
-                    "request of {len} bytes at {offset} is past the end of the {size}-byte image"
-                ),
-            )
-            .at(offset));
-        }
-        Ok(())
-    }
-
-    fn child_of(&self, child: ChildRef) -> Result<Arc<dyn BlockNode>> {
-        self.format.child(child).ok_or_else(|| {
-            BlockError::corrupt(
-                "map",
-                format!(
-                    "mapping names a missing {} child {}",
-                    child.role.as_str(),
-                    child.index
-                ),
-            )
-        })
-    }
-
-    fn unit(&self) -> u64 {
-        self.format.allocation_unit().max(1)
-    }
-
-    /// Writes guest data `bufs` (relative bytes `[0, len)`) at `offset`.
-    fn write_data(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
-        let total = iov_len(bufs);
-        let mut pos = 0u64;
-        while pos < total {
-            let at = offset + pos;
-            let m = checked_map(self, at, total - pos)?;
-            if let Mapping::Data {
-                child,
-                host_offset,
-                mut len,
-                writable: true,
-            } = m
-            {
-                // Extend over following in-place mappings contiguous on the host.
-                while pos + len < total {
-                    match checked_map(self, at + len, total - pos - len)? {
-                        Mapping::Data {
-                            child: c2,
-                            host_offset: h2,
-                            len: l2,
-                            writable: true,
-                        } if c2 == child && h2 == host_offset + len => len += l2,
-                        _ => break,
-                    }
-                }
-                let sub = iov::sub(bufs, pos, len);
-                let fua = flags.without(ReqFlags::COMPRESSED);
-                self.child_of(child)?
-                    .write_vectored(host_offset, &sub, fua)?;
-                pos += len;
-            } else {
-                // Extend over following mappings that need allocation too, so
-                // one allocation (and one child write) covers the whole span.
-                let mut len = m.len();
-                while pos + len < total {
-                    match checked_map(self, at + len, total - pos - len)? {
-                        Mapping::Data { writable: true, .. } => break,
-                        next => len += next.len(),
-                    }
-                }
-                pos += self.write_allocating(at, len, bufs, pos)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Allocates the units under `[at, at+len)` and writes the guest bytes
-    /// there with copy-on-write fill; returns how many guest bytes it wrote.
-    fn write_allocating(&self, at: u64, len: u64, bufs: &[IoSlice<'_>], rel: u64) -> Result<u64> {
-        let unit = self.unit();
-        let size = self.format.size();
-        let astart = at - at % unit;
-        let aend = (at + len).div_ceil(unit).saturating_mul(unit);
-        let _guard = self.allocating.lock(astart, aend);
-        // Another writer may have allocated the range while we waited.
-        if let Mapping::Data {
-            writable: true,
-            len: l,
-            ..
-        } = checked_map(self, at, len)?
-        {
-            let n = l.min(len);
-            self.write_data(at, &iov::sub(bufs, rel, n), ReqFlags::NONE)?;
-            return Ok(n);
-        }
-        let alloc = self.format.allocate(astart, aend - astart)?;
-        if alloc.guest_offset != astart || alloc.len == 0 || alloc.guest_offset + alloc.len <= at {
-            return Err(BlockError::corrupt(
-                "write",
-                format!(
-                    "format allocated {} bytes at {} for {astart}",
-                    alloc.len, alloc.guest_offset
-                ),
+            return Err(self.format.error_context(
+                BlockError::new(
+                    ErrorKind::OutOfRange,
+                    op,
+                    format!(
+                        "request of {len} bytes at {offset} is past the end of the {size}-byte image"
+                    ),
+                )
+                .at(offset),
             ));
         }
-        let aend = astart + alloc.len;
-        let data_end = (at + len).min(aend);
-        let res = self.fill_and_write(&alloc, at, data_end, size, bufs, rel);
-        match res {
-            Ok(()) => self.format.commit(&alloc)?,
-            Err(e) => {
-                self.format.abort(&alloc);
-                return Err(e);
-            }
-        }
-        Ok(data_end - at)
-    }
-
-    /// Writes one allocation: old content before `at` and after `data_end`
-    /// (copy-on-write), guest data between, as one child write.
-    fn fill_and_write(
-        &self,
-        alloc: &Allocation,
-        at: u64,
-        data_end: u64,
-        size: u64,
-        bufs: &[IoSlice<'_>],
-        rel: u64,
-    ) -> Result<()> {
-        let astart = alloc.guest_offset;
-        let aend = astart + alloc.len;
-        let mut head = vec![0u8; (at - astart) as usize];
-        if !head.is_empty() {
-            read_mapped(self, astart, &mut [IoSliceMut::new(&mut head)])?;
-        }
-        let tail_end = aend.min(size.max(data_end));
-        let mut tail = vec![0u8; (tail_end - data_end) as usize];
-        if !tail.is_empty() {
-            read_mapped(self, data_end, &mut [IoSliceMut::new(&mut tail)])?;
-        }
-        let mut out = Vec::with_capacity(bufs.len() + 2);
-        out.push(IoSlice::new(&head));
-        out.extend(iov::sub(bufs, rel, data_end - at));
-        out.push(IoSlice::new(&tail));
-        out.retain(|b| !b.is_empty());
-        self.child_of(alloc.child)?
-            .write_vectored(alloc.host_offset, &out, ReqFlags::NONE)
-    }
-
-    /// Writes zero buffers over `[offset, offset+len)` (zeroing emulation).
-    fn write_zero_buffers(&self, offset: u64, len: u64) -> Result<()> {
-        let zeros = vec![0u8; len.min(ZERO_CHUNK) as usize];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(ZERO_CHUNK);
-            self.write_data(
-                offset + done,
-                &[IoSlice::new(&zeros[..n as usize])],
-                ReqFlags::NONE,
-            )?;
-            done += n;
-        }
         Ok(())
+    }
+
+    /// The guest-data path over the format with the node's in-flight
+    /// allocation table.
+    fn io(&self) -> GuestIo<'_, F> {
+        GuestIo::new(&self.format, &self.allocating)
     }
 
     /// The unit-aligned middle of a range (empty when there is none).
     fn aligned_middle(&self, offset: u64, len: u64) -> (u64, u64) {
-        let unit = self.unit();
+        let unit = self.format.allocation_unit().max(1);
         let end = offset + len;
         let a = offset.div_ceil(unit) * unit;
         // The last partial unit of the disk counts as whole.
@@ -261,20 +129,70 @@ impl<F: Format> FormatNode<F> {
             (a, b)
         }
     }
+
+    /// Block status flags of one mapping at `offset`, with the host
+    /// location it reports, if any.
+    fn status_of(
+        &self,
+        m: &Mapping,
+        offset: u64,
+        backing_len: Option<u64>,
+    ) -> (ExtentFlags, Option<(ChildRef, u64)>) {
+        let with_host = |f: ExtentFlags, h: &Option<HostRef>| match h {
+            Some(h) => (f.with(ExtentFlags::OFFSET_VALID), Some((h.child, h.offset))),
+            None => (f, None),
+        };
+        match m {
+            Mapping::Data {
+                child, host_offset, ..
+            } => (
+                ExtentFlags::DATA
+                    .with(ExtentFlags::ALLOCATED)
+                    .with(ExtentFlags::OFFSET_VALID),
+                Some((*child, *host_offset)),
+            ),
+            Mapping::Zero {
+                allocated, host, ..
+            } => {
+                let f = if *allocated {
+                    ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED)
+                } else {
+                    ExtentFlags::ZERO
+                };
+                with_host(f, host)
+            }
+            Mapping::Special { .. } => (
+                ExtentFlags::DATA
+                    .with(ExtentFlags::ALLOCATED)
+                    .with(ExtentFlags::COMPRESSED),
+                None,
+            ),
+            // As QEMU: unallocated reads as zeros without a backing node
+            // and past its end; else the caller walks the chain.
+            Mapping::Unallocated { host, .. } => match backing_len {
+                Some(blen) if offset < blen => with_host(ExtentFlags(0), host),
+                _ => with_host(ExtentFlags::ZERO, host),
+            },
+        }
+    }
 }
 
-impl<F: Format> MappedSource for FormatNode<F> {
-    fn map(&self, offset: u64, len: u64) -> Result<Mapping> {
-        self.format.map(offset, len)
+impl<F: Format + std::fmt::Debug> std::fmt::Debug for FormatNode<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormatNode")
+            .field("format", &self.format)
+            .field("read_only", &self.read_only)
+            .field("inactive", &self.is_inactive())
+            .finish()
     }
-    fn child_node(&self, child: ChildRef) -> Result<Arc<dyn BlockNode>> {
-        self.child_of(child)
-    }
-    fn read_unallocated(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
-        read_backing(self.format.backing().as_deref(), offset, bufs)
-    }
-    fn read_special(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.format.read_special(offset, buf)
+}
+
+/// A node derefs to its format, so that a driver's own tests and tools
+/// reach the format's state and capability methods through the node.
+impl<F: Format> std::ops::Deref for FormatNode<F> {
+    type Target = F;
+    fn deref(&self) -> &F {
+        &self.format
     }
 }
 
@@ -285,17 +203,22 @@ impl<F: Format> BlockNode for FormatNode<F> {
         bufs: &mut [IoSliceMut<'_>],
         _flags: ReqFlags,
     ) -> Result<()> {
+        self.format.check_read("read")?;
         self.check_range("read", offset, iov_len_mut(bufs))?;
-        read_mapped(self, offset, bufs)
+        let _in_flight = self.format.in_flight().map(read_lock);
+        read_mapped(&self.format, offset, bufs)
     }
 
     fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
+        let len = iov_len(bufs);
         self.check_writable("write")?;
-        self.check_range("write", offset, iov_len(bufs))?;
+        self.check_range("write", offset, len)?;
+        self.format.will_change(offset, len)?;
         if flags.contains(ReqFlags::COMPRESSED) {
-            return Err(BlockError::unsupported("compressed write"));
+            self.io().write_compressed(offset, bufs)?;
+        } else {
+            self.io().write(offset, bufs)?;
         }
-        self.write_data(offset, bufs, flags.without(ReqFlags::FUA))?;
         if flags.contains(ReqFlags::FUA) {
             self.flush()?;
         }
@@ -303,7 +226,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
     }
 
     fn flush(&self) -> Result<()> {
-        if self.read_only {
+        if self.read_only || self.inactive.load(Ordering::Acquire) {
             return Ok(());
         }
         self.format.flush_metadata()?;
@@ -316,6 +239,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
     }
 
     fn length(&self) -> Result<u64> {
+        self.format.check_read("length")?;
         Ok(self.format.size())
     }
 
@@ -326,6 +250,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
     fn discard(&self, offset: u64, len: u64) -> Result<()> {
         self.check_writable("discard")?;
         self.check_range("discard", offset, len)?;
+        self.format.will_change(offset, len)?;
         let (a, b) = self.aligned_middle(offset, len);
         if a < b {
             let _guard = self.allocating.lock(a, b);
@@ -337,27 +262,8 @@ impl<F: Format> BlockNode for FormatNode<F> {
     fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
         self.check_writable("write_zeroes")?;
         self.check_range("write_zeroes", offset, len)?;
-        let (a, b) = self.aligned_middle(offset, len);
-        let unmap = flags.contains(ZeroFlags::MAY_UNMAP);
-        let done_in_metadata = a < b && {
-            let _guard = self.allocating.lock(a, b);
-            self.format.make_zero(a, b - a, unmap)?
-        };
-        let fallback = |o: u64, l: u64| -> Result<()> {
-            if l == 0 {
-                return Ok(());
-            }
-            if flags.contains(ZeroFlags::NO_FALLBACK) {
-                return Err(BlockError::unsupported("write_zeroes"));
-            }
-            self.write_zero_buffers(o, l)
-        };
-        if done_in_metadata {
-            fallback(offset, a - offset)?;
-            fallback(b, offset + len - b)?;
-        } else {
-            fallback(offset, len)?;
-        }
+        self.format.will_change(offset, len)?;
+        self.io().write_zeroes(offset, len, flags)?;
         if flags.contains(ZeroFlags::FUA) {
             self.flush()?;
         }
@@ -374,70 +280,48 @@ impl<F: Format> BlockNode for FormatNode<F> {
         self.format.allocated_size()
     }
 
+    /// The status of the mappings at `offset`, merged while flags stay the
+    /// same and reported host offsets stay contiguous (at most
+    /// [`STATUS_STEPS`] mappings per call).
     fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
+        self.format.check_read("block_status")?;
         self.check_range("block_status", offset, len)?;
         if len == 0 {
             return Ok(Extent::default());
         }
-        let m = checked_map(self, offset, len)?;
-        Ok(match m {
-            Mapping::Data {
-                child,
-                host_offset,
-                len,
-                ..
-            } => Extent {
-                length: len,
-                flags: ExtentFlags::DATA
-                    .with(ExtentFlags::ALLOCATED)
-                    .with(ExtentFlags::OFFSET_VALID),
-                mapped_offset: host_offset,
-                mapped_child: child.role,
+        let backing_len = match self.format.backing() {
+            Some(b) => Some(b.length()?),
+            None => None,
+        };
+        let first = checked_map(&self.format, offset, len)?;
+        let (flags, host) = self.status_of(&first, offset, backing_len);
+        let mut pos = offset + first.len();
+        let mut steps = 1;
+        while pos < offset + len && steps < STATUS_STEPS {
+            let m = checked_map(&self.format, pos, offset + len - pos)?;
+            let (f, h) = self.status_of(&m, pos, backing_len);
+            let contiguous = match (host, h) {
+                (Some((c0, h0)), Some((c, h))) => c == c0 && h == h0 + (pos - offset),
+                _ => true,
+            };
+            if f != flags || !contiguous {
+                break;
+            }
+            pos += m.len();
+            steps += 1;
+        }
+        let recurse = flags.contains(ExtentFlags::DATA)
+            && flags.contains(ExtentFlags::OFFSET_VALID)
+            && self.format.sparse_data();
+        Ok(Extent {
+            length: pos - offset,
+            flags: if recurse {
+                flags.with(ExtentFlags::RECURSE)
+            } else {
+                flags
             },
-            Mapping::Zero { len, allocated } => Extent {
-                length: len,
-                flags: if allocated {
-                    ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED)
-                } else {
-                    ExtentFlags::ZERO
-                },
-                ..Extent::default()
-            },
-            Mapping::Special { len } => Extent {
-                length: len,
-                flags: ExtentFlags::DATA
-                    .with(ExtentFlags::ALLOCATED)
-                    .with(ExtentFlags::COMPRESSED),
-                ..Extent::default()
-            },
-            Mapping::Unallocated { len } => match self.format.backing() {
-                None => Extent {
-                    length: len,
-                    flags: ExtentFlags::ZERO,
-                    ..Extent::default()
-                },
-                Some(b) => {
-                    let blen = b.length()?;
-                    if offset >= blen {
-                        Extent {
-                            length: len,
-                            flags: ExtentFlags::ZERO,
-                            ..Extent::default()
-                        }
-                    } else {
-                        let e = b.block_status(offset, len.min(blen - offset))?;
-                        Extent {
-                            length: e.length.clamp(1, len),
-                            flags: e
-                                .flags
-                                .without(ExtentFlags::ALLOCATED)
-                                .without(ExtentFlags::OFFSET_VALID)
-                                .without(ExtentFlags::RECURSE),
-                            ..Extent::default()
-                        }
-                    }
-                }
-            },
+            mapped_offset: host.map_or(0, |(_, h)| h),
+            mapped_child: host.map_or(ChildRef::FILE.role, |(c, _)| c.role),
         })
     }
 
@@ -446,14 +330,22 @@ impl<F: Format> BlockNode for FormatNode<F> {
     }
 
     fn limits(&self) -> IoLimits {
-        let children = (self.format.flushed_children().into_iter())
-            .filter_map(|c| self.format.child(c))
-            .fold(IoLimits::default(), |l, n| l.merge(n.limits()));
-        IoLimits::for_format(children, self.format.allocation_unit())
+        self.format.limits()
     }
 
     fn capabilities(&self) -> NodeCapabilities {
-        NodeCapabilities::for_format(!self.read_only)
+        let caps = self.format.capabilities();
+        if self.read_only {
+            let off = NodeCapabilities::for_format(false);
+            return NodeCapabilities {
+                can_zero: off.can_zero,
+                can_fast_zero: off.can_fast_zero,
+                can_fua: off.can_fua,
+                can_discard: off.can_discard,
+                ..caps
+            };
+        }
+        caps
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotControl> {
@@ -466,10 +358,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
         self.format.amend_control()
     }
     fn migration(&self) -> Option<&dyn MigrationControl> {
-        match self.format.migration() {
-            Some(m) => Some(m),
-            None => Some(self),
-        }
+        Some(self)
     }
     fn backing_control(&self) -> Option<&dyn BackingControl> {
         self.format.backing_control()

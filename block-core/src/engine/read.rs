@@ -3,7 +3,7 @@
 //! child becomes ONE child request) and reads each run straight into the
 //! caller's buffers.
 
-use super::format::{ChildRef, Mapping};
+use super::format::{ChildRef, Format, Mapping};
 use super::iov;
 use crate::error::{BlockError, ErrorKind, Result};
 use crate::node::{iov_len_mut, BlockNode};
@@ -24,6 +24,32 @@ pub trait MappedSource {
     fn read_unallocated(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()>;
     /// Fills `buf` with a special (compressed, ...) range at `offset`.
     fn read_special(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+/// Every format is a mapped source: its children, its backing node, its
+/// special reads.
+impl<F: Format + ?Sized> MappedSource for F {
+    fn map(&self, offset: u64, len: u64) -> Result<Mapping> {
+        Format::map(self, offset, len)
+    }
+    fn child_node(&self, child: ChildRef) -> Result<Arc<dyn BlockNode>> {
+        self.child(child).ok_or_else(|| {
+            BlockError::corrupt(
+                "map",
+                format!(
+                    "mapping names a missing {} child {}",
+                    child.role.as_str(),
+                    child.index
+                ),
+            )
+        })
+    }
+    fn read_unallocated(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
+        read_backing(self.backing().as_deref(), offset, bufs)
+    }
+    fn read_special(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        Format::read_special(self, offset, buf)
+    }
 }
 
 /// `b` appended to `a` when both are one run (same kind; for data, the same
@@ -49,19 +75,34 @@ fn merge(a: Mapping, b: Mapping) -> Option<Mapping> {
             len: len + l2,
             writable: writable && w2,
         }),
-        (Mapping::Zero { len, allocated }, Mapping::Zero { len: l2, .. }) => Some(Mapping::Zero {
+        (
+            Mapping::Zero {
+                len,
+                allocated,
+                host,
+            },
+            Mapping::Zero { len: l2, .. },
+        ) => Some(Mapping::Zero {
             len: len + l2,
             allocated,
+            host,
         }),
-        (Mapping::Unallocated { len }, Mapping::Unallocated { len: l2 }) => {
-            Some(Mapping::Unallocated { len: len + l2 })
+        (Mapping::Unallocated { len, host }, Mapping::Unallocated { len: l2, .. }) => {
+            Some(Mapping::Unallocated {
+                len: len + l2,
+                host,
+            })
         }
         _ => None,
     }
 }
 
 /// Asks `src` for the mapping at `offset` and checks its length.
-pub(crate) fn checked_map(src: &dyn MappedSource, offset: u64, len: u64) -> Result<Mapping> {
+pub(crate) fn checked_map<S: MappedSource + ?Sized>(
+    src: &S,
+    offset: u64,
+    len: u64,
+) -> Result<Mapping> {
     let m = src.map(offset, len)?;
     if m.is_empty() || m.len() > len {
         return Err(BlockError::new(
@@ -77,7 +118,11 @@ pub(crate) fn checked_map(src: &dyn MappedSource, offset: u64, len: u64) -> Resu
 /// Reads guest bytes at `offset` into `bufs` through `src`'s mappings.
 /// Bounds are the caller's business. Special ranges go through one bounce
 /// buffer of their size; everything else is read in place.
-pub fn read_mapped(src: &dyn MappedSource, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
+pub fn read_mapped<S: MappedSource + ?Sized>(
+    src: &S,
+    offset: u64,
+    bufs: &mut [IoSliceMut<'_>],
+) -> Result<()> {
     let total = iov_len_mut(bufs);
     let mut pos = 0u64;
     let mut pending: Option<Mapping> = None;

@@ -1,12 +1,13 @@
 //! The management capabilities of an open qcow2 image: internal snapshots,
-//! check/repair, amend, the migration handoff, the backing-file reference
-//! and make_empty, persistent bitmaps. Each dispatches to the file that
+//! check/repair, amend, the backing-file reference and make_empty,
+//! persistent bitmaps (the migration handoff is the engine's, with this
+//! format's `activate`/`inactivate`). Each dispatches to the file that
 //! implements it.
 
 use crate::node::Qcow2Node;
 use block_core::{
-    AmendControl, BackingControl, BitmapControl, CheckControl, CheckMode, CheckReport,
-    MigrationControl, Result, SnapshotControl, SnapshotInfo,
+    AmendControl, BackingControl, BitmapControl, CheckControl, CheckMode, CheckReport, Result,
+    SnapshotControl, SnapshotInfo,
 };
 
 impl SnapshotControl for Qcow2Node {
@@ -75,19 +76,5 @@ impl BackingControl for Qcow2Node {
 impl BitmapControl for Qcow2Node {
     fn bitmap(&self, request: &str) -> Result<String> {
         self.bitmap_control(request)
-    }
-}
-
-impl MigrationControl for Qcow2Node {
-    fn invalidate_cache(&self) -> Result<()> {
-        self.invalidate_impl()
-    }
-
-    fn inactivate(&self) -> Result<()> {
-        self.inactivate_impl()
-    }
-
-    fn activate(&self) -> Result<()> {
-        self.activate_impl()
     }
 }

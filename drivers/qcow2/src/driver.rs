@@ -1,8 +1,9 @@
 //! The qcow2 driver descriptor.
 
 use crate::header::MAGIC;
+use block_core::engine::FormatNode;
 use block_core::{
-    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
+    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc,
     OptionValues, ProbeInput, Result,
 };
 use std::sync::Arc;
@@ -84,6 +85,9 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        Ok(Box::new(crate::open::open(req, host)?))
+        let read_only = req.flags.contains(OpenFlags::READ_ONLY);
+        let inactive = req.flags.contains(OpenFlags::INACTIVE);
+        let image = crate::open::open(req, host)?;
+        Ok(Box::new(FormatNode::new(image, read_only, inactive)))
     }
 }

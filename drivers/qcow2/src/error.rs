@@ -16,11 +16,6 @@ pub(crate) fn read_only(op: impl Into<Operation>, msg: impl Into<String>) -> Blo
     BlockError::read_only(op, msg)
 }
 
-/// An out-of-range error (request past the end, size too big).
-pub(crate) fn out_of_range(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
-    BlockError::new(ErrorKind::OutOfRange, op, msg)
-}
-
 /// An unsupported-feature error.
 pub(crate) fn unsupported(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
     BlockError::new(ErrorKind::Unsupported, op, msg)

@@ -1,5 +1,7 @@
-//! The data path: reads, writes with cluster/subcluster allocation and
-//! copy-on-write, zero writes, discards, compressed writes, block status.
+//! The data path as answers to the engine (`block_core::engine`): the
+//! mapping of a guest range (L2 entries and subcluster bitmaps), cluster
+//! allocation with copy-on-write at subcluster granularity, compressed
+//! cluster reads and writes. The engine's `FormatNode` does the I/O.
 
 use crate::cache::Table;
 use crate::compress;
@@ -8,93 +10,10 @@ use crate::mapping::{
     ClusterType, SubType, BITMAP_ALL_ALLOC, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK,
     OFLAG_COPIED, OFLAG_ZERO,
 };
-use crate::node::{Deferred, Lookup, Meta, Qcow2Node, WState};
-use block_core::engine::{read_backing, read_mapped, ChildRef, MappedSource, Mapping};
-use block_core::{
-    iov_len_mut, BlockError, BlockNode, BlockNodeExt, ChildRole, Extent, ExtentFlags, ReqFlags,
-    Result,
-};
-use std::io::IoSliceMut;
-use std::sync::atomic::Ordering;
+use crate::node::{Deferred, Lookup, Qcow2Node, WState};
+use block_core::engine::{Allocation, ChildRef, HostRef, Mapping};
+use block_core::{BlockNodeExt, Result};
 use std::sync::Arc;
-
-/// The qcow2 mapping seen through one hold of the metadata read lock, or
-/// through one cluster's L2 entry already looked up (copy-on-write fill).
-struct MetaView<'a> {
-    node: &'a Qcow2Node,
-    src: EntrySource<'a>,
-}
-
-/// Where [`MetaView`] finds L2 entries.
-enum EntrySource<'a> {
-    /// Looked up in the tables, per cluster.
-    Meta(&'a Meta),
-    /// The entry of the one cluster the reads stay in.
-    Fixed(Lookup),
-}
-
-impl MetaView<'_> {
-    fn lookup(&self, pos: u64) -> Result<Lookup> {
-        match &self.src {
-            EntrySource::Meta(m) => self.node.lookup(m, pos),
-            EntrySource::Fixed(lk) => Ok(*lk),
-        }
-    }
-}
-
-impl MappedSource for MetaView<'_> {
-    /// The run of same-typed subclusters at `pos` inside its cluster.
-    fn map(&self, pos: u64, len: u64) -> Result<Mapping> {
-        let (node, g) = (self.node, self.node.geo());
-        let scs = g.sc_size();
-        let lk = self.lookup(pos)?;
-        let in_c = g.in_cluster(pos);
-        let sc = (in_c / scs) as u32;
-        let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
-        let mut end_sc = sc + 1;
-        while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
-            end_sc += 1;
-        }
-        let len = (u64::from(end_sc) * scs - in_c).min(len);
-        Ok(match t {
-            SubType::UnallocPlain | SubType::UnallocAlloc => Mapping::Unallocated { len },
-            SubType::ZeroPlain | SubType::ZeroAlloc => Mapping::Zero {
-                len,
-                allocated: true,
-            },
-            SubType::Normal => Mapping::Data {
-                child: if node.data_file.is_some() {
-                    ChildRef::DATA_FILE
-                } else {
-                    ChildRef::FILE
-                },
-                host_offset: node.host_cluster(lk.entry, pos)? + in_c,
-                len,
-                writable: false,
-            },
-            SubType::Compressed => Mapping::Special { len },
-            SubType::Invalid => {
-                return Err(node.corruption(pos, "invalid subcluster allocation bitmap"));
-            }
-        })
-    }
-
-    fn child_node(&self, _child: ChildRef) -> Result<Arc<dyn BlockNode>> {
-        Ok(self.node.data_node().clone())
-    }
-
-    fn read_unallocated(&self, pos: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
-        read_backing(self.node.backing().as_deref(), pos, bufs)
-    }
-
-    fn read_special(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
-        let lk = self.lookup(pos)?;
-        let c = self.node.read_compressed(lk.entry, pos)?;
-        let in_c = self.node.geo().in_cluster(pos) as usize;
-        buf.copy_from_slice(&c[in_c..in_c + buf.len()]);
-        Ok(())
-    }
-}
 
 /// Bitmask of subclusters `a..=b`.
 pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
@@ -107,18 +26,192 @@ pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
 }
 
 impl Qcow2Node {
-    /// Checks that `[offset, offset+len)` lies inside the virtual disk.
-    pub(crate) fn check_range(&self, op: &str, offset: u64, len: u64, size: u64) -> Result<()> {
-        if offset > size || len > size - offset {
-            return Err(self.ctx(
-                crate::error::out_of_range(
-                    op,
-                    format!("request of {len} bytes at {offset} is past the end of the {size}-byte image"),
-                )
-                .at(offset),
-            ));
+    /// The child data clusters live in.
+    pub(crate) fn data_child(&self) -> ChildRef {
+        if self.data_file.is_some() {
+            ChildRef::DATA_FILE
+        } else {
+            ChildRef::FILE
+        }
+    }
+
+    /// The run of same-typed subclusters at `pos` inside its cluster (at
+    /// most `len` bytes), as the engine's mapping.
+    pub(crate) fn map_range(&self, pos: u64, len: u64) -> Result<Mapping> {
+        let g = self.geo();
+        let scs = g.sc_size();
+        let lk = self.lookup_now(pos)?;
+        let in_c = g.in_cluster(pos);
+        let sc = (in_c / scs) as u32;
+        let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
+        let mut end_sc = sc + 1;
+        while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
+            end_sc += 1;
+        }
+        let len = (u64::from(end_sc) * scs - in_c).min(len);
+        // As QEMU's block status: the host offset is reported for every
+        // subcluster whose cluster has a host cluster, never for
+        // compressed ones.
+        let host = Some(HostRef {
+            child: self.data_child(),
+            offset: (lk.entry & L2E_OFFSET_MASK) + in_c,
+        });
+        Ok(match t {
+            SubType::UnallocPlain => Mapping::Unallocated { len, host: None },
+            SubType::UnallocAlloc => Mapping::Unallocated { len, host },
+            SubType::ZeroPlain => Mapping::Zero {
+                len,
+                allocated: true,
+                host: None,
+            },
+            SubType::ZeroAlloc => Mapping::Zero {
+                len,
+                allocated: true,
+                host,
+            },
+            SubType::Normal => Mapping::Data {
+                child: self.data_child(),
+                host_offset: self.host_cluster(lk.entry, pos)? + in_c,
+                len,
+                // In place unless shared (an external data file is never
+                // shared: its clusters are the guest offsets).
+                writable: lk.entry & OFLAG_COPIED != 0 || self.data_file.is_some(),
+            },
+            SubType::Compressed => Mapping::Special { len },
+            SubType::Invalid => {
+                return Err(self.corruption(pos, "invalid subcluster allocation bitmap"));
+            }
+        })
+    }
+
+    /// Fills `buf` from the compressed cluster mapping `pos`.
+    pub(crate) fn read_special_range(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let lk = self.lookup_now(pos)?;
+        let c = self.read_compressed(lk.entry, pos)?;
+        let in_c = self.geo().in_cluster(pos) as usize;
+        buf.copy_from_slice(&c[in_c..in_c + buf.len()]);
+        Ok(())
+    }
+
+    /// Whether the cluster of `lk` has a host cluster this image may write
+    /// in place (COPIED, or in an external data file).
+    fn owned(&self, lk: &Lookup) -> bool {
+        let ct = self.geo().cluster_type(lk.entry);
+        matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc)
+            && (lk.entry & OFLAG_COPIED != 0 || self.data_file.is_some())
+    }
+
+    /// Host space for the cluster at `cstart`, as QEMU allocates it: the
+    /// cluster's own when this image owns it (an unwritten subcluster, a
+    /// preallocated zero cluster), the guest offset in an external data
+    /// file, else a new cluster after the L2 table is made writable (a new
+    /// L2 table lands before the data in the file). With extended L2
+    /// entries copy-on-write covers the touched subclusters only, except
+    /// over a compressed or shared cluster, which is copied whole.
+    pub(crate) fn allocate_cluster(&self, cstart: u64) -> Result<Allocation> {
+        let g = self.geo();
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(cstart)?;
+        let ct = g.cluster_type(lk.entry);
+        let (host, whole, reused) = if self.owned(&lk) {
+            (self.host_cluster(lk.entry, cstart)?, false, true)
+        } else if self.data_file.is_some() {
+            (cstart, false, true)
+        } else {
+            let whole =
+                g.extended_l2 && matches!(ct, ClusterType::Compressed | ClusterType::Normal);
+            self.ensure_l2(&mut ws, cstart)?;
+            (self.alloc_clusters(&mut ws, 1)?, whole, false)
+        };
+        Ok(Allocation {
+            guest_offset: cstart,
+            len: g.cs(),
+            child: self.data_child(),
+            host_offset: host,
+            granule: if g.extended_l2 && !whole {
+                g.sc_size()
+            } else {
+                g.cs()
+            },
+            reused,
+        })
+    }
+
+    /// Links a written allocation: the entry points at the host cluster
+    /// (COPIED); with extended L2 the subclusters of the guest data
+    /// `[pos, pos+n)` become allocated. A replaced host or compressed
+    /// cluster loses its reference.
+    pub(crate) fn commit_cluster(&self, a: &Allocation, pos: u64, n: u64) -> Result<()> {
+        let g = self.geo();
+        let mut ws = self.wlock();
+        let lk = self.lookup_now(a.guest_offset)?;
+        let ct = g.cluster_type(lk.entry);
+        let bitmap = if g.extended_l2 {
+            let base = if ct == ClusterType::Compressed {
+                BITMAP_ALL_ALLOC
+            } else {
+                lk.bitmap
+            };
+            let scs = g.sc_size();
+            let in_c = pos - a.guest_offset;
+            let mask = sc_mask((in_c / scs) as u32, ((in_c + n.max(1) - 1) / scs) as u32);
+            (base | mask) & !(mask << 32)
+        } else {
+            0
+        };
+        let owned = self.owned(&lk);
+        self.set_l2_entry(
+            &mut ws,
+            a.guest_offset,
+            a.host_offset | OFLAG_COPIED,
+            bitmap,
+        )?;
+        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
+        if !owned && (has_host || ct == ClusterType::Compressed) {
+            self.defer_free_entry(&mut ws, lk.entry, false);
         }
         Ok(())
+    }
+
+    /// Gives a new cluster of a failed write back (a deferred decrement).
+    pub(crate) fn abort_cluster(&self, a: &Allocation) {
+        if a.reused {
+            return;
+        }
+        self.wlock().deferred.push(Deferred {
+            offset: a.host_offset,
+            clusters: 1,
+            punch: false,
+        });
+    }
+
+    /// Writes the cluster at `pos` compressed (`data` is the cluster, or
+    /// its part before the image end); `Ok(false)` when it does not
+    /// compress.
+    pub(crate) fn write_compressed_cluster(&self, pos: u64, data: &[u8]) -> Result<bool> {
+        let g = self.geo();
+        let cs = g.cs() as usize;
+        if self.data_file.is_some() {
+            return Err(self.ctx(crate::error::unsupported(
+                "write",
+                "compressed writes are not supported with an external data file",
+            )));
+        }
+        let mut cl = vec![0u8; cs];
+        cl[..data.len()].copy_from_slice(data);
+        let Some(c) = compress::compress(g.compression_type, &cl, cs - 1)? else {
+            return Ok(false);
+        };
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(pos)?;
+        self.ensure_l2(&mut ws, pos)?;
+        let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
+        self.write_data(coff, &c)?;
+        self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
+        self.defer_free_entry(&mut ws, lk.entry, false);
+        Ok(true)
     }
 
     /// The host cluster offset of a standard entry, validated.
@@ -153,51 +246,6 @@ impl Qcow2Node {
         compress::decompress(self.geo().compression_type, &inbuf, &mut out)
             .map_err(|e| self.ctx(e.at(pos)))?;
         Ok(out)
-    }
-
-    /// Reads guest bytes at `offset` into `bufs` through the engine's read
-    /// loop: contiguous host clusters become one child request, straight
-    /// into the caller's buffers.
-    pub(crate) fn read_guest(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<()> {
-        self.check_usable("read")?;
-        let m = self.meta_read();
-        self.check_range("read", offset, iov_len_mut(bufs), m.h.size)?;
-        let view = MetaView {
-            node: self,
-            src: EntrySource::Meta(&m),
-        };
-        read_mapped(&view, offset, bufs)
-    }
-
-    /// Fills `out` with the current content of guest bytes
-    /// `[cstart+from, cstart+to)` as described by `lk` (copy-on-write source).
-    fn fill_old(&self, lk: &Lookup, cstart: u64, from: u64, to: u64, out: &mut [u8]) -> Result<()> {
-        let view = MetaView {
-            node: self,
-            src: EntrySource::Fixed(*lk),
-        };
-        debug_assert_eq!(out.len() as u64, to - from);
-        read_mapped(&view, cstart + from, &mut [IoSliceMut::new(out)])
-    }
-
-    /// True when a write of `n` bytes at `in_c` of the cluster of `lk` can
-    /// go to the existing host cluster without metadata changes.
-    fn in_place_ok(&self, lk: &Lookup, in_c: u64, n: u64) -> bool {
-        let g = self.geo();
-        if g.cluster_type(lk.entry) != ClusterType::Normal {
-            return false;
-        }
-        if lk.entry & OFLAG_COPIED == 0 && self.data_file.is_none() {
-            return false;
-        }
-        if g.extended_l2 {
-            let scs = g.sc_size();
-            let a = (in_c / scs) as u32;
-            let b = ((in_c + n - 1) / scs) as u32;
-            let mask = sc_mask(a, b);
-            return lk.bitmap & mask == mask;
-        }
-        true
     }
 
     /// Stores an L2 entry (and bitmap), allocating or copying the L2 table
@@ -266,200 +314,22 @@ impl Qcow2Node {
         self.lookup(&m, pos)
     }
 
-    /// Writes within one cluster through the existing mapping if possible.
-    fn write_in_place(&self, pos: u64, data: &[u8]) -> Result<bool> {
-        let m = self.meta_read();
-        let lk = self.lookup(&m, pos)?;
-        let in_c = self.geo().in_cluster(pos);
-        if !self.in_place_ok(&lk, in_c, data.len() as u64) {
+    /// Discards whole clusters of `[offset, offset+len)` (cluster-aligned;
+    /// the last may end at the image end), as QEMU 10 does (its discard
+    /// alignment is the cluster size even with subclusters); a version 2
+    /// image with a backing file ignores discards (a discarded cluster
+    /// would reveal the backing data).
+    pub(crate) fn discard_clusters(&self, offset: u64, len: u64) -> Result<bool> {
+        let g = self.geo();
+        if g.version < 3 && self.backing().is_some() {
             return Ok(false);
         }
-        let host = self.host_cluster(lk.entry, pos)?;
-        self.write_data(host + in_c, data)?;
-        Ok(true)
-    }
-
-    /// Writes within one cluster, allocating (and copying on write) as needed.
-    fn write_alloc(&self, pos: u64, data: &[u8]) -> Result<()> {
-        let g = self.geo();
-        let mut ws = self.wlock();
-        self.maybe_writeback(&mut ws)?;
-        let in_c = g.in_cluster(pos);
-        let n = data.len() as u64;
-        {
-            let m = self.meta_read();
-            let lk = self.lookup(&m, pos)?;
-            if self.in_place_ok(&lk, in_c, n) {
-                let host = self.host_cluster(lk.entry, pos)?;
-                return self.write_data(host + in_c, data);
-            }
-        }
-        let lk = self.lookup_now(pos)?;
-        let cstart = pos - in_c;
-        let cs = g.cs();
-        let scs = g.sc_size();
-        let ct = g.cluster_type(lk.entry);
-        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
-        let owned = has_host && (lk.entry & OFLAG_COPIED != 0 || self.data_file.is_some());
-        let (host, whole) = if owned {
-            (self.host_cluster(lk.entry, pos)?, false)
-        } else if self.data_file.is_some() {
-            (cstart, false)
-        } else {
-            let whole =
-                g.extended_l2 && (ct == ClusterType::Compressed || ct == ClusterType::Normal);
-            self.ensure_l2(&mut ws, pos)?;
-            (self.alloc_clusters(&mut ws, 1)?, whole)
-        };
-        let sc0 = (in_c / scs) as u32;
-        let sc1 = ((in_c + n - 1) / scs) as u32;
-        let (rs, re) = if whole || !g.extended_l2 {
-            (0, cs)
-        } else {
-            (u64::from(sc0) * scs, (u64::from(sc1) + 1) * scs)
-        };
-        let mut cbuf = vec![0u8; (re - rs) as usize];
-        let (head, rest) = cbuf.split_at_mut((in_c - rs) as usize);
-        let (mid, tail) = rest.split_at_mut(n as usize);
-        if owned && ct == ClusterType::ZeroAlloc {
-            // Preallocated zero cluster: the padding reads as zeros.
-        } else {
-            self.fill_old(&lk, cstart, rs, in_c, head)?;
-            self.fill_old(&lk, cstart, in_c + n, re, tail)?;
-        }
-        mid.copy_from_slice(data);
-        self.write_data(host + rs, &cbuf)?;
-        let bitmap = if g.extended_l2 {
-            let base = if ct == ClusterType::Compressed {
-                BITMAP_ALL_ALLOC
-            } else {
-                lk.bitmap
-            };
-            let mask = sc_mask(sc0, sc1);
-            (base | mask) & !(mask << 32)
-        } else {
-            0
-        };
-        self.set_l2_entry(&mut ws, pos, host | OFLAG_COPIED, bitmap)?;
-        if !owned && (has_host || ct == ClusterType::Compressed) {
-            self.defer_free_entry(&mut ws, lk.entry, false);
-        }
-        Ok(())
-    }
-
-    /// Before a write: refuses it if not allowed and sets the dirty bit of
-    /// a lazy-refcounts image.
-    pub(crate) fn begin_write(&self, op: &str, offset: u64, len: u64) -> Result<()> {
-        self.check_writable(op)?;
-        let (size, lazy) = {
-            let m = self.meta_read();
-            (m.h.size, m.h.lazy_refcounts())
-        };
-        self.check_range(op, offset, len, size)?;
-        if lazy && !self.dirty_set.load(Ordering::Acquire) {
-            self.mark_dirty()?;
-        }
-        self.bitmaps_before_change()?;
-        self.bitmaps_mark(offset, len);
-        Ok(())
-    }
-
-    /// Writes guest bytes at `offset`.
-    pub(crate) fn write_linear(&self, offset: u64, buf: &[u8], flags: ReqFlags) -> Result<()> {
-        self.begin_write("write", offset, buf.len() as u64)?;
-        if flags.contains(ReqFlags::COMPRESSED) {
-            self.write_compressed(offset, buf)?;
-        } else {
-            self.write_plain(offset, buf)?;
-        }
-        if flags.contains(ReqFlags::FUA) {
-            self.flush_all()?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn write_plain(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let cs = self.geo().cs();
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let n = ((cs - self.geo().in_cluster(pos)) as usize).min(buf.len() - done);
-            let chunk = &buf[done..done + n];
-            if !self.write_in_place(pos, chunk)? {
-                self.write_alloc(pos, chunk)?;
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Compressed writes: whole clusters (the last may end at the image end).
-    fn write_compressed(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
-        if self.data_file.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
-                "write",
-                "compressed writes are not supported with an external data file",
-            )));
-        }
-        let size = self.meta_read().h.size;
-        let end = offset + buf.len() as u64;
-        if g.in_cluster(offset) != 0 || (g.in_cluster(end) != 0 && end != size) {
-            return Err(self.ctx(
-                BlockError::invalid("write", "compressed writes must be cluster aligned")
-                    .at(offset),
-            ));
-        }
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let n = (cs as usize).min(buf.len() - done);
-            let mut cl = vec![0u8; cs as usize];
-            cl[..n].copy_from_slice(&buf[done..done + n]);
-            let Some(c) = compress::compress(g.compression_type, &cl, cs as usize - 1)? else {
-                self.write_plain(pos, &buf[done..done + n])?;
-                done += n;
-                continue;
-            };
-            let mut ws = self.wlock();
-            self.maybe_writeback(&mut ws)?;
-            let lk = self.lookup_now(pos)?;
-            self.ensure_l2(&mut ws, pos)?;
-            let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
-            self.write_data(coff, &c)?;
-            self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
-            self.defer_free_entry(&mut ws, lk.entry, false);
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// Discards whole clusters in the range, as QEMU 10 does (its discard
-    /// alignment is the cluster size even with subclusters): partial
-    /// clusters are ignored, except a partial last cluster that ends at the
-    /// image end; a version 2 image with a backing file ignores discards
-    /// (a discarded cluster would reveal the backing data).
-    pub(crate) fn discard_impl(&self, offset: u64, len: u64) -> Result<()> {
-        self.begin_write("discard", offset, len)?;
-        let g = self.geo();
-        let cs = g.cs();
-        let size = self.meta_read().h.size;
-        let end = offset + len;
-        let mut pos = offset.div_ceil(cs) * cs;
-        let has_backing = self.backing().is_some();
-        if g.version < 3 && has_backing {
-            return Ok(());
-        }
-        while pos < end {
-            let cend = (pos + cs).min(size);
-            if cend > end {
-                break;
-            }
+        let mut pos = offset;
+        while pos < offset + len {
             self.discard_cluster(pos)?;
-            pos += cs;
+            pos += g.cs();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Discards the cluster at `pos` (QEMU's `discard_in_l2_slice` without
@@ -491,94 +361,6 @@ impl Qcow2Node {
             }
         }
         Ok(())
-    }
-
-    /// Block status of the range at `offset` (at most `len` bytes).
-    pub(crate) fn block_status_impl(&self, offset: u64, len: u64) -> Result<Extent> {
-        self.check_usable("block_status")?;
-        let g = self.geo();
-        let m = self.meta_read();
-        let size = m.h.size;
-        if offset >= size || len == 0 {
-            return Ok(Extent {
-                length: len.min(size.saturating_sub(offset)).max(1),
-                flags: ExtentFlags::ZERO,
-                ..Extent::default()
-            });
-        }
-        let len = len.min(size - offset);
-        let scs = g.sc_size();
-        let has_backing = self.backing().is_some();
-        // As QEMU's qcow2_co_block_status: the host offset is reported for
-        // every subcluster whose cluster has a host cluster (normal data,
-        // preallocated zeros, unallocated subclusters of an allocated
-        // extended-L2 cluster), never for compressed clusters. With an
-        // external data file the offset is in the data file, and the
-        // extent says so (`mapped_child`).
-        let classify = |lk: &Lookup, pos: u64| -> (ExtentFlags, Option<u64>) {
-            let in_c = g.in_cluster(pos);
-            let t = g.subcluster_type(lk.entry, lk.bitmap, (in_c / scs) as u32);
-            let host = (lk.entry & L2E_OFFSET_MASK) + in_c;
-            let (flags, has_host) = match t {
-                SubType::UnallocPlain | SubType::UnallocAlloc => (
-                    if has_backing {
-                        ExtentFlags(0)
-                    } else {
-                        ExtentFlags::ZERO
-                    },
-                    t == SubType::UnallocAlloc,
-                ),
-                SubType::ZeroPlain => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), false),
-                SubType::ZeroAlloc => (ExtentFlags::ZERO.with(ExtentFlags::ALLOCATED), true),
-                SubType::Normal => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), true),
-                SubType::Compressed => (
-                    ExtentFlags::DATA
-                        .with(ExtentFlags::ALLOCATED)
-                        .with(ExtentFlags::COMPRESSED),
-                    false,
-                ),
-                SubType::Invalid => (ExtentFlags::DATA.with(ExtentFlags::ALLOCATED), false),
-            };
-            if has_host {
-                (flags.with(ExtentFlags::OFFSET_VALID), Some(host))
-            } else {
-                (flags, None)
-            }
-        };
-        let lk0 = self.lookup(&m, offset)?;
-        let (flags, host0) = classify(&lk0, offset);
-        let mut pos = offset;
-        // Extend over following subclusters/clusters with the same status
-        // (and contiguous host offsets); bound the walk to keep the call
-        // cheap.
-        let mut steps = 0;
-        while pos < offset + len && steps < 65536 {
-            let lk = self.lookup(&m, pos)?;
-            let (f, h) = classify(&lk, pos);
-            if f != flags {
-                break;
-            }
-            if let (Some(h0), Some(h)) = (host0, h) {
-                if h != h0 + (pos - offset) {
-                    break;
-                }
-            }
-            let in_c = g.in_cluster(pos);
-            pos += scs - in_c % scs;
-            steps += 1;
-        }
-        let length = pos.min(offset + len) - offset;
-        drop(m);
-        Ok(Extent {
-            length: length.max(1),
-            flags: self.recurse_flag(flags),
-            mapped_offset: host0.unwrap_or(0),
-            mapped_child: if self.data_file.is_some() {
-                ChildRole::DataFile
-            } else {
-                ChildRole::File
-            },
-        })
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Qcow2Node {
     pub(crate) rc: TableCache,
     pub(crate) wlock: RefcountAllocator,
     pub(crate) overlap: RwLock<Arc<OverlapMap>>,
+    /// Held for reading by every request in flight (the engine's
+    /// `Format::in_flight`), for writing before freed clusters are reused.
+    pub(crate) in_flight: RwLock<()>,
     pub(crate) read_only: bool,
     /// The snapshot this read-only node presents instead of the active
     /// state (open options `snapshot.id` / `snapshot.name`).
@@ -225,6 +228,24 @@ impl Qcow2Node {
         Ok(())
     }
 
+    /// Before a guest change of `[offset, offset+len)` (or a management
+    /// write): sets the dirty bit of a lazy-refcounts image and marks the
+    /// persistent bitmaps.
+    pub(crate) fn prepare_change(&self, offset: u64, len: u64) -> Result<()> {
+        if self.meta_read().h.lazy_refcounts() && !self.dirty_set.load(Ordering::Acquire) {
+            self.mark_dirty()?;
+        }
+        self.bitmaps_before_change()?;
+        self.bitmaps_mark(offset, len);
+        Ok(())
+    }
+
+    /// The gate and preparation of a management operation that writes.
+    pub(crate) fn begin_write(&self, op: &str, offset: u64, len: u64) -> Result<()> {
+        self.check_writable(op)?;
+        self.prepare_change(offset, len)
+    }
+
     /// Refuses reads of a node whose reopen failed.
     pub(crate) fn check_usable(&self, op: &str) -> Result<()> {
         if self.broken.load(Ordering::Acquire) {
@@ -337,22 +358,5 @@ impl Qcow2Node {
             self.pre_write_check(host, buf.len() as u64, 0)?;
         }
         self.data_node().write_at(host, buf)
-    }
-
-    /// Reads from the backing file, zero-filling past its end.
-    pub(crate) fn read_backing(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
-        let Some(b) = self.backing() else {
-            buf.fill(0);
-            return Ok(());
-        };
-        let blen = b.length()?;
-        if pos >= blen {
-            buf.fill(0);
-            return Ok(());
-        }
-        let n = ((blen - pos) as usize).min(buf.len());
-        b.read_at(pos, &mut buf[..n])?;
-        buf[n..].fill(0);
-        Ok(())
     }
 }

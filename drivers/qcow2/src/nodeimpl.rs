@@ -1,46 +1,98 @@
-//! The [`BlockNode`] implementation: dispatch to the data path, and the
-//! accessors of the management capabilities (control.rs).
+//! qcow2 as an engine [`Format`]: the answers about its layout, each
+//! delegating to the file that implements it; `FormatNode` does the I/O,
+//! the gates and the bounds.
 
 use crate::compress;
 use crate::node::Qcow2Node;
+use block_core::engine::{Allocation, ChildRef, Format, Mapping};
 use block_core::{
-    iov_len, AmendControl, BackingControl, BitmapControl, BlockNode, CheckControl, Extent,
-    IoLimits, MigrationControl, NodeCapabilities, NodeInfo, Preallocation, ReqFlags, Result,
-    SnapshotControl, ZeroFlags,
+    AmendControl, BackingControl, BitmapControl, BlockError, BlockNode, CheckControl, NodeInfo,
+    Preallocation, Result, SnapshotControl,
 };
-use std::io::{IoSlice, IoSliceMut};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
-impl BlockNode for Qcow2Node {
-    fn read_vectored(
-        &self,
-        offset: u64,
-        bufs: &mut [IoSliceMut<'_>],
-        _flags: ReqFlags,
-    ) -> Result<()> {
-        if self.meta_read().h.crypt_method != 0 {
-            return Err(self.ctx(crate::crypto::no_secret("read")));
-        }
-        self.read_guest(offset, bufs)
+impl Format for Qcow2Node {
+    fn size(&self) -> u64 {
+        self.meta_read().h.size
     }
 
-    fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
-        if bufs.len() == 1 {
-            return self.write_linear(offset, &bufs[0], flags);
-        }
-        let mut tmp = Vec::with_capacity(iov_len(bufs) as usize);
-        for b in bufs {
-            tmp.extend_from_slice(b);
-        }
-        self.write_linear(offset, &tmp, flags)
+    fn allocation_unit(&self) -> u64 {
+        self.geo().cs()
     }
 
-    fn flush(&self) -> Result<()> {
-        self.flush_all()
+    fn child(&self, child: ChildRef) -> Option<Arc<dyn BlockNode>> {
+        match child {
+            ChildRef::FILE => Some(self.file.clone()),
+            ChildRef::DATA_FILE => self.data_file.clone(),
+            _ => None,
+        }
     }
 
-    fn length(&self) -> Result<u64> {
-        self.check_usable("length")?;
-        Ok(self.meta_read().h.size)
+    /// The data file (guest data before the L2 entries that point at it),
+    /// then the image file.
+    fn flushed_children(&self) -> Vec<ChildRef> {
+        if self.data_file.is_some() {
+            vec![ChildRef::DATA_FILE, ChildRef::FILE]
+        } else {
+            vec![ChildRef::FILE]
+        }
+    }
+
+    fn backing(&self) -> Option<Arc<dyn BlockNode>> {
+        Qcow2Node::backing(self)
+    }
+
+    fn map(&self, offset: u64, len: u64) -> Result<Mapping> {
+        self.map_range(offset, len)
+    }
+
+    fn read_special(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_special_range(offset, buf)
+    }
+
+    fn allocate(&self, offset: u64, _len: u64) -> Result<Allocation> {
+        self.allocate_cluster(offset)
+    }
+
+    fn commit(&self, alloc: &Allocation, written: u64, len: u64) -> Result<()> {
+        self.commit_cluster(alloc, written, len)
+    }
+
+    fn abort(&self, alloc: &Allocation) {
+        self.abort_cluster(alloc)
+    }
+
+    fn write_compressed(&self, offset: u64, data: &[u8]) -> Result<bool> {
+        self.write_compressed_cluster(offset, data)
+    }
+
+    fn zero_granularity(&self) -> u64 {
+        self.geo().sc_size()
+    }
+
+    fn make_zero(&self, offset: u64, len: u64, unmap: bool) -> Result<bool> {
+        self.make_zero_range(offset, offset + len, unmap)
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<bool> {
+        self.discard_clusters(offset, len)
+    }
+
+    fn flush_metadata(&self) -> Result<()> {
+        if self.inactive.load(Ordering::Acquire) || self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut ws = self.wlock();
+        self.writeback(&mut ws, false)
+    }
+
+    fn invalidate(&self) -> Result<()> {
+        self.invalidate_impl()
+    }
+
+    fn resize(&self, size: u64, prealloc: Preallocation) -> Result<()> {
+        self.truncate_impl(size, prealloc)
     }
 
     fn info(&self) -> Result<NodeInfo> {
@@ -88,43 +140,60 @@ impl BlockNode for Qcow2Node {
         })
     }
 
-    fn discard(&self, offset: u64, len: u64) -> Result<()> {
-        self.discard_impl(offset, len)
-    }
-
-    fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<()> {
-        self.write_zeroes_impl(offset, len, flags)
-    }
-
-    fn truncate(&self, size: u64, prealloc: Preallocation) -> Result<()> {
-        self.truncate_impl(size, prealloc)
-    }
-
     /// The image file's allocation only: QEMU 10's disk size of a qcow2
     /// image leaves an external data file out.
     fn allocated_size(&self) -> Result<u64> {
         self.file.allocated_size()
     }
 
-    fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
-        if self.meta_read().h.crypt_method != 0 {
-            return Err(self.ctx(crate::crypto::no_secret("block_status")));
-        }
-        self.block_status_impl(offset, len)
-    }
-
     fn has_zero_init(&self) -> bool {
         !self.meta_read().h.data_file_raw()
     }
 
-    fn limits(&self) -> IoLimits {
-        let data = self.data_file.as_ref().map(|d| d.limits());
-        let children = data.map_or(self.file.limits(), |d| d.merge(self.file.limits()));
-        IoLimits::for_format(children, self.geo().cs())
+    fn error_context(&self, e: BlockError) -> BlockError {
+        self.ctx(e)
     }
 
-    fn capabilities(&self) -> NodeCapabilities {
-        NodeCapabilities::for_format(!self.read_only)
+    /// A node whose reopen failed refuses everything; an encrypted image
+    /// (no key support) refuses reads and block status.
+    fn check_read(&self, op: &str) -> Result<()> {
+        self.check_usable(op)?;
+        if op != "length" && self.meta_read().h.crypt_method != 0 {
+            return Err(self.ctx(crate::crypto::no_secret(op)));
+        }
+        Ok(())
+    }
+
+    fn check_write(&self, op: &str) -> Result<()> {
+        self.check_writable(op)
+    }
+
+    fn will_change(&self, offset: u64, len: u64) -> Result<()> {
+        self.prepare_change(offset, len)
+    }
+
+    /// Data writes into the image file must not hit metadata.
+    fn check_data_write(&self, child: ChildRef, host_offset: u64, len: u64) -> Result<()> {
+        if child == ChildRef::FILE {
+            self.pre_write_check(host_offset, len, 0)?;
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> Option<&RwLock<()>> {
+        Some(&self.in_flight)
+    }
+
+    fn sparse_data(&self) -> bool {
+        self.metadata_preallocated()
+    }
+
+    fn inactivate(&self) -> Result<()> {
+        self.inactivate_impl()
+    }
+
+    fn activate(&self) -> Result<()> {
+        self.activate_impl()
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotControl> {
@@ -136,10 +205,6 @@ impl BlockNode for Qcow2Node {
     }
 
     fn amend_control(&self) -> Option<&dyn AmendControl> {
-        Some(self)
-    }
-
-    fn migration(&self) -> Option<&dyn MigrationControl> {
         Some(self)
     }
 

@@ -219,6 +219,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         rc: TableCache::new((rcc / cs) as usize),
         wlock: block_core::engine::refcount_alloc::RefcountAllocator::default(),
         overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
+        in_flight: RwLock::new(()),
         read_only,
         snapshot_view,
         inactive: AtomicBool::new(req.flags.contains(OpenFlags::INACTIVE)),

@@ -2,12 +2,12 @@
 //! `qcow2_detect_metadata_preallocation`: an image whose clusters in use
 //! (refcount > 0) clearly outnumber the clusters its file really stores was
 //! preallocated, so its data clusters may be file holes. Block status then
-//! marks data ranges [`ExtentFlags::RECURSE`] and the host asks the file for
+//! marks data ranges `RECURSE` (the engine asks `Format::sparse_data`) and the host asks the file for
 //! the holes (they read as zeros), which `qemu-img map` reports as zero
 //! extents. Decided once per open (and again after the metadata is re-read).
 
 use crate::node::Qcow2Node;
-use block_core::{ExtentFlags, Result};
+use block_core::Result;
 use std::sync::atomic::Ordering;
 
 /// Not decided yet.
@@ -54,18 +54,5 @@ impl Qcow2Node {
             ci += 1;
         }
         Ok(in_use >= threshold)
-    }
-
-    /// `flags` with [`ExtentFlags::RECURSE`] where the host should consult
-    /// the file for holes: mapped data of a preallocated image.
-    pub(crate) fn recurse_flag(&self, flags: ExtentFlags) -> ExtentFlags {
-        if flags.contains(ExtentFlags::DATA)
-            && flags.contains(ExtentFlags::OFFSET_VALID)
-            && self.metadata_preallocated()
-        {
-            flags.with(ExtentFlags::RECURSE)
-        } else {
-            flags
-        }
     }
 }

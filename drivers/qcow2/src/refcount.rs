@@ -57,9 +57,9 @@ impl RefcountStore for Qcow2Node {
         self.l2.remove(offset);
     }
     fn quiesce_before_free(&self) {
-        // In-flight readers and in-place writers hold the metadata read
-        // lock: taking it for writing waits for them.
-        drop(self.meta_write());
+        // Requests in flight hold the engine's in-flight lock for reading:
+        // taking it for writing waits for them.
+        drop(self.in_flight.write().unwrap_or_else(|e| e.into_inner()));
     }
     fn discard(&self, offset: u64, len: u64) {
         let _ = self.file.discard(offset, len);

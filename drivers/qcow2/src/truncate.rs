@@ -5,7 +5,9 @@ use crate::mapping::REFT_OFFSET_MASK;
 use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Deferred, Qcow2Node, WState};
 use crate::refcount::rc_get;
+use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
+use std::io::IoSliceMut;
 
 impl Qcow2Node {
     /// Changes the virtual size.
@@ -96,16 +98,20 @@ impl Qcow2Node {
             m.header_dirty = true;
         }
         // Stale data past the old end (after an earlier shrink) and a
-        // longer backing file must not show through the new area.
+        // longer backing file must not show through the new area: zeroed
+        // through the engine's data path (guest I/O is quiesced; the
+        // node's allocation table is held by the resize).
+        let lock = RangeLock::new();
+        let io = GuestIo::new(self, &lock);
         let tail_end = old.div_ceil(cs) * cs;
         if old % cs != 0 {
-            self.write_zeroes_impl(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
+            io.write_zeroes(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
         }
         if let Some(b) = self.backing() {
             let blen = b.length()?;
             if blen > old {
                 let end = blen.min(new_size);
-                self.write_zeroes_impl(old, end - old, ZeroFlags::NONE)?;
+                io.write_zeroes(old, end - old, ZeroFlags::NONE)?;
             }
         }
         if prealloc != Preallocation::Off {
@@ -147,7 +153,8 @@ impl Qcow2Node {
                 if ct == ClusterType::Unallocated && self.backing().is_some() && !g.extended_l2 {
                     // Keep the backing data visible: copy it in.
                     let mut buf = vec![0u8; cs as usize];
-                    self.read_backing(pos, &mut buf)?;
+                    let b = self.backing();
+                    read_backing(b.as_deref(), pos, &mut [IoSliceMut::new(&mut buf)])?;
                     self.write_data(host, &buf)?;
                 } else if host < flen && self.data_file.is_none() {
                     // A reused cluster may hold stale bytes.

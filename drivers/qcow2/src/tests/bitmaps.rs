@@ -168,7 +168,7 @@ fn control_call_errors() {
         let e = ctl(&n, req.clone()).unwrap_err();
         assert!(e.message.contains(msg), "{req}: {e}");
     }
-    assert!(n.bitmap_control("not json").is_err());
+    assert!(n.format().bitmap_control("not json").is_err());
     ctl(&n, json!({"op": "add", "name": "g"})).unwrap();
     let e = ctl(&n, json!({"op": "add", "name": "g"})).unwrap_err();
     assert_eq!(e.message, "Bitmap already exists: g");
@@ -248,11 +248,14 @@ impl HostServices for CutHost {
 fn cut_session(base: &str, img: &str, budget: i64) -> i64 {
     std::fs::copy(base, img).unwrap();
     let b = Arc::new(std::sync::atomic::AtomicI64::new(budget));
-    let n = crate::open::open(
-        &OpenRequest::new(img, OpenFlags::NONE),
-        Arc::new(CutHost(b.clone())),
-    )
-    .unwrap();
+    let n = super::node_of(
+        crate::open::open(
+            &OpenRequest::new(img, OpenFlags::NONE),
+            Arc::new(CutHost(b.clone())),
+        )
+        .unwrap(),
+        OpenFlags::NONE,
+    );
     n.write_at(5 << 20, &[2u8; 4096]).unwrap();
     drop(n);
     budget - b.load(Ordering::SeqCst)

@@ -399,7 +399,10 @@ fn killed_at_every_write(lazy: bool) {
     let work = |img: &str, budget: i64| -> i64 {
         let b = Arc::new(std::sync::atomic::AtomicI64::new(budget));
         let req = OpenRequest::new(img, OpenFlags::NONE);
-        let n = crate::open::open(&req, Arc::new(CrashHost(b.clone()))).unwrap();
+        let n = super::node_of(
+            crate::open::open(&req, Arc::new(CrashHost(b.clone()))).unwrap(),
+            OpenFlags::NONE,
+        );
         let mut rng = Rng(6);
         let _ = (|| -> Result<()> {
             for i in 0..30u64 {

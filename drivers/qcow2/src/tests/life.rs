@@ -153,7 +153,10 @@ fn cache_size_options() {
         ],
         flags: OpenFlags::NONE,
     };
-    let n = crate::open::open(&req, Arc::new(TestHost)).unwrap();
+    let n = super::node_of(
+        crate::open::open(&req, Arc::new(TestHost)).unwrap(),
+        OpenFlags::NONE,
+    );
     let d = Rng(1).bytes(2 << 20);
     for (i, c) in d.chunks(4096).enumerate() {
         n.write_at(i as u64 * 8192, c).unwrap();

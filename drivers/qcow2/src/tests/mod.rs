@@ -248,14 +248,26 @@ pub(crate) fn assert_clean(img: &str) {
     }
 }
 
+/// The node the driver returns: the engine's node over the qcow2 format.
+pub(crate) type Node = block_core::engine::FormatNode<Qcow2Node>;
+
+/// Wraps an opened image as the driver does.
+pub(crate) fn node_of(image: Qcow2Node, flags: OpenFlags) -> Node {
+    Node::new(
+        image,
+        flags.contains(OpenFlags::READ_ONLY),
+        flags.contains(OpenFlags::INACTIVE),
+    )
+}
+
 /// Opens an image with this driver.
-pub(crate) fn open(path: &str, flags: OpenFlags) -> Qcow2Node {
-    crate::open::open(&OpenRequest::new(path, flags), Arc::new(TestHost)).unwrap()
+pub(crate) fn open(path: &str, flags: OpenFlags) -> Node {
+    try_open(path, flags).unwrap()
 }
 
 /// Opens an image, returning the error.
-pub(crate) fn try_open(path: &str, flags: OpenFlags) -> Result<Qcow2Node> {
-    crate::open::open(&OpenRequest::new(path, flags), Arc::new(TestHost))
+pub(crate) fn try_open(path: &str, flags: OpenFlags) -> Result<Node> {
+    crate::open::open(&OpenRequest::new(path, flags), Arc::new(TestHost)).map(|i| node_of(i, flags))
 }
 
 /// Creates an image with this driver.
@@ -266,7 +278,7 @@ pub(crate) fn create(path: &str, opts: &str) -> Result<()> {
 }
 
 /// Reads the whole guest content through this driver.
-pub(crate) fn read_all(n: &Qcow2Node) -> Vec<u8> {
+pub(crate) fn read_all(n: &Node) -> Vec<u8> {
     let len = n.length().unwrap() as usize;
     let mut buf = vec![0u8; len];
     n.read_at(0, &mut buf).unwrap();

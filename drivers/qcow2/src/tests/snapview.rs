@@ -5,13 +5,13 @@ use super::*;
 use block_core::prelude::*;
 use block_core::ErrorKind;
 
-fn open_view(path: &str, flags: OpenFlags, opts: &[(&str, &str)]) -> Result<Qcow2Node> {
+fn open_view(path: &str, flags: OpenFlags, opts: &[(&str, &str)]) -> Result<super::Node> {
     let mut r = OpenRequest::new(path, flags);
     r.options = opts
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    crate::open::open(&r, Arc::new(TestHost))
+    crate::open::open(&r, Arc::new(TestHost)).map(|i| super::node_of(i, flags))
 }
 
 /// What qemu-img convert -l makes of `sel`.

@@ -43,13 +43,16 @@ struct Cfg {
     seed: u64,
 }
 
-fn open_with(path: &str, opts: &[(&str, &str)]) -> Qcow2Node {
+fn open_with(path: &str, opts: &[(&str, &str)]) -> super::Node {
     let mut r = OpenRequest::new(path, OpenFlags::NONE);
     r.options = opts
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    crate::open::open(&r, Arc::new(TestHost)).unwrap()
+    super::node_of(
+        crate::open::open(&r, Arc::new(TestHost)).unwrap(),
+        OpenFlags::NONE,
+    )
 }
 
 fn stress(cfg: &Cfg) {
@@ -234,7 +237,7 @@ fn stale_table_load_after_eviction() {
     let n = open_with(&img, TINY_CACHE);
     let a = vec![0xaa; 512];
     n.write_at(0, &a).unwrap();
-    let touch = |n: &Qcow2Node, ks: std::ops::RangeInclusive<u64>| {
+    let touch = |n: &super::Node, ks: std::ops::RangeInclusive<u64>| {
         let mut b = [0u8; 1];
         for k in ks {
             n.read_at(k * tbl, &mut b).unwrap();

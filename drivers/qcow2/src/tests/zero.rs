@@ -29,7 +29,7 @@ impl Op {
         }
     }
 
-    fn apply(self, n: &Qcow2Node) {
+    fn apply(self, n: &super::Node) {
         match self {
             Op::Write(o, l, p) => n.write_at(o, &vec![p; l as usize]).unwrap(),
             Op::WriteCompressed(o, l, p) => n
