@@ -165,12 +165,7 @@ pub fn convert(
         None if req.top_only || req.min_sparse == 0 => false,
         None => target.node().has_zero_init(),
     };
-    let cluster = target
-        .info()
-        .ok()
-        .and_then(|i| i.node.cluster_size)
-        .filter(|c| *c >= 512)
-        .unwrap_or(65536);
+    let cluster = super::chunk_size(target);
     let job = Job {
         target,
         target_index: sources.len(),

@@ -47,3 +47,13 @@ pub use rate::RateLimit;
 pub use rebase::{rebase, RebaseRequest, RebaseResult};
 
 use block_core::BlockError;
+
+/// The chunk size qemu-img copies and reports progress in for `img`: its
+/// cluster size when it has one of at least 512 bytes, else 64 KiB.
+pub fn chunk_size(img: &crate::Image) -> u64 {
+    img.info()
+        .ok()
+        .and_then(|i| i.node.cluster_size)
+        .filter(|c| *c >= 512)
+        .unwrap_or(65536)
+}

@@ -69,12 +69,7 @@ pub fn rebase(
     cancel: &CancelToken,
 ) -> Result<RebaseResult, OpError> {
     let len = top.length()?;
-    let cluster = top
-        .info()
-        .ok()
-        .and_then(|i| i.node.cluster_size)
-        .filter(|c| *c >= 512)
-        .unwrap_or(65536);
+    let cluster = super::chunk_size(top);
     let report = |done: u64, stage: Stage| {
         progress(super::Progress {
             done,

@@ -338,12 +338,7 @@ pub fn run(g: &Globals, a: ConvertArgs) -> CliResult {
         rate: rate.as_ref().map_or(0, RateLimit::rate),
     };
     let progress = if progress.enabled() {
-        let cluster = target
-            .info()
-            .ok()
-            .and_then(|i| i.node.cluster_size)
-            .filter(|c| *c >= 512)
-            .unwrap_or(65536);
+        let cluster = plugin_host::ops::chunk_size(&target);
         let walk = crate::convert_progress::WalkParams {
             sources: &sources,
             target_has_backing: req.top_only,
