@@ -16,6 +16,17 @@ use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, R
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// Everything mutable read from the image at open or invalidation.
+pub(crate) struct Loaded {
+    pub h: Header,
+    pub l1: Vec<u64>,
+    pub reftable: Vec<u64>,
+    pub snapshots: Vec<Snapshot>,
+    pub snapshots_size: u64,
+    /// A table past the end of the file (damage.rs), `None` when intact.
+    pub damage: Option<&'static str>,
+}
+
 /// Metadata readers need: header, active L1, snapshot list.
 #[derive(Debug)]
 pub(crate) struct Meta {
@@ -63,7 +74,7 @@ pub struct Qcow2Node {
     pub(crate) read_only: bool,
     /// The snapshot this read-only node presents instead of the active
     /// state (open options `snapshot.id` / `snapshot.name`).
-    pub(crate) snapshot_view: Option<crate::snapview::SnapshotSel>,
+    pub(crate) snapshot_view: Option<crate::snapshot::SnapshotSel>,
     pub(crate) inactive: AtomicBool,
     pub(crate) corrupt: AtomicBool,
     pub(crate) broken: AtomicBool,
@@ -72,7 +83,7 @@ pub struct Qcow2Node {
     /// Whether the image looks metadata-preallocated (`prealloc.rs`).
     pub(crate) metadata_prealloc: std::sync::atomic::AtomicU8,
     /// Persistent dirty bitmaps (bitmap/).
-    pub(crate) bitmaps: crate::bitmap::Bitmaps,
+    pub(crate) bitmaps: crate::bitmap::state::Bitmaps,
 }
 
 impl std::fmt::Debug for Qcow2Node {
@@ -308,7 +319,7 @@ impl Qcow2Node {
             kind::REFTABLE,
         );
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
-        if let Some(Ok(e)) = crate::bitmap::ext_of(&m.h) {
+        if let Some(Ok(e)) = crate::bitmap::dir::ext_of(&m.h) {
             map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);
         }
         for s in &m.snapshots {

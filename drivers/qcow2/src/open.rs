@@ -4,10 +4,10 @@
 use crate::cache::TableCache;
 use crate::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::mapping::Geometry;
-use crate::node::{Meta, Qcow2Node, WState};
+use crate::node::{Loaded, Meta, Qcow2Node, WState};
 use crate::overlap::OverlapMap;
-use crate::snapshot::{self, Snapshot};
-use crate::snapview::{self, SnapshotSel};
+use crate::snapshot::{self, SnapshotSel};
+use crate::snapview;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -17,17 +17,6 @@ use std::sync::{Arc, RwLock};
 
 /// Default total metadata cache size.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
-
-/// Everything mutable read from the image at open or invalidation.
-pub(crate) struct Loaded {
-    pub h: Header,
-    pub l1: Vec<u64>,
-    pub reftable: Vec<u64>,
-    pub snapshots: Vec<Snapshot>,
-    pub snapshots_size: u64,
-    /// A table past the end of the file (damage.rs), `None` when intact.
-    pub damage: Option<&'static str>,
-}
 
 fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result<Vec<u64>> {
     let mut buf = vec![0u8; n * 8];
