@@ -9,7 +9,7 @@
 //! flags (u32), type (u8), granularity bits (u8), name size (u16), extra
 //! data size (u32), then extra data and name, padded to 8 bytes.
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64, Header, EXT_BITMAPS};
+use crate::layout::header::{get_u32, get_u64, put_u32, put_u64, Header, EXT_BITMAPS};
 use block_core::{BlockError, Result};
 
 /// Most bitmaps an image may have (QEMU's `QCOW2_MAX_BITMAPS`).

@@ -25,8 +25,8 @@ mod refs;
 pub(crate) mod state;
 mod store;
 
-use crate::features;
-use crate::header::{get_u64, Header, EXT_BITMAPS};
+use crate::layout::features;
+use crate::layout::header::{get_u64, Header, EXT_BITMAPS};
 use crate::node::Qcow2Node;
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
 use dir::{BitmapsExt, DirEntry, TABLE_ALL_ONES, TABLE_OFFSET_MASK, TABLE_RESERVED_MASK};
@@ -288,11 +288,11 @@ impl Qcow2Node {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for off in clusters {
-            if let Some(k) = map.check(off, cs, crate::overlap::kind::BITMAP_DIRECTORY) {
+            if let Some(k) = map.check(off, cs, crate::layout::overlap::kind::BITMAP_DIRECTORY) {
                 return Err(self.ctx(
                     bad(format!(
                         "bitmap cluster at {off:#x} overlaps with {}",
-                        crate::overlap::kind_name(k)
+                        crate::layout::overlap::kind_name(k)
                     ))
                     .at(off),
                 ));

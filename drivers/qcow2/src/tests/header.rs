@@ -1,6 +1,6 @@
 //! Header parsing and serialization (header.rs).
 
-use crate::header::*;
+use crate::layout::header::*;
 
 fn sample() -> Header {
     Header {

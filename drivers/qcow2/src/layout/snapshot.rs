@@ -1,7 +1,7 @@
 //! The internal snapshot table: parsing with bounds, serialization, and the
 //! conversion to [`SnapshotInfo`].
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
+use crate::layout::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
 use block_core::{BlockError, OpenRequest, Result, SnapshotInfo};
 
 /// Largest extra-data area of one snapshot entry.

@@ -5,7 +5,7 @@
 //! untrusted field before that field has been checked against a limit.
 
 use crate::error::{corrupt_at, unsupported};
-use crate::features::{self, FeatureName};
+use crate::layout::features::{self, FeatureName};
 use block_core::{BlockError, Result};
 
 /// The magic bytes `QFI\xfb`.

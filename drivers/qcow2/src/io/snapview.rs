@@ -8,9 +8,9 @@
 //! snapshot's L1 table read as unallocated), and the node must be
 //! read-only.
 
-use crate::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::snapshot::SnapshotSel;
 use crate::node::Loaded;
-use crate::snapshot::SnapshotSel;
 use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, Result};
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Snapshot;
+    use crate::layout::snapshot::Snapshot;
 
     fn sn(id: &str, name: &str) -> Snapshot {
         Snapshot {

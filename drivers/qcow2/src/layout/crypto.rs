@@ -6,7 +6,7 @@
 //! opening it writable or for check, and any read or write, are refused
 //! with QEMU's message for a missing secret.
 
-use crate::header::{get_u64, Header, CRYPT_AES, EXT_CRYPTO};
+use crate::layout::header::{get_u64, Header, CRYPT_AES, EXT_CRYPTO};
 use block_core::engine::luks::describe_luks_header;
 use block_core::{BlockError, BlockNode, Result};
 use serde_json::{json, Value};
