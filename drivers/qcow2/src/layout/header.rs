@@ -385,7 +385,7 @@ impl Header {
 
     /// How the header's tables must lie: cluster-aligned, below the
     /// limit on host offsets. A table past the end of the file is damage
-    /// that a read-only open tolerates (it reads as zeros, damage.rs).
+    /// that a read-only open tolerates (it reads as zeros, open/damage.rs).
     fn table_rules(&self) -> TableRules {
         TableRules {
             op: "open",

@@ -31,7 +31,7 @@ pub(crate) struct Loaded {
     pub reftable: Vec<u64>,
     pub snapshots: Vec<Snapshot>,
     pub snapshots_size: u64,
-    /// A table past the end of the file (damage.rs), `None` when intact.
+    /// A table past the end of the file (open/damage.rs), `None` when intact.
     pub damage: Option<&'static str>,
 }
 
@@ -88,7 +88,7 @@ pub struct Qcow2Node {
     pub(crate) broken: AtomicBool,
     /// The dirty bit is set on disk by this node (lazy refcounts).
     pub(crate) dirty_set: AtomicBool,
-    /// Whether the image looks metadata-preallocated (`prealloc.rs`).
+    /// Whether the image looks metadata-preallocated (`io/prealloc.rs`).
     pub(crate) metadata_prealloc: std::sync::atomic::AtomicU8,
     /// Persistent dirty bitmaps (bitmap/).
     pub(crate) bitmaps: crate::bitmap::state::Bitmaps,

@@ -306,7 +306,7 @@ impl Qcow2Node {
 
     /// The check proper: snapshot table entries, the refcounts (counted,
     /// compared and repaired by the engine's `check_refcounts`, which
-    /// rebuilds the structure through rebuild.rs when a block is unusable
+    /// rebuilds the structure through meta/rebuild.rs when a block is unusable
     /// or a referenced cluster has refcount 0), then the COPIED flags.
     fn check_locked(&self, ws: &mut WState, mode: CheckMode, rep: &mut CheckReport) -> Result<()> {
         let cs = self.geo().cs();

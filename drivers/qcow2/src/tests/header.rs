@@ -1,4 +1,4 @@
-//! Header parsing and serialization (header.rs).
+//! Header parsing and serialization (layout/header.rs).
 
 use crate::layout::header::*;
 

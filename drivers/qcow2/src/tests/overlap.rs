@@ -1,4 +1,4 @@
-//! Metadata overlap checks (overlap.rs).
+//! Metadata overlap checks (layout/overlap.rs).
 
 use crate::layout::overlap::*;
 
