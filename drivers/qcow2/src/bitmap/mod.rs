@@ -34,7 +34,7 @@ use mem::DirtyBitmap;
 use std::sync::Arc;
 
 pub(crate) use dir::ext_of;
-pub(crate) use state::{clusters_of, without_marks, Bitmap, BitmapState, Bitmaps};
+pub(crate) use state::{clusters_of, Bitmap, BitmapState, Bitmaps};
 
 /// The reason QEMU gives for refusing a snapshot revert with bitmaps.
 pub const ACTIVE_BITMAPS: &str = "Device has active dirty bitmaps";

@@ -39,7 +39,7 @@ impl Qcow2Node {
         if self.meta_read().h.lazy_refcounts() {
             self.mark_dirty()?;
         }
-        let r = crate::bitmap::without_marks(|| {
+        let r = crate::bitmap::state::without_marks(|| {
             if new_size > old {
                 self.grow(old, new_size, prealloc)
             } else {
