@@ -1,6 +1,6 @@
 //! The qcow2 driver descriptor.
 
-use crate::header::MAGIC;
+use crate::layout::header::MAGIC;
 use block_core::engine::FormatNode;
 use block_core::{
     BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc,
@@ -60,7 +60,7 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
-        crate::create::create_options()
+        crate::ops::create::create_options()
     }
 
     fn create(
@@ -69,11 +69,11 @@ impl BlockDriver for Qcow2Driver {
         options: &OptionValues,
         host: Arc<dyn HostServices>,
     ) -> Result<()> {
-        crate::create::create(filename, options, host)
+        crate::ops::create::create(filename, options, host)
     }
 
     fn amend_options(&self) -> Vec<OptDesc> {
-        crate::amend::amend_options()
+        crate::ops::amend::amend_options()
     }
 
     fn open_options(&self) -> Vec<OptDesc> {
@@ -81,7 +81,7 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn measure(&self, req: &block_core::MeasureRequest) -> Result<block_core::MeasureResult> {
-        crate::measure::measure(req)
+        crate::ops::measure::measure(req)
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {

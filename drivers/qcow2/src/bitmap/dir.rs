@@ -9,7 +9,7 @@
 //! flags (u32), type (u8), granularity bits (u8), name size (u16), extra
 //! data size (u32), then extra data and name, padded to 8 bytes.
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64};
+use crate::layout::header::{get_u32, get_u64, put_u32, put_u64, Header, EXT_BITMAPS};
 use block_core::{BlockError, Result};
 
 /// Most bitmaps an image may have (QEMU's `QCOW2_MAX_BITMAPS`).
@@ -285,6 +285,14 @@ pub fn serialize_directory(entries: &[DirEntry]) -> Vec<u8> {
         p += e.size() as usize;
     }
     b
+}
+
+/// The bitmaps extension of a header, parsed (`None`: no extension).
+pub(crate) fn ext_of(h: &Header) -> Option<Result<BitmapsExt>> {
+    h.other_extensions
+        .iter()
+        .find(|(t, _)| *t == EXT_BITMAPS)
+        .map(|(_, d)| BitmapsExt::parse(d, h.cluster_size()))
 }
 
 #[cfg(test)]

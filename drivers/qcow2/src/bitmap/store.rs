@@ -18,8 +18,8 @@
 
 use super::dir::{self, BitmapsExt, DirEntry, FLAG_AUTO, FLAG_EXTRA_DATA_COMPATIBLE, FLAG_IN_USE};
 use super::{ext_of, set_ext, BitmapState};
+use crate::layout::overlap::kind;
 use crate::node::{Deferred, Qcow2Node, WState};
-use crate::overlap::kind;
 use block_core::{BlockError, Result};
 use std::sync::atomic::Ordering;
 
@@ -74,13 +74,13 @@ impl Qcow2Node {
             st.in_use_on_disk = true;
             return Ok(());
         }
-        m.h.autoclear_features &= !crate::features::AUTOCLEAR_BITMAPS;
+        m.h.autoclear_features &= !crate::layout::features::AUTOCLEAR_BITMAPS;
         self.file.flush()?;
         self.write_header_locked(&mut m)?;
         self.file.flush()?;
         self.write_meta(ext.dir_offset, &buf, kind::BITMAP_DIRECTORY)?;
         self.file.flush()?;
-        m.h.autoclear_features |= crate::features::AUTOCLEAR_BITMAPS;
+        m.h.autoclear_features |= crate::layout::features::AUTOCLEAR_BITMAPS;
         self.write_header_locked(&mut m)?;
         self.file.flush()?;
         drop(m);

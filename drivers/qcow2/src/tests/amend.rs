@@ -1,7 +1,7 @@
 //! make_empty, amend and measure against qemu-img.
 
 use super::*;
-use crate::measure::measure;
+use crate::ops::measure::measure;
 use block_core::prelude::*;
 use block_core::MeasureRequest;
 

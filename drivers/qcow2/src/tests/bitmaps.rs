@@ -318,7 +318,7 @@ fn power_cut_at_every_write_of_a_session_with_bitmaps() {
 /// The directory entries of an image (parsed by this driver's code).
 fn directory(img: &str) -> Vec<crate::bitmap::dir::DirEntry> {
     let buf = std::fs::read(img).unwrap();
-    let h = crate::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
+    let h = crate::layout::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
     let ext = crate::bitmap::ext_of(&h).unwrap().unwrap();
     let d = &buf[ext.dir_offset as usize..(ext.dir_offset + ext.dir_size) as usize];
     crate::bitmap::dir::parse_directory(d, &ext, 65536, h.size).unwrap()
@@ -389,7 +389,7 @@ fn check_of_damaged_bitmap_structures_frees_nothing_they_name() {
     let data = u64::from_be_bytes(peek(&base, table, 8).try_into().unwrap());
     let dir_off = {
         let buf = std::fs::read(&base).unwrap();
-        let h = crate::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
+        let h = crate::layout::header::Header::parse(&buf[..65536], buf.len() as u64).unwrap();
         crate::bitmap::ext_of(&h).unwrap().unwrap().dir_offset
     };
     // A reserved bit in the table entry, a granularity out of range in the

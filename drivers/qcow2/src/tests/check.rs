@@ -38,7 +38,7 @@ fn compare_with_qemu(img: &str) -> block_core::CheckReport {
 
 fn l2_of(img: &str, l1_index: u64) -> u64 {
     let b = peek(img, 0x30000 + 8 * l1_index, 8);
-    u64::from_be_bytes(b.try_into().unwrap()) & crate::mapping::L1E_OFFSET_MASK
+    u64::from_be_bytes(b.try_into().unwrap()) & crate::layout::mapping::L1E_OFFSET_MASK
 }
 
 fn base_image(s: &Scratch) -> String {
@@ -182,7 +182,7 @@ fn repair_never_writes_through_a_refcount_block_in_data() {
         let m = n.meta_read();
         let lk = n.lookup(&m, 0).unwrap();
         (
-            lk.entry & crate::mapping::L2E_OFFSET_MASK,
+            lk.entry & crate::layout::mapping::L2E_OFFSET_MASK,
             m.h.refcount_table_offset,
         )
     };

@@ -1,6 +1,6 @@
-//! Header parsing and serialization (header.rs).
+//! Header parsing and serialization (layout/header.rs).
 
-use crate::header::*;
+use crate::layout::header::*;
 
 fn sample() -> Header {
     Header {

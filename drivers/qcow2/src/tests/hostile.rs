@@ -11,7 +11,8 @@ fn good(s: &Scratch) -> String {
 }
 
 fn l2_of(img: &str) -> u64 {
-    u64::from_be_bytes(peek(img, 0x30000, 8).try_into().unwrap()) & crate::mapping::L1E_OFFSET_MASK
+    u64::from_be_bytes(peek(img, 0x30000, 8).try_into().unwrap())
+        & crate::layout::mapping::L1E_OFFSET_MASK
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Metadata overlap checks (overlap.rs).
+//! Metadata overlap checks (layout/overlap.rs).
 
-use crate::overlap::*;
+use crate::layout::overlap::*;
 
 #[test]
 fn finds_overlaps() {

@@ -1,4 +1,4 @@
-//! The refcount rebuild (rebuild.rs).
+//! The refcount rebuild (meta/rebuild.rs).
 
 use super::{assert_clean, open, qemu_img, qemu_io, raw_of, Scratch};
 use block_core::{CheckControl, CheckMode, CheckReport, OpenFlags};

@@ -1,8 +1,8 @@
 //! The internal snapshot table: parsing with bounds, serialization, and the
 //! conversion to [`SnapshotInfo`].
 
-use crate::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
-use block_core::{BlockError, Result, SnapshotInfo};
+use crate::layout::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
+use block_core::{BlockError, OpenRequest, Result, SnapshotInfo};
 
 /// Largest extra-data area of one snapshot entry.
 pub const MAX_EXTRA: u32 = 1024;
@@ -167,6 +167,37 @@ pub fn serialize_table(sns: &[Snapshot]) -> Vec<u8> {
         s.serialize(&mut out);
     }
     out
+}
+
+/// Which snapshot a view shows: by ID, by name, or both (both must match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapshotSel {
+    /// `snapshot.id`.
+    pub id: Option<String>,
+    /// `snapshot.name`.
+    pub name: Option<String>,
+}
+
+impl SnapshotSel {
+    /// The selection the open options ask for, if any.
+    pub fn from_request(req: &OpenRequest) -> Option<SnapshotSel> {
+        let id = req.option("snapshot.id").map(str::to_string);
+        let name = req.option("snapshot.name").map(str::to_string);
+        if id.is_none() && name.is_none() {
+            None
+        } else {
+            Some(SnapshotSel { id, name })
+        }
+    }
+
+    /// The index of the snapshot matching every given field (QEMU's
+    /// `find_snapshot_by_id_and_name`).
+    pub fn find(&self, snaps: &[Snapshot]) -> Option<usize> {
+        snaps.iter().position(|s| {
+            self.id.as_deref().is_none_or(|i| s.id == i)
+                && self.name.as_deref().is_none_or(|n| s.name == n)
+        })
+    }
 }
 
 #[cfg(test)]

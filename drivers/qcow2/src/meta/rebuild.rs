@@ -10,10 +10,10 @@
 //! the image is the old one; after it, the old table and blocks are leaks
 //! that the leak-repair pass that follows frees.
 
-use crate::check::Refs;
-use crate::header::{put_u32, put_u64, MAX_REFTABLE_BYTES};
+use crate::layout::header::{put_u32, put_u64, MAX_REFTABLE_BYTES};
+use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
-use crate::overlap::kind;
+use block_core::engine::check::ComputedRefcounts as Refs;
 use block_core::engine::codec::Endian;
 use block_core::engine::rebuild::{rebuild_refcount_structure, RebuildGeometry};
 use block_core::engine::refcount_alloc::RefcountStore;

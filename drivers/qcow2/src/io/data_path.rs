@@ -3,13 +3,13 @@
 //! allocation with copy-on-write at subcluster granularity, compressed
 //! cluster reads and writes. The engine's `FormatNode` does the I/O.
 
-use crate::cache::Table;
-use crate::compress;
-use crate::header::put_u64;
-use crate::mapping::{
+use crate::layout::compress;
+use crate::layout::header::put_u64;
+use crate::layout::mapping::{
     ClusterType, SubType, BITMAP_ALL_ALLOC, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK,
     OFLAG_COPIED, OFLAG_ZERO,
 };
+use crate::node::cache::Table;
 use crate::node::{Deferred, Lookup, Qcow2Node, WState};
 use block_core::engine::{Allocation, ChildRef, HostRef, Mapping};
 use block_core::{BlockNodeExt, Result};

@@ -43,7 +43,7 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
 /// a source image of `req.virtual_size` bytes.
 pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     // Enumerated values are checked below with QEMU's measure messages.
-    let schema = crate::create::create_options();
+    let schema = crate::ops::create::create_options();
     let loose: Vec<block_core::OptDesc> = schema
         .iter()
         .map(|d| match d.kind {
@@ -80,7 +80,7 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     // secret is missing). Other encryption options are ignored.
     if o.get("encrypt.format") == Some("luks") {
         if !o.is_set("encrypt.key-secret") {
-            return Err(crate::crypto::no_secret("measure"));
+            return Err(crate::layout::crypto::no_secret("measure"));
         }
         return Err(BlockError::new(
             block_core::ErrorKind::Unsupported,

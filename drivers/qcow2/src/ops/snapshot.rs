@@ -1,9 +1,9 @@
 //! Internal snapshot operations: create, apply (goto), delete, and the
 //! refcount walks they need; plus L1 growth.
 
-use crate::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
+use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
+use crate::layout::snapshot::{self, Snapshot};
 use crate::node::{Deferred, Qcow2Node, WState};
-use crate::snapshot::{self, Snapshot};
 use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,7 +12,7 @@ impl Qcow2Node {
     /// Reads the L1 table of `entries` entries at `offset` (a snapshot's),
     /// refusing one larger than the largest L1 table before allocating.
     pub(crate) fn read_l1_table(&self, offset: u64, entries: u32) -> Result<Vec<u64>> {
-        let (f, max) = (&*self.file, crate::header::MAX_L1_BYTES);
+        let (f, max) = (&*self.file, crate::layout::header::MAX_L1_BYTES);
         read_u64_table(
             f,
             "snapshot",
@@ -43,7 +43,7 @@ impl Qcow2Node {
             let d = table.read().clone();
             let mut cleared = false;
             for i in 0..g.l2_entries() as usize {
-                let e = crate::header::get_u64(&d, i * es);
+                let e = crate::layout::header::get_u64(&d, i * es);
                 match g.cluster_type(e) {
                     ClusterType::Normal | ClusterType::ZeroAlloc => {
                         let off = e & L2E_OFFSET_MASK;
@@ -66,8 +66,8 @@ impl Qcow2Node {
             if cleared {
                 let mut w = table.write();
                 for i in 0..g.l2_entries() as usize {
-                    let e = crate::header::get_u64(&w, i * es);
-                    crate::header::put_u64(&mut w, i * es, e & !OFLAG_COPIED);
+                    let e = crate::layout::header::get_u64(&w, i * es);
+                    crate::layout::header::put_u64(&mut w, i * es, e & !OFLAG_COPIED);
                 }
             }
             self.change_refcount(ws, l2 / cs, delta)?;
@@ -104,7 +104,7 @@ impl Qcow2Node {
             let d = table.read().clone();
             let mut changes = Vec::new();
             for j in 0..g.l2_entries() as usize {
-                let e = crate::header::get_u64(&d, j * es);
+                let e = crate::layout::header::get_u64(&d, j * es);
                 let ct = g.cluster_type(e);
                 let off = e & L2E_OFFSET_MASK;
                 if !(ct == ClusterType::Normal || (ct == ClusterType::ZeroAlloc && off != 0)) {
@@ -123,7 +123,7 @@ impl Qcow2Node {
             if !changes.is_empty() {
                 let mut w = table.write();
                 for (j, e) in changes {
-                    crate::header::put_u64(&mut w, j * es, e);
+                    crate::layout::header::put_u64(&mut w, j * es, e);
                 }
             }
         }
@@ -134,7 +134,7 @@ impl Qcow2Node {
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
         let g = self.geo();
         let cs = g.cs();
-        if entries * 8 > crate::header::MAX_L1_BYTES {
+        if entries * 8 > crate::layout::header::MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
                 ErrorKind::OutOfRange,
                 "resize",
@@ -243,7 +243,7 @@ impl Qcow2Node {
         if name.len() > u16::MAX as usize {
             return Err(self.ctx(BlockError::invalid("snapshot_create", "name too long")));
         }
-        if self.meta_read().snapshots.len() as u32 >= crate::header::MAX_SNAPSHOTS {
+        if self.meta_read().snapshots.len() as u32 >= crate::layout::header::MAX_SNAPSHOTS {
             return Err(self.ctx(BlockError::invalid("snapshot_create", "too many snapshots")));
         }
         self.bitmaps_before_change()?;
@@ -251,7 +251,7 @@ impl Qcow2Node {
         self.writeback(&mut ws, true)?;
         let (l1, size, mut list) = {
             let m = self.meta_read();
-            if m.snapshots.len() as u32 >= crate::header::MAX_SNAPSHOTS {
+            if m.snapshots.len() as u32 >= crate::layout::header::MAX_SNAPSHOTS {
                 return Err(self.ctx(BlockError::invalid("snapshot_create", "too many snapshots")));
             }
             (m.l1.clone(), m.h.size, m.snapshots.clone())

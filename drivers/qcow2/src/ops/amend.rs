@@ -3,7 +3,7 @@
 //! refcount width, data-file flags and name, backing check, lazy
 //! refcounts, size, downgrade (which expands zero clusters).
 
-use crate::features::{
+use crate::layout::features::{
     AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DIRTY,
 };
 use crate::node::Qcow2Node;
@@ -115,7 +115,7 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
 
 fn parse(options: &[(String, String)]) -> Result<Request> {
     let schema = amend_options();
-    let create = crate::create::create_options();
+    let create = crate::ops::create::create_options();
     for (k, _) in options {
         if schema.iter().any(|d| &d.name == k) {
             continue;
@@ -402,15 +402,15 @@ impl Qcow2Node {
         let es = g.l2_entry_size() as usize;
         let l1 = self.meta_read().l1.clone();
         for e in l1 {
-            let off = e & crate::mapping::L1E_OFFSET_MASK;
+            let off = e & crate::layout::mapping::L1E_OFFSET_MASK;
             if off == 0 {
                 continue;
             }
             let t = self.l2_table(off)?;
             let d = t.read();
             for i in 0..g.l2_entries() as usize {
-                let entry = crate::header::get_u64(&d, i * es);
-                if g.cluster_type(entry) == crate::mapping::ClusterType::Compressed {
+                let entry = crate::layout::header::get_u64(&d, i * es);
+                if g.cluster_type(entry) == crate::layout::mapping::ClusterType::Compressed {
                     return Ok(true);
                 }
             }

@@ -5,7 +5,7 @@
 //! untrusted field before that field has been checked against a limit.
 
 use crate::error::{corrupt_at, unsupported};
-use crate::features::{self, FeatureName};
+use crate::layout::features::{self, FeatureName};
 use block_core::{BlockError, Result};
 
 /// The magic bytes `QFI\xfb`.
@@ -28,6 +28,10 @@ pub const MAX_SNAPSHOTS: u32 = 65536;
 pub const MAX_SNAPSHOTS_BYTES: u64 = 64 << 20;
 /// Host offsets must be below this.
 pub const MAX_HOST_OFFSET: u64 = 1 << 56;
+/// Legacy AES-CBC encryption (`crypt_method` 1).
+pub const CRYPT_AES: u32 = 1;
+/// LUKS encryption (`crypt_method` 2).
+pub const CRYPT_LUKS: u32 = 2;
 /// Longest backing file name.
 pub const MAX_BACKING_NAME: u32 = 1023;
 
@@ -280,7 +284,7 @@ impl Header {
         }
         // Encrypted images (AES, LUKS) are described but never decrypted
         // (crypto.rs); the crypto header extension is kept with the others.
-        if h.crypt_method > crate::crypto::CRYPT_LUKS {
+        if h.crypt_method > CRYPT_LUKS {
             return Err(unsupported(
                 "open",
                 format!("Unsupported encryption method: {}", h.crypt_method),
@@ -381,7 +385,7 @@ impl Header {
 
     /// How the header's tables must lie: cluster-aligned, below the
     /// limit on host offsets. A table past the end of the file is damage
-    /// that a read-only open tolerates (it reads as zeros, damage.rs).
+    /// that a read-only open tolerates (it reads as zeros, open/damage.rs).
     fn table_rules(&self) -> TableRules {
         TableRules {
             op: "open",

@@ -2,8 +2,8 @@
 //! `qemu-img commit` does to the top image), so that all reads fall through
 //! to the backing file.
 
-use crate::header::get_u64;
-use crate::mapping::L1E_OFFSET_MASK;
+use crate::layout::header::get_u64;
+use crate::layout::mapping::L1E_OFFSET_MASK;
 use crate::node::{Deferred, Qcow2Node};
 use block_core::Result;
 

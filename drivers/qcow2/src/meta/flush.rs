@@ -15,9 +15,9 @@
 //! written by a full writeback (close, inactivate, check) and before the
 //! refcount table changes (a block it names must be on disk).
 
-use crate::features;
+use crate::layout::features;
+use crate::meta::refcount::ign;
 use crate::node::{Qcow2Node, WState};
-use crate::refcount::ign;
 use block_core::{BlockNodeExt, Result};
 use std::sync::atomic::Ordering;
 

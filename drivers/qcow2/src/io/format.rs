@@ -2,7 +2,7 @@
 //! delegating to the file that implements it; `FormatNode` does the I/O,
 //! the gates and the bounds.
 
-use crate::compress;
+use crate::layout::compress;
 use crate::node::Qcow2Node;
 use block_core::engine::{Allocation, ChildRef, Format, Mapping};
 use block_core::{
@@ -118,7 +118,7 @@ impl Format for Qcow2Node {
                 d["data-file-raw"] = serde_json::json!(h.data_file_raw());
             }
             if h.crypt_method != 0 {
-                d["encrypt"] = crate::crypto::describe(&self.file, h)?;
+                d["encrypt"] = crate::layout::crypto::describe(&self.file, h)?;
             }
             if let Some(b) = bitmaps {
                 d["bitmaps"] = b;
@@ -159,7 +159,7 @@ impl Format for Qcow2Node {
     fn check_read(&self, op: &str) -> Result<()> {
         self.check_usable(op)?;
         if op != "length" && self.meta_read().h.crypt_method != 0 {
-            return Err(self.ctx(crate::crypto::no_secret(op)));
+            return Err(self.ctx(crate::layout::crypto::no_secret(op)));
         }
         Ok(())
     }

@@ -1,13 +1,18 @@
 //! Opening an image, re-reading it (invalidate_cache), activation and
-//! inactivation, and the clean close.
+//! inactivation, and the clean close. The open folder also holds the
+//! open-time damage tolerance (damage.rs). It sits above the I/O layer
+//! (the snapshot view, preallocation detection) and below the
+//! operations (create opens the image it made).
 
-use crate::cache::TableCache;
-use crate::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
-use crate::mapping::Geometry;
-use crate::node::{Meta, Qcow2Node, WState};
-use crate::overlap::OverlapMap;
-use crate::snapshot::{self, Snapshot};
-use crate::snapview::{self, SnapshotSel};
+mod damage;
+
+use crate::io::snapview;
+use crate::layout::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::mapping::Geometry;
+use crate::layout::overlap::OverlapMap;
+use crate::layout::snapshot::{self, SnapshotSel};
+use crate::node::cache::TableCache;
+use crate::node::{Loaded, Meta, Qcow2Node, WState};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -18,20 +23,9 @@ use std::sync::{Arc, RwLock};
 /// Default total metadata cache size.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
 
-/// Everything mutable read from the image at open or invalidation.
-pub(crate) struct Loaded {
-    pub h: Header,
-    pub l1: Vec<u64>,
-    pub reftable: Vec<u64>,
-    pub snapshots: Vec<Snapshot>,
-    pub snapshots_size: u64,
-    /// A table past the end of the file (damage.rs), `None` when intact.
-    pub damage: Option<&'static str>,
-}
-
 fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result<Vec<u64>> {
     let mut buf = vec![0u8; n * 8];
-    crate::damage::read_padded(file, flen, off, &mut buf)?;
+    crate::open::damage::read_padded(file, flen, off, &mut buf)?;
     Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
 }
 
@@ -56,7 +50,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
     let base = h.snapshots_offset;
     let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, h.version, |o, l| {
         let mut b = vec![0u8; l];
-        crate::damage::read_padded(file, flen, base + o, &mut b)?;
+        crate::open::damage::read_padded(file, flen, base + o, &mut b)?;
         Ok(b)
     })?;
     let cs = h.cluster_size();
@@ -74,7 +68,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
             ));
         }
     }
-    let damage = crate::damage::table_past_eof(&h, flen, snapshots_size);
+    let damage = crate::open::damage::table_past_eof(&h, flen, snapshots_size);
     Ok(Loaded {
         damage,
         h,
@@ -143,10 +137,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let bitmaps = crate::bitmap::load(&file, &mut ld.h).map_err(ctx)?;
     let h = &ld.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
-        return Err(ctx(crate::damage::refuse_writable(what)));
+        return Err(ctx(crate::open::damage::refuse_writable(what)));
     }
     if h.crypt_method != 0 && (!read_only || lenient) {
-        return Err(ctx(crate::crypto::no_secret("open")));
+        return Err(ctx(crate::layout::crypto::no_secret("open")));
     }
     if h.is_corrupt() && !read_only && !lenient {
         return Err(ctx(BlockError::corrupt(
@@ -226,7 +220,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         corrupt: AtomicBool::new(corrupt),
         broken: AtomicBool::new(false),
         dirty_set: AtomicBool::new(dirty),
-        metadata_prealloc: std::sync::atomic::AtomicU8::new(crate::prealloc::UNKNOWN),
+        metadata_prealloc: std::sync::atomic::AtomicU8::new(crate::io::prealloc::UNKNOWN),
         bitmaps: crate::bitmap::Bitmaps::default(),
     };
     node.bitmaps.replace(bitmaps);
@@ -331,7 +325,7 @@ impl Qcow2Node {
         self.corrupt.store(ld.h.is_corrupt(), Ordering::Release);
         self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
         self.metadata_prealloc
-            .store(crate::prealloc::UNKNOWN, Ordering::Release);
+            .store(crate::io::prealloc::UNKNOWN, Ordering::Release);
         *m = Meta {
             h: ld.h,
             l1: ld.l1,

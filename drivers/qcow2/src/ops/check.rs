@@ -5,8 +5,8 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::header::get_u64;
-use crate::mapping::{
+use crate::layout::header::get_u64;
+use crate::layout::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
@@ -63,7 +63,7 @@ impl RefcountCheck for Qcow2Node {
                     s.l1_offset));
                 continue;
             }
-            if u64::from(s.l1_size) * 8 > crate::header::MAX_L1_BYTES {
+            if u64::from(s.l1_size) * 8 > crate::layout::header::MAX_L1_BYTES {
                 rep.corruption(format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
                     s.id,
                     s.name,
@@ -198,9 +198,9 @@ impl Qcow2Node {
         if !fixed.is_empty() {
             let mut w = table.write();
             for (i, e) in fixed {
-                crate::header::put_u64(&mut w, i * es, e);
+                crate::layout::header::put_u64(&mut w, i * es, e);
                 if g.extended_l2 {
-                    crate::header::put_u64(&mut w, i * es + 8, 0);
+                    crate::layout::header::put_u64(&mut w, i * es + 8, 0);
                 }
             }
         }
@@ -284,7 +284,7 @@ impl Qcow2Node {
             self.corrupt.store(false, Ordering::Release);
             if was_corrupt {
                 let mut m = self.meta_write();
-                m.h.incompatible_features &= !crate::features::INCOMPAT_CORRUPT;
+                m.h.incompatible_features &= !crate::layout::features::INCOMPAT_CORRUPT;
                 m.header_dirty = true;
             }
             self.writeback(&mut ws, true)?;
@@ -306,7 +306,7 @@ impl Qcow2Node {
 
     /// The check proper: snapshot table entries, the refcounts (counted,
     /// compared and repaired by the engine's `check_refcounts`, which
-    /// rebuilds the structure through rebuild.rs when a block is unusable
+    /// rebuilds the structure through meta/rebuild.rs when a block is unusable
     /// or a referenced cluster has refcount 0), then the COPIED flags.
     fn check_locked(&self, ws: &mut WState, mode: CheckMode, rep: &mut CheckReport) -> Result<()> {
         let cs = self.geo().cs();
@@ -443,7 +443,7 @@ impl Qcow2Node {
                 rep.corruptions_fixed += changes.len() as u64;
                 let mut w = table.write();
                 for (j, e) in changes {
-                    crate::header::put_u64(&mut w, j * es, e);
+                    crate::layout::header::put_u64(&mut w, j * es, e);
                 }
             }
         }

@@ -11,8 +11,8 @@
 //!   with one it cannot be expressed. Neither can zeros with a raw
 //!   external data file (its content is the guest's).
 
-use crate::io::sc_mask;
-use crate::mapping::{ClusterType, BITMAP_ALL_ZERO, OFLAG_ZERO};
+use crate::io::data_path::sc_mask;
+use crate::layout::mapping::{ClusterType, BITMAP_ALL_ZERO, OFLAG_ZERO};
 use crate::node::Qcow2Node;
 use block_core::Result;
 

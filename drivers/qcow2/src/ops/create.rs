@@ -2,11 +2,11 @@
 //! header at 0, refcount table at 1 cluster, refcount block at 2
 //! clusters, then the L1 table allocated by the initial resize.
 
-use crate::compress;
-use crate::features;
-use crate::header::{Header, V2_HEADER_LEN, V3_HEADER_LEN};
+use crate::layout::compress;
+use crate::layout::features;
+use crate::layout::header::{Header, V2_HEADER_LEN, V3_HEADER_LEN};
+use crate::meta::refcount::rc_set;
 use crate::open;
-use crate::refcount::rc_set;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, HostServices, OpenFlags,
     OpenRequest, OptDesc, OptType, OptionValues, Preallocation, Result,
@@ -59,7 +59,7 @@ pub fn refuse_encryption(o: &OptionValues) -> Result<()> {
         return Ok(());
     }
     if !o.is_set("encrypt.key-secret") {
-        return Err(crate::crypto::no_secret("create"));
+        return Err(crate::layout::crypto::no_secret("create"));
     }
     Err(BlockError::new(
         block_core::ErrorKind::Unsupported,
@@ -215,7 +215,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     // created or emptied (QEMU finds out only at its first resize, after
     // it has emptied the file).
     let l1_entries = size.div_ceil(h.l2_entries() << cluster_bits);
-    if l1_entries * 8 > crate::header::MAX_L1_BYTES {
+    if l1_entries * 8 > crate::layout::header::MAX_L1_BYTES {
         return Err(ctx(BlockError::new(
             block_core::ErrorKind::OutOfRange,
             "resize",

@@ -11,7 +11,7 @@
 //! an empty refcount table would overwrite data (docs/qcow2.md, "Damaged
 //! images").
 
-use crate::header::Header;
+use crate::layout::header::Header;
 use block_core::{BlockNode, BlockNodeExt, Result};
 use std::sync::Arc;
 
@@ -70,7 +70,7 @@ pub(crate) fn refuse_writable(what: &str) -> block_core::BlockError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::header::Header;
+    use crate::layout::header::Header;
 
     fn header(l1: u64, rt: u64) -> Header {
         let mut h = Header::parse(&sample_cluster0(), 1 << 20).unwrap();
@@ -81,14 +81,14 @@ mod tests {
 
     fn sample_cluster0() -> Vec<u8> {
         let mut b = vec![0u8; 512];
-        crate::header::put_u32(&mut b, 0, crate::header::MAGIC);
-        crate::header::put_u32(&mut b, 4, 2);
-        crate::header::put_u32(&mut b, 20, 9);
-        crate::header::put_u64(&mut b, 24, 1 << 20);
-        crate::header::put_u32(&mut b, 36, 32);
-        crate::header::put_u64(&mut b, 40, 3 * 512);
-        crate::header::put_u64(&mut b, 48, 512);
-        crate::header::put_u32(&mut b, 56, 1);
+        crate::layout::header::put_u32(&mut b, 0, crate::layout::header::MAGIC);
+        crate::layout::header::put_u32(&mut b, 4, 2);
+        crate::layout::header::put_u32(&mut b, 20, 9);
+        crate::layout::header::put_u64(&mut b, 24, 1 << 20);
+        crate::layout::header::put_u32(&mut b, 36, 32);
+        crate::layout::header::put_u64(&mut b, 40, 3 * 512);
+        crate::layout::header::put_u64(&mut b, 48, 512);
+        crate::layout::header::put_u32(&mut b, 56, 1);
         b
     }
 

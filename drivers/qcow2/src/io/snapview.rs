@@ -8,42 +8,11 @@
 //! snapshot's L1 table read as unallocated), and the node must be
 //! read-only.
 
-use crate::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
-use crate::open::Loaded;
-use crate::snapshot::Snapshot;
-use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, OpenRequest, Result};
+use crate::layout::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::snapshot::SnapshotSel;
+use crate::node::Loaded;
+use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, Result};
 use std::sync::Arc;
-
-/// Which snapshot a view shows: by ID, by name, or both (both must match).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SnapshotSel {
-    /// `snapshot.id`.
-    pub id: Option<String>,
-    /// `snapshot.name`.
-    pub name: Option<String>,
-}
-
-impl SnapshotSel {
-    /// The selection the open options ask for, if any.
-    pub fn from_request(req: &OpenRequest) -> Option<SnapshotSel> {
-        let id = req.option("snapshot.id").map(str::to_string);
-        let name = req.option("snapshot.name").map(str::to_string);
-        if id.is_none() && name.is_none() {
-            None
-        } else {
-            Some(SnapshotSel { id, name })
-        }
-    }
-
-    /// The index of the snapshot matching every given field (QEMU's
-    /// `find_snapshot_by_id_and_name`).
-    pub fn find(&self, snaps: &[Snapshot]) -> Option<usize> {
-        snaps.iter().position(|s| {
-            self.id.as_deref().is_none_or(|i| s.id == i)
-                && self.name.as_deref().is_none_or(|n| s.name == n)
-        })
-    }
-}
 
 /// Switches `ld` to the L1 table of the snapshot `sel` selects (read from
 /// `file` and validated as QEMU's `qcow2_validate_table` does).
@@ -83,6 +52,7 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::snapshot::Snapshot;
 
     fn sn(id: &str, name: &str) -> Snapshot {
         Snapshot {

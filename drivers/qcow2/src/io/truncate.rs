@@ -1,10 +1,10 @@
 //! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
 //! shrinking (freeing clusters and L2 tables past the new end).
 
-use crate::mapping::REFT_OFFSET_MASK;
-use crate::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
+use crate::layout::mapping::REFT_OFFSET_MASK;
+use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
+use crate::meta::refcount::rc_get;
 use crate::node::{Deferred, Qcow2Node, WState};
-use crate::refcount::rc_get;
 use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 use std::io::IoSliceMut;
@@ -39,7 +39,7 @@ impl Qcow2Node {
         if self.meta_read().h.lazy_refcounts() {
             self.mark_dirty()?;
         }
-        let r = crate::bitmap::without_marks(|| {
+        let r = crate::bitmap::state::without_marks(|| {
             if new_size > old {
                 self.grow(old, new_size, prealloc)
             } else {
@@ -74,7 +74,7 @@ impl Qcow2Node {
             .h
             .l1_entries_for(new_size)
             .saturating_mul(8);
-        if new_size > old && l1_bytes > crate::header::MAX_L1_BYTES {
+        if new_size > old && l1_bytes > crate::layout::header::MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::OutOfRange,
                 "resize",

@@ -5,16 +5,35 @@
 //! map mutex / overlap map. Readers and in-place writers take only
 //! `meta.read()` plus table read locks; everything that changes metadata
 //! holds `wlock`.
+//!
+//! The node folder is the state layer: below it only the on-disk layout
+//! (`crate::layout`) and the bitmap state (`crate::bitmap::state`); the
+//! metadata, I/O and operation files above it add `impl Qcow2Node`
+//! blocks. cache.rs names the engine's table cache for L2 tables and
+//! refcount blocks.
 
-use crate::cache::{Table, TableCache};
-use crate::features;
-use crate::header::{put_u64, Header};
-use crate::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
-use crate::overlap::{kind, kind_name, OverlapMap};
-use crate::snapshot::Snapshot;
+pub mod cache;
+
+use crate::layout::features;
+use crate::layout::header::{put_u64, Header};
+use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
+use crate::layout::overlap::{kind, kind_name, OverlapMap};
+use crate::layout::snapshot::Snapshot;
+use crate::node::cache::{Table, TableCache};
 use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Everything mutable read from the image at open or invalidation.
+pub(crate) struct Loaded {
+    pub h: Header,
+    pub l1: Vec<u64>,
+    pub reftable: Vec<u64>,
+    pub snapshots: Vec<Snapshot>,
+    pub snapshots_size: u64,
+    /// A table past the end of the file (open/damage.rs), `None` when intact.
+    pub damage: Option<&'static str>,
+}
 
 /// Metadata readers need: header, active L1, snapshot list.
 #[derive(Debug)]
@@ -63,16 +82,16 @@ pub struct Qcow2Node {
     pub(crate) read_only: bool,
     /// The snapshot this read-only node presents instead of the active
     /// state (open options `snapshot.id` / `snapshot.name`).
-    pub(crate) snapshot_view: Option<crate::snapview::SnapshotSel>,
+    pub(crate) snapshot_view: Option<crate::layout::snapshot::SnapshotSel>,
     pub(crate) inactive: AtomicBool,
     pub(crate) corrupt: AtomicBool,
     pub(crate) broken: AtomicBool,
     /// The dirty bit is set on disk by this node (lazy refcounts).
     pub(crate) dirty_set: AtomicBool,
-    /// Whether the image looks metadata-preallocated (`prealloc.rs`).
+    /// Whether the image looks metadata-preallocated (`io/prealloc.rs`).
     pub(crate) metadata_prealloc: std::sync::atomic::AtomicU8,
     /// Persistent dirty bitmaps (bitmap/).
-    pub(crate) bitmaps: crate::bitmap::Bitmaps,
+    pub(crate) bitmaps: crate::bitmap::state::Bitmaps,
 }
 
 impl std::fmt::Debug for Qcow2Node {
@@ -198,9 +217,9 @@ impl Qcow2Node {
         let t = self.l2_table(l2_off)?;
         let d = t.read();
         let es = self.geo().l2_entry_size() as usize;
-        lk.entry = crate::header::get_u64(&d, l2_idx * es);
+        lk.entry = crate::layout::header::get_u64(&d, l2_idx * es);
         if self.geo().extended_l2 {
-            lk.bitmap = crate::header::get_u64(&d, l2_idx * es + 8);
+            lk.bitmap = crate::layout::header::get_u64(&d, l2_idx * es + 8);
         }
         Ok(lk)
     }
@@ -308,7 +327,7 @@ impl Qcow2Node {
             kind::REFTABLE,
         );
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
-        if let Some(Ok(e)) = crate::bitmap::ext_of(&m.h) {
+        if let Some(Ok(e)) = crate::bitmap::dir::ext_of(&m.h) {
             map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);
         }
         for s in &m.snapshots {

@@ -6,16 +6,11 @@
 //! opening it writable or for check, and any read or write, are refused
 //! with QEMU's message for a missing secret.
 
-use crate::header::{get_u64, Header, EXT_CRYPTO};
+use crate::layout::header::{get_u64, Header, CRYPT_AES, EXT_CRYPTO};
 use block_core::engine::luks::describe_luks_header;
 use block_core::{BlockError, BlockNode, Result};
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-/// Legacy AES-CBC encryption (`crypt_method` 1).
-pub const CRYPT_AES: u32 = 1;
-/// LUKS encryption (`crypt_method` 2).
-pub const CRYPT_LUKS: u32 = 2;
 
 /// The error of any data access to an encrypted image.
 pub(crate) use block_core::engine::luks::no_secret;

@@ -5,10 +5,10 @@
 //!
 //! Everything here runs with the allocation lock held (`&mut WState`).
 
-use crate::header::{MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
-use crate::mapping::{ClusterType, L2E_OFFSET_MASK, REFT_OFFSET_MASK};
+use crate::layout::header::{MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
+use crate::layout::mapping::{ClusterType, L2E_OFFSET_MASK, REFT_OFFSET_MASK};
+use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
-use crate::overlap::kind;
 use block_core::engine::refcount_alloc::{AllocState, RefcountGeometry, RefcountStore};
 use block_core::engine::table_cache::Table;
 use block_core::{BlockError, Result};

@@ -1,8 +1,10 @@
 //! Expanding zero clusters into data clusters (downgrade to version 2,
 //! which has no zero flag), in the active L1 table and in snapshots.
 
-use crate::header::{get_u64, put_u64};
-use crate::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED, OFLAG_ZERO};
+use crate::layout::header::{get_u64, put_u64};
+use crate::layout::mapping::{
+    ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED, OFLAG_ZERO,
+};
 use crate::node::{Qcow2Node, WState};
 use block_core::{BlockNodeExt, Result};
 

@@ -51,7 +51,7 @@ impl Qcow2Node {
         let start = (self.file.length()?.div_ceil(cs)).max(rc.len() as u64);
         let rg = RebuildGeometry {
             refcount_order: order,
-            max_reftable_bytes: crate::header::MAX_REFTABLE_BYTES,
+            max_reftable_bytes: crate::layout::header::MAX_REFTABLE_BYTES,
             endian: Endian::Big,
         };
         let new = write_refcount_structure(
