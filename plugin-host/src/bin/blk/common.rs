@@ -3,6 +3,7 @@
 //! formats.
 
 use block_core::BlockError;
+use plugin_host::ops::OpError;
 use plugin_host::{Host, Image, OpenOptions};
 use std::fmt;
 
@@ -299,4 +300,14 @@ pub fn to_json_pretty(v: &serde_json::Value) -> String {
 /// Splits `a=b,c=d` open options (`,,` escapes a comma).
 pub fn split_options(s: &str) -> CliResult<Vec<(String, String)>> {
     block_core::options::split_option_string(s).map_err(|e| CliError::new(e.message))
+}
+
+/// A failed library operation (commit, rebase) as qemu-img words it: the
+/// block layer's error.
+pub fn op_error(e: OpError) -> CliError {
+    match e {
+        OpError::At { error, .. } => CliError::from(*error),
+        OpError::Block(error) => CliError::from(error),
+        e => CliError::new(e.to_string()),
+    }
 }
