@@ -147,7 +147,14 @@ pub fn error_detail(e: &BlockError, filename: &str) -> String {
 /// The reason of a failed image creation, as qemu-img words it after the
 /// file name (without the library's `create` operation).
 pub fn create_detail(e: &BlockError, filename: &str) -> String {
-    if e.op != block_core::Operation::Create {
+    detail_without_op(e, filename, block_core::Operation::Create)
+}
+
+/// [`error_detail`] without the operation (and its offset) when the error
+/// is of `op`: how qemu-img words the reason of a failed `op` after the
+/// file name.
+pub fn detail_without_op(e: &BlockError, filename: &str, op: block_core::Operation) -> String {
+    if e.op != op {
         return error_detail(e, filename);
     }
     let mut message = e.message.clone();
