@@ -325,14 +325,12 @@ pub fn create_image(
                     if unsafe_backing {
                         return Err(ferr("Image creation needs a size parameter".to_string()));
                     }
-                    // The file-level detail already names the file.
+                    // The backing's own reason, as qemu-img gives it: the
+                    // file protocol's names the file ("Could not open 'B':
+                    // ..."), a format's does not ("Image is not in qcow2
+                    // format").
                     let d = crate::common::open_detail(&e, &full);
-                    let m = if d.starts_with("Could not open '") {
-                        d
-                    } else {
-                        format!("Could not open '{full}': {d}")
-                    };
-                    return Err(ferr(format!("{m}\nCould not open backing image.")));
+                    return Err(ferr(format!("{d}\nCould not open backing image.")));
                 }
             }
         }
