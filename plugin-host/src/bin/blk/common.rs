@@ -136,11 +136,10 @@ pub fn parse_output(cmd: &str, s: Option<&str>) -> CliResult<OutputFormat> {
 
 /// The text of an error without a leading `file: ` that repeats `filename`.
 pub fn error_detail(e: &BlockError, filename: &str) -> String {
-    let s = clean(&e.to_string());
-    let prefix = format!("{filename}: ");
-    match s.strip_prefix(&prefix) {
-        Some(rest) => rest.to_string(),
-        None => s,
+    if e.file.as_deref() == Some(filename) {
+        clean(&e.detail())
+    } else {
+        clean(&e.to_string())
     }
 }
 
