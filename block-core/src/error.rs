@@ -129,6 +129,25 @@ impl fmt::Display for BlockError {
         if let Some(file) = &self.file {
             write!(f, "{file}: ")?;
         }
+        self.write_detail(f)
+    }
+}
+
+impl BlockError {
+    /// The error as displayed without its leading `file: `: operation,
+    /// offset, message and source. A front end that names the file itself
+    /// prints this.
+    pub fn detail(&self) -> String {
+        struct Detail<'a>(&'a BlockError);
+        impl fmt::Display for Detail<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write_detail(f)
+            }
+        }
+        Detail(self).to_string()
+    }
+
+    fn write_detail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.op.is_empty() {
             f.write_str(self.op.as_str())?;
             if let Some(off) = self.offset {

@@ -3,91 +3,10 @@
 
 use crate::error::Result;
 use crate::node::BlockNode;
+pub use crate::types::ChildRole;
 use crate::types::{OpenFlags, Preallocation};
 use std::path::Path;
 use std::sync::Arc;
-
-/// The role of a child node relative to its parent.
-///
-/// Across the ABI a role is one `u32`: the role kind in the low 16 bits
-/// and, for the indexed roles (ABI minor 5), the index in the high 16 bits
-/// ([`ChildRole::to_u32`], [`ChildRole::from_u32`]). The unindexed roles
-/// keep the numbers they always had, so older plugins never see the new
-/// encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ChildRole {
-    /// The storage a format node is stored in: always opened with a protocol
-    /// driver, never probed for a format.
-    #[default]
-    File,
-    /// A backing file (copy-on-write base).
-    Backing,
-    /// An external data file (qcow2 `data_file`): protocol only, like `File`.
-    DataFile,
-    /// Extent N of a multi-extent image (vmdk's extent files): protocol
-    /// only, like `File`; block status offsets may point into it.
-    Extent(u16),
-    /// Parent N of a differencing image that names several (vhdx parent
-    /// locators, in the order the format lists them): probed like
-    /// `Backing`.
-    Parent(u16),
-}
-
-impl ChildRole {
-    /// From the ABI number (kind in the low 16 bits, index above).
-    pub fn from_u32(v: u32) -> Option<ChildRole> {
-        let index = (v >> 16) as u16;
-        Some(match (v & 0xffff, index) {
-            (0, 0) => ChildRole::File,
-            (1, 0) => ChildRole::Backing,
-            (2, 0) => ChildRole::DataFile,
-            (3, i) => ChildRole::Extent(i),
-            (4, i) => ChildRole::Parent(i),
-            _ => return None,
-        })
-    }
-    /// The ABI number.
-    pub fn to_u32(self) -> u32 {
-        match self {
-            ChildRole::File => 0,
-            ChildRole::Backing => 1,
-            ChildRole::DataFile => 2,
-            ChildRole::Extent(i) => 3 | (i as u32) << 16,
-            ChildRole::Parent(i) => 4 | (i as u32) << 16,
-        }
-    }
-    /// The ABI minor version that introduced this role as a mapped child
-    /// of block status (`File` always, `DataFile` 4, the indexed roles 5).
-    pub fn mapped_since_minor(self) -> u16 {
-        match self {
-            ChildRole::File | ChildRole::Backing => 0,
-            ChildRole::DataFile => 4,
-            ChildRole::Extent(_) | ChildRole::Parent(_) => 5,
-        }
-    }
-    /// True for roles whose node holds this image's data (block status
-    /// offsets may point into it): `File`, `DataFile`, `Extent(n)`.
-    pub fn holds_data(self) -> bool {
-        matches!(
-            self,
-            ChildRole::File | ChildRole::DataFile | ChildRole::Extent(_)
-        )
-    }
-    /// True for protocol-only roles, which are never probed for a format.
-    pub fn is_protocol(self) -> bool {
-        self.holds_data()
-    }
-    /// A lowercase name for messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChildRole::File => "file",
-            ChildRole::Backing => "backing",
-            ChildRole::DataFile => "data-file",
-            ChildRole::Extent(_) => "extent",
-            ChildRole::Parent(_) => "parent",
-        }
-    }
-}
 
 /// A request to open a child node.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 
 pub mod abi;
 pub mod control;
+pub mod diag;
 pub mod driver;
 pub mod engine;
 pub mod error;

@@ -38,8 +38,12 @@ pub enum Operation {
     Discard,
     /// A write of zeroes ("write_zeroes").
     WriteZeroes,
-    /// A resize ("truncate").
+    /// A resize request to a node ("truncate").
     Truncate,
+    /// Fitting a format's metadata to a new image size ("resize"), e.g.
+    /// growing or bounding a mapping table such as qcow2's L1 table; an
+    /// out-of-range error here means the format cannot have that size.
+    Resize,
     /// A length query ("length").
     Length,
     /// An allocated-size query ("allocated_size").
@@ -98,6 +102,7 @@ const NAMES: &[(Operation, &str)] = &[
     (Operation::Discard, "discard"),
     (Operation::WriteZeroes, "write_zeroes"),
     (Operation::Truncate, "truncate"),
+    (Operation::Resize, "resize"),
     (Operation::Length, "length"),
     (Operation::AllocatedSize, "allocated_size"),
     (Operation::BlockStatus, "block_status"),

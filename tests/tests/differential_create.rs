@@ -196,6 +196,21 @@ fn differential_create() {
             "create -f qcow2 -u -b nope.qcow2 -F qcow2 x.qcow2 1M",
         ),
         img(
+            "create backing of another format",
+            f,
+            "create -f qcow2 -b a.raw -F qcow2 x.qcow2",
+        ),
+        img(
+            "create backing of an unknown format",
+            f,
+            "create -f qcow2 -b a.raw -F nosuch x.qcow2",
+        ),
+        img(
+            "create backing in a missing directory",
+            f,
+            "create -f qcow2 -b nodir/b.raw -F raw x.qcow2",
+        ),
+        img(
             "create raw backing",
             f,
             "create -f qcow2 -b a.raw -F raw x.qcow2",

@@ -595,6 +595,7 @@ fn differential_amend_resize() {
         ),
         img("resize bad size", f, "resize a.qcow2 bogus"),
         img("resize +0", f, "resize a.qcow2 +0"),
+        img("resize beyond the L1 table", f, "resize a.qcow2 3P"),
         img("resize raw relative", f, "resize -f raw a.raw +1M"),
         img("resize wrong -f", f, "resize -f qcow2 a.raw +1M"),
         img(

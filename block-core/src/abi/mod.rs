@@ -21,6 +21,7 @@ use std::ffi::c_void;
 
 mod errors;
 pub mod export;
+mod host_api;
 pub mod import;
 mod json;
 mod lent;

@@ -267,7 +267,7 @@ impl BcNodeSlots for NodeExport {
     ) -> i32 {
         guard(err, "block_status", || {
             let e = node(&ctx).block_status(offset, len)?;
-            *out = extent_for_host(e, super::plugin::host_abi_minor());
+            *out = extent_for_host(e, super::host_api::host_abi_minor());
             Ok(())
         })
     }

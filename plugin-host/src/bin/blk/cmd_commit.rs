@@ -1,9 +1,9 @@
 //! `blk commit`: qemu-img commit of an image into its backing file, over
 //! `plugin_host::ops::commit`.
 
-use crate::common::{open_image, CliError, CliResult, Globals};
+use crate::common::{op_error, open_image, CliError, CliResult, Globals};
 use clap::Args;
-use plugin_host::ops::{self, CancelToken, CommitRequest, OpError};
+use plugin_host::ops::{self, CancelToken, CommitRequest};
 use plugin_host::OpenOptions;
 
 /// Arguments of `blk commit`.
@@ -106,13 +106,4 @@ pub fn run(g: &Globals, a: CommitArgs) -> CliResult {
         println!("Image committed.");
     }
     Ok(())
-}
-
-/// A failed commit as qemu-img words it: the block layer's error.
-pub fn op_error(e: OpError) -> CliError {
-    match e {
-        OpError::At { error, .. } => CliError::from(*error),
-        OpError::Block(error) => CliError::from(error),
-        e => CliError::new(e.to_string()),
-    }
 }

@@ -325,14 +325,12 @@ pub fn create_image(
                     if unsafe_backing {
                         return Err(ferr("Image creation needs a size parameter".to_string()));
                     }
-                    // The file-level detail already names the file.
+                    // The backing's own reason, as qemu-img gives it: the
+                    // file protocol's names the file ("Could not open 'B':
+                    // ..."), a format's does not ("Image is not in qcow2
+                    // format").
                     let d = crate::common::open_detail(&e, &full);
-                    let m = if d.starts_with("Could not open '") {
-                        d
-                    } else {
-                        format!("Could not open '{full}': {d}")
-                    };
-                    return Err(ferr(format!("{m}\nCould not open backing image.")));
+                    return Err(ferr(format!("{d}\nCould not open backing image.")));
                 }
             }
         }
@@ -366,12 +364,15 @@ pub fn create_image(
     let has_cluster_size = values.get("cluster_size").is_some();
     host.create(fmt, filename, &opt_string, size, bk)
         .map_err(|e| {
-            // EFBIG (a file, or a qcow2 L1 table, that cannot have the
-            // size): qemu-img's bdrv_img_create words it itself.
-            let text = e.to_string();
-            let too_large = text.contains("File too large")
-                || text.contains("Active L1 table would exceed its size limit");
-            if e.kind == block_core::ErrorKind::OutOfRange && too_large {
+            // Out of range while sizing (EFBIG from the file's truncate, or
+            // a format's metadata, such as a qcow2 L1 table, that cannot
+            // map the size): qemu-img's bdrv_img_create words it itself.
+            let too_large = e.kind == block_core::ErrorKind::OutOfRange
+                && matches!(
+                    e.op,
+                    block_core::Operation::Truncate | block_core::Operation::Resize
+                );
+            if too_large {
                 let hint = if has_cluster_size {
                     " (try using a larger cluster size)"
                 } else {

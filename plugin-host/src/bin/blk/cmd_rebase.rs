@@ -134,7 +134,7 @@ pub fn run(g: &Globals, a: RebaseArgs) -> CliResult {
             &show,
             &CancelToken::new(),
         )
-        .map_err(crate::cmd_commit::op_error)?;
+        .map_err(crate::common::op_error)?;
     }
     if !new.is_empty() && new_fmt.is_none() {
         // qemu-img requires the format (bdrv_change_backing_file's require).

@@ -87,9 +87,14 @@ pub fn run(g: &Globals, a: ResizeArgs) -> CliResult {
             "Use the --shrink option to perform a shrink operation.\nblk: warning: Shrinking an image will delete all data beyond the shrunken image's end. Before performing such an operation, make sure there is no important data there.",
         ));
     }
+    // A format that cannot fit its metadata to the size says so without
+    // the operation, as qemu-img does.
     img.truncate(new, prealloc).map_err(|e| {
-        let d = crate::common::error_detail(&e, &a.filename);
-        CliError::new(d.strip_prefix("resize: ").unwrap_or(&d).to_string())
+        CliError::new(crate::common::detail_without_op(
+            &e,
+            &a.filename,
+            block_core::Operation::Resize,
+        ))
     })?;
     img.flush()?;
     if !a.quiet {

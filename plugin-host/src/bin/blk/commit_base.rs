@@ -3,7 +3,7 @@
 //! written into the base, as QEMU's commit job does; the top and the
 //! intermediate images are left as they are (`-b` implies `-d`).
 
-use crate::common::{CliError, CliResult};
+use crate::common::{op_error, CliError, CliResult};
 use plugin_host::ops::{self, CancelToken, CommitRequest};
 use plugin_host::{Host, Image, OpenOptions};
 
@@ -78,6 +78,6 @@ pub fn commit_to(
         &ops::no_progress,
         &CancelToken::new(),
     )
-    .map_err(crate::cmd_commit::op_error)?;
+    .map_err(op_error)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! formats.
 
 use block_core::BlockError;
+use plugin_host::ops::OpError;
 use plugin_host::{Host, Image, OpenOptions};
 use std::fmt;
 
@@ -135,18 +136,24 @@ pub fn parse_output(cmd: &str, s: Option<&str>) -> CliResult<OutputFormat> {
 
 /// The text of an error without a leading `file: ` that repeats `filename`.
 pub fn error_detail(e: &BlockError, filename: &str) -> String {
-    let s = clean(&e.to_string());
-    let prefix = format!("{filename}: ");
-    match s.strip_prefix(&prefix) {
-        Some(rest) => rest.to_string(),
-        None => s,
+    if e.file.as_deref() == Some(filename) {
+        clean(&e.detail())
+    } else {
+        clean(&e.to_string())
     }
 }
 
 /// The reason of a failed image creation, as qemu-img words it after the
 /// file name (without the library's `create` operation).
 pub fn create_detail(e: &BlockError, filename: &str) -> String {
-    if e.op != block_core::Operation::Create {
+    detail_without_op(e, filename, block_core::Operation::Create)
+}
+
+/// [`error_detail`] without the operation (and its offset) when the error
+/// is of `op`: how qemu-img words the reason of a failed `op` after the
+/// file name.
+pub fn detail_without_op(e: &BlockError, filename: &str, op: block_core::Operation) -> String {
+    if e.op != op {
         return error_detail(e, filename);
     }
     let mut message = e.message.clone();
@@ -299,4 +306,14 @@ pub fn to_json_pretty(v: &serde_json::Value) -> String {
 /// Splits `a=b,c=d` open options (`,,` escapes a comma).
 pub fn split_options(s: &str) -> CliResult<Vec<(String, String)>> {
     block_core::options::split_option_string(s).map_err(|e| CliError::new(e.message))
+}
+
+/// A failed library operation (commit, rebase) as qemu-img words it: the
+/// block layer's error.
+pub fn op_error(e: OpError) -> CliError {
+    match e {
+        OpError::At { error, .. } => CliError::from(*error),
+        OpError::Block(error) => CliError::from(error),
+        e => CliError::new(e.to_string()),
+    }
 }

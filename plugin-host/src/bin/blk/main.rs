@@ -135,9 +135,14 @@ fn init_logging(verbose: u8) {
                 return writeln!(buf, "{m}");
             }
             if rec.level() == log::Level::Warn {
-                // As QEMU's warn_report; a "hint: " record continues the
-                // previous warning bare and, as QEMU's error_printf hints
-                // do, without a newline.
+                // As QEMU's warn_report; a hint (block_core::hint!)
+                // continues the previous warning bare and, as QEMU's
+                // error_printf hints do, without a newline.
+                if block_core::diag::is_hint_target(rec.target()) {
+                    return write!(buf, "{msg}");
+                }
+                // Legacy form, until qcow2's bitmap loader logs its hint
+                // with block_core::hint! (drivers/qcow2/src/bitmap/mod.rs).
                 return match msg.strip_prefix("hint: ") {
                     Some(h) => write!(buf, "{h}"),
                     None => writeln!(buf, "blk: warning: {msg}"),
