@@ -196,8 +196,8 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, h: &mut Header) -> Result<BitmapSt
         } else {
             log::warn!("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
         }
-        log::warn!(
-            "hint: Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
+        block_core::hint!(
+            "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix."
         );
         set_ext(h, None);
         return Ok(BitmapState::default());

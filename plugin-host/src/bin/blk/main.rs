@@ -141,12 +141,7 @@ fn init_logging(verbose: u8) {
                 if block_core::diag::is_hint_target(rec.target()) {
                     return write!(buf, "{msg}");
                 }
-                // Legacy form, until qcow2's bitmap loader logs its hint
-                // with block_core::hint! (drivers/qcow2/src/bitmap/mod.rs).
-                return match msg.strip_prefix("hint: ") {
-                    Some(h) => write!(buf, "{h}"),
-                    None => writeln!(buf, "blk: warning: {msg}"),
-                };
+                return writeln!(buf, "blk: warning: {msg}");
             }
             writeln!(buf, "[{:<5} {}] {msg}", rec.level(), rec.target())
         })
