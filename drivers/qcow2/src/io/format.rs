@@ -1,10 +1,16 @@
-//! qcow2 as an engine [`Format`]: the answers about its layout, each
-//! delegating to the file that implements it; `FormatNode` does the I/O,
-//! the gates and the bounds.
+//! qcow2 as an engine [`Format`]: the answers about its layout (the
+//! mapping of a guest range from L2 entries and subcluster bitmaps,
+//! cluster allocation with copy-on-write at subcluster granularity,
+//! compressed writes), the rest delegating to the file that implements
+//! it; `FormatNode` does the I/O, the gates and the bounds.
 
+use crate::io::data_path::sc_mask;
 use crate::layout::compress;
-use crate::node::Qcow2Node;
-use block_core::engine::{Allocation, ChildRef, Format, Mapping};
+use crate::layout::mapping::{
+    ClusterType, SubType, BITMAP_ALL_ALLOC, L2E_OFFSET_MASK, OFLAG_COPIED,
+};
+use crate::node::{Deferred, Qcow2Node};
+use block_core::engine::{Allocation, ChildRef, Format, HostRef, Mapping};
 use block_core::{
     AmendControl, BackingControl, BitmapControl, BlockError, BlockNode, CheckControl, NodeInfo,
     Preallocation, Result, SnapshotControl,
@@ -43,28 +49,175 @@ impl Format for Qcow2Node {
         Qcow2Node::backing(self)
     }
 
-    fn map(&self, offset: u64, len: u64) -> Result<Mapping> {
-        self.map_range(offset, len)
+    /// The run of same-typed subclusters at `pos` inside its cluster (at
+    /// most `len` bytes), as the engine's mapping.
+    fn map(&self, pos: u64, len: u64) -> Result<Mapping> {
+        let g = self.geo();
+        let scs = g.sc_size();
+        let lk = self.lookup_now(pos)?;
+        let in_c = g.in_cluster(pos);
+        let sc = (in_c / scs) as u32;
+        let t = g.subcluster_type(lk.entry, lk.bitmap, sc);
+        let mut end_sc = sc + 1;
+        while end_sc < g.sc_count() && g.subcluster_type(lk.entry, lk.bitmap, end_sc) == t {
+            end_sc += 1;
+        }
+        let len = (u64::from(end_sc) * scs - in_c).min(len);
+        // As QEMU's block status: the host offset is reported for every
+        // subcluster whose cluster has a host cluster, never for
+        // compressed ones.
+        let host = Some(HostRef {
+            child: self.data_child(),
+            offset: (lk.entry & L2E_OFFSET_MASK) + in_c,
+        });
+        Ok(match t {
+            SubType::UnallocPlain => Mapping::Unallocated { len, host: None },
+            SubType::UnallocAlloc => Mapping::Unallocated { len, host },
+            SubType::ZeroPlain => Mapping::Zero {
+                len,
+                allocated: true,
+                host: None,
+            },
+            SubType::ZeroAlloc => Mapping::Zero {
+                len,
+                allocated: true,
+                host,
+            },
+            SubType::Normal => Mapping::Data {
+                child: self.data_child(),
+                host_offset: self.host_cluster(lk.entry, pos)? + in_c,
+                len,
+                // In place unless shared (an external data file is never
+                // shared: its clusters are the guest offsets).
+                writable: lk.entry & OFLAG_COPIED != 0 || self.data_file.is_some(),
+            },
+            SubType::Compressed => Mapping::Special { len },
+            SubType::Invalid => {
+                return Err(self.corruption(pos, "invalid subcluster allocation bitmap"));
+            }
+        })
     }
 
-    fn read_special(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read_special_range(offset, buf)
+    /// Fills `buf` from the compressed cluster mapping `pos`.
+    fn read_special(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let lk = self.lookup_now(pos)?;
+        let c = self.read_compressed(lk.entry, pos)?;
+        let in_c = self.geo().in_cluster(pos) as usize;
+        buf.copy_from_slice(&c[in_c..in_c + buf.len()]);
+        Ok(())
     }
 
-    fn allocate(&self, offset: u64, _len: u64) -> Result<Allocation> {
-        self.allocate_cluster(offset)
+    /// Host space for the cluster at `cstart`, as QEMU allocates it: the
+    /// cluster's own when this image owns it (an unwritten subcluster, a
+    /// preallocated zero cluster), the guest offset in an external data
+    /// file, else a new cluster after the L2 table is made writable (a new
+    /// L2 table lands before the data in the file). With extended L2
+    /// entries copy-on-write covers the touched subclusters only, except
+    /// over a compressed or shared cluster, which is copied whole.
+    fn allocate(&self, cstart: u64, _len: u64) -> Result<Allocation> {
+        let g = self.geo();
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(cstart)?;
+        let ct = g.cluster_type(lk.entry);
+        let (host, whole, reused) = if self.owned(&lk) {
+            (self.host_cluster(lk.entry, cstart)?, false, true)
+        } else if self.data_file.is_some() {
+            (cstart, false, true)
+        } else {
+            let whole =
+                g.extended_l2 && matches!(ct, ClusterType::Compressed | ClusterType::Normal);
+            self.ensure_l2(&mut ws, cstart)?;
+            (self.alloc_clusters(&mut ws, 1)?, whole, false)
+        };
+        Ok(Allocation {
+            guest_offset: cstart,
+            len: g.cs(),
+            child: self.data_child(),
+            host_offset: host,
+            granule: if g.extended_l2 && !whole {
+                g.sc_size()
+            } else {
+                g.cs()
+            },
+            reused,
+        })
     }
 
-    fn commit(&self, alloc: &Allocation, written: u64, len: u64) -> Result<()> {
-        self.commit_cluster(alloc, written, len)
+    /// Links a written allocation: the entry points at the host cluster
+    /// (COPIED); with extended L2 the subclusters of the guest data
+    /// `[pos, pos+n)` become allocated. A replaced host or compressed
+    /// cluster loses its reference.
+    fn commit(&self, a: &Allocation, pos: u64, n: u64) -> Result<()> {
+        let g = self.geo();
+        let mut ws = self.wlock();
+        let lk = self.lookup_now(a.guest_offset)?;
+        let ct = g.cluster_type(lk.entry);
+        let bitmap = if g.extended_l2 {
+            let base = if ct == ClusterType::Compressed {
+                BITMAP_ALL_ALLOC
+            } else {
+                lk.bitmap
+            };
+            let scs = g.sc_size();
+            let in_c = pos - a.guest_offset;
+            let mask = sc_mask((in_c / scs) as u32, ((in_c + n.max(1) - 1) / scs) as u32);
+            (base | mask) & !(mask << 32)
+        } else {
+            0
+        };
+        let owned = self.owned(&lk);
+        self.set_l2_entry(
+            &mut ws,
+            a.guest_offset,
+            a.host_offset | OFLAG_COPIED,
+            bitmap,
+        )?;
+        let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
+        if !owned && (has_host || ct == ClusterType::Compressed) {
+            self.defer_free_entry(&mut ws, lk.entry, false);
+        }
+        Ok(())
     }
 
-    fn abort(&self, alloc: &Allocation) {
-        self.abort_cluster(alloc)
+    /// Gives a new cluster of a failed write back (a deferred decrement).
+    fn abort(&self, a: &Allocation) {
+        if a.reused {
+            return;
+        }
+        self.wlock().deferred.push(Deferred {
+            offset: a.host_offset,
+            clusters: 1,
+            punch: false,
+        });
     }
 
-    fn write_compressed(&self, offset: u64, data: &[u8]) -> Result<bool> {
-        self.write_compressed_cluster(offset, data)
+    /// Writes the cluster at `pos` compressed (`data` is the cluster, or
+    /// its part before the image end); `Ok(false)` when it does not
+    /// compress.
+    fn write_compressed(&self, pos: u64, data: &[u8]) -> Result<bool> {
+        let g = self.geo();
+        let cs = g.cs() as usize;
+        if self.data_file.is_some() {
+            return Err(self.ctx(crate::error::unsupported(
+                "write",
+                "compressed writes are not supported with an external data file",
+            )));
+        }
+        let mut cl = vec![0u8; cs];
+        cl[..data.len()].copy_from_slice(data);
+        let Some(c) = compress::compress(g.compression_type, &cl, cs - 1)? else {
+            return Ok(false);
+        };
+        let mut ws = self.wlock();
+        self.maybe_writeback(&mut ws)?;
+        let lk = self.lookup_now(pos)?;
+        self.ensure_l2(&mut ws, pos)?;
+        let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
+        self.write_data(coff, &c)?;
+        self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
+        self.defer_free_entry(&mut ws, lk.entry, false);
+        Ok(true)
     }
 
     fn zero_granularity(&self) -> u64 {
@@ -75,8 +228,22 @@ impl Format for Qcow2Node {
         self.make_zero_range(offset, offset + len, unmap)
     }
 
+    /// Discards whole clusters of `[offset, offset+len)` (cluster-aligned;
+    /// the last may end at the image end), as QEMU 10 does (its discard
+    /// alignment is the cluster size even with subclusters); a version 2
+    /// image with a backing file ignores discards (a discarded cluster
+    /// would reveal the backing data).
     fn discard(&self, offset: u64, len: u64) -> Result<bool> {
-        self.discard_clusters(offset, len)
+        let g = self.geo();
+        if g.version < 3 && self.backing().is_some() {
+            return Ok(false);
+        }
+        let mut pos = offset;
+        while pos < offset + len {
+            self.discard_cluster(pos)?;
+            pos += g.cs();
+        }
+        Ok(true)
     }
 
     fn flush_metadata(&self) -> Result<()> {

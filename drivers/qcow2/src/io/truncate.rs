@@ -43,12 +43,7 @@ impl Qcow2Node {
             if new_size > old {
                 self.grow(old, new_size, prealloc)
             } else {
-                if prealloc != Preallocation::Off {
-                    return Err(self.ctx(BlockError::invalid(
-                        "resize",
-                        "Preallocation can't be used for shrinking an image",
-                    )));
-                }
+                // `resize_precheck` refused preallocation with a shrink.
                 self.shrink(new_size)
             }
         });

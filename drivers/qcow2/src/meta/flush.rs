@@ -188,10 +188,4 @@ impl Qcow2Node {
         }
         Ok(())
     }
-
-    /// Writes a few bytes somewhere in the image file, ignoring nothing.
-    #[allow(dead_code)]
-    pub(crate) fn raw_write(&self, off: u64, buf: &[u8]) -> Result<()> {
-        self.file.write_at(off, buf)
-    }
 }

@@ -389,22 +389,6 @@ impl Qcow2Node {
         self.inactive.store(true, Ordering::Release);
         Ok(())
     }
-
-    /// Flushes everything (metadata in dependency order, then the children).
-    pub(crate) fn flush_all(&self) -> Result<()> {
-        if self.read_only
-            || self.inactive.load(Ordering::Acquire)
-            || self.broken.load(Ordering::Acquire)
-        {
-            return Ok(());
-        }
-        let mut ws = self.wlock();
-        self.writeback(&mut ws, false)?;
-        if let Some(d) = &self.data_file {
-            d.flush()?;
-        }
-        self.file.flush()
-    }
 }
 
 impl Drop for Qcow2Node {

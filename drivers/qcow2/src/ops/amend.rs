@@ -7,85 +7,28 @@ use crate::layout::features::{
     AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DIRTY,
 };
 use crate::node::Qcow2Node;
-use block_core::{parse_size, BlockError, ErrorKind, OptDesc, OptKind, Preallocation, Result};
+use block_core::{parse_size, BlockError, ErrorKind, OptDesc, OptType, Preallocation, Result};
 
-/// The amend option schema (names and help as qemu-img's).
+/// The amend option schema (names and help as qemu-img's), one row per
+/// option.
+#[rustfmt::skip]
 pub fn amend_options() -> Vec<OptDesc> {
-    let mut v = vec![
-        OptDesc::new("size", OptKind::Size, None, "Virtual disk size"),
-        OptDesc::choice(
-            "compat",
-            &["0.10", "v2", "1.1", "v3"],
-            None,
-            "Compatibility level (v2 [0.10] or v3 [1.1])",
-        ),
-        OptDesc::new(
-            "backing_file",
-            OptKind::String,
-            None,
-            "File name of a base image",
-        ),
-        OptDesc::new(
-            "backing_fmt",
-            OptKind::String,
-            None,
-            "Image format of the base image",
-        ),
-        OptDesc::new(
-            "data_file",
-            OptKind::String,
-            None,
-            "File name of an external data file",
-        ),
-        OptDesc::new(
-            "data_file_raw",
-            OptKind::Bool,
-            None,
-            "The external data file must stay valid as a raw image",
-        ),
-    ];
-    for (name, kind, help) in [
-        (
-            "encrypt.new-secret",
-            OptKind::String,
-            "New secret to set in the matching keyslots. Empty string to erase",
-        ),
-        (
-            "encrypt.state",
-            OptKind::String,
-            "Select new state of affected keyslots (active/inactive)",
-        ),
-        (
-            "encrypt.old-secret",
-            OptKind::String,
-            "Select all keyslots that match this password",
-        ),
-        (
-            "encrypt.keyslot",
-            OptKind::Number,
-            "Select a single keyslot to modify explicitly",
-        ),
-        (
-            "encrypt.iter-time",
-            OptKind::Number,
-            "Time to spend in PBKDF in milliseconds",
-        ),
-    ] {
-        v.push(OptDesc::new(name, kind, None, help));
-    }
-    v.push(OptDesc::new(
-        "lazy_refcounts",
-        OptKind::Bool,
-        None,
-        "Postpone refcount updates",
-    ));
-    v.push(OptDesc::new(
-        "refcount_bits",
-        OptKind::Number,
-        None,
-        "Width of a reference count entry in bits",
-    ));
-    v
+    use OptType::{Bool, Number, OneOf, Size, Text};
+    block_core::declare(&[
+        ("size", Size, None, "Virtual disk size"),
+        ("compat", OneOf(&["0.10", "v2", "1.1", "v3"]), None, "Compatibility level (v2 [0.10] or v3 [1.1])"),
+        ("backing_file", Text, None, "File name of a base image"),
+        ("backing_fmt", Text, None, "Image format of the base image"),
+        ("data_file", Text, None, "File name of an external data file"),
+        ("data_file_raw", Bool, None, "The external data file must stay valid as a raw image"),
+        ("encrypt.new-secret", Text, None, "New secret to set in the matching keyslots. Empty string to erase"),
+        ("encrypt.state", Text, None, "Select new state of affected keyslots (active/inactive)"),
+        ("encrypt.old-secret", Text, None, "Select all keyslots that match this password"),
+        ("encrypt.keyslot", Number, None, "Select a single keyslot to modify explicitly"),
+        ("encrypt.iter-time", Number, None, "Time to spend in PBKDF in milliseconds"),
+        ("lazy_refcounts", Bool, None, "Postpone refcount updates"),
+        ("refcount_bits", Number, None, "Width of a reference count entry in bits"),
+    ])
 }
 
 /// What an amend request asks for, parsed and checked like QEMU.

@@ -265,10 +265,11 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     }
     // Open the new image and size it (allocating the L1 table).
     let req = OpenRequest::new(filename, OpenFlags::NO_BACKING);
-    let node = open::open(&req, host)?;
+    let node = block_core::engine::FormatNode::new(open::open(&req, host)?, false, false);
     let r = node
+        .format()
         .truncate_impl(size, prealloc)
-        .and_then(|_| node.flush_all());
+        .and_then(|_| node.flush());
     drop(node);
     r.map_err(ctx)
 }
