@@ -94,6 +94,31 @@ fn qemu_image(dir: &Path) -> PathBuf {
     img
 }
 
+/// Starts `blk io` writing 4 KiB at 0 and then sleeping
+/// `sleep_ms`, and returns once the write is done (its "wrote" line is
+/// out): the in-use flags are then wholly on disk. Polling the image
+/// instead can see them too early: a reader may take the header from before
+/// the writer clears the autoclear bit and the directory from after it
+/// rewrites it in place.
+fn start_blk_io_writer(img: &Path, sleep_ms: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let sleep = format!("sleep {sleep_ms}");
+    let mut child = Command::new(blk_tests::blk_bin())
+        .args(["io", "-c", "write 0 4k", "-c", &sleep, s(img)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.contains("wrote") {
+        line.clear();
+    }
+    assert!(line.contains("wrote"), "blk io did not write");
+    // Keep the pipe open behind the child (it may print more).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
 /// Waits until the first bitmap of `img` shows the in-use flag (a writer
 /// has it open).
 fn wait_in_use(img: &Path) {
@@ -197,11 +222,7 @@ fn same_info(img: &Path) {
 fn in_use_while_open_and_cleared_on_close() {
     let dir = tempfile::tempdir().unwrap();
     let img = qemu_image(dir.path());
-    let mut child = Command::new(blk_tests::blk_bin())
-        .args(["io", "-c", "write 0 4k", "-c", "sleep 1500", s(&img)])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_blk_io_writer(&img, "1500");
     wait_in_use(&img);
     let bm = qemu_bitmaps(&img);
     assert_eq!(bm[0]["flags"], serde_json::json!(["in-use", "auto"]));
@@ -219,11 +240,7 @@ fn a_bitmap_left_in_use_stays_inconsistent() {
     let dir = tempfile::tempdir().unwrap();
     let img = qemu_image(dir.path());
     // Kill a writer: the directory keeps the in-use flags.
-    let mut child = Command::new(blk_tests::blk_bin())
-        .args(["io", "-c", "write 0 4k", "-c", "sleep 30000", s(&img)])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_blk_io_writer(&img, "30000");
     wait_in_use(&img);
     child.kill().unwrap();
     child.wait().unwrap();
