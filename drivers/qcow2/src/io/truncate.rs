@@ -10,9 +10,9 @@ use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 use std::io::IoSliceMut;
 
 impl Qcow2Node {
-    /// Changes the virtual size.
+    /// Changes the virtual size. Its callers (the engine node, amend,
+    /// create) have passed the write gate.
     pub(crate) fn truncate_impl(&self, new_size: u64, prealloc: Preallocation) -> Result<()> {
-        self.check_writable("resize")?;
         if new_size % 512 != 0 {
             return Err(self.ctx(BlockError::invalid(
                 "resize",

@@ -20,7 +20,7 @@ use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap};
 use crate::layout::snapshot::Snapshot;
 use crate::node::cache::{Table, TableCache};
-use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
+use block_core::{BlockError, BlockNode, BlockNodeExt, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -33,6 +33,26 @@ pub(crate) struct Loaded {
     pub snapshots_size: u64,
     /// A table past the end of the file (open/damage.rs), `None` when intact.
     pub damage: Option<&'static str>,
+}
+
+impl Loaded {
+    /// The reader metadata and the allocator state of this load, nothing
+    /// dirty yet.
+    pub(crate) fn into_state(self) -> (Meta, WState) {
+        let ws = WState {
+            reftable: self.reftable,
+            ..WState::default()
+        };
+        let meta = Meta {
+            h: self.h,
+            l1: self.l1,
+            l1_dirty: false,
+            header_dirty: false,
+            snapshots: self.snapshots,
+            snapshots_size: self.snapshots_size,
+        };
+        (meta, ws)
+    }
 }
 
 /// Metadata readers need: header, active L1, snapshot list.
@@ -65,8 +85,6 @@ pub struct Qcow2Node {
     pub(crate) file: Arc<dyn BlockNode>,
     pub(crate) data_file: Option<Arc<dyn BlockNode>>,
     pub(crate) backing: RwLock<Option<Arc<dyn BlockNode>>>,
-    #[allow(dead_code)]
-    pub(crate) host: Arc<dyn HostServices>,
     pub(crate) flags: OpenFlags,
     /// The geometry, packed ([`Geometry::pack`]): amend changes the
     /// refcount width and the version of an open image.
@@ -226,12 +244,7 @@ impl Qcow2Node {
 
     /// Refuses writes unless the node is writable, active and not corrupt.
     pub(crate) fn check_writable(&self, op: &str) -> Result<()> {
-        if self.broken.load(Ordering::Acquire) {
-            return Err(self.ctx(BlockError::io(
-                op,
-                "the image could not be reopened after a cache invalidation",
-            )));
-        }
+        self.check_usable(op)?;
         if self.read_only {
             return Err(self.ctx(crate::error::read_only(op, "image is read-only")));
         }

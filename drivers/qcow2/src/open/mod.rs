@@ -12,7 +12,7 @@ use crate::layout::mapping::Geometry;
 use crate::layout::overlap::OverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
-use crate::node::{Loaded, Meta, Qcow2Node, WState};
+use crate::node::{Loaded, Qcow2Node};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -188,24 +188,12 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let geo = geometry(h);
     let dirty = h.is_dirty();
     let corrupt = h.is_corrupt();
-    let meta = Meta {
-        h: ld.h.clone(),
-        l1: ld.l1,
-        l1_dirty: false,
-        header_dirty: false,
-        snapshots: ld.snapshots,
-        snapshots_size: ld.snapshots_size,
-    };
-    let ws = WState {
-        reftable: ld.reftable,
-        ..WState::default()
-    };
+    let (meta, ws) = ld.into_state();
     let node = Qcow2Node {
         filename: req.filename.clone(),
         file,
         data_file,
         backing: RwLock::new(backing),
-        host,
         flags: req.flags,
         geo_bits: std::sync::atomic::AtomicU64::new(geo.pack()),
         meta: RwLock::new(meta),
@@ -326,18 +314,7 @@ impl Qcow2Node {
         self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
         self.metadata_prealloc
             .store(crate::io::prealloc::UNKNOWN, Ordering::Release);
-        *m = Meta {
-            h: ld.h,
-            l1: ld.l1,
-            l1_dirty: false,
-            header_dirty: false,
-            snapshots: ld.snapshots,
-            snapshots_size: ld.snapshots_size,
-        };
-        *ws = WState {
-            reftable: ld.reftable,
-            ..WState::default()
-        };
+        (*m, *ws) = ld.into_state();
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
         drop(m);
