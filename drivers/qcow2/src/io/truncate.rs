@@ -4,7 +4,7 @@
 use crate::layout::mapping::REFT_OFFSET_MASK;
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::meta::refcount::rc_get;
-use crate::node::{Deferred, Qcow2Node, WState};
+use crate::node::{Qcow2Node, WState};
 use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 use std::io::IoSliceMut;
@@ -197,11 +197,7 @@ impl Qcow2Node {
                 if l2 != 0 {
                     m.l1[i] = 0;
                     m.l1_dirty = true;
-                    ws.deferred.push(Deferred {
-                        offset: l2,
-                        clusters: 1,
-                        punch: true,
-                    });
+                    ws.defer(l2, 1, true);
                 }
             }
             m.h.size = new_size;

@@ -175,16 +175,6 @@ impl Qcow2Node {
         Ok(buf)
     }
 
-    fn check_table_offset(&self, off: u64, what: &str) -> Result<()> {
-        if self.geo().in_cluster(off) != 0 || off == 0 {
-            return Err(self.corruption(
-                off,
-                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
-            ));
-        }
-        Ok(())
-    }
-
     /// The L2 table at `off` through the cache.
     pub(crate) fn l2_table(&self, off: u64) -> Result<Arc<Table>> {
         self.cached_table(&self.l2, off, "L2 table")
@@ -204,7 +194,12 @@ impl Qcow2Node {
         if let Some(t) = cache.get(off) {
             return Ok(t);
         }
-        self.check_table_offset(off, what)?;
+        if self.geo().in_cluster(off) != 0 || off == 0 {
+            return Err(self.corruption(
+                off,
+                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
+            ));
+        }
         for _ in 0..4 {
             let gen = cache.load_generation(off);
             let data = self.read_cluster(off)?;
