@@ -1,17 +1,15 @@
 //! The data path's helpers behind the engine answers of `format.rs`:
 //! L2 lookups and updates (allocating or copying L2 tables), host cluster
-//! validation, compressed cluster reads, cluster discards. The engine's
-//! `FormatNode` does the I/O.
+//! validation, cluster discards. The engine's `FormatNode` does the I/O.
 
-use crate::layout::compress;
 use crate::layout::header::put_u64;
 use crate::layout::mapping::{
     ClusterType, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::cache::Table;
-use crate::node::{Deferred, Lookup, Qcow2Node, WState};
+use crate::node::{Lookup, Qcow2Node, WState};
 use block_core::engine::ChildRef;
-use block_core::{BlockNodeExt, Result};
+use block_core::Result;
 use std::sync::Arc;
 
 /// Bitmask of subclusters `a..=b`.
@@ -52,28 +50,6 @@ impl Qcow2Node {
             ));
         }
         Ok(off)
-    }
-
-    /// Reads and decompresses the compressed cluster of `entry`.
-    pub(crate) fn read_compressed(&self, entry: u64, pos: u64) -> Result<Vec<u8>> {
-        if self.data_file.is_some() {
-            return Err(self.corruption(pos, "compressed cluster in an image with a data file"));
-        }
-        let (coff, mut clen) = self.geo().compressed_range(entry);
-        let flen = self.file.length()?;
-        if coff >= flen {
-            return Err(self.corruption(
-                pos,
-                &format!("compressed cluster at {coff:#x} lies past the end of the image file"),
-            ));
-        }
-        clen = clen.min(flen - coff);
-        let mut inbuf = vec![0u8; clen as usize];
-        self.file.read_at(coff, &mut inbuf)?;
-        let mut out = vec![0u8; self.geo().cs() as usize];
-        compress::decompress(self.geo().compression_type, &inbuf, &mut out)
-            .map_err(|e| self.ctx(e.at(pos)))?;
-        Ok(out)
     }
 
     /// Stores an L2 entry (and bitmap), allocating or copying the L2 table
@@ -124,11 +100,7 @@ impl Qcow2Node {
                 self.refresh_overlap(&m, ws);
             }
             if l2_off != 0 {
-                ws.deferred.push(Deferred {
-                    offset: l2_off,
-                    clusters: 1,
-                    punch: false,
-                });
+                ws.defer(l2_off, 1, false);
             }
             t
         } else {

@@ -4,15 +4,15 @@
 use crate::layout::mapping::REFT_OFFSET_MASK;
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::meta::refcount::rc_get;
-use crate::node::{Deferred, Qcow2Node, WState};
+use crate::node::{Qcow2Node, WState};
 use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
 use std::io::IoSliceMut;
 
 impl Qcow2Node {
-    /// Changes the virtual size.
+    /// Changes the virtual size. Its callers (the engine node, amend,
+    /// create) have passed the write gate.
     pub(crate) fn truncate_impl(&self, new_size: u64, prealloc: Preallocation) -> Result<()> {
-        self.check_writable("resize")?;
         if new_size % 512 != 0 {
             return Err(self.ctx(BlockError::invalid(
                 "resize",
@@ -197,11 +197,7 @@ impl Qcow2Node {
                 if l2 != 0 {
                     m.l1[i] = 0;
                     m.l1_dirty = true;
-                    ws.deferred.push(Deferred {
-                        offset: l2,
-                        clusters: 1,
-                        punch: true,
-                    });
+                    ws.defer(l2, 1, true);
                 }
             }
             m.h.size = new_size;

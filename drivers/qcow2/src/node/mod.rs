@@ -20,7 +20,7 @@ use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap};
 use crate::layout::snapshot::Snapshot;
 use crate::node::cache::{Table, TableCache};
-use block_core::{BlockError, BlockNode, BlockNodeExt, HostServices, OpenFlags, Result};
+use block_core::{BlockError, BlockNode, BlockNodeExt, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -33,6 +33,26 @@ pub(crate) struct Loaded {
     pub snapshots_size: u64,
     /// A table past the end of the file (open/damage.rs), `None` when intact.
     pub damage: Option<&'static str>,
+}
+
+impl Loaded {
+    /// The reader metadata and the allocator state of this load, nothing
+    /// dirty yet.
+    pub(crate) fn into_state(self) -> (Meta, WState) {
+        let ws = WState {
+            reftable: self.reftable,
+            ..WState::default()
+        };
+        let meta = Meta {
+            h: self.h,
+            l1: self.l1,
+            l1_dirty: false,
+            header_dirty: false,
+            snapshots: self.snapshots,
+            snapshots_size: self.snapshots_size,
+        };
+        (meta, ws)
+    }
 }
 
 /// Metadata readers need: header, active L1, snapshot list.
@@ -65,8 +85,6 @@ pub struct Qcow2Node {
     pub(crate) file: Arc<dyn BlockNode>,
     pub(crate) data_file: Option<Arc<dyn BlockNode>>,
     pub(crate) backing: RwLock<Option<Arc<dyn BlockNode>>>,
-    #[allow(dead_code)]
-    pub(crate) host: Arc<dyn HostServices>,
     pub(crate) flags: OpenFlags,
     /// The geometry, packed ([`Geometry::pack`]): amend changes the
     /// refcount width and the version of an open image.
@@ -157,16 +175,6 @@ impl Qcow2Node {
         Ok(buf)
     }
 
-    fn check_table_offset(&self, off: u64, what: &str) -> Result<()> {
-        if self.geo().in_cluster(off) != 0 || off == 0 {
-            return Err(self.corruption(
-                off,
-                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
-            ));
-        }
-        Ok(())
-    }
-
     /// The L2 table at `off` through the cache.
     pub(crate) fn l2_table(&self, off: u64) -> Result<Arc<Table>> {
         self.cached_table(&self.l2, off, "L2 table")
@@ -186,7 +194,12 @@ impl Qcow2Node {
         if let Some(t) = cache.get(off) {
             return Ok(t);
         }
-        self.check_table_offset(off, what)?;
+        if self.geo().in_cluster(off) != 0 || off == 0 {
+            return Err(self.corruption(
+                off,
+                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
+            ));
+        }
         for _ in 0..4 {
             let gen = cache.load_generation(off);
             let data = self.read_cluster(off)?;
@@ -226,12 +239,7 @@ impl Qcow2Node {
 
     /// Refuses writes unless the node is writable, active and not corrupt.
     pub(crate) fn check_writable(&self, op: &str) -> Result<()> {
-        if self.broken.load(Ordering::Acquire) {
-            return Err(self.ctx(BlockError::io(
-                op,
-                "the image could not be reopened after a cache invalidation",
-            )));
-        }
+        self.check_usable(op)?;
         if self.read_only {
             return Err(self.ctx(crate::error::read_only(op, "image is read-only")));
         }

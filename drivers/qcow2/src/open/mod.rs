@@ -12,7 +12,7 @@ use crate::layout::mapping::Geometry;
 use crate::layout::overlap::OverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
-use crate::node::{Loaded, Meta, Qcow2Node, WState};
+use crate::node::{Loaded, Qcow2Node};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -79,6 +79,21 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
     })
 }
 
+/// [`load`] as the node presents the image: switched to the L1 table of
+/// the snapshot `view` selects, if any, with the persistent bitmaps.
+fn load_view(
+    file: &Arc<dyn BlockNode>,
+    lenient: bool,
+    view: &Option<SnapshotSel>,
+) -> Result<(Loaded, crate::bitmap::BitmapState)> {
+    let mut ld = load(file, lenient)?;
+    if let Some(sel) = view {
+        snapview::apply(file, &mut ld, sel)?;
+    }
+    let bitmaps = crate::bitmap::load(file, &mut ld.h)?;
+    Ok((ld, bitmaps))
+}
+
 fn geometry(h: &Header) -> Geometry {
     Geometry {
         cluster_bits: h.cluster_bits,
@@ -130,11 +145,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     // Snapshot L1 tables are validated when used; a read-only open
     // tolerates invalid ones as QEMU does (snapshot changes need a
     // writable open, which refuses them).
-    let mut ld = load(&file, lenient || read_only).map_err(ctx)?;
-    if let Some(sel) = &snapshot_view {
-        snapview::apply(&file, &mut ld, sel).map_err(ctx)?;
-    }
-    let bitmaps = crate::bitmap::load(&file, &mut ld.h).map_err(ctx)?;
+    let (ld, bitmaps) = load_view(&file, lenient || read_only, &snapshot_view).map_err(ctx)?;
     let h = &ld.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::open::damage::refuse_writable(what)));
@@ -188,24 +199,12 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let geo = geometry(h);
     let dirty = h.is_dirty();
     let corrupt = h.is_corrupt();
-    let meta = Meta {
-        h: ld.h.clone(),
-        l1: ld.l1,
-        l1_dirty: false,
-        header_dirty: false,
-        snapshots: ld.snapshots,
-        snapshots_size: ld.snapshots_size,
-    };
-    let ws = WState {
-        reftable: ld.reftable,
-        ..WState::default()
-    };
+    let (meta, ws) = ld.into_state();
     let node = Qcow2Node {
         filename: req.filename.clone(),
         file,
         data_file,
         backing: RwLock::new(backing),
-        host,
         flags: req.flags,
         geo_bits: std::sync::atomic::AtomicU64::new(geo.pack()),
         meta: RwLock::new(meta),
@@ -289,17 +288,7 @@ impl Qcow2Node {
             self.writeback(&mut ws, false)?;
         }
         let lenient = self.flags.contains(OpenFlags::CHECK) || self.read_only;
-        let loaded = load(&self.file, lenient).and_then(|mut l| {
-            if let Some(sel) = &self.snapshot_view {
-                snapview::apply(&self.file, &mut l, sel)?;
-            }
-            Ok(l)
-        });
-        let loaded = loaded.and_then(|mut l| {
-            let b = crate::bitmap::load(&self.file, &mut l.h)?;
-            Ok((l, b))
-        });
-        let (ld, bitmaps) = match loaded {
+        let (ld, bitmaps) = match load_view(&self.file, lenient, &self.snapshot_view) {
             Ok(l) => l,
             Err(e) => {
                 self.broken.store(true, Ordering::Release);
@@ -326,18 +315,7 @@ impl Qcow2Node {
         self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
         self.metadata_prealloc
             .store(crate::io::prealloc::UNKNOWN, Ordering::Release);
-        *m = Meta {
-            h: ld.h,
-            l1: ld.l1,
-            l1_dirty: false,
-            header_dirty: false,
-            snapshots: ld.snapshots,
-            snapshots_size: ld.snapshots_size,
-        };
-        *ws = WState {
-            reftable: ld.reftable,
-            ..WState::default()
-        };
+        (*m, *ws) = ld.into_state();
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
         drop(m);
