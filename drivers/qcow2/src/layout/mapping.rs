@@ -61,10 +61,6 @@ pub enum SubType {
 }
 
 impl SubType {
-    /// True when the data of this subcluster comes from the backing file.
-    pub fn is_unallocated(self) -> bool {
-        matches!(self, SubType::UnallocPlain | SubType::UnallocAlloc)
-    }
     /// True when the subcluster reads as zeros.
     pub fn is_zero(self) -> bool {
         matches!(self, SubType::ZeroPlain | SubType::ZeroAlloc)

@@ -37,16 +37,6 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Bytes this entry takes in the table (padded to 8).
-    pub fn entry_len(&self) -> u64 {
-        let raw = 40
-            + u64::from(EXTRA_LEN)
-            + self.extra_tail.len() as u64
-            + self.id.len() as u64
-            + self.name.len() as u64;
-        raw.div_ceil(8) * 8
-    }
-
     /// Serializes the entry.
     pub fn serialize(&self, out: &mut Vec<u8>) {
         let start = out.len();
@@ -220,7 +210,8 @@ mod tests {
             extra_tail: vec![9; 8],
         };
         let t = serialize_table(&[s.clone(), s.clone()]);
-        assert_eq!(t.len() as u64, 2 * s.entry_len());
+        // 40 fixed + 24 extra + 8 extra tail + id 1 + name 8 = 81, padded to 88.
+        assert_eq!(t.len(), 2 * 88);
         let (p, len) =
             parse_table(2, 3, |o, l| Ok(t[o as usize..o as usize + l].to_vec())).unwrap();
         assert_eq!(len, t.len() as u64);

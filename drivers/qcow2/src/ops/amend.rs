@@ -177,12 +177,8 @@ impl Qcow2Node {
             self.upgrade()?;
         }
         if let Some(bits) = r.refcount_bits {
+            // The width a version-2 image may not have was refused above.
             if bits != u64::from(self.geo().refcount_bits()) {
-                if new_version < 3 && bits != 16 {
-                    return Err(self.ctx(invalid(
-                        "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
-                    )));
-                }
                 self.change_refcount_order(bits.trailing_zeros())?;
             }
         }
@@ -203,16 +199,8 @@ impl Qcow2Node {
             }
             self.writeback(&mut ws, false)?;
         }
-        if r.backing_file.is_some() || r.backing_fmt.is_some() {
-            let m = self.meta_read();
-            if r.backing_file != m.h.backing_file || r.backing_fmt != m.h.backing_format {
-                return Err(self.ctx(invalid(
-                    "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
-                )));
-            }
-        }
         if let Some(lazy) = r.lazy_refcounts {
-            self.set_lazy_refcounts(lazy, new_version)?;
+            self.set_lazy_refcounts(lazy)?;
         }
         if r.size != 0 {
             self.truncate_impl(r.size, Preallocation::Off)?;
@@ -224,17 +212,14 @@ impl Qcow2Node {
         Ok(())
     }
 
-    fn set_lazy_refcounts(&self, lazy: bool, new_version: u32) -> Result<()> {
+    /// Sets or clears lazy refcounts (turning them on in a version-2 image
+    /// was refused before the first change).
+    fn set_lazy_refcounts(&self, lazy: bool) -> Result<()> {
         if lazy == self.meta_read().h.lazy_refcounts() {
             return Ok(());
         }
         let mut ws = self.wlock();
         if lazy {
-            if new_version < 3 {
-                return Err(self.ctx(invalid(
-                    "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
-                )));
-            }
             let mut m = self.meta_write();
             m.h.compatible_features |= COMPAT_LAZY_REFCOUNTS;
             m.header_dirty = true;

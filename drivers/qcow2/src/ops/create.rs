@@ -72,6 +72,24 @@ fn inv(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("create", msg)
 }
 
+/// The cluster size checks create and measure share, worded as QEMU's,
+/// as errors of operation `op`.
+pub fn validate_cluster_size(op: &'static str, cs: u64, extended_l2: bool) -> Result<()> {
+    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
+        return Err(BlockError::invalid(
+            op,
+            "Cluster size must be a power of two between 512 and 2048k",
+        ));
+    }
+    if extended_l2 && cs < 16384 {
+        return Err(BlockError::invalid(
+            op,
+            "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a qcow2 image.
 pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
     let ctx = |e: BlockError| e.in_file(filename.to_string());
@@ -109,16 +127,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
             "Extended L2 entries are only supported with {V3}"
         ))));
     }
-    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
-        return Err(ctx(inv(
-            "Cluster size must be a power of two between 512 and 2048k",
-        )));
-    }
-    if ext_l2 && cs < 16384 {
-        return Err(ctx(inv(
-            "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
-        )));
-    }
+    validate_cluster_size("create", cs, ext_l2).map_err(ctx)?;
     if !v3 && lazy {
         return Err(ctx(inv(format!("Lazy refcounts only supported with {V3}"))));
     }

@@ -4,7 +4,7 @@
 
 use crate::layout::header::get_u64;
 use crate::layout::mapping::L1E_OFFSET_MASK;
-use crate::node::{Deferred, Qcow2Node};
+use crate::node::Qcow2Node;
 use block_core::Result;
 
 impl Qcow2Node {
@@ -38,11 +38,7 @@ impl Qcow2Node {
                 m.l1[i] = 0;
                 m.l1_dirty = true;
             }
-            ws.deferred.push(Deferred {
-                offset: l2_off,
-                clusters: 1,
-                punch: true,
-            });
+            ws.defer(l2_off, 1, true);
             if ws.deferred.len() > 4096 {
                 self.refresh_overlap(&self.meta_read(), &ws);
                 self.writeback(&mut ws, false)?;

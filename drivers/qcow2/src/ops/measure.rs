@@ -1,12 +1,11 @@
 //! `measure` (`qemu-img measure`): the file size a new qcow2 image needs,
 //! computed exactly as QEMU's qcow2 driver does.
 
+use crate::layout::header::MAX_L1_BYTES;
 use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
 
 /// QEMU's largest L1 table (bytes).
-const MAX_L1_BYTES: u64 = 32 << 20;
-
 fn inv(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("measure", msg)
 }
@@ -90,16 +89,7 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     }
     let extended_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
-    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
-        return Err(inv(
-            "Cluster size must be a power of two between 512 and 2048k",
-        ));
-    }
-    if extended_l2 && cs < 16384 {
-        return Err(inv(
-            "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
-        ));
-    }
+    crate::ops::create::validate_cluster_size("measure", cs, extended_l2)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let rbits = o.get_u64("refcount_bits")?.unwrap_or(16);
     if !rbits.is_power_of_two() || rbits > 64 {

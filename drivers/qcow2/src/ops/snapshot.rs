@@ -3,7 +3,7 @@
 
 use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
 use crate::layout::snapshot::{self, Snapshot};
-use crate::node::{Deferred, Qcow2Node, WState};
+use crate::node::{Qcow2Node, WState};
 use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -167,11 +167,7 @@ impl Qcow2Node {
             self.refresh_overlap(&m, ws);
         }
         if old_len > 0 {
-            ws.deferred.push(Deferred {
-                offset: old_off,
-                clusters: (old_len * 8).div_ceil(cs),
-                punch: false,
-            });
+            ws.defer(old_off, (old_len * 8).div_ceil(cs), false);
         }
         self.writeback(ws, true)
     }
@@ -202,11 +198,7 @@ impl Qcow2Node {
             old
         };
         if old_size > 0 {
-            ws.deferred.push(Deferred {
-                offset: old_off,
-                clusters: old_size.div_ceil(cs),
-                punch: false,
-            });
+            ws.defer(old_off, old_size.div_ceil(cs), false);
         }
         self.writeback(ws, true)
     }
