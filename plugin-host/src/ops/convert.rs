@@ -203,6 +203,7 @@ pub fn convert(
     let rate = (req.rate > 0).then(|| RateLimit::new(req.rate));
     let done = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
+    let dispatch = Mutex::new(());
     let turn = (Mutex::new(0usize), Condvar::new());
     let wake_all = || {
         // Under the lock, so that no waiter misses the failure.
@@ -212,7 +213,16 @@ pub fn convert(
     std::thread::scope(|s| {
         for _ in 0..req.workers.clamp(1, items.len().max(1)) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
+                // Chunks are handed out and booked against the rate limit
+                // in one step, so they are paced in copy order.
+                let (i, start_at) = {
+                    let _d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let at = items
+                        .get(i)
+                        .and_then(|&(_, _, len)| rate.as_ref().and_then(|r| r.reserve(len)));
+                    (i, at)
+                };
                 let Some(&(src, off, len)) = items.get(i) else {
                     break;
                 };
@@ -224,9 +234,7 @@ pub fn convert(
                     wake_all();
                     break;
                 }
-                if let Some(r) = &rate {
-                    r.acquire(len);
-                }
+                RateLimit::wait_until(start_at);
                 let mut ops = Vec::new();
                 let mut r = copy_range(&job, src, sources[src], bases[src].0, off, len, &mut ops);
                 if !req.out_of_order {

@@ -1,5 +1,5 @@
 //! A limit on the bytes per second an operation copies. Two pacings:
-//! [`RateLimit::acquire`] paces as qemu-img's convert (a chunk may start
+//! [`RateLimit::reserve`] paces as qemu-img's convert (a chunk may start
 //! once the chunks before it have had their time at the given rate, the
 //! first starts at once, so N bytes take about (N - last chunk) / RATE);
 //! [`RateLimit::pay_after`] paces as a block job (after each chunk it waits
@@ -30,19 +30,24 @@ impl RateLimit {
         self.rate
     }
 
-    /// Waits until a chunk of `n` bytes may be copied.
-    pub fn acquire(&self, n: u64) {
+    /// Books a chunk of `n` bytes, the next in copy order, and returns when
+    /// it may start (`None` without a limit). Callers book chunks in their
+    /// order (under the lock that hands them out), then wait with
+    /// [`RateLimit::wait_until`].
+    pub fn reserve(&self, n: u64) -> Option<Instant> {
         if self.rate == 0 {
-            return;
+            return None;
         }
-        let at = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let at = s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64);
-            s.1 += n;
-            at
-        };
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let at = s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64);
+        s.1 += n;
+        Some(at)
+    }
+
+    /// Sleeps until `at` (a time from [`RateLimit::reserve`]).
+    pub fn wait_until(at: Option<Instant>) {
         let now = Instant::now();
-        if at > now {
+        if let Some(at) = at.filter(|at| *at > now) {
             std::thread::sleep(at - now);
         }
     }
