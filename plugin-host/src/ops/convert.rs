@@ -13,7 +13,7 @@ use super::{BlockError, CancelToken, OpError, ProgressFn, RateLimit, Stage};
 use crate::Image;
 use block_core::{ExtentFlags, ReqFlags, ZeroFlags};
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// The unit of work of one worker (qemu-img's 2 MiB buffer).
@@ -202,8 +202,8 @@ pub fn convert(
     reporter.report(0);
     let rate = (req.rate > 0).then(|| RateLimit::new(req.rate));
     let done = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
-    let dispatch = Mutex::new(());
+    // The index of the next chunk to hand out.
+    let next = Mutex::new(0usize);
     let turn = (Mutex::new(0usize), Condvar::new());
     let wake_all = || {
         // Under the lock, so that no waiter misses the failure.
@@ -216,8 +216,9 @@ pub fn convert(
                 // Chunks are handed out and booked against the rate limit
                 // in one step, so they are paced in copy order.
                 let (i, start_at) = {
-                    let _d = dispatch.lock().unwrap_or_else(|p| p.into_inner());
-                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                    let i = *n;
+                    *n += 1;
                     let at = items
                         .get(i)
                         .and_then(|&(_, _, len)| rate.as_ref().and_then(|r| r.reserve(len)));
