@@ -184,20 +184,12 @@ impl Header {
 
     /// Entries per L2 table.
     pub fn l2_entries(&self) -> u64 {
-        if self.extended_l2() {
-            self.cluster_size() / 16
-        } else {
-            self.cluster_size() / 8
-        }
+        self.cluster_size() / self.l2_entry_size()
     }
 
     /// Bytes per L2 entry (8, or 16 with extended L2).
     pub fn l2_entry_size(&self) -> u64 {
-        if self.extended_l2() {
-            16
-        } else {
-            8
-        }
+        8 << u64::from(self.extended_l2())
     }
 
     /// L1 entries needed to map `size` bytes.

@@ -124,19 +124,11 @@ impl Geometry {
     }
     /// Bytes per L2 entry.
     pub fn l2_entry_size(&self) -> u64 {
-        if self.extended_l2 {
-            16
-        } else {
-            8
-        }
+        8 << u64::from(self.extended_l2)
     }
     /// Subcluster size (the cluster size without extended L2).
     pub fn sc_size(&self) -> u64 {
-        if self.extended_l2 {
-            self.cs() / u64::from(SUBCLUSTERS)
-        } else {
-            self.cs()
-        }
+        self.cs() / u64::from(self.sc_count())
     }
     /// Subclusters per cluster (1 without extended L2).
     pub fn sc_count(&self) -> u32 {
@@ -164,11 +156,7 @@ impl Geometry {
     }
     /// Largest refcount value.
     pub fn max_refcount(&self) -> u64 {
-        if self.refcount_order == 6 {
-            u64::MAX
-        } else {
-            (1u64 << self.refcount_bits()) - 1
-        }
+        u64::MAX >> (64 - self.refcount_bits())
     }
     /// Bit position of the compressed-size field.
     pub fn csize_shift(&self) -> u32 {

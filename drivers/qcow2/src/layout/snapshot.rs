@@ -88,7 +88,6 @@ impl Snapshot {
 /// bytes relative to the table start. Every length is bounded before use.
 pub fn parse_table(
     nb: u32,
-    version: u32,
     mut read: impl FnMut(u64, usize) -> Result<Vec<u8>>,
 ) -> Result<(Vec<Snapshot>, u64)> {
     let bad = |m: String| BlockError::corrupt("read snapshot table", m);
@@ -133,7 +132,6 @@ pub fn parse_table(
         }
         // Version 3 requires disk_size; an entry without it is incomplete
         // (QEMU opens it and `check` reports it), `disk_size` stays None.
-        let _ = version;
         if extra.len() >= 16 {
             sn.disk_size = Some(get_u64(extra, 8));
         }
@@ -212,14 +210,13 @@ mod tests {
         let t = serialize_table(&[s.clone(), s.clone()]);
         // 40 fixed + 24 extra + 8 extra tail + id 1 + name 8 = 81, padded to 88.
         assert_eq!(t.len(), 2 * 88);
-        let (p, len) =
-            parse_table(2, 3, |o, l| Ok(t[o as usize..o as usize + l].to_vec())).unwrap();
+        let (p, len) = parse_table(2, |o, l| Ok(t[o as usize..o as usize + l].to_vec())).unwrap();
         assert_eq!(len, t.len() as u64);
         assert_eq!(p, vec![s.clone(), s]);
         // Hostile extra size.
         let mut bad = t.clone();
         put_u32(&mut bad, 36, 5000);
-        assert!(parse_table(1, 3, |o, l| {
+        assert!(parse_table(1, |o, l| {
             bad.get(o as usize..o as usize + l)
                 .map(|b| b.to_vec())
                 .ok_or_else(|| BlockError::io("r", "eof"))

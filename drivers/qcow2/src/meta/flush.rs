@@ -18,17 +18,14 @@
 use crate::layout::features;
 use crate::meta::refcount::ign;
 use crate::node::{Qcow2Node, WState};
+use block_core::engine::codec::{u64_table_bytes, Endian};
+use block_core::engine::writeback::write_dirty;
 use block_core::{BlockNodeExt, Result};
 use std::sync::atomic::Ordering;
 
 impl Qcow2Node {
     fn write_refblocks(&self) -> Result<()> {
-        for (off, t) in self.rc.dirty() {
-            let data = t.read().clone();
-            self.write_meta(off, &data, ign::REFBLOCK)?;
-            t.mark_clean();
-        }
-        Ok(())
+        write_dirty(&self.rc, |off, d| self.write_meta(off, d, ign::REFBLOCK)).map(drop)
     }
 
     /// Writes the refcount table where the in-memory header puts it. A
@@ -41,11 +38,11 @@ impl Qcow2Node {
             let m = self.meta_read();
             (m.h.refcount_table_offset, m.h.refcount_table_clusters)
         };
-        let mut buf = Vec::with_capacity(ws.reftable.len() * 8);
-        for e in &ws.reftable {
-            buf.extend_from_slice(&e.to_be_bytes());
-        }
-        self.write_meta(off, &buf, ign::REFTABLE)?;
+        self.write_meta(
+            off,
+            &u64_table_bytes(&ws.reftable, Endian::Big),
+            ign::REFTABLE,
+        )?;
         let mut on_disk = [0u8; 12];
         self.file.read_at(48, &mut on_disk)?;
         let mut named = [0u8; 12];
@@ -68,8 +65,7 @@ impl Qcow2Node {
             let m = self.meta_read();
             (m.l1_dirty, m.header_dirty)
         };
-        let l2_dirty = self.l2.dirty();
-        let nothing = l2_dirty.is_empty()
+        let nothing = self.l2.dirty_count() == 0
             && !l1_dirty
             && !header_dirty
             && !ws.reftable_dirty
@@ -97,19 +93,12 @@ impl Qcow2Node {
             d.flush()?;
         }
         self.file.flush()?;
-        for (off, t) in l2_dirty {
-            let data = t.read().clone();
-            self.write_meta(off, &data, ign::L2)?;
-            t.mark_clean();
-        }
+        write_dirty(&self.l2, |off, d| self.write_meta(off, d, ign::L2))?;
         self.file.flush()?;
         {
             let mut m = self.meta_write();
             if m.l1_dirty {
-                let mut buf = Vec::with_capacity(m.l1.len() * 8);
-                for e in &m.l1 {
-                    buf.extend_from_slice(&e.to_be_bytes());
-                }
+                let buf = u64_table_bytes(&m.l1, Endian::Big);
                 self.write_meta(m.h.l1_table_offset, &buf, ign::L1)?;
                 m.l1_dirty = false;
             }

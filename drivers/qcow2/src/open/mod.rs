@@ -48,7 +48,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
     let rt_entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
     let reftable = read_u64s(file, flen, h.refcount_table_offset, rt_entries as usize)?;
     let base = h.snapshots_offset;
-    let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, h.version, |o, l| {
+    let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, |o, l| {
         let mut b = vec![0u8; l];
         crate::open::damage::read_padded(file, flen, base + o, &mut b)?;
         Ok(b)

@@ -11,6 +11,7 @@ use crate::layout::mapping::{
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::{Qcow2Node, WState};
+use crate::ops::copied::Walk;
 use block_core::engine::check::{
     check_refcount_blocks, check_refcounts, note, ClusterStats, ComputedRefcounts, Findings,
     RefcountCheck,
@@ -379,74 +380,18 @@ impl Qcow2Node {
     /// L2 entry must say whether the refcount is 1. Repaired with
     /// FIX_ERRORS, and with FIX_LEAKS when the refcounts are now clean.
     fn check_copied(&self, ws: &mut WState, rep: &mut CheckReport, mode: CheckMode) -> Result<()> {
-        let g = self.geo();
         let repair = mode.contains(CheckMode::FIX_ERRORS)
             || (mode.contains(CheckMode::FIX_LEAKS)
                 && rep.check_errors == 0
                 && rep.corruptions == 0
                 && rep.leaks == 0);
-        let l1 = self.meta_read().l1.clone();
-        for (i, &l1e) in l1.iter().enumerate() {
-            let l2 = l1e & L1E_OFFSET_MASK;
-            if l2 == 0 {
-                continue;
-            }
-            let Ok(rc) = self.get_refcount(ws, l2 / g.cs()) else {
-                continue;
-            };
-            if (rc == 1) != (l1e & OFLAG_COPIED != 0)
-                && rep.repairable(
-                    repair,
-                    format!("OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}"),
-                )
-            {
-                let mut m = self.meta_write();
-                m.l1[i] = l1e ^ OFLAG_COPIED;
-                m.l1_dirty = true;
-                rep.corruptions_fixed += 1;
-            }
-            if g.in_cluster(l2) != 0 {
-                continue;
-            }
-            let Ok(table) = self.l2_table(l2) else {
+        rep.corruptions_fixed += self.walk_copied(ws, Walk::Tolerant, |what| match what {
+            Some(what) => rep.repairable(repair, what),
+            None => {
                 rep.check_error("ERROR: Could not read L2 table".to_string());
-                continue;
-            };
-            let es = g.l2_entry_size() as usize;
-            let d = table.read().clone();
-            let mut changes = Vec::new();
-            for j in 0..g.l2_entries() as usize {
-                let e = get_u64(&d, j * es);
-                let ct = g.cluster_type(e);
-                let off = e & L2E_OFFSET_MASK;
-                if ct != ClusterType::Normal && ct != ClusterType::ZeroAlloc {
-                    continue;
-                }
-                let rc = if self.data_file.is_some() {
-                    1
-                } else {
-                    match self.get_refcount(ws, off / g.cs()) {
-                        Ok(v) => v,
-                        Err(_) => continue,
-                    }
-                };
-                if (rc == 1) != (e & OFLAG_COPIED != 0)
-                    && rep.repairable(
-                        repair,
-                        format!("OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"),
-                    )
-                {
-                    changes.push((j, e ^ OFLAG_COPIED));
-                }
+                false
             }
-            if !changes.is_empty() {
-                rep.corruptions_fixed += changes.len() as u64;
-                let mut w = table.write();
-                for (j, e) in changes {
-                    crate::layout::header::put_u64(&mut w, j * es, e);
-                }
-            }
-        }
+        })?;
         Ok(())
     }
 }

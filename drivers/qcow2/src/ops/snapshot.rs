@@ -4,6 +4,7 @@
 use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
 use crate::layout::snapshot::{self, Snapshot};
 use crate::node::{Qcow2Node, WState};
+use crate::ops::copied::Walk;
 use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,9 +32,6 @@ impl Qcow2Node {
         let g = self.geo();
         let cs = g.cs();
         let es = g.l2_entry_size() as usize;
-        if delta < 0 {
-            drop(self.meta_write());
-        }
         for &l1e in l1 {
             let l2 = l1e & L1E_OFFSET_MASK;
             if l2 == 0 {
@@ -77,57 +75,7 @@ impl Qcow2Node {
 
     /// Sets the COPIED flags of the active state from the refcounts.
     pub(crate) fn rebuild_copied(&self, ws: &mut WState) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
-        let es = g.l2_entry_size() as usize;
-        let l1 = self.meta_read().l1.clone();
-        for (i, &l1e) in l1.iter().enumerate() {
-            let l2 = l1e & L1E_OFFSET_MASK;
-            if l2 == 0 {
-                continue;
-            }
-            let rc = self.get_refcount(ws, l2 / cs)?;
-            let want = if rc == 1 {
-                l1e | OFLAG_COPIED
-            } else {
-                l1e & !OFLAG_COPIED
-            };
-            if want != l1e {
-                let mut m = self.meta_write();
-                m.l1[i] = want;
-                m.l1_dirty = true;
-            }
-            if rc != 1 {
-                continue;
-            }
-            let table = self.l2_table(l2)?;
-            let d = table.read().clone();
-            let mut changes = Vec::new();
-            for j in 0..g.l2_entries() as usize {
-                let e = crate::layout::header::get_u64(&d, j * es);
-                let ct = g.cluster_type(e);
-                let off = e & L2E_OFFSET_MASK;
-                if !(ct == ClusterType::Normal || (ct == ClusterType::ZeroAlloc && off != 0)) {
-                    continue;
-                }
-                let one = self.data_file.is_some() || self.get_refcount(ws, off / cs)? == 1;
-                let want = if one {
-                    e | OFLAG_COPIED
-                } else {
-                    e & !OFLAG_COPIED
-                };
-                if want != e {
-                    changes.push((j, want));
-                }
-            }
-            if !changes.is_empty() {
-                let mut w = table.write();
-                for (j, e) in changes {
-                    crate::layout::header::put_u64(&mut w, j * es, e);
-                }
-            }
-        }
-        Ok(())
+        self.walk_copied(ws, Walk::Strict, |_| true).map(drop)
     }
 
     /// Grows the active L1 table to `entries`, moving it to new clusters.
