@@ -585,7 +585,8 @@ fn lint() -> Result<(), String> {
         "-D",
         "warnings",
     ]);
-    run(c)
+    run(c)?;
+    new_plugin::lint_template(&root(), &target(), run)
 }
 
 fn main() -> ExitCode {

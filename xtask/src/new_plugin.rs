@@ -258,6 +258,38 @@ pub fn make(root: &Path, name: &str, dir: &Path) -> Result<(), String> {
     result
 }
 
+/// The template is outside the workspace, so `cargo fmt --all` and
+/// `cargo clippy --workspace` do not see it: `cargo xtask lint` checks it
+/// here (its build output under `target`, not in the template).
+pub fn lint_template(
+    root: &Path,
+    target: &Path,
+    run: fn(std::process::Command) -> Result<(), String>,
+) -> Result<(), String> {
+    let manifest = root.join(TEMPLATE_DIR).join("Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = std::process::Command::new(&cargo);
+    c.arg("fmt")
+        .arg("--check")
+        .arg("--manifest-path")
+        .arg(&manifest);
+    run(c)?;
+    let mut c = std::process::Command::new(&cargo);
+    c.arg("clippy")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args([
+            "--all-targets",
+            "--features",
+            "plugin",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("CARGO_TARGET_DIR", target.join("sdk-template"));
+    run(c)
+}
+
 /// `cargo xtask new-plugin NAME DIR`.
 pub fn new_plugin(root: &Path, args: &[String]) -> Result<(), String> {
     let [name, dir] = args else {
