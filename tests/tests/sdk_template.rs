@@ -178,3 +178,36 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         "{info}"
     );
 }
+
+/// A plugin outside the workspace depends on block-core alone, and
+/// block-core is to be published: its manifest inherits nothing from the
+/// workspace (a packaged crate has no workspace to inherit from) and has the
+/// fields `cargo publish` needs, its README among them.
+#[test]
+fn block_core_stands_alone_as_a_package() {
+    let dir = workspace_root().join("block-core");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    for (n, line) in manifest.lines().enumerate() {
+        let code = line.split('#').next().unwrap();
+        assert!(
+            !code.contains("workspace"),
+            "block-core/Cargo.toml line {} inherits from the workspace: {line}",
+            n + 1
+        );
+    }
+    for field in [
+        "name = \"block-core\"",
+        "version = \"",
+        "edition = \"",
+        "description = \"",
+        "license = \"",
+        "readme = \"README.md\"",
+    ] {
+        assert!(
+            manifest.lines().any(|l| l.starts_with(field)),
+            "block-core/Cargo.toml lacks {field}"
+        );
+    }
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.starts_with("# block-core"), "{readme}");
+}
