@@ -109,7 +109,8 @@ impl BlockNode for XorNode {
     fn write_vectored(&self, offset: u64, bufs: &[IoSlice<'_>], flags: ReqFlags) -> Result<()> {
         let h = self.header();
         let mut at = self.file_offset(&h, "write", offset, iov_len(bufs))?;
-        // Compression means nothing to this format; FUA goes to the file.
+        // Compression means nothing to this format; FUA goes to the file
+        // with every chunk, so all of them are durable on return.
         let flags = flags.without(ReqFlags::COMPRESSED);
         let mut chunk = Vec::with_capacity(WRITE_CHUNK.min(iov_len(bufs) as usize));
         for b in bufs {
@@ -117,12 +118,10 @@ impl BlockNode for XorNode {
                 chunk.clear();
                 chunk.extend_from_slice(part);
                 codec::apply(h.key, &mut chunk);
-                self.file.write_at(at, &chunk)?;
+                self.file
+                    .write_vectored(at, &[IoSlice::new(&chunk)], flags)?;
                 at += part.len() as u64;
             }
-        }
-        if flags.contains(ReqFlags::FUA) {
-            self.file.flush()?;
         }
         Ok(())
     }
