@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod new_plugin;
+
 /// Driver crates built as plugin libraries.
 const DRIVERS: &[&str] = &["blk-file", "blk-raw", "blk-null", "blk-qcow2"];
 
@@ -583,7 +585,8 @@ fn lint() -> Result<(), String> {
         "-D",
         "warnings",
     ]);
-    run(c)
+    run(c)?;
+    new_plugin::lint_template(&root(), &target(), run)
 }
 
 fn main() -> ExitCode {
@@ -596,8 +599,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("new-plugin") => new_plugin::new_plugin(&root(), &args[1..]),
         _ => Err(
-            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | fuzz [ITERATIONS [SEED...]] | lint>"
+            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | fuzz [ITERATIONS [SEED...]] | new-plugin NAME DIR | lint>"
                 .into(),
         ),
     };
