@@ -27,6 +27,8 @@ mod json;
 mod lent;
 mod node_export;
 mod node_import;
+#[cfg(test)]
+mod panic_tests;
 pub mod plugin;
 mod sinks;
 pub mod table;
