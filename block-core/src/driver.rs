@@ -91,6 +91,15 @@ pub trait BlockDriver: Send + Sync {
         0
     }
 
+    /// As [`BlockDriver::probe`], for a probe that can fail (it could not
+    /// decide whether the file is its format). The host refuses to open a
+    /// file some driver failed to probe rather than guess (e.g. fall back
+    /// to raw and let a write overwrite the format's header). The default
+    /// returns [`BlockDriver::probe`]'s score.
+    fn try_probe(&self, input: &ProbeInput<'_>) -> Result<u32> {
+        Ok(self.probe(input))
+    }
+
     /// The schema of `create` options.
     fn create_options(&self) -> Vec<OptDesc> {
         Vec::new()

@@ -7,6 +7,7 @@
 //! name), so a linked-in driver always shadows a plugin of the same name.
 
 use crate::driver::{BlockDriver, ProbeInput};
+use crate::error::{BlockError, Result};
 use crate::types::DriverKind;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -133,18 +134,37 @@ impl Registry {
 
     /// Probes every format driver and returns the best (highest score, first
     /// registered on ties) with its score, or `None` when nothing scores.
-    pub fn probe(&self, input: &ProbeInput<'_>) -> Option<(&RegisteredDriver, u32)> {
+    /// A driver whose probe fails (or panics, in a plugin) makes the whole
+    /// probe fail, with an error naming the driver and where it came from:
+    /// guessing without it could open its image as raw.
+    pub fn probe(&self, input: &ProbeInput<'_>) -> Result<Option<(&RegisteredDriver, u32)>> {
         let mut best: Option<(&RegisteredDriver, u32)> = None;
         for d in self
             .drivers
             .iter()
             .filter(|d| d.driver.kind() == DriverKind::Format)
         {
-            let score = d.driver.probe(input).min(100);
+            let score = d
+                .driver
+                .try_probe(input)
+                .map_err(|e| {
+                    BlockError::new(
+                        e.kind,
+                        "probe",
+                        format!(
+                            "format driver '{}' (from {}) failed to probe the image, so its format is unknown: {}",
+                            d.driver.name(),
+                            d.origin.describe(),
+                            e.message
+                        ),
+                    )
+                    .in_file(input.filename)
+                })?
+                .min(100);
             if score > 0 && best.is_none_or(|(_, s)| score > s) {
                 best = Some((d, score));
             }
         }
-        best
+        Ok(best)
     }
 }

@@ -236,7 +236,7 @@ pub fn probe_format(registry: &Registry, file: &GraphNode, filename: &str) -> Re
         file_size: size,
         filename,
     };
-    let fmt = match registry.probe(&input) {
+    let fmt = match registry.probe(&input)? {
         Some((d, score)) => {
             log::debug!("probed {filename}: {} (score {score})", d.driver.name());
             d.driver.name().to_string()

@@ -15,7 +15,7 @@
 
 use crate::graph::{self, NodeSpec};
 use crate::image::Image;
-use crate::loader::{self, LoadedPlugin};
+use crate::loader::{self, LoadFailure, LoadedPlugin};
 use block_core::{BlockError, DriverOrigin, ErrorKind, OpenFlags, OptionValues, Registry, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -168,8 +168,7 @@ impl HostBuilder {
         } else {
             Registry::empty()
         };
-        // (file, explicitly named): a library found by scanning a directory
-        // that fails to load is skipped with a warning; a named one is an error.
+        // (file, explicitly named).
         let mut files: Vec<(PathBuf, bool)> = Vec::new();
         for d in &self_.plugin_dirs {
             files.extend(loader::plugin_files_in(d)?.into_iter().map(|f| (f, false)));
@@ -194,14 +193,18 @@ impl HostBuilder {
         let mut plugins = Vec::new();
         let mut load_errors = Vec::new();
         for (f, named) in files {
-            let p = match loader::load_plugin(&f) {
+            // A library found by scanning that is no blk plugin at all is
+            // skipped with a warning; a blk plugin that fails to load is an
+            // error, scanned or named: an operator who put it in the plugin
+            // path expects its drivers.
+            let p = match loader::load_classified(&f) {
                 Ok(p) => p,
-                Err(e) if !named => {
+                Err(LoadFailure::NotAPlugin(e)) if !named => {
                     log::warn!("skipping plugin library: {e}");
                     load_errors.push(e);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into_error()),
             };
             for d in &p.drivers {
                 registry.add(
@@ -261,8 +264,8 @@ impl Host {
         &self.registry
     }
 
-    /// Libraries found in plugin directories that could not be loaded (each
-    /// was skipped with a warning).
+    /// Libraries found in plugin directories that are no blk plugins (each
+    /// was skipped with a warning; a broken blk plugin fails the build).
     pub fn load_errors(&self) -> &[BlockError] {
         &self.load_errors
     }

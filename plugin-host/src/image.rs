@@ -190,7 +190,7 @@ impl Image {
             file_size: size,
             filename: &self.root.filename,
         };
-        let probed = match self.registry.probe(&input) {
+        let probed = match self.registry.probe(&input)? {
             Some((d, _)) if d.driver.name() != "raw" => Some(d.driver.name().to_string()),
             _ => crate::foreign::detect(&input).map(|f| f.name.to_string()),
         };

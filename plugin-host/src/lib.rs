@@ -32,6 +32,7 @@ pub mod image;
 mod linked;
 pub mod loader;
 pub mod ops;
+mod panic_strategy;
 pub mod safety;
 pub mod spec;
 

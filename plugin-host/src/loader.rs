@@ -7,7 +7,7 @@ use block_core::abi::import::ForeignDriver;
 use block_core::abi::plugin::{level_from_number, level_number};
 use block_core::abi::{
     BcAbiStamp, BcDriver, BcHostApi, BcPluginHeader, BcStr, ABI_STAMP_SYMBOL, BLK_ABI_MAGIC,
-    BLK_ABI_MAJOR, BLK_ABI_MINOR, ENTRY_SYMBOL,
+    BLK_ABI_MAJOR, BLK_ABI_MINOR, ENTRY_SYMBOL, PANIC_LOG_TARGET,
 };
 use block_core::{BlockDriver, BlockError, ErrorKind, Result};
 use std::collections::HashMap;
@@ -33,6 +33,19 @@ pub struct LoadedPlugin {
 struct LogCtx {
     name: OnceLock<String>,
     fallback: String,
+    /// The last panic the plugin reported (a record with target
+    /// [`PANIC_LOG_TARGET`]), attached to the error of a failed load.
+    last_panic: Mutex<Option<String>>,
+}
+
+impl LogCtx {
+    /// Takes the last reported panic.
+    fn take_panic(&self) -> Option<String> {
+        self.last_panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
 }
 
 unsafe extern "C" fn host_log(
@@ -46,8 +59,11 @@ unsafe extern "C" fn host_log(
     let _ = std::panic::catch_unwind(|| {
         let ctx = &*(ctx as *const LogCtx);
         let name = ctx.name.get().unwrap_or(&ctx.fallback);
-        let target = format!("plugin::{name}::{}", target.to_string_lossy());
         let msg = message.to_string_lossy();
+        if target.as_bytes() == PANIC_LOG_TARGET.as_bytes() {
+            *ctx.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+        }
+        let target = format!("plugin::{name}::{}", target.to_string_lossy());
         let file = file.to_string_lossy();
         let level = level_from_number(level);
         log::logger().log(
@@ -78,12 +94,40 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
     LOADED.get_or_init(Default::default)
 }
 
+/// Why a library did not load.
+pub(crate) enum LoadFailure {
+    /// It is not a blk plugin: it cannot be loaded as a library or has no
+    /// `blk_plugin_abi` stamp.
+    NotAPlugin(BlockError),
+    /// It is a blk plugin (it carries the stamp) that is broken or
+    /// incompatible.
+    Broken(BlockError),
+}
+
+impl LoadFailure {
+    /// The error, whichever the failure.
+    pub(crate) fn into_error(self) -> BlockError {
+        match self {
+            LoadFailure::NotAPlugin(e) | LoadFailure::Broken(e) => e,
+        }
+    }
+}
+
 /// Loads a plugin library (once per process; later calls return the same
 /// plugin). Refuses a library whose ABI stamp is missing, has the wrong magic
-/// or another major version, naming the file and both versions.
+/// or another major version, naming the file and both versions, and one
+/// built with `panic = "abort"`.
 pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
-    let canon = std::fs::canonicalize(path)
-        .map_err(|e| BlockError::from_io("load plugin", e).in_file(path.display().to_string()))?;
+    load_classified(path).map_err(LoadFailure::into_error)
+}
+
+/// [`load_plugin`], telling a library that is no blk plugin at all from a
+/// broken plugin.
+pub(crate) fn load_classified(path: &Path) -> std::result::Result<Arc<LoadedPlugin>, LoadFailure> {
+    use LoadFailure::{Broken, NotAPlugin};
+    let canon = std::fs::canonicalize(path).map_err(|e| {
+        Broken(BlockError::from_io("load plugin", e).in_file(path.display().to_string()))
+    })?;
     let mut map = loaded().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = map.get(&canon) {
         return Ok(p.clone());
@@ -97,12 +141,14 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
         )
     }
     .map_err(|e| {
-        BlockError::new(
-            ErrorKind::AbiMismatch,
-            "load plugin",
-            format!("cannot load library: {e}"),
+        NotAPlugin(
+            BlockError::new(
+                ErrorKind::AbiMismatch,
+                "load plugin",
+                format!("cannot load library: {e}"),
+            )
+            .in_file(path.display().to_string()),
         )
-        .in_file(path.display().to_string())
     })?;
     // Never unloaded: plugin code and data must outlive every node.
     let lib: &'static libloading::os::unix::Library = Box::leak(Box::new(lib));
@@ -112,42 +158,38 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
         let sym = lib
             .get::<*const BcAbiStamp>(ABI_STAMP_SYMBOL)
             .map_err(|_| {
-                mismatch(
+                NotAPlugin(mismatch(
                     path,
                     format!(
                         "not a blk plugin (no blk_plugin_abi symbol); expected ABI {BLK_ABI_MAJOR}.x"
                     ),
-                )
+                ))
             })?;
         let p: *const BcAbiStamp = *sym;
         if p.is_null() {
-            return Err(mismatch(path, "null ABI stamp".into()));
+            return Err(Broken(mismatch(path, "null ABI stamp".into())));
         }
         std::ptr::read_unaligned(p)
     };
+    let broken = |msg: String| Broken(mismatch(path, msg));
     if stamp.magic != BLK_ABI_MAGIC {
-        return Err(mismatch(
-            path,
-            format!(
-                "bad plugin magic {:#x}; expected ABI {BLK_ABI_MAJOR}.x",
-                stamp.magic
-            ),
-        ));
+        return Err(broken(format!(
+            "bad plugin magic {:#x}; expected ABI {BLK_ABI_MAJOR}.x",
+            stamp.magic
+        )));
     }
     if stamp.abi_major != BLK_ABI_MAJOR {
-        return Err(mismatch(
-            path,
-            format!(
-                "incompatible plugin ABI version: expected {BLK_ABI_MAJOR}.x (host is {BLK_ABI_MAJOR}.{BLK_ABI_MINOR}), found {}.{}",
-                stamp.abi_major, stamp.abi_minor
-            ),
-        ));
+        return Err(broken(format!(
+            "incompatible plugin ABI version: expected {BLK_ABI_MAJOR}.x (host is {BLK_ABI_MAJOR}.{BLK_ABI_MINOR}), found {}.{}",
+            stamp.abi_major, stamp.abi_minor
+        )));
     }
+    crate::panic_strategy::check(path, &stamp).map_err(Broken)?;
 
     // 2. The entry point.
     let entry: unsafe extern "C" fn(*const BcHostApi) -> *const BcPluginHeader = unsafe {
         *lib.get(ENTRY_SYMBOL)
-            .map_err(|_| mismatch(path, "missing blk_plugin_entry symbol".into()))?
+            .map_err(|_| broken("missing blk_plugin_entry symbol".into()))?
     };
     let stem = canon
         .file_stem()
@@ -156,6 +198,7 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     let log_ctx: &'static LogCtx = Box::leak(Box::new(LogCtx {
         name: OnceLock::new(),
         fallback: stem,
+        last_panic: Mutex::new(None),
     }));
     let api = BcHostApi {
         struct_size: std::mem::size_of::<BcHostApi>(),
@@ -169,32 +212,37 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     let api: &'static BcHostApi = Box::leak(Box::new(api));
     let header_ptr = unsafe { entry(api) };
     if header_ptr.is_null() {
-        return Err(mismatch(path, "plugin entry point failed".into()));
+        let why = match log_ctx.take_panic() {
+            Some(p) => p,
+            None => "plugin entry point failed".to_string(),
+        };
+        return Err(broken(why));
     }
     // SAFETY: the header starts with the magic and version; its struct_size
     // says how much is readable.
-    let header =
-        unsafe { read_header(header_ptr) }.ok_or_else(|| mismatch(path, "bad header".into()))?;
+    let header = unsafe { read_header(header_ptr) }.ok_or_else(|| broken("bad header".into()))?;
     if header.magic != BLK_ABI_MAGIC || header.abi_major != BLK_ABI_MAJOR {
-        return Err(mismatch(
-            path,
-            format!(
-                "plugin header declares ABI {}.{}; expected {BLK_ABI_MAJOR}.x",
-                header.abi_major, header.abi_minor
-            ),
-        ));
+        return Err(broken(format!(
+            "plugin header declares ABI {}.{}; expected {BLK_ABI_MAJOR}.x",
+            header.abi_major, header.abi_minor
+        )));
     }
     let name = unsafe { header.name.to_string_lossy() };
     let version = unsafe { header.version.to_string_lossy() };
     let _ = log_ctx.name.set(name.clone());
     if header.n_drivers > 1024 || (header.n_drivers > 0 && header.drivers.is_null()) {
-        return Err(mismatch(path, "bad driver table".into()));
+        return Err(broken("bad driver table".into()));
     }
     let mut drivers: Vec<Arc<dyn BlockDriver>> = Vec::new();
     for i in 0..header.n_drivers {
         let d: BcDriver = unsafe { *header.drivers.add(i) };
-        let fd = unsafe { ForeignDriver::from_raw(d) }
-            .map_err(|e| e.in_file(path.display().to_string()))?;
+        let _ = log_ctx.take_panic();
+        let fd = unsafe { ForeignDriver::from_raw(d) }.map_err(|e| match log_ctx.take_panic() {
+            // The identity read failed because the plugin panicked: say so
+            // rather than "empty name" or "unknown kind".
+            Some(p) => broken(format!("driver #{i} of plugin '{name}': {p}")),
+            None => Broken(e.in_file(path.display().to_string())),
+        })?;
         drivers.push(Arc::new(fd));
     }
     log::debug!(

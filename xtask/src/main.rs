@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod abort_fixture;
 mod new_plugin;
 
 /// Driver crates built as plugin libraries.
@@ -71,6 +72,41 @@ fn plugins(release: bool) -> Result<PathBuf, String> {
         ("old-abi-plugin", None, "libold_abi.so"),
         ("old-abi-plugin", Some("future-major"), "libfuture_abi.so"),
         ("misbehaving-plugin", None, "libmisbehaving.so"),
+        (
+            "misbehaving-plugin",
+            Some("probe-panic"),
+            "libmisbehaving_probe_panic.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("probe-error"),
+            "libmisbehaving_probe_error.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("close-panic"),
+            "libmisbehaving_close_panic.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("name-panic"),
+            "libmisbehaving_name_panic.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("kind-panic"),
+            "libmisbehaving_kind_panic.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("entry-panic"),
+            "libmisbehaving_entry_panic.so",
+        ),
+        (
+            "misbehaving-plugin",
+            Some("payload-drop-panic"),
+            "libmisbehaving_payload_drop.so",
+        ),
     ];
     for (krate, feature, name) in fixtures {
         let mut c = cargo();
@@ -84,6 +120,7 @@ fn plugins(release: bool) -> Result<PathBuf, String> {
         run(c)?;
         copy(&out.join(lib_name(krate)), &fixdir.join(name))?;
     }
+    abort_fixture::build(release, &out, &fixdir)?;
     eprintln!("xtask: plugin libraries in {}", plugdir.display());
     Ok(plugdir)
 }

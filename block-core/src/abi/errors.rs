@@ -3,10 +3,52 @@
 //! exporting side, and a return code plus sink report back into a
 //! [`BlockError`] on the importing side.
 
+use super::host_api::host_api;
 use super::{BcErrSink, BcError, BcStr};
 use crate::error::{BlockError, ErrorKind, Result};
+use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The log target of the error records that report a panic caught where
+/// no error sink can carry it (a driver's `name` or `kind`, a node's
+/// `close`, the plugin entry point). The host attaches the last such
+/// record of a library to the error of a failed load.
+pub const PANIC_LOG_TARGET: &str = "blk_plugin_panic";
+
+/// Drops a caught panic payload without letting a panic in its `Drop`
+/// escape: that second panic is caught too, and its payload is leaked
+/// (never dropped), so a hostile payload cannot unwind across the ABI or
+/// abort the process.
+pub fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// Reports a panic caught in `what` (e.g. "driver name()") that no error
+/// sink can carry, and drops its payload safely. In a plugin the report
+/// goes straight to the host's log callback at error level, whatever the
+/// plugin's own log level, with target [`PANIC_LOG_TARGET`]; elsewhere to
+/// `log::error!`. Returns the message ("WHAT panicked: TEXT").
+pub fn report_panic(what: &str, payload: Box<dyn Any + Send>) -> String {
+    let msg = format!("{what} panicked: {}", panic_message(&*payload));
+    drop_payload(payload);
+    match host_api().and_then(|api| api.log.map(|f| (api.ctx, f))) {
+        Some((ctx, log)) => unsafe {
+            log(
+                ctx,
+                log::Level::Error as usize as super::BcLogLevel,
+                BcStr::from_str(PANIC_LOG_TARGET),
+                BcStr::from_str(&msg),
+                BcStr::from_str(file!()),
+                line!(),
+            )
+        },
+        None => log::error!(target: PANIC_LOG_TARGET, "{msg}"),
+    }
+    msg
+}
 
 /// Sends `e` to the error sink and returns its negative errno.
 ///
@@ -47,6 +89,18 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Runs `f`; a panic is reported with [`report_panic`] as `what` (and its
+/// payload dropped safely) and gives `fallback`.
+pub(crate) fn catch_or<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            report_panic(what, p);
+            fallback
+        }
+    }
+}
+
 /// Runs `f`, turning an error or a panic into a sink report and -errno.
 ///
 /// # Safety
@@ -61,6 +115,7 @@ pub unsafe fn guard(err: *const BcErrSink, op: &str, f: impl FnOnce() -> Result<
                 op,
                 format!("driver panicked: {}", panic_message(&*p)),
             );
+            drop_payload(p);
             log::error!("{e}");
             report_error(err, &e)
         }

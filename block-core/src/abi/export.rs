@@ -3,7 +3,7 @@
 //! received in `open`/`create` are wrapped by `lent`; this module calls
 //! neither `import` nor is called by it. Every slot catches panics.
 
-use super::errors::guard;
+use super::errors::{catch_or, guard};
 pub use super::errors::{panic_message, report_error};
 use super::json::{options_from_json, to_json};
 use super::lent::ForeignHostServices;
@@ -14,7 +14,6 @@ use crate::driver::{BlockDriver, OpenRequest, ProbeInput};
 use crate::error::BlockError;
 use crate::options::{OptDesc, OptionValues};
 use crate::types::OpenFlags;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 type DriverArc = Arc<dyn BlockDriver>;
@@ -44,53 +43,77 @@ unsafe fn push_schema(
     out: *const BcStrSink,
     get: fn(&dyn BlockDriver) -> Vec<OptDesc>,
 ) -> i32 {
-    catch_unwind(AssertUnwindSafe(|| {
+    catch_or("driver option schema", -libc::EIO, || {
         let o = get(driver(&ctx).as_ref());
         push_str(out, &serde_json::to_string(&o).unwrap_or_default());
         0
-    }))
-    .unwrap_or(-libc::EIO)
+    })
+}
+
+/// The driver's view of a probe input; the file name is copied into `name`.
+unsafe fn probe_input<'a>(input: &'a BcProbeInput, name: &'a mut String) -> ProbeInput<'a> {
+    *name = input.filename.to_string_lossy();
+    ProbeInput {
+        head: input.head.as_bytes(),
+        tail: input.tail.as_bytes(),
+        file_size: input.file_size,
+        filename: name,
+    }
 }
 
 impl BcDriverSlots for DriverExport {
     unsafe extern "C" fn name(ctx: *const c_void, out: *const BcStrSink) {
-        let _ = catch_unwind(AssertUnwindSafe(|| push_str(out, driver(&ctx).name())));
+        catch_or("driver name()", (), || push_str(out, driver(&ctx).name()))
     }
 
     unsafe extern "C" fn kind(ctx: *const c_void) -> u32 {
-        catch_unwind(AssertUnwindSafe(|| driver(&ctx).kind() as u32)).unwrap_or(u32::MAX)
+        catch_or("driver kind()", u32::MAX, || driver(&ctx).kind() as u32)
     }
 
     unsafe extern "C" fn caps(ctx: *const c_void) -> u32 {
-        catch_unwind(AssertUnwindSafe(|| driver(&ctx).caps().0)).unwrap_or(0)
+        catch_or("driver caps()", 0, || driver(&ctx).caps().0)
     }
 
     unsafe extern "C" fn description(ctx: *const c_void, out: *const BcStrSink) {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
+        catch_or("driver description()", (), || {
             push_str(out, driver(&ctx).description())
-        }));
+        })
     }
 
     unsafe extern "C" fn protocol_prefixes_json(ctx: *const c_void, out: *const BcStrSink) {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
+        catch_or("driver protocol_prefixes()", (), || {
             let p = driver(&ctx).protocol_prefixes();
             push_str(out, &serde_json::to_string(&p).unwrap_or_default())
-        }));
+        })
     }
 
+    /// For hosts before minor 6: a failed or panicking probe scores 0.
     unsafe extern "C" fn probe(ctx: *const c_void, input: *const BcProbeInput) -> u32 {
-        catch_unwind(AssertUnwindSafe(|| {
+        catch_or("driver probe()", 0, || {
             let Some(i) = copy_table(input) else { return 0 };
-            let name = i.filename.to_string_lossy();
-            let pi = ProbeInput {
-                head: i.head.as_bytes(),
-                tail: i.tail.as_bytes(),
-                file_size: i.file_size,
-                filename: &name,
-            };
-            driver(&ctx).probe(&pi)
-        }))
-        .unwrap_or(0)
+            let mut name = String::new();
+            let pi = probe_input(&i, &mut name);
+            driver(&ctx).try_probe(&pi).unwrap_or(0)
+        })
+    }
+
+    unsafe extern "C" fn probe_checked(
+        ctx: *const c_void,
+        input: *const BcProbeInput,
+        out: *mut u32,
+        err: Err,
+    ) -> i32 {
+        guard(err, "probe", || {
+            let i = copy_table(input)
+                .ok_or_else(|| BlockError::invalid("probe", "missing probe input"))?;
+            if out.is_null() {
+                return Err(BlockError::invalid("probe", "missing score pointer"));
+            }
+            let mut name = String::new();
+            let pi = probe_input(&i, &mut name);
+            *out = driver(&ctx).try_probe(&pi)?.min(100);
+            Ok(())
+        })
     }
 
     unsafe extern "C" fn open(

@@ -120,7 +120,12 @@ impl BlockDriver for ForeignDriver {
     }
 
     fn probe(&self, input: &ProbeInput<'_>) -> u32 {
-        let Some(f) = self.vtbl.probe else { return 0 };
+        self.try_probe(input).unwrap_or(0)
+    }
+
+    /// Through `probe_checked` (minor 6) when the plugin has it, so that a
+    /// failed or panicking probe is an error; else the plain `probe` slot.
+    fn try_probe(&self, input: &ProbeInput<'_>) -> Result<u32> {
         let pi = BcProbeInput {
             struct_size: std::mem::size_of::<BcProbeInput>(),
             head: BcStr::from_bytes(input.head),
@@ -128,7 +133,17 @@ impl BlockDriver for ForeignDriver {
             file_size: input.file_size,
             filename: BcStr::from_str(input.filename),
         };
-        unsafe { f(self.drv.ctx, &pi) }.min(100)
+        if let Some(f) = self.vtbl.probe_checked {
+            let mut score = 0u32;
+            call("probe", |err| unsafe {
+                f(self.drv.ctx, &pi, &mut score, err)
+            })?;
+            return Ok(score.min(100));
+        }
+        let Some(f) = self.vtbl.probe else {
+            return Ok(0);
+        };
+        Ok(unsafe { f(self.drv.ctx, &pi) }.min(100))
     }
 
     fn create_options(&self) -> Vec<OptDesc> {

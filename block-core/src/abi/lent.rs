@@ -3,7 +3,7 @@
 //! `create` call, and a driver takes its own reference
 //! ([`ForeignHostServices::retain`]) to keep opening children later.
 
-use super::errors::{call, guard};
+use super::errors::{call, catch_or, guard};
 use super::json::{options_from_json, options_to_json};
 use super::node_export::export_node;
 use super::node_import::ForeignNode;
@@ -12,7 +12,6 @@ use crate::error::{BlockError, ErrorKind, Result};
 use crate::host::{ChildRequest, ChildRole, HostServices};
 use crate::node::BlockNode;
 use crate::types::{OpenFlags, Preallocation};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 type HostArc = Arc<dyn HostServices>;
@@ -48,9 +47,9 @@ unsafe fn host(ctx: &*mut c_void) -> &HostArc {
 
 impl BcHostServicesSlots for HostExport {
     unsafe extern "C" fn release(ctx: *mut c_void) {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
+        catch_or("host services release", (), || {
             Arc::decrement_strong_count(ctx as *const HostArc)
-        }));
+        })
     }
 
     unsafe extern "C" fn retain(ctx: *mut c_void) {

@@ -27,13 +27,17 @@ mod json;
 mod lent;
 mod node_export;
 mod node_import;
+#[cfg(test)]
+mod panic_tests;
 pub mod plugin;
 mod sinks;
 pub mod table;
 #[cfg(test)]
 mod tests;
 
-pub use errors::{guard, panic_message, report_error};
+pub use errors::{
+    drop_payload, guard, panic_message, report_error, report_panic, PANIC_LOG_TARGET,
+};
 pub use json::{options_from_json, options_to_json};
 pub use lent::{export_host_services, ForeignHostServices};
 pub use node_export::export_node;
@@ -47,8 +51,11 @@ pub const BLK_ABI_MAJOR: u16 = 1;
 /// minors 1, 2 and 3 appended the slots marked so below; minor 4 gave
 /// `BcExtent.mapped_child` (formerly reserved, zero = file) its meaning;
 /// minor 5 appended the control mask, limits and capabilities node slots,
-/// the open-option schema driver slot, and indexed child roles.
-pub const BLK_ABI_MINOR: u16 = 5;
+/// the open-option schema driver slot, and indexed child roles; minor 6
+/// appended the `probe_checked` driver slot and gave
+/// `BcAbiStamp.panic_strategy` (formerly reserved, zero = undeclared) its
+/// meaning.
+pub const BLK_ABI_MINOR: u16 = 6;
 /// The name of the exported stamp symbol.
 pub const ABI_STAMP_SYMBOL: &[u8] = b"blk_plugin_abi\0";
 /// The name of the exported entry symbol.
@@ -64,18 +71,42 @@ pub struct BcAbiStamp {
     pub abi_major: u16,
     /// ABI minor version the plugin was built against.
     pub abi_minor: u16,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// How a panic in the plugin behaves (minor 6; reserved and zero
+    /// before): [`BcAbiStamp::PANIC_UNDECLARED`], [`BcAbiStamp::PANIC_UNWIND`]
+    /// or [`BcAbiStamp::PANIC_ABORT`]. Hosts refuse `PANIC_ABORT` plugins.
+    pub panic_strategy: u32,
 }
 
 impl BcAbiStamp {
-    /// The stamp of this build.
+    /// The plugin does not say (built before minor 6, or not in Rust).
+    pub const PANIC_UNDECLARED: u32 = 0;
+    /// Built with `panic = "unwind"`: its slots catch panics.
+    pub const PANIC_UNWIND: u32 = 1;
+    /// Built with `panic = "abort"`: any panic in it ends the host process.
+    pub const PANIC_ABORT: u32 = 2;
+
+    /// The stamp of this build, panic strategy undeclared (plugins use
+    /// [`BcAbiStamp::for_plugin`], which `export_plugin!` evaluates in the
+    /// plugin crate's own compilation).
     pub const CURRENT: BcAbiStamp = BcAbiStamp {
         magic: BLK_ABI_MAGIC,
         abi_major: BLK_ABI_MAJOR,
         abi_minor: BLK_ABI_MINOR,
-        reserved: 0,
+        panic_strategy: BcAbiStamp::PANIC_UNDECLARED,
     };
+
+    /// The stamp of a plugin whose crate was compiled with unwinding
+    /// panics (`unwinds`, i.e. `cfg!(panic = "unwind")` there) or not.
+    pub const fn for_plugin(unwinds: bool) -> BcAbiStamp {
+        BcAbiStamp {
+            panic_strategy: if unwinds {
+                BcAbiStamp::PANIC_UNWIND
+            } else {
+                BcAbiStamp::PANIC_ABORT
+            },
+            ..BcAbiStamp::CURRENT
+        }
+    }
 }
 
 /// A borrowed byte string: `ptr` may be NULL (meaning "absent") when `len` is 0.
@@ -448,7 +479,8 @@ crate::abi_table! {
         [0] description(ctx: *const c_void, out: *const BcStrSink);
         /// Protocol prefixes as a JSON array of strings into the sink.
         [0] protocol_prefixes_json(ctx: *const c_void, out: *const BcStrSink);
-        /// Probe score 0..=100.
+        /// Probe score 0..=100 (0 also when the probe failed: hosts of
+        /// minor 6 call `probe_checked` when present).
         [0] probe(ctx: *const c_void, input: *const BcProbeInput) -> u32;
         /// Opens a node. The host services handle is lent for the call; the
         /// driver calls `retain` to keep it.
@@ -463,6 +495,10 @@ crate::abi_table! {
         [2] measure_json(ctx: *const c_void, request_json: BcStr, out: *const BcStrSink, err: Err) -> i32;
         /// Open-option schema (`[OptDesc]` JSON) into the sink.
         [5] open_options_json(ctx: *const c_void, out: *const BcStrSink) -> i32;
+        /// Probe that can fail: the score 0..=100 into `*out` and 0, or
+        /// -errno after calling the error sink (the probe failed or
+        /// panicked; the host refuses the open instead of guessing).
+        [6] probe_checked(ctx: *const c_void, input: *const BcProbeInput, out: *mut u32, err: Err) -> i32;
     }
 }
 
@@ -594,7 +630,7 @@ mod layout_tests {
         assert_eq!(size_of::<BcNodeVtbl>(), 56 + 15 * 8 + 2 * 8 + 8 + 3 * 8);
         assert_eq!(offset_of!(BcDriverVtbl, open), 56);
         assert_eq!(DRIVER_VTBL_MINOR0_SIZE, 64);
-        assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8 + 8);
+        assert_eq!(size_of::<BcDriverVtbl>(), 80 + 2 * 8 + 8 + 8);
         assert_eq!(HOST_SERVICES_VTBL_MINOR0_SIZE, 32);
         assert_eq!(size_of::<BcHostApi>(), 40);
         assert_eq!(size_of::<BcPluginHeader>(), 64);
@@ -650,6 +686,7 @@ mod layout_tests {
         ("amend_options_json", 2),
         ("measure_json", 2),
         ("open_options_json", 5),
+        ("probe_checked", 6),
     ];
     const HOST_SERVICES: &[(&str, u16)] = &[
         ("release", 0),
@@ -686,12 +723,12 @@ mod layout_tests {
     /// The table size each minor's producers send (what `copy_table` reads).
     #[test]
     fn table_sizes_per_minor() {
-        let node: Vec<usize> = (0..=5).map(BcNodeVtbl::size_at_minor).collect();
-        assert_eq!(node, [56, 176, 192, 200, 200, 224]);
-        let drv: Vec<usize> = (0..=5).map(BcDriverVtbl::size_at_minor).collect();
-        assert_eq!(drv, [64, 80, 96, 96, 96, 104]);
-        let host: Vec<usize> = (0..=5).map(BcHostServicesVtbl::size_at_minor).collect();
-        assert_eq!(host, [32, 40, 40, 40, 40, 40]);
+        let node: Vec<usize> = (0..=6).map(BcNodeVtbl::size_at_minor).collect();
+        assert_eq!(node, [56, 176, 192, 200, 200, 224, 224]);
+        let drv: Vec<usize> = (0..=6).map(BcDriverVtbl::size_at_minor).collect();
+        assert_eq!(drv, [64, 80, 96, 96, 96, 104, 112]);
+        let host: Vec<usize> = (0..=6).map(BcHostServicesVtbl::size_at_minor).collect();
+        assert_eq!(host, [32, 40, 40, 40, 40, 40, 40]);
     }
 
     /// The exported tables fill every slot and state this build's size.

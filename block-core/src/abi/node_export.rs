@@ -2,7 +2,7 @@
 //! [`BcNodeVtbl`]. Every slot runs under `catch_unwind`: a panic becomes an
 //! EIO error for that call and never unwinds across the boundary.
 
-use super::errors::guard;
+use super::errors::{catch_or, drop_payload, guard};
 use super::json::{options_from_json, to_json};
 use super::sinks::push_str;
 use super::*;
@@ -165,6 +165,7 @@ fn query(op: &str, f: impl FnOnce()) -> i32 {
         Ok(()) => 0,
         Err(p) => {
             log::error!("{op}: driver panicked: {}", panic_message(&*p));
+            drop_payload(p);
             -libc::EIO
         }
     }
@@ -177,9 +178,9 @@ fn parse_prealloc(op: &str, p: u32) -> Result<Preallocation> {
 impl BcNodeSlots for NodeExport {
     unsafe extern "C" fn close(ctx: *mut c_void) {
         if !ctx.is_null() {
-            let _ = catch_unwind(AssertUnwindSafe(|| {
+            catch_or("node close", (), || {
                 drop(Box::from_raw(ctx as *mut Arc<dyn BlockNode>))
-            }));
+            });
         }
     }
 
@@ -273,7 +274,9 @@ impl BcNodeSlots for NodeExport {
     }
 
     unsafe extern "C" fn has_zero_init(ctx: *mut c_void) -> i32 {
-        catch_unwind(AssertUnwindSafe(|| node(&ctx).has_zero_init() as i32)).unwrap_or(0)
+        catch_or("node has_zero_init()", 0, || {
+            node(&ctx).has_zero_init() as i32
+        })
     }
 
     unsafe extern "C" fn check_json(
@@ -391,7 +394,9 @@ impl BcNodeSlots for NodeExport {
     }
 
     unsafe extern "C" fn control_mask(ctx: *mut c_void) -> u64 {
-        catch_unwind(AssertUnwindSafe(|| control_mask_of(node(&ctx).as_ref()))).unwrap_or(0)
+        catch_or("node control_mask()", 0, || {
+            control_mask_of(node(&ctx).as_ref())
+        })
     }
 
     unsafe extern "C" fn limits(ctx: *mut c_void, out: *mut BcIoLimits) -> i32 {
