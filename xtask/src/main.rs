@@ -69,6 +69,15 @@ fn plugins(release: bool) -> Result<PathBuf, String> {
         ("old-abi-plugin", None, "libold_abi.so"),
         ("old-abi-plugin", Some("future-major"), "libfuture_abi.so"),
         ("misbehaving-plugin", None, "libmisbehaving.so"),
+        ("buggy-plugin", None, "libbuggy_none.so"),
+        ("buggy-plugin", Some("probe-claims-all"), "libbuggy_probe_claims_all.so"),
+        ("buggy-plugin", Some("dirty-create"), "libbuggy_dirty_create.so"),
+        ("buggy-plugin", Some("noop-flush"), "libbuggy_noop_flush.so"),
+        ("buggy-plugin", Some("panics"), "libbuggy_panics.so"),
+        ("buggy-plugin", Some("write-past-end"), "libbuggy_write_past_end.so"),
+        ("buggy-plugin", Some("racy-cursor"), "libbuggy_racy_cursor.so"),
+        ("buggy-plugin", Some("stale-cache"), "libbuggy_stale_cache.so"),
+        ("buggy-plugin", Some("ignore-inactive"), "libbuggy_ignore_inactive.so"),
     ];
     for (krate, feature, name) in fixtures {
         let mut c = cargo();
