@@ -101,6 +101,17 @@ fn catches_panics_in_driver_slots() {
     );
 }
 
+/// Panics the ABI swallows (a query slot answers a default and logs) are
+/// seen by the panic watch of `blk-conformance`.
+#[test]
+fn catches_panics_the_abi_swallows() {
+    must_catch(
+        "query_panics",
+        &["node_queries"],
+        "the driver panicked 2 time(s)",
+    );
+}
+
 #[test]
 fn catches_writes_past_the_virtual_size() {
     must_catch(

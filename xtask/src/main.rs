@@ -84,6 +84,11 @@ fn plugins(release: bool) -> Result<PathBuf, String> {
         ("buggy-plugin", Some("panics"), "libbuggy_panics.so"),
         (
             "buggy-plugin",
+            Some("query-panics"),
+            "libbuggy_query_panics.so",
+        ),
+        (
+            "buggy-plugin",
             Some("write-past-end"),
             "libbuggy_write_past_end.so",
         ),

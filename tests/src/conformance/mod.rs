@@ -183,6 +183,7 @@ fn judge_panics(outcome: Outcome, panics_before: u64) -> Outcome {
     let seen = panic_watch::count() - panics_before;
     match outcome {
         Outcome::Skip(why) if why.contains("panicked") => Outcome::Fail(why),
+        Outcome::Fail(why) if why.contains("panicked") => Outcome::Fail(why),
         Outcome::Fail(why) if seen > 0 => Outcome::Fail(format!(
             "{why}; the driver panicked {seen} time(s): {}",
             panic_watch::last().unwrap_or_default()
