@@ -37,7 +37,8 @@ pub fn plugin_dir() -> PathBuf {
     d
 }
 
-/// A test fixture library by name (`old_abi`, `future_abi`, `misbehaving`).
+/// A test fixture library by name (`old_abi`, `future_abi`, `misbehaving`,
+/// `buggy_none` and `buggy_<bug>` for each bug of tests/fixtures/buggy-plugin).
 pub fn fixture(name: &str) -> PathBuf {
     let d = std::env::var_os("BLK_FIXTURE_DIR")
         .map(PathBuf::from)

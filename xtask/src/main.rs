@@ -107,6 +107,44 @@ fn plugins(release: bool) -> Result<PathBuf, String> {
             Some("payload-drop-panic"),
             "libmisbehaving_payload_drop.so",
         ),
+        ("buggy-plugin", None, "libbuggy_none.so"),
+        (
+            "buggy-plugin",
+            Some("probe-claims-all"),
+            "libbuggy_probe_claims_all.so",
+        ),
+        (
+            "buggy-plugin",
+            Some("dirty-create"),
+            "libbuggy_dirty_create.so",
+        ),
+        ("buggy-plugin", Some("noop-flush"), "libbuggy_noop_flush.so"),
+        ("buggy-plugin", Some("panics"), "libbuggy_panics.so"),
+        (
+            "buggy-plugin",
+            Some("query-panics"),
+            "libbuggy_query_panics.so",
+        ),
+        (
+            "buggy-plugin",
+            Some("write-past-end"),
+            "libbuggy_write_past_end.so",
+        ),
+        (
+            "buggy-plugin",
+            Some("racy-cursor"),
+            "libbuggy_racy_cursor.so",
+        ),
+        (
+            "buggy-plugin",
+            Some("stale-cache"),
+            "libbuggy_stale_cache.so",
+        ),
+        (
+            "buggy-plugin",
+            Some("ignore-inactive"),
+            "libbuggy_ignore_inactive.so",
+        ),
     ];
     for (krate, feature, name) in fixtures {
         let mut c = cargo();
@@ -189,7 +227,10 @@ fn run_counting(mut c: Command) -> Result<(u64, u64, bool), String> {
 }
 
 fn conformance(args: &[String]) -> Result<(), String> {
-    if !args.iter().any(|a| a == "--plugin" || a == "--static") {
+    if !args
+        .iter()
+        .any(|a| a == "--plugin" || a.starts_with("--plugin=") || a == "--static")
+    {
         return Err("usage: cargo xtask conformance --plugin LIB [--driver NAME]...".into());
     }
     let mut c = cargo();
@@ -202,8 +243,33 @@ fn conformance(args: &[String]) -> Result<(), String> {
         "blk-conformance",
         "--",
     ]);
-    c.args(args);
+    c.args(absolute_plugin_args(args)?);
     run(c)
+}
+
+/// `args` with every `--plugin LIB` / `--plugin=LIB` made absolute against
+/// the directory `cargo xtask` was invoked from (cargo then runs from the
+/// workspace root).
+fn absolute_plugin_args(args: &[String]) -> Result<Vec<String>, String> {
+    let abs = |lib: &str| -> Result<String, String> {
+        std::fs::canonicalize(lib)
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| format!("plugin library {lib}: {e}"))
+    };
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--plugin" {
+            out.push(a.clone());
+            let lib = it.next().ok_or("--plugin needs a library path")?;
+            out.push(abs(lib)?);
+        } else if let Some(lib) = a.strip_prefix("--plugin=") {
+            out.push(format!("--plugin={}", abs(lib)?));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn blk(bin: &Path, args: &[&str]) -> Result<String, String> {
