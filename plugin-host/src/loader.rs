@@ -3,6 +3,7 @@
 //! every driver it returns is wrapped back into the safe trait. Libraries are
 //! never unloaded.
 
+use block_core::abi::checks::read_plugin_header;
 use block_core::abi::import::ForeignDriver;
 use block_core::abi::plugin::{level_from_number, level_number};
 use block_core::abi::{
@@ -172,9 +173,9 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
         return Err(mismatch(path, "plugin entry point failed".into()));
     }
     // SAFETY: the header starts with the magic and version; its struct_size
-    // says how much is readable.
-    let header =
-        unsafe { read_header(header_ptr) }.ok_or_else(|| mismatch(path, "bad header".into()))?;
+    // says how much is readable (copied up to this host's size).
+    let header = unsafe { read_plugin_header(header_ptr) }
+        .map_err(|e| e.in_file(path.display().to_string()))?;
     if header.magic != BLK_ABI_MAGIC || header.abi_major != BLK_ABI_MAJOR {
         return Err(mismatch(
             path,
@@ -193,7 +194,7 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     let mut drivers: Vec<Arc<dyn BlockDriver>> = Vec::new();
     for i in 0..header.n_drivers {
         let d: BcDriver = unsafe { *header.drivers.add(i) };
-        let fd = unsafe { ForeignDriver::from_raw(d) }
+        let fd = unsafe { ForeignDriver::from_raw_minor(d, stamp.abi_minor) }
             .map_err(|e| e.in_file(path.display().to_string()))?;
         drivers.push(Arc::new(fd));
     }
@@ -213,16 +214,6 @@ pub fn load_plugin(path: &Path) -> Result<Arc<LoadedPlugin>> {
     });
     map.insert(canon, plugin.clone());
     Ok(plugin)
-}
-
-unsafe fn read_header(p: *const BcPluginHeader) -> Option<BcPluginHeader> {
-    // The header's size field is a u32 after magic+versions, so copy_table
-    // (which expects a leading usize) does not apply; read the fixed prefix.
-    let size = std::ptr::read_unaligned(std::ptr::addr_of!((*p).struct_size)) as usize;
-    if size < std::mem::size_of::<BcPluginHeader>() {
-        return None;
-    }
-    Some(std::ptr::read_unaligned(p))
 }
 
 /// The plugin libraries in a directory (`*.so`), sorted by file name.
