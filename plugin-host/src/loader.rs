@@ -3,6 +3,7 @@
 //! every driver it returns is wrapped back into the safe trait. Libraries are
 //! never unloaded.
 
+use block_core::abi::checks::read_plugin_header;
 use block_core::abi::import::ForeignDriver;
 use block_core::abi::plugin::{level_from_number, level_number};
 use block_core::abi::{
@@ -219,8 +220,9 @@ pub(crate) fn load_classified(path: &Path) -> std::result::Result<Arc<LoadedPlug
         return Err(broken(why));
     }
     // SAFETY: the header starts with the magic and version; its struct_size
-    // says how much is readable.
-    let header = unsafe { read_header(header_ptr) }.ok_or_else(|| broken("bad header".into()))?;
+    // says how much is readable (copied up to this host's size).
+    let header = unsafe { read_plugin_header(header_ptr) }
+        .map_err(|e| Broken(e.in_file(path.display().to_string())))?;
     if header.magic != BLK_ABI_MAGIC || header.abi_major != BLK_ABI_MAJOR {
         return Err(broken(format!(
             "plugin header declares ABI {}.{}; expected {BLK_ABI_MAJOR}.x",
@@ -237,11 +239,13 @@ pub(crate) fn load_classified(path: &Path) -> std::result::Result<Arc<LoadedPlug
     for i in 0..header.n_drivers {
         let d: BcDriver = unsafe { *header.drivers.add(i) };
         let _ = log_ctx.take_panic();
-        let fd = unsafe { ForeignDriver::from_raw(d) }.map_err(|e| match log_ctx.take_panic() {
-            // The identity read failed because the plugin panicked: say so
-            // rather than "empty name" or "unknown kind".
-            Some(p) => broken(format!("driver #{i} of plugin '{name}': {p}")),
-            None => Broken(e.in_file(path.display().to_string())),
+        let fd = unsafe { ForeignDriver::from_raw_minor(d, stamp.abi_minor) }.map_err(|e| {
+            match log_ctx.take_panic() {
+                // The identity read failed because the plugin panicked: say
+                // so rather than "empty name" or "unknown kind".
+                Some(p) => broken(format!("driver #{i} of plugin '{name}': {p}")),
+                None => Broken(e.in_file(path.display().to_string())),
+            }
         })?;
         drivers.push(Arc::new(fd));
     }
@@ -261,16 +265,6 @@ pub(crate) fn load_classified(path: &Path) -> std::result::Result<Arc<LoadedPlug
     });
     map.insert(canon, plugin.clone());
     Ok(plugin)
-}
-
-unsafe fn read_header(p: *const BcPluginHeader) -> Option<BcPluginHeader> {
-    // The header's size field is a u32 after magic+versions, so copy_table
-    // (which expects a leading usize) does not apply; read the fixed prefix.
-    let size = std::ptr::read_unaligned(std::ptr::addr_of!((*p).struct_size)) as usize;
-    if size < std::mem::size_of::<BcPluginHeader>() {
-        return None;
-    }
-    Some(std::ptr::read_unaligned(p))
 }
 
 /// The plugin libraries in a directory (`*.so`), sorted by file name.

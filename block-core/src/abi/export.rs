@@ -3,6 +3,7 @@
 //! received in `open`/`create` are wrapped by `lent`; this module calls
 //! neither `import` nor is called by it. Every slot catches panics.
 
+use super::checks::{require_ctx, require_out};
 use super::errors::{catch_or, guard};
 pub use super::errors::{panic_message, report_error};
 use super::json::{options_from_json, to_json};
@@ -43,6 +44,10 @@ unsafe fn push_schema(
     out: *const BcStrSink,
     get: fn(&dyn BlockDriver) -> Vec<OptDesc>,
 ) -> i32 {
+    if out.is_null() || ctx.is_null() {
+        log::error!("option schema: the output sink or the driver context is NULL");
+        return -libc::EINVAL;
+    }
     catch_or("driver option schema", -libc::EIO, || {
         let o = get(driver(&ctx).as_ref());
         push_str(out, &serde_json::to_string(&o).unwrap_or_default());
@@ -124,6 +129,8 @@ impl BcDriverSlots for DriverExport {
         err: Err,
     ) -> i32 {
         guard(err, "open", || {
+            require_ctx("open", ctx)?;
+            require_out("open", "out", out)?;
             let r =
                 copy_table(req).ok_or_else(|| BlockError::invalid("open", "missing request"))?;
             let oreq = OpenRequest {
@@ -150,6 +157,7 @@ impl BcDriverSlots for DriverExport {
         err: Err,
     ) -> i32 {
         guard(err, "create", || {
+            require_ctx("create", ctx)?;
             let d = driver(&ctx);
             let pairs = options_from_json("create", options_json.as_bytes())?;
             let opts = OptionValues::parse(&d.create_options(), &pairs)?;
@@ -169,6 +177,8 @@ impl BcDriverSlots for DriverExport {
         err: Err,
     ) -> i32 {
         guard(err, "measure", || {
+            require_ctx("measure", ctx)?;
+            require_out("measure", "out", out)?;
             let req: crate::info::MeasureRequest = serde_json::from_slice(request_json.as_bytes())
                 .map_err(|e| {
                     BlockError::invalid("measure", format!("bad request document: {e}"))

@@ -4,6 +4,7 @@
 //! neither `export` nor is called by it. Missing slots become
 //! "unsupported" errors (or an empty schema).
 
+use super::checks::copy_peer_table;
 use super::errors::call;
 use super::json::{from_json, options_to_json};
 pub use super::lent::ForeignHostServices;
@@ -31,6 +32,8 @@ pub struct ForeignDriver {
     caps: DriverCaps,
     description: String,
     prefixes: Vec<String>,
+    /// The ABI minor the plugin declared (bounds its tables' sizes).
+    minor: u16,
 }
 
 // SAFETY: drivers are `Arc<dyn BlockDriver>` (Send + Sync) on the exporting side.
@@ -38,13 +41,32 @@ unsafe impl Send for ForeignDriver {}
 unsafe impl Sync for ForeignDriver {}
 
 impl ForeignDriver {
-    /// Wraps a driver handle, reading its identity.
+    /// Wraps a driver handle of a plugin of this build's minor.
     ///
     /// # Safety
-    /// `d` must be a valid driver handle that lives for the rest of the process.
+    /// As [`ForeignDriver::from_raw_minor`].
     pub unsafe fn from_raw(d: BcDriver) -> Result<ForeignDriver> {
+        ForeignDriver::from_raw_minor(d, BLK_ABI_MINOR)
+    }
+
+    /// Wraps a driver handle of a plugin that declared ABI minor
+    /// `plugin_minor`, reading its identity. A driver vtable whose
+    /// `struct_size` claims more than that minor defines is refused (so are
+    /// the node vtables its nodes bring later).
+    ///
+    /// # Safety
+    /// `d` must be a valid driver handle that lives for the rest of the
+    /// process, its vtable readable for the smaller of its `struct_size`
+    /// and the size `plugin_minor` defines.
+    pub unsafe fn from_raw_minor(d: BcDriver, plugin_minor: u16) -> Result<ForeignDriver> {
         let bad = |m: &str| BlockError::new(ErrorKind::AbiMismatch, "load plugin", m.to_string());
-        let vtbl = copy_table(d.vtbl).ok_or_else(|| bad("driver has no vtable"))?;
+        let vtbl = copy_peer_table(
+            "driver vtable (BcDriverVtbl)",
+            d.vtbl,
+            plugin_minor,
+            BcDriverVtbl::size_at_minor,
+        )?
+        .ok_or_else(|| bad("driver has no vtable"))?;
         let (Some(name_f), Some(kind_f), Some(_open)) = (vtbl.name, vtbl.kind, vtbl.open) else {
             return Err(bad("driver vtable lacks name/kind/open"));
         };
@@ -75,6 +97,7 @@ impl ForeignDriver {
             caps,
             description,
             prefixes,
+            minor: plugin_minor,
         })
     }
 }
@@ -219,6 +242,8 @@ impl BlockDriver for ForeignDriver {
         });
         release_lent(hs);
         r?;
-        Ok(Box::new(unsafe { ForeignNode::from_raw(out)? }))
+        Ok(Box::new(unsafe {
+            ForeignNode::from_raw_minor(out, self.minor)?
+        }))
     }
 }

@@ -3,8 +3,10 @@
 //! `create` call, and a driver takes its own reference
 //! ([`ForeignHostServices::retain`]) to keep opening children later.
 
+use super::checks::{copy_peer_table, require_out};
 use super::errors::{call, catch_or, guard};
 use super::json::{options_from_json, options_to_json};
+use super::lent_handles;
 use super::node_export::export_node;
 use super::node_import::ForeignNode;
 use super::*;
@@ -14,25 +16,22 @@ use crate::node::BlockNode;
 use crate::types::{OpenFlags, Preallocation};
 use std::sync::Arc;
 
-type HostArc = Arc<dyn HostServices>;
-
-/// Exposes host services through the C table with one reference owned by
-/// the caller, who calls `release` (see [`release_lent`]) when done
-/// lending it.
+/// Exposes host services through the C table, lent to one `open` or
+/// `create` call: the plugin owns no reference unless it calls `retain`.
+/// The caller ends the lending with [`release_lent`] when the call returns.
+/// Handles are counted defensively (`lent_handles`): a plugin that
+/// releases what it did not retain is logged and ignored.
 pub fn export_host_services(h: Arc<dyn HostServices>) -> BcHostServices {
     BcHostServices {
-        ctx: Arc::into_raw(Arc::new(h)) as *mut c_void,
+        ctx: lent_handles::lend(h),
         vtbl: &HOST_SERVICES_VTBL,
     }
 }
 
-/// Drops the caller's reference to a handle from [`export_host_services`].
-pub(crate) fn release_lent(hs: BcHostServices) {
-    unsafe {
-        if let Some(release) = (*hs.vtbl).release {
-            release(hs.ctx)
-        }
-    }
+/// Ends the lending of a handle from [`export_host_services`] (the host's
+/// own reference; the plugin's `retain`ed ones stay valid).
+pub fn release_lent(hs: BcHostServices) {
+    lent_handles::end_lending(hs.ctx)
 }
 
 static HOST_SERVICES_VTBL: BcHostServicesVtbl = BcHostServicesVtbl::exported::<HostExport>();
@@ -40,20 +39,13 @@ static HOST_SERVICES_VTBL: BcHostServicesVtbl = BcHostServicesVtbl::exported::<H
 /// The slot bodies of [`BcHostServicesVtbl`] for exported host services.
 struct HostExport;
 
-/// The services behind `ctx`, borrowed no longer than the slot's `ctx`.
-unsafe fn host(ctx: &*mut c_void) -> &HostArc {
-    &*(*ctx as *const HostArc)
-}
-
 impl BcHostServicesSlots for HostExport {
     unsafe extern "C" fn release(ctx: *mut c_void) {
-        catch_or("host services release", (), || {
-            Arc::decrement_strong_count(ctx as *const HostArc)
-        })
+        catch_or("host services release", (), || lent_handles::release(ctx))
     }
 
     unsafe extern "C" fn retain(ctx: *mut c_void) {
-        Arc::increment_strong_count(ctx as *const HostArc);
+        catch_or("host services retain", (), || lent_handles::retain(ctx))
     }
 
     unsafe extern "C" fn open_child(
@@ -63,6 +55,8 @@ impl BcHostServicesSlots for HostExport {
         err: Err,
     ) -> i32 {
         guard(err, "open child", || {
+            require_out("open child", "out", out)?;
+            let services = lent_handles::services("open child", ctx)?;
             let r = copy_table(req)
                 .ok_or_else(|| BlockError::invalid("open child", "missing request"))?;
             let role = ChildRole::from_u32(r.role)
@@ -75,7 +69,7 @@ impl BcHostServicesSlots for HostExport {
                 flags: OpenFlags(r.flags),
                 options: options_from_json("open child", r.options_json.as_bytes())?,
             };
-            let child = host(&ctx).open_child(&creq)?;
+            let child = services.open_child(&creq)?;
             *out = export_node(child);
             Ok(())
         })
@@ -91,9 +85,19 @@ impl BcHostServicesSlots for HostExport {
         guard(err, "create file", || {
             let p = Preallocation::from_u32(prealloc)
                 .ok_or_else(|| BlockError::invalid("create file", "unknown preallocation mode"))?;
-            host(&ctx).create_file(&filename.to_string_lossy(), size, p)
+            lent_handles::services("create file", ctx)?.create_file(
+                &filename.to_string_lossy(),
+                size,
+                p,
+            )
         })
     }
+}
+
+/// The ABI minor of the host whose services this plugin received (this
+/// build's when no host called the entry point).
+fn host_minor() -> u16 {
+    super::host_api::host_abi_minor().unwrap_or(BLK_ABI_MINOR)
 }
 
 /// Host services received across the ABI (one reference, released on drop).
@@ -113,7 +117,13 @@ impl ForeignHostServices {
     /// # Safety
     /// `h` must be a valid handle for the duration of this call.
     pub unsafe fn retain(h: BcHostServices) -> Result<ForeignHostServices> {
-        let vtbl = copy_table(h.vtbl).ok_or_else(|| {
+        let vtbl = copy_peer_table(
+            "host services vtable (BcHostServicesVtbl)",
+            h.vtbl,
+            host_minor(),
+            BcHostServicesVtbl::size_at_minor,
+        )?
+        .ok_or_else(|| {
             BlockError::new(
                 ErrorKind::AbiMismatch,
                 "open",
@@ -165,7 +175,9 @@ impl HostServices for ForeignHostServices {
         call("open child", |err| unsafe {
             f(self.ctx, &creq, &mut out, err)
         })?;
-        Ok(Arc::new(unsafe { ForeignNode::from_raw(out)? }))
+        Ok(Arc::new(unsafe {
+            ForeignNode::from_raw_minor(out, host_minor())?
+        }))
     }
 
     fn create_file(&self, filename: &str, size: u64, prealloc: Preallocation) -> Result<()> {

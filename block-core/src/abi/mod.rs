@@ -19,12 +19,14 @@
 
 use std::ffi::c_void;
 
+pub mod checks;
 mod errors;
 pub mod export;
 mod host_api;
 pub mod import;
 mod json;
 mod lent;
+mod lent_handles;
 mod node_export;
 mod node_import;
 #[cfg(test)]
@@ -39,7 +41,7 @@ pub use errors::{
     drop_payload, guard, panic_message, report_error, report_panic, PANIC_LOG_TARGET,
 };
 pub use json::{options_from_json, options_to_json};
-pub use lent::{export_host_services, ForeignHostServices};
+pub use lent::{export_host_services, release_lent, ForeignHostServices};
 pub use node_export::export_node;
 pub use node_import::ForeignNode;
 

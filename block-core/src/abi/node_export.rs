@@ -2,6 +2,7 @@
 //! [`BcNodeVtbl`]. Every slot runs under `catch_unwind`: a panic becomes an
 //! EIO error for that call and never unwinds across the boundary.
 
+use super::checks::{checked_iovecs, require_ctx, require_out};
 use super::errors::{catch_or, drop_payload, guard};
 use super::json::{options_from_json, to_json};
 use super::sinks::push_str;
@@ -17,12 +18,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 /// The node behind a slot's `ctx`, borrowed no longer than the slot's own
-/// `ctx` parameter (so it cannot outlive the call).
+/// `ctx` parameter (so it cannot outlive the call); a NULL `ctx` is an
+/// EINVAL error.
 ///
 /// # Safety
-/// `ctx` must come from [`export_node`] and not be closed yet.
-unsafe fn node(ctx: &*mut c_void) -> &Arc<dyn BlockNode> {
-    &*(*ctx as *const Arc<dyn BlockNode>)
+/// `ctx` must be NULL or come from [`export_node`] and not be closed yet.
+unsafe fn node(ctx: &*mut c_void) -> Result<&Arc<dyn BlockNode>> {
+    require_ctx("node slot", *ctx)?;
+    Ok(&*(*ctx as *const Arc<dyn BlockNode>))
 }
 
 /// Exposes a node through the C table. The receiver calls `close` once.
@@ -44,38 +47,41 @@ static NODE_VTBL: BcNodeVtbl = BcNodeVtbl::exported::<NodeExport>();
 struct NodeExport;
 
 /// Borrows the caller's I/O vector as mutable slices, bounded by the
-/// borrow of `iov`'s own parameter.
-unsafe fn iov_mut(iov: &*const BcIoVec, niov: usize) -> Vec<IoSliceMut<'_>> {
-    if niov == 0 || iov.is_null() {
-        return Vec::new();
-    }
-    std::slice::from_raw_parts(*iov, niov)
+/// borrow of `iov`'s own parameter, after [`checked_iovecs`] (disjoint
+/// buffers: the slices must never alias).
+unsafe fn iov_mut<'a>(
+    offset: u64,
+    iov: &'a *const BcIoVec,
+    niov: usize,
+) -> Result<Vec<IoSliceMut<'a>>> {
+    Ok(checked_iovecs("read", offset, iov, niov, true)?
         .iter()
         .map(|v| {
-            if v.len == 0 || v.ptr.is_null() {
+            if v.len == 0 {
                 IoSliceMut::new(&mut [])
             } else {
                 IoSliceMut::new(std::slice::from_raw_parts_mut(v.ptr, v.len))
             }
         })
-        .collect()
+        .collect())
 }
 
-/// As [`iov_mut`], read-only.
-unsafe fn iov_ref(iov: &*const BcIoVec, niov: usize) -> Vec<IoSlice<'_>> {
-    if niov == 0 || iov.is_null() {
-        return Vec::new();
-    }
-    std::slice::from_raw_parts(*iov, niov)
+/// As [`iov_mut`], read-only (buffers may repeat: shared slices may alias).
+unsafe fn iov_ref<'a>(
+    offset: u64,
+    iov: &'a *const BcIoVec,
+    niov: usize,
+) -> Result<Vec<IoSlice<'a>>> {
+    Ok(checked_iovecs("write", offset, iov, niov, false)?
         .iter()
         .map(|v| {
-            if v.len == 0 || v.ptr.is_null() {
+            if v.len == 0 {
                 IoSlice::new(&[])
             } else {
                 IoSlice::new(std::slice::from_raw_parts(v.ptr, v.len))
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The ABI form of `e` for a host of ABI minor `host_minor` (`None`: this
@@ -159,10 +165,15 @@ pub(crate) fn caps_to_abi(c: &NodeCapabilities) -> BcNodeCaps {
     }
 }
 
-/// Runs an infallible query under `catch_unwind`: 0, or -EIO on a panic.
-fn query(op: &str, f: impl FnOnce()) -> i32 {
+/// Runs a query without an error sink under `catch_unwind`: 0, -errno
+/// (logged) on an error, or -EIO on a panic.
+fn query(op: &str, f: impl FnOnce() -> Result<()>) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(()) => 0,
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            log::error!("{e}");
+            -e.errno().max(1)
+        }
         Err(p) => {
             log::error!("{op}: driver panicked: {}", panic_message(&*p));
             drop_payload(p);
@@ -193,8 +204,9 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "read", || {
-            let mut bufs = iov_mut(&iov, niov);
-            node(&ctx).read_vectored(offset, &mut bufs, ReqFlags(flags))
+            let n = node(&ctx)?;
+            let mut bufs = iov_mut(offset, &iov, niov)?;
+            n.read_vectored(offset, &mut bufs, ReqFlags(flags))
         })
     }
 
@@ -207,31 +219,36 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "write", || {
-            let bufs = iov_ref(&iov, niov);
-            node(&ctx).write_vectored(offset, &bufs, ReqFlags(flags))
+            let n = node(&ctx)?;
+            let bufs = iov_ref(offset, &iov, niov)?;
+            n.write_vectored(offset, &bufs, ReqFlags(flags))
         })
     }
 
     unsafe extern "C" fn flush(ctx: *mut c_void, err: Err) -> i32 {
-        guard(err, "flush", || node(&ctx).flush())
+        guard(err, "flush", || node(&ctx)?.flush())
     }
 
     unsafe extern "C" fn length(ctx: *mut c_void, out: *mut u64, err: Err) -> i32 {
         guard(err, "length", || {
-            *out = node(&ctx).length()?;
+            let n = node(&ctx)?;
+            require_out("length", "out", out)?;
+            *out = n.length()?;
             Ok(())
         })
     }
 
     unsafe extern "C" fn info_json(ctx: *mut c_void, out: *const BcStrSink, err: Err) -> i32 {
         guard(err, "info", || {
-            push_str(out, &to_json("info", &node(&ctx).info()?)?);
+            let n = node(&ctx)?;
+            require_out("info", "out", out)?;
+            push_str(out, &to_json("info", &n.info()?)?);
             Ok(())
         })
     }
 
     unsafe extern "C" fn discard(ctx: *mut c_void, offset: u64, len: u64, err: Err) -> i32 {
-        guard(err, "discard", || node(&ctx).discard(offset, len))
+        guard(err, "discard", || node(&ctx)?.discard(offset, len))
     }
 
     unsafe extern "C" fn write_zeroes(
@@ -242,19 +259,21 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "write_zeroes", || {
-            node(&ctx).write_zeroes(offset, len, ZeroFlags(flags))
+            node(&ctx)?.write_zeroes(offset, len, ZeroFlags(flags))
         })
     }
 
     unsafe extern "C" fn truncate(ctx: *mut c_void, size: u64, prealloc: u32, err: Err) -> i32 {
         guard(err, "truncate", || {
-            node(&ctx).truncate(size, parse_prealloc("truncate", prealloc)?)
+            node(&ctx)?.truncate(size, parse_prealloc("truncate", prealloc)?)
         })
     }
 
     unsafe extern "C" fn allocated_size(ctx: *mut c_void, out: *mut u64, err: Err) -> i32 {
         guard(err, "allocated_size", || {
-            *out = node(&ctx).allocated_size()?;
+            let n = node(&ctx)?;
+            require_out("allocated_size", "out", out)?;
+            *out = n.allocated_size()?;
             Ok(())
         })
     }
@@ -267,7 +286,9 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "block_status", || {
-            let e = node(&ctx).block_status(offset, len)?;
+            let n = node(&ctx)?;
+            require_out("block_status", "out", out)?;
+            let e = n.block_status(offset, len)?;
             *out = extent_for_host(e, super::host_api::host_abi_minor());
             Ok(())
         })
@@ -275,7 +296,7 @@ impl BcNodeSlots for NodeExport {
 
     unsafe extern "C" fn has_zero_init(ctx: *mut c_void) -> i32 {
         catch_or("node has_zero_init()", 0, || {
-            node(&ctx).has_zero_init() as i32
+            node(&ctx).map(|n| n.has_zero_init() as i32).unwrap_or(0)
         })
     }
 
@@ -286,7 +307,9 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "check", || {
-            match require(node(&ctx).check_control(), "check")?.check(CheckMode(mode)) {
+            let n = node(&ctx)?;
+            require_out("check", "out", out)?;
+            match require(n.check_control(), "check")?.check(CheckMode(mode)) {
                 Ok(r) => push_str(out, &to_json("check", &r)?),
                 Err(e) => return Err(super::json::send_check_stopped(out, e)),
             }
@@ -300,7 +323,9 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "snapshot_list", || {
-            let l = require(node(&ctx).snapshots(), "snapshot_list")?.snapshot_list()?;
+            let n = node(&ctx)?;
+            require_out("snapshot_list", "out", out)?;
+            let l = require(n.snapshots(), "snapshot_list")?.snapshot_list()?;
             push_str(out, &to_json("snapshot_list", &l)?);
             Ok(())
         })
@@ -308,21 +333,21 @@ impl BcNodeSlots for NodeExport {
 
     unsafe extern "C" fn snapshot_create(ctx: *mut c_void, name: BcStr, err: Err) -> i32 {
         guard(err, "snapshot_create", || {
-            require(node(&ctx).snapshots(), "snapshot_create")?
+            require(node(&ctx)?.snapshots(), "snapshot_create")?
                 .snapshot_create(&name.to_string_lossy())
         })
     }
 
     unsafe extern "C" fn snapshot_apply(ctx: *mut c_void, name: BcStr, err: Err) -> i32 {
         guard(err, "snapshot_apply", || {
-            require(node(&ctx).snapshots(), "snapshot_apply")?
+            require(node(&ctx)?.snapshots(), "snapshot_apply")?
                 .snapshot_apply(&name.to_string_lossy())
         })
     }
 
     unsafe extern "C" fn snapshot_delete(ctx: *mut c_void, name: BcStr, err: Err) -> i32 {
         guard(err, "snapshot_delete", || {
-            require(node(&ctx).snapshots(), "snapshot_delete")?
+            require(node(&ctx)?.snapshots(), "snapshot_delete")?
                 .snapshot_delete(&name.to_string_lossy())
         })
     }
@@ -336,14 +361,14 @@ impl BcNodeSlots for NodeExport {
         guard(err, "change_backing_file", || {
             let f = filename.to_opt_string();
             let fmt = format.to_opt_string();
-            require(node(&ctx).backing_control(), "change_backing_file")?
+            require(node(&ctx)?.backing_control(), "change_backing_file")?
                 .change_backing_file(f.as_deref(), fmt.as_deref())
         })
     }
 
     unsafe extern "C" fn invalidate_cache(ctx: *mut c_void, err: Err) -> i32 {
         guard(err, "invalidate_cache", || {
-            require(node(&ctx).migration(), "invalidate_cache")?.invalidate_cache()
+            require(node(&ctx)?.migration(), "invalidate_cache")?.invalidate_cache()
         })
     }
 
@@ -352,7 +377,7 @@ impl BcNodeSlots for NodeExport {
             // The host flushed the node before this call (MigrationControl's
             // contract; hosts before it flushed the image first), so only a
             // node without the capability is flushed here, as slot 1.0 did.
-            let n = node(&ctx);
+            let n = node(&ctx)?;
             match n.migration() {
                 Some(m) => m.inactivate(),
                 None => n.flush(),
@@ -362,20 +387,20 @@ impl BcNodeSlots for NodeExport {
 
     unsafe extern "C" fn activate(ctx: *mut c_void, err: Err) -> i32 {
         guard(err, "activate", || {
-            require(node(&ctx).migration(), "activate")?.activate()
+            require(node(&ctx)?.migration(), "activate")?.activate()
         })
     }
 
     unsafe extern "C" fn make_empty(ctx: *mut c_void, err: Err) -> i32 {
         guard(err, "make_empty", || {
-            require(node(&ctx).backing_control(), "make_empty")?.make_empty()
+            require(node(&ctx)?.backing_control(), "make_empty")?.make_empty()
         })
     }
 
     unsafe extern "C" fn amend_json(ctx: *mut c_void, options_json: BcStr, err: Err) -> i32 {
         guard(err, "amend", || {
             let pairs = options_from_json("amend", options_json.as_bytes())?;
-            require(node(&ctx).amend_control(), "amend")?.amend(&pairs)
+            require(node(&ctx)?.amend_control(), "amend")?.amend(&pairs)
         })
     }
 
@@ -386,8 +411,10 @@ impl BcNodeSlots for NodeExport {
         err: Err,
     ) -> i32 {
         guard(err, "bitmap", || {
+            let n = node(&ctx)?;
+            require_out("bitmap", "out", out)?;
             let req = String::from_utf8_lossy(request_json.as_bytes()).into_owned();
-            let s = require(node(&ctx).bitmap_control(), "bitmap")?.bitmap(&req)?;
+            let s = require(n.bitmap_control(), "bitmap")?.bitmap(&req)?;
             push_str(out, &s);
             Ok(())
         })
@@ -395,19 +422,25 @@ impl BcNodeSlots for NodeExport {
 
     unsafe extern "C" fn control_mask(ctx: *mut c_void) -> u64 {
         catch_or("node control_mask()", 0, || {
-            control_mask_of(node(&ctx).as_ref())
+            node(&ctx).map(|n| control_mask_of(n.as_ref())).unwrap_or(0)
         })
     }
 
     unsafe extern "C" fn limits(ctx: *mut c_void, out: *mut BcIoLimits) -> i32 {
         query("limits", || {
-            write_table(out, &limits_to_abi(&node(&ctx).limits()))
+            let n = node(&ctx)?;
+            require_out("limits", "out", out)?;
+            write_table(out, &limits_to_abi(&n.limits()));
+            Ok(())
         })
     }
 
     unsafe extern "C" fn capabilities(ctx: *mut c_void, out: *mut BcNodeCaps) -> i32 {
         query("capabilities", || {
-            write_table(out, &caps_to_abi(&node(&ctx).capabilities()))
+            let n = node(&ctx)?;
+            require_out("capabilities", "out", out)?;
+            write_table(out, &caps_to_abi(&n.capabilities()));
+            Ok(())
         })
     }
 }

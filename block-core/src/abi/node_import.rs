@@ -2,6 +2,7 @@
 //! [`BlockNode`] and its capability traits. Missing slots become
 //! "unsupported" errors (or the documented fallback).
 
+use super::checks::copy_peer_table;
 use super::errors::call;
 use super::json::{from_json, options_to_json};
 use super::sinks::collect;
@@ -100,13 +101,37 @@ pub(crate) fn caps_from_abi(c: &BcNodeCaps) -> NodeCapabilities {
 }
 
 impl ForeignNode {
-    /// Takes ownership of a node handle.
+    /// Takes ownership of a node handle from a peer of this build's minor.
     ///
     /// # Safety
-    /// `n` must be a valid node handle produced by a conforming peer.
+    /// As [`ForeignNode::from_raw_minor`].
     pub unsafe fn from_raw(n: BcNode) -> Result<ForeignNode> {
-        let vtbl = copy_table(n.vtbl)
-            .ok_or_else(|| BlockError::new(ErrorKind::AbiMismatch, "open", "node has no vtable"))?;
+        ForeignNode::from_raw_minor(n, BLK_ABI_MINOR)
+    }
+
+    /// Takes ownership of a node handle from a peer that declared ABI
+    /// minor `peer_minor`: a vtable whose `struct_size` claims more than
+    /// that minor defines (or a size between two minors') is refused, and
+    /// the node is then closed through the slot that minor 0 defines.
+    ///
+    /// # Safety
+    /// `n` must be a valid node handle whose vtable is readable for the
+    /// smaller of its `struct_size` and the size `peer_minor` defines.
+    pub unsafe fn from_raw_minor(n: BcNode, peer_minor: u16) -> Result<ForeignNode> {
+        let checked = copy_peer_table(
+            "node vtable (BcNodeVtbl)",
+            n.vtbl,
+            peer_minor,
+            BcNodeVtbl::size_at_minor,
+        );
+        let vtbl = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                close_refused(n);
+                return Err(e.with_op("open"));
+            }
+        }
+        .ok_or_else(|| BlockError::new(ErrorKind::AbiMismatch, "open", "node has no vtable"))?;
         if vtbl.close.is_none() || vtbl.read.is_none() {
             return Err(BlockError::new(
                 ErrorKind::AbiMismatch,
@@ -134,6 +159,20 @@ impl ForeignNode {
 
     fn offers(&self, bit: u64) -> bool {
         self.controls & bit != 0
+    }
+}
+
+/// Closes a node whose table was refused, through the minor-0 `close`
+/// slot (which every table has) when the table has one.
+unsafe fn close_refused(n: BcNode) {
+    if n.vtbl.is_null() || n.ctx.is_null() {
+        return;
+    }
+    let size = *(n.vtbl as *const usize);
+    if size >= std::mem::offset_of!(BcNodeVtbl, close) + std::mem::size_of::<usize>() {
+        if let Some(close) = (*n.vtbl).close {
+            close(n.ctx)
+        }
     }
 }
 
