@@ -90,11 +90,10 @@ impl Metadata {
         let at = u64::from(entry) * bs;
         let h = &self.header;
         let bad = |what: &str| {
-            Err(BlockError::corrupt(
-                op,
-                format!("BAT entry {index} (block {entry}) {what}"),
+            Err(
+                BlockError::corrupt(op, format!("BAT entry {index} (block {entry}) {what}"))
+                    .at(index * bs),
             )
-            .at(index * bs))
         };
         if at < h.bat_reserved_end() && h.bat_offset < at + bs {
             return bad("overlaps the BAT");

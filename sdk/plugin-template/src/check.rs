@@ -32,7 +32,9 @@ fn check_entries(m: &Metadata, file_len: u64, rep: &mut CheckReport) -> Vec<Bloc
         let at = u64::from(e) * bs;
         let guest_len = bs.min(h.size - i as u64 * bs);
         if at < h.bat_reserved_end() && h.bat_offset < at + bs {
-            rep.corruption(format!("BAT entry {i} names block {e}, which overlaps the BAT"));
+            rep.corruption(format!(
+                "BAT entry {i} names block {e}, which overlaps the BAT"
+            ));
         } else if at + guest_len > file_len {
             rep.corruption(format!(
                 "BAT entry {i} names block {e}, past the end of the file"
@@ -92,7 +94,12 @@ impl CheckControl for BatFormat {
             rep.leaks += n;
             let what = format!("{n} leaked block(s) at offset {:#x}", s * bs);
             if e == file_blocks && mode.contains(CheckMode::FIX_LEAKS) {
-                note(&mut rep, FindingKind::Repair, Some(s * bs), format!("Repairing {what}"));
+                note(
+                    &mut rep,
+                    FindingKind::Repair,
+                    Some(s * bs),
+                    format!("Repairing {what}"),
+                );
                 self.file().truncate(s * bs, Preallocation::Off)?;
                 file_len = s * bs;
                 // New blocks go where the leaked ones were.
@@ -101,7 +108,12 @@ impl CheckControl for BatFormat {
                 rep.leaks -= n;
                 rep.leaks_fixed += n;
             } else {
-                note(&mut rep, FindingKind::Leak, Some(s * bs), format!("Leaked: {what}"));
+                note(
+                    &mut rep,
+                    FindingKind::Leak,
+                    Some(s * bs),
+                    format!("Leaked: {what}"),
+                );
             }
         }
         rep.image_end_offset = Some(file_len);

@@ -79,6 +79,12 @@ impl BatFormat {
         }
     }
 
+    /// [`Metadata::block_offset`] with the image's name on errors.
+    fn block_offset(&self, m: &Metadata, op: &'static str, index: u64) -> Result<Option<u64>> {
+        m.block_offset(op, index)
+            .map_err(|e| e.in_file(&self.filename))
+    }
+
     /// Writes `h` over the header.
     fn write_header(&self, h: &Header) -> Result<()> {
         self.file.write_at(0, &h.encode())
@@ -107,7 +113,7 @@ impl Format for BatFormat {
         let bs = m.header.block();
         let in_block = offset % bs;
         let len = len.min(bs - in_block);
-        Ok(match m.block_offset("read", offset / bs)? {
+        Ok(match self.block_offset(&m, "read", offset / bs)? {
             None => Mapping::Unallocated { len, host: None },
             Some(at) => Mapping::Data {
                 child: ChildRef::FILE,
@@ -184,7 +190,7 @@ impl Format for BatFormat {
     fn make_zero(&self, offset: u64, len: u64, unmap: bool) -> Result<bool> {
         let m = self.meta();
         let bs = m.header.block();
-        if let Some(at) = m.block_offset("write_zeroes", offset / bs)? {
+        if let Some(at) = self.block_offset(&m, "write_zeroes", offset / bs)? {
             let flags = if unmap {
                 ZeroFlags::MAY_UNMAP
             } else {
@@ -202,7 +208,7 @@ impl Format for BatFormat {
         let m = self.meta();
         let bs = m.header.block();
         for i in offset / bs..(offset + len).div_ceil(bs) {
-            if let Some(at) = m.block_offset("discard", i)? {
+            if let Some(at) = self.block_offset(&m, "discard", i)? {
                 let n = bs.min(m.header.size - i * bs);
                 match self.file.discard(at, n) {
                     Err(e) if e.kind == ErrorKind::Unsupported => return Ok(false),

@@ -86,8 +86,7 @@ impl Header {
     /// BAT right after the header. Errors (for `op`) when the values are
     /// out of the format's range.
     pub fn new(op: &'static str, size: u64, block_size: u64) -> Result<Header> {
-        if !block_size.is_power_of_two()
-            || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
+        if !block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
         {
             return Err(BlockError::invalid(
                 op,
@@ -219,11 +218,12 @@ mod tests {
         let b = h.encode();
         assert_eq!(&b[0..8], b"BLKBAT\0\0");
         assert_eq!(b[16..24], 0x0123_4567_89abu64.to_le_bytes());
-        assert_eq!(b[28..32], 0x12346u32.to_le_bytes());
+        assert_eq!(b[28..32], 0x12_3457u32.to_le_bytes());
         assert_eq!(b[32..40], 512u64.to_le_bytes());
         assert!(b[40..].iter().all(|&x| x == 0));
         assert_eq!(Header::decode(&b).unwrap(), h);
-        assert_eq!(h.bat_reserved_end(), 1 << 20);
+        // 512 + 0x123457 * 4 bytes, rounded up to the 1 MiB block.
+        assert_eq!(h.bat_reserved_end(), 5 << 20);
     }
 
     #[test]
@@ -257,7 +257,11 @@ mod tests {
         h.bat_offset = 0;
         assert!(h.check_bat(1 << 30).unwrap_err().message.contains("header"));
         h.bat_offset = 513;
-        assert!(h.check_bat(1 << 30).unwrap_err().message.contains("aligned"));
+        assert!(h
+            .check_bat(1 << 30)
+            .unwrap_err()
+            .message
+            .contains("aligned"));
         // 2^32 - 1 entries: 16 GiB of BAT, refused by size alone.
         h.bat_offset = 512;
         h.bat_entries = u32::MAX;
