@@ -324,7 +324,7 @@ mod tests {
         }
         for (bad, words) in [
             ("", "not a lowercase identifier"),
-            ("Xor", "not a lowercase identifier"),
+            ("Bat", "not a lowercase identifier"),
             ("2fmt", "not a lowercase identifier"),
             ("_fmt", "not a lowercase identifier"),
             ("my-format", "not a lowercase identifier"),
