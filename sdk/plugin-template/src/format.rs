@@ -68,9 +68,11 @@ impl BatFormat {
         self.meta.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The allocation `a` as the append allocator handed it out.
-    fn appended(&self, a: &Allocation) -> AppendAllocation {
-        let len = a.len.div_ceil(self.allocation_unit()) * self.allocation_unit();
+    /// The allocation `a` of `bs`-byte blocks as the append allocator
+    /// handed it out. (The block size is passed in: the caller holds the
+    /// metadata lock, which is not taken twice.)
+    fn appended(a: &Allocation, bs: u64) -> AppendAllocation {
+        let len = a.len.div_ceil(bs) * bs;
         AppendAllocation {
             offset: a.host_offset,
             len,
@@ -171,7 +173,7 @@ impl Format for BatFormat {
             .collect();
         let at = m.header.bat_offset + first as u64 * BAT_ENTRY_SIZE;
         if let Err(e) = self.file.write_at(at, &bat_bytes(&entries)) {
-            m.alloc.undo(&self.appended(a));
+            m.alloc.undo(&Self::appended(a, bs));
             return Err(e);
         }
         m.bat[first..first + blocks].copy_from_slice(&entries);
@@ -180,7 +182,8 @@ impl Format for BatFormat {
 
     /// The data write failed: give the space back if it is still last.
     fn abort(&self, a: &Allocation) {
-        self.meta().alloc.undo(&self.appended(a));
+        let m = self.meta();
+        m.alloc.undo(&Self::appended(a, m.header.block()));
     }
 
     /// An unallocated block already reads as zeros; an allocated one is
@@ -196,7 +199,11 @@ impl Format for BatFormat {
             } else {
                 ZeroFlags::NONE
             };
-            self.file.write_zeroes(at + offset % bs, len, flags)?;
+            match self.file.write_zeroes(at + offset % bs, len, flags) {
+                // The engine writes zeros instead.
+                Err(e) if e.kind == ErrorKind::Unsupported => return Ok(false),
+                r => r?,
+            }
         }
         Ok(true)
     }

@@ -341,3 +341,24 @@ fn concurrent_writers_all_land_and_allocate_each_block_once() {
         "16 blocks, each once"
     );
 }
+
+#[test]
+fn a_failed_bat_write_leaves_the_block_unnamed_and_reusable() {
+    let (host, file) = create(&[("size", "1M")]);
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    file.inject_error(InjectedError {
+        offset: HEADER_SIZE + 4 * 2,
+        op: Some(ChildOp::Write),
+        kind: ErrorKind::Io,
+    });
+    assert_eq!(
+        node.write_at(2 * BLOCK, b"lost").unwrap_err().kind,
+        ErrorKind::Io
+    );
+    let mut b = [0xffu8; 4];
+    node.read_at(2 * BLOCK, &mut b).unwrap();
+    assert_eq!(b, [0; 4], "the block is not linked");
+    file.clear_errors();
+    node.write_at(5 * BLOCK, b"kept").unwrap();
+    assert_eq!(stored_entry(&file, 5), 1, "its space was given back");
+}
