@@ -172,10 +172,10 @@ impl Format for BatFormat {
             .map(|k| (a.host_offset / bs) as u32 + k as u32)
             .collect();
         let at = m.header.bat_offset + first as u64 * BAT_ENTRY_SIZE;
-        if let Err(e) = self.file.write_at(at, &bat_bytes(&entries)) {
-            m.alloc.undo(&Self::appended(a, bs));
-            return Err(e);
-        }
+        // On failure the blocks stay allocated: the entry may have reached
+        // the disk all the same, and a block two entries name would be
+        // worse than a leak.
+        self.file.write_at(at, &bat_bytes(&entries))?;
         m.bat[first..first + blocks].copy_from_slice(&entries);
         Ok(())
     }

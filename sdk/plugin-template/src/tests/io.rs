@@ -343,7 +343,7 @@ fn concurrent_writers_all_land_and_allocate_each_block_once() {
 }
 
 #[test]
-fn a_failed_bat_write_leaves_the_block_unnamed_and_reusable() {
+fn a_failed_bat_write_leaves_the_block_unnamed_and_not_reused() {
     let (host, file) = create(&[("size", "1M")]);
     let node = open(&host, OpenFlags::NONE).unwrap();
     file.inject_error(InjectedError {
@@ -360,5 +360,7 @@ fn a_failed_bat_write_leaves_the_block_unnamed_and_reusable() {
     assert_eq!(b, [0; 4], "the block is not linked");
     file.clear_errors();
     node.write_at(5 * BLOCK, b"kept").unwrap();
-    assert_eq!(stored_entry(&file, 5), 1, "its space was given back");
+    // The entry may have reached the disk in spite of the error: the block
+    // is never handed out again (at worst it is a leak `check` reports).
+    assert_eq!(stored_entry(&file, 5), 2);
 }
