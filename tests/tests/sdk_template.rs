@@ -28,7 +28,7 @@ fn cargo_in(dir: &Path, args: &[&str]) -> String {
 #[test]
 fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("xorfmt");
+    let dir = tmp.path().join("batfmt");
 
     let mut c = cargo();
     c.current_dir(workspace_root()).args([
@@ -38,13 +38,13 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         "xtask",
         "--",
         "new-plugin",
-        "xorfmt",
+        "batfmt",
         s(&dir),
     ]);
     let made = run_ok(&mut c);
-    assert!(made.contains("plugin 'xorfmt' made in"), "{made}");
+    assert!(made.contains("plugin 'batfmt' made in"), "{made}");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("name = \"xorfmt\""), "{manifest}");
+    assert!(manifest.contains("name = \"batfmt\""), "{manifest}");
     let core = std::fs::canonicalize(workspace_root().join("block-core")).unwrap();
     assert!(
         manifest.contains(&format!("block-core = {{ path = \"{}\" }}", core.display())),
@@ -60,7 +60,7 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         "xtask",
         "--",
         "new-plugin",
-        "xorfmt",
+        "batfmt",
         s(&dir),
     ]);
     let out = blk_tests::run(&mut again);
@@ -85,13 +85,13 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
     assert!(!tests.contains("FAILED"), "{tests}");
 
     cargo_in(&dir, &["build", "--features", "plugin"]);
-    let lib = dir.join("target/debug/libxorfmt.so");
+    let lib = dir.join("target/debug/libbatfmt.so");
     assert!(lib.is_file(), "{} was not built", lib.display());
 
     // Conformance from the plugin's own directory, with a relative path.
     let mut conf = Command::new(env!("CARGO_BIN_EXE_blk-conformance"));
     conf.current_dir(&dir)
-        .args(["--plugin", "target/debug/libxorfmt.so"]);
+        .args(["--plugin", "target/debug/libbatfmt.so"]);
     let report = run_ok(&mut conf);
     for case in [
         "open_and_info",
@@ -109,7 +109,7 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         "shared_storage_handoff",
     ] {
         assert!(
-            report.contains(&format!("PASS xorfmt/{case}\n")),
+            report.contains(&format!("PASS batfmt/{case}\n")),
             "{case} did not pass:\n{report}"
         );
     }
@@ -118,7 +118,7 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
     // Shipping: the library alone in a directory BLK_PLUGIN_PATH names.
     let shipped = tmp.path().join("plugins");
     std::fs::create_dir(&shipped).unwrap();
-    std::fs::copy(&lib, shipped.join("libxorfmt.so")).unwrap();
+    std::fs::copy(&lib, shipped.join("libbatfmt.so")).unwrap();
     std::fs::remove_dir_all(dir.join("target")).unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
@@ -131,29 +131,46 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         run_ok(&mut c)
     };
     let plugins = blk(&["plugins"]);
-    assert!(plugins.contains("xorfmt"), "{plugins}");
-    let created = blk(&["create", "-f", "xorfmt", "x.img", "1M"]);
+    assert!(plugins.contains("batfmt"), "{plugins}");
+    let created = blk(&["create", "-f", "batfmt", "x.img", "1M"]);
     assert!(
-        created.contains("Formatting 'x.img', fmt=xorfmt size=1048576"),
+        created.contains("Formatting 'x.img', fmt=batfmt size=1048576"),
         "{created}"
     );
+    // A new image is its header and a zero BAT (16 entries: 1 MiB in
+    // 64 KiB blocks), no data blocks.
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let file = std::fs::read(work.join("x.img")).unwrap();
+    assert_eq!(&file[..8], b"BLKBAT\0\0");
     assert_eq!(
-        std::fs::metadata(work.join("x.img")).unwrap().len(),
-        512 + (1 << 20)
+        (le64(&file, 16), le32(&file, 24), le32(&file, 28)),
+        (1 << 20, 65536, 16)
+    );
+    let bat = le64(&file, 32) as usize;
+    assert!(
+        file.len() < 65536,
+        "no data block yet: {} bytes",
+        file.len()
     );
     let wrote = blk(&["io", "-c", "write -P 7 0 4k", "x.img"]);
     assert!(
         wrote.contains("wrote 4096/4096 bytes at offset 0"),
         "{wrote}"
     );
-    // The file holds the bytes mapped through the default key (0x5a), not 7s.
+    // The write appended one block after the BAT's reserved space (block 1
+    // of the file) and BAT entry 0 names it; the rest of the block is zero
+    // fill, and every other entry is still unallocated.
     let file = std::fs::read(work.join("x.img")).unwrap();
-    assert_eq!(&file[..8], b"BLKXOR\0\0");
-    assert!(file[512..512 + 4096].iter().all(|&b| b == 7 ^ 0x5a));
+    assert_eq!(file.len(), 2 * 65536);
+    assert_eq!(le32(&file, bat), 1);
+    assert!((1..16).all(|i| le32(&file, bat + 4 * i) == 0));
+    assert!(file[65536..65536 + 4096].iter().all(|&b| b == 7));
+    assert!(file[65536 + 4096..].iter().all(|&b| b == 0));
     let read = blk(&[
         "io",
         "-f",
-        "xorfmt",
+        "batfmt",
         "-c",
         "read -P 7 0 4k",
         "-c",
@@ -166,17 +183,24 @@ fn a_new_plugin_builds_passes_conformance_and_serves_blk() {
         "{read}"
     );
     assert!(!read.contains("verification failed"), "{read}");
-    // info probes the format (the magic) and prints the key.
+    // info probes the format (the magic) and prints the format's own block.
     let info = blk(&["info", "x.img"]);
-    assert!(info.contains("file format: xorfmt"), "{info}");
+    assert!(info.contains("file format: batfmt"), "{info}");
     assert!(
         info.contains("virtual size: 1 MiB (1048576 bytes)"),
         "{info}"
     );
+    assert!(info.contains("cluster_size: 65536"), "{info}");
+    for line in ["\n    bat entries: 16\n", "\n    allocated blocks: 1\n"] {
+        assert!(info.contains(line), "{line:?} missing:\n{info}");
+    }
+    // check walks the BAT through the node's check capability.
+    let check = blk(&["check", "x.img"]);
     assert!(
-        info.contains("Format specific information:\n    key: 90"),
-        "{info}"
+        check.contains("No errors were found on the image."),
+        "{check}"
     );
+    assert!(check.contains("Image end offset: 131072"), "{check}");
 }
 
 /// A plugin outside the workspace depends on block-core alone, and

@@ -2,7 +2,7 @@
 //! template in `sdk/plugin-template`.
 //!
 //! The template is copied into DIR (which must not exist or be empty), its
-//! name `xortemplate` (crate, library, driver and plugin name) is replaced
+//! name `battemplate` (crate, library, driver and plugin name) is replaced
 //! by NAME everywhere, and its block-core dependency, a path relative to the
 //! template's place in this repository, becomes the absolute path of this
 //! checkout's block-core. This checkout's Cargo.lock seeds the plugin's, so
@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 /// The template's name, replaced by the new plugin's.
-const TEMPLATE_NAME: &str = "xortemplate";
+const TEMPLATE_NAME: &str = "battemplate";
 /// The template's directory, relative to the repository root.
 const TEMPLATE_DIR: &str = "sdk/plugin-template";
 /// Files and directories of the template not copied (build output).
@@ -319,12 +319,12 @@ mod tests {
 
     #[test]
     fn names_are_lowercase_identifiers_and_not_reserved() {
-        for good in ["xorfmt", "a", "my_format2", &"x".repeat(64)] {
+        for good in ["batfmt", "a", "my_format2", &"x".repeat(64)] {
             validate_name(good).unwrap();
         }
         for (bad, words) in [
             ("", "not a lowercase identifier"),
-            ("Xor", "not a lowercase identifier"),
+            ("Bat", "not a lowercase identifier"),
             ("2fmt", "not a lowercase identifier"),
             ("_fmt", "not a lowercase identifier"),
             ("my-format", "not a lowercase identifier"),
@@ -365,7 +365,12 @@ mod tests {
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("DRIVER_NAME: &str = \"myfmt\""));
         assert!(lib.contains("export_plugin!(\"myfmt\""));
-        for f in ["src/driver.rs", "src/node.rs", "src/tests.rs", "README.md"] {
+        for f in [
+            "src/driver.rs",
+            "src/format.rs",
+            "src/tests/mod.rs",
+            "README.md",
+        ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             assert!(
                 !text.contains(TEMPLATE_NAME),

@@ -1,30 +1,27 @@
 //! The driver descriptor: name, probe, create options, create and open.
 
-use crate::header::{Header, HEADER_SIZE, MAGIC, MAX_SIZE};
-use crate::node::XorNode;
+use crate::format::{BatFormat, BatNode};
+use crate::header::{Header, DEFAULT_BLOCK_SIZE, HEADER_SIZE, MAGIC};
 use crate::DRIVER_NAME;
 use block_core::{
     BlockDriver, BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverCaps,
-    DriverKind, HostServices, OpenRequest, OptDesc, OptKind, OptionValues, Preallocation,
-    ProbeInput, Result,
+    DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc, OptKind, OptionValues,
+    Preallocation, ProbeInput, Result,
 };
 use std::sync::Arc;
 
-/// The key of images created without `-o key=N`.
-pub const DEFAULT_KEY: u8 = 0x5a;
-
 /// The format driver.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct XorDriver;
+pub struct BatDriver;
 
-impl XorDriver {
+impl BatDriver {
     /// A new driver instance.
-    pub const fn new() -> XorDriver {
-        XorDriver
+    pub const fn new() -> BatDriver {
+        BatDriver
     }
 }
 
-impl BlockDriver for XorDriver {
+impl BlockDriver for BatDriver {
     fn name(&self) -> &str {
         DRIVER_NAME
     }
@@ -33,16 +30,17 @@ impl BlockDriver for XorDriver {
         DriverKind::Format
     }
 
-    /// Creates images, resizes them, and re-reads its header when the host
-    /// hands the image over between processes (migration).
+    /// Creates images, grows them, checks them, and re-reads its metadata
+    /// when the host hands the image over between processes (migration).
     fn caps(&self) -> DriverCaps {
         DriverCaps::CREATE
             .with(DriverCaps::RESIZE)
+            .with(DriverCaps::CHECK)
             .with(DriverCaps::MIGRATION)
     }
 
     fn description(&self) -> &str {
-        "example format: a header, then data XOR-ed with a key"
+        "example format: a header, a block allocation table, data blocks appended"
     }
 
     /// Certain when the file starts with the magic; otherwise not this format.
@@ -54,22 +52,23 @@ impl BlockDriver for XorDriver {
         }
     }
 
-    /// `size` (required) and `key`.
+    /// `size` (required) and `cluster_size`, named as qemu-img names them.
     fn create_options(&self) -> Vec<OptDesc> {
-        let default_key = DEFAULT_KEY.to_string();
+        let default_block = DEFAULT_BLOCK_SIZE.to_string();
         vec![
             OptDesc::new("size", OptKind::Size, None, "Virtual disk size"),
             OptDesc::new(
-                "key",
-                OptKind::Number,
-                Some(&default_key),
-                "The byte (1 to 255) the data is XOR-ed with",
+                "cluster_size",
+                OptKind::Size,
+                Some(&default_block),
+                "Block size (a power of two, 4 KiB to 2 MiB)",
             ),
         ]
     }
 
-    /// Asks the host for a file of header plus data length (its holes read
-    /// as zeros, which is what a new image holds) and writes the header.
+    /// Asks the host for a file holding the header and an all-zero BAT
+    /// (its holes read as zeros: every block unallocated) and writes the
+    /// header.
     fn create(
         &self,
         filename: &str,
@@ -77,19 +76,22 @@ impl BlockDriver for XorDriver {
         host: Arc<dyn HostServices>,
     ) -> Result<()> {
         let header = header_from_options(options).map_err(|e| e.in_file(filename))?;
-        host.create_file(filename, HEADER_SIZE + header.size, Preallocation::Off)?;
+        let len = HEADER_SIZE + header.bat_bytes();
+        host.create_file(filename, len, Preallocation::Off)?;
         let file = host.open_child(&ChildRequest::new(ChildRole::File, filename))?;
         file.write_at(0, &header.encode())?;
         file.flush()?;
         log::debug!(
-            "{DRIVER_NAME}: created {filename}: {} bytes, key {}",
+            "{DRIVER_NAME}: created {filename}: {} bytes in {} blocks of {}",
             header.size,
-            header.key
+            header.bat_entries,
+            header.block_size
         );
         Ok(())
     }
 
-    /// Opens the `file` child with the request's flags and reads the header.
+    /// Opens the `file` child with the request's flags, reads the metadata
+    /// and wraps the format in the engine's node.
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
         // No open options are declared: any `-o key=value` is refused here,
         // in the words every driver uses.
@@ -97,30 +99,20 @@ impl BlockDriver for XorDriver {
         let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
         creq.flags = req.flags;
         let file = host.open_child(&creq)?;
-        Ok(Box::new(XorNode::open(file, req.filename.clone())?))
+        let format = BatFormat::open(file, req.filename.clone())?;
+        let read_only = req.flags.contains(OpenFlags::READ_ONLY);
+        let inactive = req.flags.contains(OpenFlags::INACTIVE);
+        Ok(Box::new(BatNode::new(format, read_only, inactive)))
     }
 }
 
-/// The header a create request describes: its size and key, validated.
+/// The header a create request describes, validated.
 fn header_from_options(options: &OptionValues) -> Result<Header> {
     let size = options
         .get_size("size")?
         .ok_or_else(|| BlockError::invalid("create", "the image size must be given"))?;
-    if size > MAX_SIZE {
-        return Err(BlockError::invalid(
-            "create",
-            format!("size {size} is larger than the format allows ({MAX_SIZE})"),
-        ));
-    }
-    let key = options.get_u64("key")?.unwrap_or(u64::from(DEFAULT_KEY));
-    let key = match u8::try_from(key) {
-        Ok(k) if k != 0 => k,
-        _ => {
-            return Err(BlockError::invalid(
-                "create",
-                format!("key {key} is not between 1 and 255"),
-            ))
-        }
-    };
-    Ok(Header { size, key })
+    let block = options
+        .get_size("cluster_size")?
+        .unwrap_or(DEFAULT_BLOCK_SIZE);
+    Header::new("create", size, block)
 }
