@@ -294,17 +294,6 @@ impl Qcow2Node {
         Ok(rep)
     }
 
-    /// The references of the image as check computes them (tests).
-    #[cfg(test)]
-    pub(crate) fn calculate_refs_for_test(
-        &self,
-        ws: &mut WState,
-        rep: &mut CheckReport,
-    ) -> (Refs, bool) {
-        self.count_references(ws, CheckMode::REPORT, rep, false)
-            .unwrap()
-    }
-
     /// The check proper: snapshot table entries, the refcounts (counted,
     /// compared and repaired by the engine's `check_refcounts`, which
     /// rebuilds the structure through meta/rebuild.rs when a block is unusable

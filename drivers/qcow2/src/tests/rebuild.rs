@@ -1,6 +1,7 @@
 //! The refcount rebuild (meta/rebuild.rs).
 
 use super::{assert_clean, open, qemu_img, qemu_io, raw_of, Scratch};
+use block_core::engine::check::RefcountCheck;
 use block_core::{CheckControl, CheckMode, CheckReport, OpenFlags};
 
 /// The rebuild writes only where nothing is referenced: until the
@@ -35,7 +36,9 @@ fn rebuild_leaves_the_old_structure_intact_until_the_header_switch() {
     {
         let mut ws = n.wlock();
         let mut rep = CheckReport::default();
-        let (mut refs, _) = n.calculate_refs_for_test(&mut ws, &mut rep);
+        let (mut refs, _) = n
+            .count_references(&mut ws, CheckMode::REPORT, &mut rep, false)
+            .unwrap();
         n.rebuild_refcount_structure(&mut ws, &mut refs).unwrap();
         let m = n.meta_read();
         assert_ne!(m.h.refcount_table_offset, old_rt);
