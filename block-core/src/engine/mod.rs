@@ -11,8 +11,9 @@
 //!   docs/architecture.md ("The format engine").
 //! - The metadata pieces (docs/engine-metadata.md): the on-disk struct
 //!   codec, the table cache with write-back ordering, the refcount-based
-//!   and append (BAT-style) allocators, the compression codecs, and the
-//!   check/repair support (computed refcounts, comparison, rebuild).
+//!   and append (BAT-style) allocators, the compression codecs, the map
+//!   of metadata regions data writes must not hit, and the check/repair
+//!   support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
 pub mod check;
@@ -23,6 +24,8 @@ mod format;
 pub mod iov;
 pub mod luks;
 mod node;
+pub mod overlap;
+pub mod padded_read;
 mod rangelock;
 mod read;
 pub mod rebuild;

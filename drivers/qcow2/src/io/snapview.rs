@@ -8,10 +8,11 @@
 //! snapshot's L1 table read as unallocated), and the node must be
 //! read-only.
 
-use crate::layout::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::header::{MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::layout::snapshot::SnapshotSel;
 use crate::node::Loaded;
-use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, Result};
+use block_core::engine::codec::{read_u64_table, Endian};
+use block_core::{BlockError, BlockNode, ErrorKind, Result};
 use std::sync::Arc;
 
 /// Switches `ld` to the L1 table of the snapshot `sel` selects (read from
@@ -39,11 +40,16 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSe
     if sn.l1_offset % cs != 0 || end.is_none_or(|e| e >= MAX_HOST_OFFSET) {
         return Err(BlockError::invalid(op, "Snapshot L1 table offset invalid"));
     }
-    let mut buf = vec![0u8; bytes as usize];
-    file.read_at(sn.l1_offset, &mut buf)?;
-    ld.l1 = (0..sn.l1_size as usize)
-        .map(|i| get_u64(&buf, i * 8))
-        .collect();
+    let entries = sn.l1_size.into();
+    ld.l1 = read_u64_table(
+        &**file,
+        op,
+        "L1 table",
+        sn.l1_offset,
+        entries,
+        Endian::Big,
+        bytes,
+    )?;
     ld.h.l1_table_offset = sn.l1_offset;
     ld.h.l1_size = sn.l1_size;
     Ok(())

@@ -200,7 +200,7 @@ impl Header {
 
     /// Parses and validates the header in `buf` (the first cluster, or as
     /// much of it as the file holds). `file_len` bounds table offsets.
-    pub fn parse(buf: &[u8], file_len: u64) -> Result<Header> {
+    pub fn parse(buf: &[u8], _file_len: u64) -> Result<Header> {
         // No magic (an empty file, /dev/null) is "not qcow2", as QEMU says,
         // before a short file is.
         if buf.len() < 4 || be32(buf, 0) != MAGIC {
@@ -283,34 +283,32 @@ impl Header {
             ));
         }
         let has_ct_bit = h.incompatible_features & features::INCOMPAT_COMPRESSION != 0;
-        match h.compression_type {
-            0 if has_ct_bit => {
+        match (h.compression_type, has_ct_bit) {
+            (0, true) => {
                 return Err(bad(
                     "compression type incompatible feature bit set with zlib compression",
                 ))
             }
-            0 => {}
-            1 if !has_ct_bit => return Err(bad(
+            (1, false) => return Err(bad(
                 "compression_type field is non-zero but the incompatible feature bit is not set",
             )),
-            1 => {}
-            t => return Err(unsupported("open", format!("Unknown compression type {t}"))),
+            (0 | 1, _) => {}
+            (t, _) => return Err(unsupported("open", format!("Unknown compression type {t}"))),
         }
         if h.extended_l2() && cluster_bits < 14 {
             return Err(bad(
                 "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
             ));
         }
-        if h.has_data_file() && h.data_file.is_none() {
-            // Allowed (the name may come from options); we require it.
-            return Err(bad("missing data_file name in the image header"));
+        // A data file without its name is allowed by QEMU (the name may
+        // come from options); we require it.
+        if h.has_data_file() != h.data_file.is_some() {
+            return Err(bad(if h.has_data_file() {
+                "missing data_file name in the image header"
+            } else {
+                "data file name given without the data file feature bit"
+            }));
         }
-        if !h.has_data_file() && h.data_file.is_some() {
-            return Err(bad(
-                "data file name given without the data file feature bit",
-            ));
-        }
-        let _ = file_len;
         h.validate_tables()?;
         Ok(h)
     }
@@ -388,12 +386,11 @@ impl Header {
     }
 
     fn validate_tables(&self) -> Result<()> {
-        let cs = self.cluster_size();
         let rules = self.table_rules();
         if self.refcount_table_clusters == 0 || self.refcount_table_offset == 0 {
             return Err(bad("Image does not contain a reference count table"));
         }
-        let rt_bytes = u64::from(self.refcount_table_clusters) * cs;
+        let rt_bytes = u64::from(self.refcount_table_clusters) * self.cluster_size();
         let rt_off = self.refcount_table_offset;
         rules.check(
             "Reference count table",
@@ -407,18 +404,14 @@ impl Header {
                 self.nb_snapshots
             )));
         }
-        if self.nb_snapshots > 0 {
-            // Each entry is at least 40 bytes.
-            let bytes = u64::from(self.nb_snapshots) * 40;
-            rules.check(
-                "Snapshot table",
-                self.snapshots_offset,
-                bytes,
-                MAX_SNAPSHOTS_BYTES,
-            )?;
-        } else if self.snapshots_offset % cs != 0 {
-            return Err(bad("Snapshot table offset is not cluster-aligned"));
-        }
+        // Each entry is at least 40 bytes.
+        let sn_bytes = u64::from(self.nb_snapshots) * 40;
+        rules.check(
+            "Snapshot table",
+            self.snapshots_offset,
+            sn_bytes,
+            MAX_SNAPSHOTS_BYTES,
+        )?;
         let l1_bytes = u64::from(self.l1_size) * 8;
         if l1_bytes > MAX_L1_BYTES {
             return Err(bad(format!("Active L1 table too large ({l1_bytes} bytes)")));
@@ -428,21 +421,15 @@ impl Header {
         if self.size > max_size || self.size > i64::MAX as u64 {
             return Err(bad(format!("Image size too large ({} bytes)", self.size)));
         }
-        let needed = self.l1_entries_for(self.size);
-        if needed > u64::from(self.l1_size) {
+        if self.l1_entries_for(self.size) > u64::from(self.l1_size) {
             return Err(bad("L1 table is too small for the image size"));
         }
-        if self.l1_size > 0 {
-            rules.check(
-                "Active L1 table",
-                self.l1_table_offset,
-                l1_bytes,
-                MAX_L1_BYTES,
-            )?;
-        } else if self.l1_table_offset % cs != 0 {
-            return Err(bad("Active L1 table offset is not cluster-aligned"));
-        }
-        Ok(())
+        rules.check(
+            "Active L1 table",
+            self.l1_table_offset,
+            l1_bytes,
+            MAX_L1_BYTES,
+        )
     }
 
     /// Serializes cluster 0: the header, the extensions QEMU writes (backing
@@ -460,23 +447,24 @@ impl Header {
         if self.version >= 3 {
             self.header_length = hlen;
         }
-        let mut ext: Vec<(u32, Vec<u8>)> = Vec::new();
-        if let Some(f) = &self.backing_format {
-            ext.push((EXT_BACKING_FORMAT, f.as_bytes().to_vec()));
-        }
-        if let Some(f) = &self.data_file {
-            ext.push((EXT_DATA_FILE, f.as_bytes().to_vec()));
-        }
         // Like QEMU, leave the feature-name table out with clusters of
         // 4 KiB and below: it would leave little room for a backing name.
-        if self.version >= 3 && cs > 4096 {
-            ext.push((EXT_FEATURE_TABLE, features::qemu_table()));
-        }
-        for (t, d) in &self.other_extensions {
-            ext.push((*t, d.clone()));
-        }
+        let table = (self.version >= 3 && cs > 4096).then(features::qemu_table);
+        let named = [
+            (
+                EXT_BACKING_FORMAT,
+                self.backing_format.as_deref().map(str::as_bytes),
+            ),
+            (EXT_DATA_FILE, self.data_file.as_deref().map(str::as_bytes)),
+            (EXT_FEATURE_TABLE, table.as_deref()),
+        ];
+        let others = self.other_extensions.iter().map(|(t, d)| (*t, &d[..]));
+        let ext = named
+            .into_iter()
+            .filter_map(|(t, d)| Some((t, d?)))
+            .chain(others);
         let mut off = hlen as usize;
-        for (t, d) in &ext {
+        for (t, d) in ext {
             let padded = d.len().div_ceil(8) * 8;
             if off + 8 + padded + 8 > cs {
                 return Err(BlockError::invalid(
@@ -484,7 +472,7 @@ impl Header {
                     "header extensions do not fit in cluster 0",
                 ));
             }
-            put_u32(&mut b, off, *t);
+            put_u32(&mut b, off, t);
             put_u32(&mut b, off + 4, d.len() as u32);
             b[off + 8..off + 8 + d.len()].copy_from_slice(d);
             off += 8 + padded;

@@ -35,8 +35,7 @@ impl RefcountStore for Qcow2Node {
             .insert(offset, vec![0u8; self.geo().cs() as usize], true)
     }
     fn may_hold_refblock(&self, offset: u64, len: u64) -> bool {
-        let map = self.overlap.read().unwrap_or_else(|e| e.into_inner());
-        map.check(offset, len, 0).is_none()
+        self.overlap.check(offset, len, 0).is_none()
     }
     fn move_reftable(&self, offset: u64, clusters: u64) -> (u64, u64) {
         let mut m = self.meta_write();

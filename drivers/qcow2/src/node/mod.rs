@@ -17,7 +17,7 @@ pub mod cache;
 use crate::layout::features;
 use crate::layout::header::{put_u64, Header};
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
-use crate::layout::overlap::{kind, kind_name, OverlapMap};
+use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
 use crate::node::cache::{Table, TableCache};
 use block_core::{BlockError, BlockNode, BlockNodeExt, OpenFlags, Result};
@@ -93,7 +93,7 @@ pub struct Qcow2Node {
     pub(crate) l2: TableCache,
     pub(crate) rc: TableCache,
     pub(crate) wlock: RefcountAllocator,
-    pub(crate) overlap: RwLock<Arc<OverlapMap>>,
+    pub(crate) overlap: SharedOverlapMap,
     /// Held for reading by every request in flight (the engine's
     /// `Format::in_flight`), for writing before freed clusters are reused.
     pub(crate) in_flight: RwLock<()>,
@@ -341,32 +341,22 @@ impl Qcow2Node {
         for s in &m.snapshots {
             map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
         }
-        for e in &m.l1 {
-            let o = e & L1E_OFFSET_MASK;
-            if o != 0 {
-                map.add(o, cs, kind::ACTIVE_L2);
-            }
-        }
-        for e in &ws.reftable {
-            let o = e & REFT_OFFSET_MASK;
-            if o != 0 {
-                map.add(o, cs, kind::REFBLOCK);
-            }
-        }
+        map.add_each(
+            m.l1.iter().map(|e| e & L1E_OFFSET_MASK),
+            cs,
+            kind::ACTIVE_L2,
+        );
+        let blocks = ws.reftable.iter().map(|e| e & REFT_OFFSET_MASK);
+        map.add_each(blocks, cs, kind::REFBLOCK);
         map.finish();
-        *self.overlap.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        self.overlap.set(map);
     }
 
     /// Checks a write of `len` bytes at `offset` of the image file against
     /// metadata (ignoring the kinds in `ignore`); marks the image corrupt on
     /// a hit.
     pub(crate) fn pre_write_check(&self, offset: u64, len: u64, ignore: u32) -> Result<()> {
-        let map = self
-            .overlap
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(k) = map.check(offset, len, ignore) {
+        if let Some(k) = self.overlap.check(offset, len, ignore) {
             return Err(self.corruption(
                 offset,
                 &format!(

@@ -9,27 +9,10 @@
 //! tables the same way, but only for read-only opens and for check: a
 //! writable open of a damaged image is refused, since allocating through
 //! an empty refcount table would overwrite data (docs/qcow2.md, "Damaged
-//! images").
+//! images"). The padded reads are the engine's
+//! (block_core::engine::padded_read).
 
 use crate::layout::header::Header;
-use block_core::{BlockNode, BlockNodeExt, Result};
-use std::sync::Arc;
-
-/// Reads `buf.len()` bytes at `off`; the part past `file_len` reads as
-/// zeros (as QEMU's file protocol reads past the end of a file).
-pub(crate) fn read_padded(
-    file: &Arc<dyn BlockNode>,
-    file_len: u64,
-    off: u64,
-    buf: &mut [u8],
-) -> Result<()> {
-    let avail = file_len.saturating_sub(off).min(buf.len() as u64) as usize;
-    buf[avail..].fill(0);
-    if avail > 0 {
-        file.read_at(off, &mut buf[..avail])?;
-    }
-    Ok(())
-}
 
 /// The first of the header's tables that extends past `file_len`, named as
 /// in the open error, or `None` for an intact image.

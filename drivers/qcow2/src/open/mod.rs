@@ -7,12 +7,14 @@
 mod damage;
 
 use crate::io::snapview;
-use crate::layout::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::header::{Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::layout::mapping::Geometry;
-use crate::layout::overlap::OverlapMap;
+use crate::layout::overlap::SharedOverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
 use crate::node::{Loaded, Qcow2Node};
+use block_core::engine::codec::Endian;
+use block_core::engine::padded_read::{read_padded, read_u64s_padded};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -22,12 +24,6 @@ use std::sync::{Arc, RwLock};
 
 /// Default total metadata cache size.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
-
-fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result<Vec<u64>> {
-    let mut buf = vec![0u8; n * 8];
-    crate::open::damage::read_padded(file, flen, off, &mut buf)?;
-    Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
-}
 
 /// Reads and validates header, L1, refcount table and snapshot table;
 /// `lenient` tolerates invalid snapshot L1 tables (check, read-only).
@@ -44,13 +40,14 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
         }
     }
     let h = Header::parse(&buf, flen)?;
-    let l1 = read_u64s(file, flen, h.l1_table_offset, h.l1_size as usize)?;
+    let read_u64s = |off, n| read_u64s_padded(&**file, flen, off, n, Endian::Big);
+    let l1 = read_u64s(h.l1_table_offset, h.l1_size as usize)?;
     let rt_entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
-    let reftable = read_u64s(file, flen, h.refcount_table_offset, rt_entries as usize)?;
+    let reftable = read_u64s(h.refcount_table_offset, rt_entries as usize)?;
     let base = h.snapshots_offset;
     let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, |o, l| {
         let mut b = vec![0u8; l];
-        crate::open::damage::read_padded(file, flen, base + o, &mut b)?;
+        read_padded(&**file, flen, base + o, &mut b)?;
         Ok(b)
     })?;
     let cs = h.cluster_size();
@@ -211,7 +208,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         l2: TableCache::new((l2c / cs) as usize),
         rc: TableCache::new((rcc / cs) as usize),
         wlock: block_core::engine::refcount_alloc::RefcountAllocator::default(),
-        overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
+        overlap: SharedOverlapMap::default(),
         in_flight: RwLock::new(()),
         read_only,
         snapshot_view,
