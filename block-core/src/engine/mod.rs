@@ -30,6 +30,7 @@ mod rangelock;
 mod read;
 pub mod rebuild;
 pub mod refcount_alloc;
+mod refcount_shrink;
 pub mod table_cache;
 mod write;
 pub mod writeback;

@@ -1,9 +1,7 @@
 //! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
 //! shrinking (freeing clusters and L2 tables past the new end).
 
-use crate::layout::mapping::REFT_OFFSET_MASK;
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
-use crate::meta::refcount::rc_get;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::{read_backing, GuestIo, RangeLock};
 use block_core::{BlockError, Preallocation, Result, ZeroFlags};
@@ -219,44 +217,12 @@ impl Qcow2Node {
     /// Drops the refcount blocks that count no cluster but (maybe)
     /// themselves, as QEMU's `qcow2_shrink_reftable` after a shrink: the
     /// refcount table entries are cleared on disk first, then the blocks'
-    /// clusters are freed.
+    /// clusters are freed (the engine's `drop_unused_refblocks`).
     fn shrink_reftable(&self, ws: &mut WState) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
-        let e = g.rb_entries();
-        let mut unused = Vec::new();
-        for (i, rte) in ws.reftable.iter().enumerate() {
-            let off = rte & REFT_OFFSET_MASK;
-            if off == 0 {
-                continue;
-            }
-            let ci = off / cs;
-            let own = (ci / e) as usize == i;
-            let tab = self.rc_table(off)?;
-            let d = tab.read();
-            if (0..e).all(|k| (own && k == ci % e) || rc_get(&d, k, g.refcount_order) == 0) {
-                unused.push((i, off, own));
-            }
-        }
-        if unused.is_empty() {
-            return Ok(());
-        }
-        for &(i, off, _) in &unused {
-            ws.reftable[i] = 0;
-            self.rc.remove(off);
-        }
-        ws.reftable_dirty = true;
-        self.writeback(ws, false)?;
-        for &(_, off, own) in &unused {
-            if own {
-                // Its own refcount went away with it.
-                ws.free_hint = ws.free_hint.min(off / cs);
-            } else {
-                self.change_refcount(ws, off / cs, -1)?;
-            }
-        }
-        let m = self.meta_read();
-        self.refresh_overlap(&m, ws);
-        Ok(())
+        ws.drop_unused_refblocks(self, |ws, blocks| {
+            blocks.iter().for_each(|&b| self.rc.remove(b));
+            self.writeback(ws, false)
+        })
+        .map(drop)
     }
 }

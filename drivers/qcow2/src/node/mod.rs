@@ -185,31 +185,22 @@ impl Qcow2Node {
         self.cached_table(&self.rc, off, "Refcount block")
     }
 
-    /// Loads a table through `cache`. Loads run without the allocation
-    /// mutex, so a load is only inserted when no table at that offset was
-    /// evicted or removed during its disk read (it might have been changed
-    /// and written back meanwhile: the bytes read would be stale); after a
-    /// few raced attempts the read is done under the cache map lock.
+    /// Loads a table through `cache` (the engine's `get_or_load`: loads
+    /// run without the allocation mutex and are refused when the table may
+    /// have been changed and evicted during the disk read).
     fn cached_table(&self, cache: &TableCache, off: u64, what: &str) -> Result<Arc<Table>> {
-        if let Some(t) = cache.get(off) {
-            return Ok(t);
-        }
         if self.geo().in_cluster(off) != 0 || off == 0 {
             return Err(self.corruption(
                 off,
                 &format!("{what} offset {off:#x} is not cluster aligned or zero"),
             ));
         }
-        for _ in 0..4 {
-            let gen = cache.load_generation(off);
-            let data = self.read_cluster(off)?;
+        cache.get_or_load(off, || {
+            let data = self.read_cluster(off);
             #[cfg(test)]
             crate::tests::stress::widen_load_window();
-            if let Some(t) = cache.insert_loaded(off, data, gen) {
-                return Ok(t);
-            }
-        }
-        cache.load_locked(off, || self.read_cluster(off))
+            data
+        })
     }
 
     /// Looks up the L2 entry mapping guest offset `pos`.
