@@ -20,6 +20,7 @@ pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod extensions;
 mod format;
 pub mod iov;
 pub mod luks;

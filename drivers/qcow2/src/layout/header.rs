@@ -4,7 +4,7 @@
 //! All fields are big-endian. Nothing here allocates a buffer sized by an
 //! untrusted field before that field has been checked against a limit.
 
-use crate::error::{corrupt_at, unsupported};
+use crate::error::unsupported;
 use crate::layout::features::{self, FeatureName};
 use block_core::{BlockError, Result};
 
@@ -106,6 +106,18 @@ pub use block_core::engine::codec::{
     get_be32 as get_u32, get_be64 as get_u64, put_be32 as put_u32, put_be64 as put_u64,
 };
 use block_core::engine::codec::{Endian, FieldReader, TableRules};
+use block_core::engine::extensions::ExtensionLayout;
+
+/// The header extensions after the header in cluster 0: big-endian type
+/// and length, data padded to 8 bytes, ended by type 0 ([`EXT_END`]).
+const EXTENSIONS: ExtensionLayout = ExtensionLayout {
+    endian: Endian::Big,
+    type_bytes: 4,
+    len_at: 4,
+    header_bytes: 8,
+    align: 8,
+    area_name: "cluster 0",
+};
 
 block_core::fixed_fields! {
     /// The fields of a version-2 header (the magic aside), at their offsets.
@@ -331,45 +343,22 @@ impl Header {
             let name = String::from_utf8_lossy(&buf[o..e]).into_owned();
             self.backing_file = Some(name);
         }
-        let mut off = u64::from(self.header_length);
-        // Each extension takes at least 8 bytes: the loop is bounded.
-        while off + 8 <= end {
-            let o = off as usize;
-            let ty = be32(buf, o);
-            let len = u64::from(be32(buf, o + 4));
-            off += 8;
-            if ty == EXT_END {
-                return Ok(());
-            }
-            if len > end - off {
-                return Err(corrupt_at(
-                    "open",
-                    off,
-                    format!("header extension 0x{ty:x} runs past the end of cluster 0"),
-                ));
-            }
-            let data = &buf[off as usize..(off + len) as usize];
+        let area = &buf[..end as usize];
+        for ext in EXTENSIONS.parse(area, self.header_length as usize, "open")? {
+            let (ty, data) = (ext.kind as u32, ext.data);
+            let name = || String::from_utf8_lossy(data).into_owned();
             match ty {
-                EXT_BACKING_FORMAT => {
-                    if len > 1023 {
-                        return Err(bad("backing format name too long"));
-                    }
-                    self.backing_format = Some(String::from_utf8_lossy(data).into_owned())
+                EXT_BACKING_FORMAT if data.len() > 1023 => {
+                    return Err(bad("backing format name too long"))
                 }
-                EXT_DATA_FILE => {
-                    if len > 1023 {
-                        return Err(bad("data file name too long"));
-                    }
-                    self.data_file = Some(String::from_utf8_lossy(data).into_owned())
-                }
-                EXT_FEATURE_TABLE => {
-                    self.feature_names = features::parse_table(data);
-                }
+                EXT_DATA_FILE if data.len() > 1023 => return Err(bad("data file name too long")),
+                EXT_BACKING_FORMAT => self.backing_format = Some(name()),
+                EXT_DATA_FILE => self.data_file = Some(name()),
+                EXT_FEATURE_TABLE => self.feature_names = features::parse_table(data),
                 _ => self.other_extensions.push((ty, data.to_vec())),
             }
-            off += len.div_ceil(8) * 8;
         }
-        // Missing end marker: QEMU tolerates reaching the end of the area.
+        // A missing end marker is tolerated (QEMU reads to the end of the area).
         Ok(())
     }
 
@@ -450,52 +439,28 @@ impl Header {
         // Like QEMU, leave the feature-name table out with clusters of
         // 4 KiB and below: it would leave little room for a backing name.
         let table = (self.version >= 3 && cs > 4096).then(features::qemu_table);
-        let named = [
-            (
-                EXT_BACKING_FORMAT,
-                self.backing_format.as_deref().map(str::as_bytes),
-            ),
-            (EXT_DATA_FILE, self.data_file.as_deref().map(str::as_bytes)),
-            (EXT_FEATURE_TABLE, table.as_deref()),
-        ];
-        let others = self.other_extensions.iter().map(|(t, d)| (*t, &d[..]));
-        let ext = named
+        let bf = self.backing_format.as_deref().map(str::as_bytes);
+        let df = self.data_file.as_deref().map(str::as_bytes);
+        let named = [(EXT_BACKING_FORMAT, bf), (EXT_DATA_FILE, df)];
+        let named = named
             .into_iter()
-            .filter_map(|(t, d)| Some((t, d?)))
-            .chain(others);
-        let mut off = hlen as usize;
-        for (t, d) in ext {
-            let padded = d.len().div_ceil(8) * 8;
-            if off + 8 + padded + 8 > cs {
-                return Err(BlockError::invalid(
-                    "write header",
-                    "header extensions do not fit in cluster 0",
-                ));
-            }
-            put_u32(&mut b, off, t);
-            put_u32(&mut b, off + 4, d.len() as u32);
-            b[off + 8..off + 8 + d.len()].copy_from_slice(d);
-            off += 8 + padded;
+            .chain([(EXT_FEATURE_TABLE, table.as_deref())]);
+        let others = self.other_extensions.iter().map(|(t, d)| (*t, &d[..]));
+        let ext = named.filter_map(|(t, d)| Some((t, d?))).chain(others);
+        let ext = ext.map(|(t, d)| (u64::from(t), d));
+        let off = EXTENSIONS.write(&mut b[..cs], hlen as usize, ext, "write header")?;
+        let name = self.backing_file.as_deref().unwrap_or_default();
+        if name.len() > MAX_BACKING_NAME as usize || off + name.len() > cs {
+            let msg = "backing file name too long";
+            return Err(BlockError::invalid("write header", msg));
         }
-        // End marker (already zero).
-        off += 8;
-        match &self.backing_file {
-            Some(name) => {
-                if name.len() > MAX_BACKING_NAME as usize || off + name.len() > cs {
-                    return Err(BlockError::invalid(
-                        "write header",
-                        "backing file name too long",
-                    ));
-                }
-                b[off..off + name.len()].copy_from_slice(name.as_bytes());
-                self.backing_file_offset = off as u64;
-                self.backing_file_size = name.len() as u32;
-            }
-            None => {
-                self.backing_file_offset = 0;
-                self.backing_file_size = 0;
-            }
-        }
+        b[off..off + name.len()].copy_from_slice(name.as_bytes());
+        let at = if self.backing_file.is_some() {
+            off as u64
+        } else {
+            0
+        };
+        (self.backing_file_offset, self.backing_file_size) = (at, name.len() as u32);
         put_u32(&mut b, 0, MAGIC);
         V2Fields::encode(self, &mut b, Endian::Big);
         if self.version >= 3 {
