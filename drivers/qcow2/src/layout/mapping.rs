@@ -192,50 +192,28 @@ impl Geometry {
         }
     }
 
-    /// The type of subcluster `sc` of an entry with `bitmap`.
+    /// The type of subcluster `sc` of an entry with `bitmap` (without
+    /// extended L2 entries, the cluster's type).
     pub fn subcluster_type(&self, entry: u64, bitmap: u64, sc: u32) -> SubType {
-        let ct = self.cluster_type(entry);
-        if !self.extended_l2 {
-            return match ct {
-                ClusterType::Unallocated => SubType::UnallocPlain,
-                ClusterType::ZeroPlain => SubType::ZeroPlain,
-                ClusterType::ZeroAlloc => SubType::ZeroAlloc,
-                ClusterType::Normal => SubType::Normal,
-                ClusterType::Compressed => SubType::Compressed,
-            };
-        }
+        use ClusterType as C;
+        let ext = self.extended_l2;
         let alloc = bitmap & (1u64 << sc) != 0;
         let zero = bitmap & (1u64 << (sc + 32)) != 0;
-        match ct {
-            ClusterType::Compressed => {
-                if bitmap != 0 {
-                    SubType::Invalid
-                } else {
-                    SubType::Compressed
-                }
-            }
-            ClusterType::Normal => {
-                if bitmap & (bitmap >> 32) != 0 {
-                    SubType::Invalid
-                } else if alloc {
-                    SubType::Normal
-                } else if zero {
-                    SubType::ZeroAlloc
-                } else {
-                    SubType::UnallocAlloc
-                }
-            }
-            ClusterType::Unallocated => {
-                if bitmap & BITMAP_ALL_ALLOC != 0 {
-                    SubType::Invalid
-                } else if zero {
-                    SubType::ZeroPlain
-                } else {
-                    SubType::UnallocPlain
-                }
-            }
-            // Not produced with extended L2.
-            ClusterType::ZeroPlain | ClusterType::ZeroAlloc => SubType::Invalid,
+        match self.cluster_type(entry) {
+            // Zero clusters exist without extended L2 entries only.
+            C::ZeroPlain => SubType::ZeroPlain,
+            C::ZeroAlloc => SubType::ZeroAlloc,
+            C::Compressed if !ext || bitmap == 0 => SubType::Compressed,
+            C::Normal if !ext => SubType::Normal,
+            C::Unallocated if !ext => SubType::UnallocPlain,
+            C::Compressed => SubType::Invalid,
+            C::Normal if bitmap & (bitmap >> 32) != 0 => SubType::Invalid,
+            C::Normal if alloc => SubType::Normal,
+            C::Normal if zero => SubType::ZeroAlloc,
+            C::Normal => SubType::UnallocAlloc,
+            C::Unallocated if bitmap & BITMAP_ALL_ALLOC != 0 => SubType::Invalid,
+            C::Unallocated if zero => SubType::ZeroPlain,
+            C::Unallocated => SubType::UnallocPlain,
         }
     }
 

@@ -16,7 +16,7 @@
 //! refcount table changes (a block it names must be on disk).
 
 use crate::layout::features;
-use crate::meta::refcount::ign;
+use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::codec::{u64_table_bytes, Endian};
 use block_core::engine::writeback::write_dirty;
@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 
 impl Qcow2Node {
     fn write_refblocks(&self) -> Result<()> {
-        write_dirty(&self.rc, |off, d| self.write_meta(off, d, ign::REFBLOCK)).map(drop)
+        write_dirty(&self.rc, |off, d| self.write_meta(off, d, kind::REFBLOCK)).map(drop)
     }
 
     /// Writes the refcount table where the in-memory header puts it. A
@@ -41,7 +41,7 @@ impl Qcow2Node {
         self.write_meta(
             off,
             &u64_table_bytes(&ws.reftable, Endian::Big),
-            ign::REFTABLE,
+            kind::REFTABLE,
         )?;
         let mut on_disk = [0u8; 12];
         self.file.read_at(48, &mut on_disk)?;
@@ -50,7 +50,7 @@ impl Qcow2Node {
         named[8..].copy_from_slice(&clusters.to_be_bytes());
         if on_disk != named {
             self.file.flush()?;
-            self.write_meta(48, &named, ign::HEADER)?;
+            self.write_meta(48, &named, kind::HEADER)?;
             self.file.flush()?;
         }
         ws.reftable_dirty = false;
@@ -93,13 +93,13 @@ impl Qcow2Node {
             d.flush()?;
         }
         self.file.flush()?;
-        write_dirty(&self.l2, |off, d| self.write_meta(off, d, ign::L2))?;
+        write_dirty(&self.l2, |off, d| self.write_meta(off, d, kind::ACTIVE_L2))?;
         self.file.flush()?;
         {
             let mut m = self.meta_write();
             if m.l1_dirty {
                 let buf = u64_table_bytes(&m.l1, Endian::Big);
-                self.write_meta(m.h.l1_table_offset, &buf, ign::L1)?;
+                self.write_meta(m.h.l1_table_offset, &buf, kind::ACTIVE_L1)?;
                 m.l1_dirty = false;
             }
             if m.header_dirty {
@@ -109,7 +109,7 @@ impl Qcow2Node {
         }
         self.file.flush()?;
         if !ws.deferred.is_empty() {
-            self.apply_deferred(ws)?;
+            ws.apply_deferred(self)?;
             if !lazy {
                 self.write_refblocks()?;
                 self.file.flush()?;
@@ -135,7 +135,7 @@ impl Qcow2Node {
         let used = buf.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let len = used.div_ceil(512).max(1) * 512;
         let len = len.min(buf.len());
-        self.write_meta(0, &buf[..len], ign::HEADER)?;
+        self.write_meta(0, &buf[..len], kind::HEADER)?;
         m.header_dirty = false;
         Ok(())
     }

@@ -7,7 +7,6 @@
 
 use crate::layout::header::{MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
 use crate::layout::mapping::{ClusterType, L2E_OFFSET_MASK, REFT_OFFSET_MASK};
-use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::refcount_alloc::{AllocState, RefcountGeometry, RefcountStore};
 use block_core::engine::table_cache::Table;
@@ -89,12 +88,6 @@ impl Qcow2Node {
         ws.alloc_clusters(self, n)
     }
 
-    /// Allocates `len` (< cluster size) bytes for compressed data, packing
-    /// several compressed clusters into one host cluster.
-    pub(crate) fn alloc_bytes(&self, ws: &mut WState, len: u64) -> Result<u64> {
-        ws.alloc_bytes(self, len)
-    }
-
     /// Queues the release of whatever host storage an L2 entry references.
     pub(crate) fn defer_free_entry(&self, ws: &mut WState, entry: u64, punch: bool) {
         match self.geo().cluster_type(entry) {
@@ -112,31 +105,9 @@ impl Qcow2Node {
         }
     }
 
-    /// Applies the queued decrements (the metadata that dropped the
-    /// references is already on disk). Waits for in-flight readers and
-    /// in-place writers first so none of them still uses a freed cluster.
-    pub(crate) fn apply_deferred(&self, ws: &mut WState) -> Result<()> {
-        ws.apply_deferred(self)
-    }
-
     /// Overlap-checked write of a metadata table.
     pub(crate) fn write_meta(&self, off: u64, buf: &[u8], ignore: u32) -> Result<()> {
         self.pre_write_check(off, buf.len() as u64, ignore)?;
         block_core::BlockNodeExt::write_at(&*self.file, off, buf)
     }
-}
-
-/// Ignore masks for metadata writes of each kind.
-pub(crate) mod ign {
-    use super::kind;
-    /// Writing an L2 table.
-    pub const L2: u32 = kind::ACTIVE_L2;
-    /// Writing a refcount block.
-    pub const REFBLOCK: u32 = kind::REFBLOCK;
-    /// Writing the active L1 table.
-    pub const L1: u32 = kind::ACTIVE_L1;
-    /// Writing the refcount table.
-    pub const REFTABLE: u32 = kind::REFTABLE;
-    /// Writing the header.
-    pub const HEADER: u32 = kind::HEADER;
 }
