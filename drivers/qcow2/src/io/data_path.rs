@@ -14,12 +14,7 @@ use std::sync::Arc;
 
 /// Bitmask of subclusters `a..=b`.
 pub(crate) fn sc_mask(a: u32, b: u32) -> u64 {
-    let hi = if b >= 31 {
-        u32::MAX as u64
-    } else {
-        (1u64 << (b + 1)) - 1
-    };
-    hi & !((1u64 << a) - 1)
+    (u64::from(u32::MAX) >> (31 - b.min(31))) & !((1u64 << a) - 1)
 }
 
 impl Qcow2Node {

@@ -10,14 +10,14 @@
 
 use crate::layout::header::{MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::layout::snapshot::SnapshotSel;
-use crate::node::Loaded;
+use crate::node::Meta;
 use block_core::engine::codec::{read_u64_table, Endian};
 use block_core::{BlockError, BlockNode, ErrorKind, Result};
 use std::sync::Arc;
 
-/// Switches `ld` to the L1 table of the snapshot `sel` selects (read from
+/// Switches `ld` (as loaded) to the L1 table of the snapshot `sel` selects (read from
 /// `file` and validated as QEMU's `qcow2_validate_table` does).
-pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSel) -> Result<()> {
+pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel) -> Result<()> {
     let op = "snapshot_load_tmp";
     let Some(idx) = sel.find(&ld.snapshots) else {
         return Err(BlockError::new(

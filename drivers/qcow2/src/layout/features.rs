@@ -85,17 +85,12 @@ pub fn qemu_table() -> Vec<u8> {
 /// Names the set bits of `bits` from `table` (falling back to "Unknown
 /// incompatible feature: <mask>" as QEMU prints), comma-separated.
 pub fn describe_unknown(bits: u64, kind: u8, table: &[FeatureName]) -> String {
-    let mut parts = Vec::new();
-    for bit in 0..64u8 {
-        if bits & (1u64 << bit) == 0 {
-            continue;
-        }
-        match table.iter().find(|f| f.kind == kind && f.bit == bit) {
-            Some(f) => parts.push(f.name.clone()),
-            None => parts.push(format!("Unknown incompatible feature: {:x}", 1u64 << bit)),
-        }
-    }
-    parts.join(", ")
+    let name = |bit: u8| match table.iter().find(|f| f.kind == kind && f.bit == bit) {
+        Some(f) => f.name.clone(),
+        None => format!("Unknown incompatible feature: {:x}", 1u64 << bit),
+    };
+    let set = (0..64u8).filter(|b| bits & (1u64 << b) != 0);
+    set.map(name).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -160,13 +160,11 @@ pub(crate) struct SnapshotSel {
 impl SnapshotSel {
     /// The selection the open options ask for, if any.
     pub fn from_request(req: &OpenRequest) -> Option<SnapshotSel> {
-        let id = req.option("snapshot.id").map(str::to_string);
-        let name = req.option("snapshot.name").map(str::to_string);
-        if id.is_none() && name.is_none() {
-            None
-        } else {
-            Some(SnapshotSel { id, name })
-        }
+        let sel = SnapshotSel {
+            id: req.option("snapshot.id").map(str::to_string),
+            name: req.option("snapshot.name").map(str::to_string),
+        };
+        (sel.id.is_some() || sel.name.is_some()).then_some(sel)
     }
 
     /// The index of the snapshot matching every given field (QEMU's

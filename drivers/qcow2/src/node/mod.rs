@@ -15,7 +15,7 @@
 pub mod cache;
 
 use crate::layout::features;
-use crate::layout::header::{put_u64, Header};
+use crate::layout::header::{get_u64, put_u64, Header};
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
@@ -24,39 +24,17 @@ use block_core::{BlockError, BlockNode, BlockNodeExt, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Everything mutable read from the image at open or invalidation.
+/// Everything mutable read from the image at open or invalidation:
+/// the reader metadata (nothing dirty yet) and the refcount table.
 pub(crate) struct Loaded {
-    pub h: Header,
-    pub l1: Vec<u64>,
+    pub meta: Meta,
     pub reftable: Vec<u64>,
-    pub snapshots: Vec<Snapshot>,
-    pub snapshots_size: u64,
     /// A table past the end of the file (open/damage.rs), `None` when intact.
     pub damage: Option<&'static str>,
 }
 
-impl Loaded {
-    /// The reader metadata and the allocator state of this load, nothing
-    /// dirty yet.
-    pub(crate) fn into_state(self) -> (Meta, WState) {
-        let ws = WState {
-            reftable: self.reftable,
-            ..WState::default()
-        };
-        let meta = Meta {
-            h: self.h,
-            l1: self.l1,
-            l1_dirty: false,
-            header_dirty: false,
-            snapshots: self.snapshots,
-            snapshots_size: self.snapshots_size,
-        };
-        (meta, ws)
-    }
-}
-
 /// Metadata readers need: header, active L1, snapshot list.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Meta {
     /// The header as in memory (written back when `header_dirty`).
     pub h: Header,
@@ -122,7 +100,7 @@ impl std::fmt::Debug for Qcow2Node {
 }
 
 /// What the lookup of one guest offset found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Lookup {
     /// The L2 entry (0 when no L2 table).
     pub entry: u64,
@@ -205,27 +183,23 @@ impl Qcow2Node {
 
     /// Looks up the L2 entry mapping guest offset `pos`.
     pub(crate) fn lookup(&self, m: &Meta, pos: u64) -> Result<Lookup> {
-        let l1_idx = self.geo().l1_index(pos) as usize;
-        let l2_idx = self.geo().l2_index(pos) as usize;
-        let mut lk = Lookup {
-            entry: 0,
-            bitmap: 0,
-        };
-        let Some(&l1e) = m.l1.get(l1_idx) else {
-            return Ok(lk);
-        };
-        let l2_off = l1e & L1E_OFFSET_MASK;
+        let g = self.geo();
+        let l1e = m.l1.get(g.l1_index(pos) as usize);
+        let l2_off = l1e.map_or(0, |e| e & L1E_OFFSET_MASK);
         if l2_off == 0 {
-            return Ok(lk);
+            return Ok(Lookup::default());
         }
         let t = self.l2_table(l2_off)?;
         let d = t.read();
-        let es = self.geo().l2_entry_size() as usize;
-        lk.entry = crate::layout::header::get_u64(&d, l2_idx * es);
-        if self.geo().extended_l2 {
-            lk.bitmap = crate::layout::header::get_u64(&d, l2_idx * es + 8);
-        }
-        Ok(lk)
+        let at = g.l2_index(pos) as usize * g.l2_entry_size() as usize;
+        Ok(Lookup {
+            entry: get_u64(&d, at),
+            bitmap: if g.extended_l2 {
+                get_u64(&d, at + 8)
+            } else {
+                0
+            },
+        })
     }
 
     /// Refuses writes unless the node is writable, active and not corrupt.
@@ -289,14 +263,8 @@ impl Qcow2Node {
             && !self.flags.contains(OpenFlags::CHECK)
             && !self.inactive.load(Ordering::Acquire)
         {
-            let feats = {
-                // Avoid deadlocks: the caller may hold meta; use try_read.
-                match self.meta.try_read() {
-                    Ok(m) => Some(m.h.incompatible_features),
-                    Err(_) => None,
-                }
-            };
-            if let Some(f) = feats {
+            // Avoid deadlocks: the caller may hold meta; use try_read.
+            if let Ok(f) = self.meta.try_read().map(|m| m.h.incompatible_features) {
                 let _ = self.write_incompat(f | features::INCOMPAT_CORRUPT);
             }
         }

@@ -12,9 +12,10 @@ use crate::layout::mapping::Geometry;
 use crate::layout::overlap::SharedOverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
-use crate::node::{Loaded, Qcow2Node};
+use crate::node::{Loaded, Meta, Qcow2Node, WState};
 use block_core::engine::codec::Endian;
 use block_core::engine::padded_read::{read_padded, read_u64s_padded};
+use block_core::engine::refcount_alloc::RefcountAllocator;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -66,13 +67,17 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
         }
     }
     let damage = crate::open::damage::table_past_eof(&h, flen, snapshots_size);
-    Ok(Loaded {
-        damage,
+    let meta = Meta {
         h,
         l1,
-        reftable,
         snapshots,
         snapshots_size,
+        ..Meta::default()
+    };
+    Ok(Loaded {
+        meta,
+        reftable,
+        damage,
     })
 }
 
@@ -85,9 +90,9 @@ fn load_view(
 ) -> Result<(Loaded, crate::bitmap::BitmapState)> {
     let mut ld = load(file, lenient)?;
     if let Some(sel) = view {
-        snapview::apply(file, &mut ld, sel)?;
+        snapview::apply(file, &mut ld.meta, sel)?;
     }
-    let bitmaps = crate::bitmap::load(file, &mut ld.h)?;
+    let bitmaps = crate::bitmap::load(file, &mut ld.meta.h)?;
     Ok((ld, bitmaps))
 }
 
@@ -143,7 +148,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     // tolerates invalid ones as QEMU does (snapshot changes need a
     // writable open, which refuses them).
     let (ld, bitmaps) = load_view(&file, lenient || read_only, &snapshot_view).map_err(ctx)?;
-    let h = &ld.h;
+    let h = &ld.meta.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::open::damage::refuse_writable(what)));
     }
@@ -196,7 +201,6 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let geo = geometry(h);
     let dirty = h.is_dirty();
     let corrupt = h.is_corrupt();
-    let (meta, ws) = ld.into_state();
     let node = Qcow2Node {
         filename: req.filename.clone(),
         file,
@@ -204,10 +208,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         backing: RwLock::new(backing),
         flags: req.flags,
         geo_bits: std::sync::atomic::AtomicU64::new(geo.pack()),
-        meta: RwLock::new(meta),
+        meta: RwLock::new(ld.meta),
         l2: TableCache::new((l2c / cs) as usize),
         rc: TableCache::new((rcc / cs) as usize),
-        wlock: block_core::engine::refcount_alloc::RefcountAllocator::default(),
+        wlock: RefcountAllocator::new(ld.reftable),
         overlap: SharedOverlapMap::default(),
         in_flight: RwLock::new(()),
         read_only,
@@ -220,12 +224,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         bitmaps: crate::bitmap::Bitmaps::default(),
     };
     node.bitmaps.replace(bitmaps);
-    {
-        let mut w = node.wlock();
-        *w = ws;
-        let m = node.meta_read();
-        node.refresh_overlap(&m, &w);
-    }
+    // Lock order: the allocation lock before `meta`.
+    let ws = node.wlock();
+    node.refresh_overlap(&node.meta_read(), &ws);
+    drop(ws);
     if !lenient {
         node.bitmaps_check_overlap()?;
     }
@@ -295,7 +297,7 @@ impl Qcow2Node {
                 )));
             }
         };
-        if geometry(&ld.h) != self.geo() {
+        if geometry(&ld.meta.h) != self.geo() {
             self.broken.store(true, Ordering::Release);
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::Unsupported,
@@ -308,11 +310,17 @@ impl Qcow2Node {
         let mut m = self.meta_write();
         self.l2.clear();
         self.rc.clear();
-        self.corrupt.store(ld.h.is_corrupt(), Ordering::Release);
-        self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
+        self.corrupt
+            .store(ld.meta.h.is_corrupt(), Ordering::Release);
+        self.dirty_set
+            .store(ld.meta.h.is_dirty(), Ordering::Release);
         self.metadata_prealloc
             .store(crate::io::prealloc::UNKNOWN, Ordering::Release);
-        (*m, *ws) = ld.into_state();
+        *m = ld.meta;
+        *ws = WState {
+            reftable: ld.reftable,
+            ..WState::default()
+        };
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
         drop(m);
