@@ -16,12 +16,14 @@
 //!   support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
+pub mod backing_child;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
 pub mod extensions;
 mod format;
+mod grow;
 pub mod iov;
 pub mod luks;
 mod node;
@@ -40,6 +42,7 @@ pub mod writeback;
 mod tests;
 
 pub use format::{Allocation, ChildRef, Format, HostRef, Mapping};
+pub use grow::zero_grown_area;
 pub use node::FormatNode;
 pub use rangelock::{RangeGuard, RangeLock};
 pub use read::{read_backing, read_mapped, MappedSource};

@@ -3,8 +3,8 @@
 
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Qcow2Node, WState};
-use block_core::engine::{read_backing, GuestIo, RangeLock};
-use block_core::{BlockError, Preallocation, Result, ZeroFlags};
+use block_core::engine::{read_backing, zero_grown_area};
+use block_core::{BlockError, Preallocation, Result};
 use std::io::IoSliceMut;
 
 impl Qcow2Node {
@@ -78,8 +78,6 @@ impl Qcow2Node {
     }
 
     fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
         {
             let mut ws = self.wlock();
             let need = self.meta_read().h.l1_entries_for(new_size);
@@ -91,22 +89,9 @@ impl Qcow2Node {
             m.header_dirty = true;
         }
         // Stale data past the old end (after an earlier shrink) and a
-        // longer backing file must not show through the new area: zeroed
-        // through the engine's data path (guest I/O is quiesced; the
-        // node's allocation table is held by the resize).
-        let lock = RangeLock::new();
-        let io = GuestIo::new(self, &lock);
-        let tail_end = old.div_ceil(cs) * cs;
-        if old % cs != 0 {
-            io.write_zeroes(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
-        }
-        if let Some(b) = self.backing() {
-            let blen = b.length()?;
-            if blen > old {
-                let end = blen.min(new_size);
-                io.write_zeroes(old, end - old, ZeroFlags::NONE)?;
-            }
-        }
+        // longer backing file must not show through the new area: the
+        // engine zeroes it through the data path (guest I/O is quiesced).
+        zero_grown_area(self, old, new_size)?;
         if prealloc != Preallocation::Off {
             self.preallocate(old, new_size, prealloc)?;
         }

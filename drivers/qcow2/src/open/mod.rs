@@ -13,6 +13,7 @@ use crate::layout::overlap::SharedOverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
 use crate::node::{Loaded, Meta, Qcow2Node, WState};
+use block_core::engine::backing_child::backing_request;
 use block_core::engine::codec::Endian;
 use block_core::engine::padded_read::{read_padded, read_u64s_padded};
 use block_core::engine::refcount_alloc::RefcountAllocator;
@@ -161,9 +162,6 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
             "qcow2: Image is corrupt; cannot be opened read/write",
         )));
     }
-    let inherited = OpenFlags(
-        req.flags.0 & (OpenFlags::INACTIVE.0 | OpenFlags::NO_LOCK.0 | OpenFlags::FORCE_SHARE.0),
-    );
     let data_file = match &h.data_file {
         Some(df) => {
             // QEMU opens the data file by its name as stored, relative to
@@ -175,19 +173,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         }
         None => None,
     };
-    let backing = match (&h.backing_file, req.flags.contains(OpenFlags::NO_BACKING)) {
-        (Some(bf), false) => {
-            let mut r = ChildRequest::new(ChildRole::Backing, bf.clone());
-            r.relative_to = Some(req.filename.clone());
-            r.format = h.backing_format.clone();
-            r.flags = OpenFlags::READ_ONLY.with(inherited);
-            if req.flags.contains(OpenFlags::NO_PROBE) {
-                r.flags = r.flags.with(OpenFlags::NO_PROBE);
-            }
-            Some(host.open_child(&r)?)
-        }
-        _ => None,
-    };
+    let bf = h.backing_file.as_deref();
+    let bf = bf.filter(|_| !req.flags.contains(OpenFlags::NO_BACKING));
+    let bf = bf.map(|b| backing_request(&req.filename, b, h.backing_format.clone(), req.flags));
+    let backing = bf.map(|r| host.open_child(&r)).transpose()?;
     let cs = h.cluster_size();
     let (l2c, rcc) = match (total, l2_bytes, rc_bytes) {
         (_, Some(l), Some(r)) => (l, r),
