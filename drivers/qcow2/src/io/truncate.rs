@@ -1,6 +1,7 @@
 //! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
 //! shrinking (freeing clusters and L2 tables past the new end).
 
+use crate::layout::header::MAX_L1_BYTES;
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::{read_backing, zero_grown_area};
@@ -62,12 +63,8 @@ impl Qcow2Node {
                 "Preallocation can't be used for shrinking an image",
             )));
         }
-        let l1_bytes = self
-            .meta_read()
-            .h
-            .l1_entries_for(new_size)
-            .saturating_mul(8);
-        if new_size > old && l1_bytes > crate::layout::header::MAX_L1_BYTES {
+        let l1_entries = self.meta_read().h.l1_entries_for(new_size);
+        if new_size > old && l1_entries.saturating_mul(8) > MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::OutOfRange,
                 "resize",

@@ -4,7 +4,6 @@
 //! All fields are big-endian. Nothing here allocates a buffer sized by an
 //! untrusted field before that field has been checked against a limit.
 
-use crate::error::unsupported;
 use crate::layout::features::{self, FeatureName};
 use block_core::{BlockError, Result};
 
@@ -153,10 +152,20 @@ fn bad(msg: impl Into<String>) -> BlockError {
     BlockError::corrupt("open", msg)
 }
 
+fn unsupported(msg: impl Into<String>) -> BlockError {
+    crate::error::unsupported("open", msg)
+}
+
 impl Header {
     /// Cluster size in bytes.
     pub fn cluster_size(&self) -> u64 {
         1u64 << self.cluster_bits
+    }
+
+    /// Where the refcount table is: (offset, clusters).
+    pub fn reftable_place(&self) -> (u64, u64) {
+        let clusters = self.refcount_table_clusters.into();
+        (self.refcount_table_offset, clusters)
     }
 
     /// Refcount width in bits.
@@ -230,10 +239,7 @@ impl Header {
         V2Fields::decode(&mut h, &r)?;
         let version = h.version;
         if version != 2 && version != 3 {
-            return Err(unsupported(
-                "open",
-                format!("Unsupported qcow2 version {version}"),
-            ));
+            return Err(unsupported(format!("Unsupported qcow2 version {version}")));
         }
         let cluster_bits = h.cluster_bits;
         if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
@@ -260,10 +266,7 @@ impl Header {
                 return Err(bad("qcow2 header length is not a multiple of 8"));
             }
             if h.header_length > 104 {
-                if buf.len() < 105 {
-                    return Err(bad("image is too short"));
-                }
-                h.compression_type = buf[104];
+                h.compression_type = *buf.get(104).ok_or_else(|| bad("image is too short"))?;
             }
         }
         if h.refcount_order > 6 {
@@ -278,21 +281,17 @@ impl Header {
 
         let unknown = h.incompatible_features & !features::INCOMPAT_KNOWN;
         if unknown != 0 {
-            return Err(unsupported(
-                "open",
-                format!(
-                    "Unsupported qcow2 feature(s): {}",
-                    features::describe_unknown(unknown, features::KIND_INCOMPAT, &h.feature_names)
-                ),
-            ));
+            let kind = features::KIND_INCOMPAT;
+            let names = features::describe_unknown(unknown, kind, &h.feature_names);
+            return Err(unsupported(format!(
+                "Unsupported qcow2 feature(s): {names}"
+            )));
         }
         // Encrypted images (AES, LUKS) are described but never decrypted
         // (crypto.rs); the crypto header extension is kept with the others.
         if h.crypt_method > CRYPT_LUKS {
-            return Err(unsupported(
-                "open",
-                format!("Unsupported encryption method: {}", h.crypt_method),
-            ));
+            let msg = format!("Unsupported encryption method: {}", h.crypt_method);
+            return Err(unsupported(msg));
         }
         let has_ct_bit = h.incompatible_features & features::INCOMPAT_COMPRESSION != 0;
         match (h.compression_type, has_ct_bit) {
@@ -305,7 +304,7 @@ impl Header {
                 "compression_type field is non-zero but the incompatible feature bit is not set",
             )),
             (0 | 1, _) => {}
-            (t, _) => return Err(unsupported("open", format!("Unknown compression type {t}"))),
+            (t, _) => return Err(unsupported(format!("Unknown compression type {t}"))),
         }
         if h.extended_l2() && cluster_bits < 14 {
             return Err(bad(

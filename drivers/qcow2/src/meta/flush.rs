@@ -34,10 +34,7 @@ impl Qcow2Node {
     /// (other pending header changes wait for their own step). The old
     /// table is freed by a deferred decrement after the full header write.
     fn write_reftable(&self, ws: &mut WState) -> Result<()> {
-        let (off, clusters) = {
-            let m = self.meta_read();
-            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
-        };
+        let (off, clusters) = self.meta_read().h.reftable_place();
         self.write_meta(
             off,
             &u64_table_bytes(&ws.reftable, Endian::Big),
@@ -47,7 +44,7 @@ impl Qcow2Node {
         self.file.read_at(48, &mut on_disk)?;
         let mut named = [0u8; 12];
         named[..8].copy_from_slice(&off.to_be_bytes());
-        named[8..].copy_from_slice(&clusters.to_be_bytes());
+        named[8..].copy_from_slice(&(clusters as u32).to_be_bytes());
         if on_disk != named {
             self.file.flush()?;
             self.write_meta(48, &named, kind::HEADER)?;

@@ -38,11 +38,8 @@ impl Qcow2Node {
         // bits, unaligned, or past the end of the file). QEMU's overlap
         // check fails the rebuild there; avoiding them never changes a
         // layout QEMU produces.
-        let (rt_off, rt_clusters) = {
-            let m = self.meta_read();
-            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
-        };
-        let avoid = ws.structure_clusters(&self.geometry(), rt_off, rt_clusters.into());
+        let (rt_off, rt_clusters) = self.meta_read().h.reftable_place();
+        let avoid = ws.structure_clusters(&self.geometry(), rt_off, rt_clusters);
         let g = RebuildGeometry {
             refcount_order: self.geo().refcount_order,
             max_reftable_bytes: MAX_REFTABLE_BYTES,

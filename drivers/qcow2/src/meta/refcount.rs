@@ -38,10 +38,7 @@ impl RefcountStore for Qcow2Node {
     }
     fn move_reftable(&self, offset: u64, clusters: u64) -> (u64, u64) {
         let mut m = self.meta_write();
-        let old = (
-            m.h.refcount_table_offset,
-            u64::from(m.h.refcount_table_clusters),
-        );
+        let old = m.h.reftable_place();
         m.h.refcount_table_offset = offset;
         m.h.refcount_table_clusters = clusters as u32;
         m.header_dirty = true;

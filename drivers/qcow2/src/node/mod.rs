@@ -192,13 +192,10 @@ impl Qcow2Node {
         let t = self.l2_table(l2_off)?;
         let d = t.read();
         let at = g.l2_index(pos) as usize * g.l2_entry_size() as usize;
+        let bitmap = g.extended_l2.then(|| get_u64(&d, at + 8));
         Ok(Lookup {
             entry: get_u64(&d, at),
-            bitmap: if g.extended_l2 {
-                get_u64(&d, at + 8)
-            } else {
-                0
-            },
+            bitmap: bitmap.unwrap_or(0),
         })
     }
 
@@ -288,11 +285,8 @@ impl Qcow2Node {
         let mut map = OverlapMap::new(cs);
         map.add(0, cs, kind::HEADER);
         map.add(m.h.l1_table_offset, m.l1.len() as u64 * 8, kind::ACTIVE_L1);
-        map.add(
-            m.h.refcount_table_offset,
-            u64::from(m.h.refcount_table_clusters) * cs,
-            kind::REFTABLE,
-        );
+        let (rt, rt_clusters) = m.h.reftable_place();
+        map.add(rt, rt_clusters * cs, kind::REFTABLE);
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
         if let Some(Ok(e)) = crate::bitmap::dir::ext_of(&m.h) {
             map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);

@@ -21,12 +21,9 @@ pub(crate) fn table_past_eof(
     file_len: u64,
     snapshots_size: u64,
 ) -> Option<&'static str> {
-    let cs = h.cluster_size();
     let past = |off: u64, len: u64| len > 0 && off.saturating_add(len) > file_len;
-    if past(
-        h.refcount_table_offset,
-        u64::from(h.refcount_table_clusters) * cs,
-    ) {
+    let (rt, rt_clusters) = h.reftable_place();
+    if past(rt, rt_clusters * h.cluster_size()) {
         return Some("the refcount table lies past the end of the file");
     }
     if past(h.l1_table_offset, u64::from(h.l1_size) * 8) {
