@@ -54,39 +54,3 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel)
     ld.h.l1_size = sn.l1_size;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::snapshot::Snapshot;
-
-    fn sn(id: &str, name: &str) -> Snapshot {
-        Snapshot {
-            l1_offset: 0,
-            l1_size: 0,
-            id: id.into(),
-            name: name.into(),
-            date_sec: 0,
-            date_nsec: 0,
-            vm_clock_nsec: 0,
-            vm_state_size: 0,
-            disk_size: None,
-            icount: None,
-            extra_tail: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn find_by_id_name_and_both() {
-        let l = [sn("1", "a"), sn("2", "b"), sn("3", "1")];
-        let sel = |id: Option<&str>, name: Option<&str>| SnapshotSel {
-            id: id.map(str::to_string),
-            name: name.map(str::to_string),
-        };
-        assert_eq!(sel(Some("2"), None).find(&l), Some(1));
-        assert_eq!(sel(None, Some("1")).find(&l), Some(2));
-        assert_eq!(sel(Some("1"), Some("a")).find(&l), Some(0));
-        assert_eq!(sel(Some("1"), Some("b")).find(&l), None);
-        assert_eq!(sel(None, Some("zz")).find(&l), None);
-    }
-}

@@ -92,23 +92,3 @@ pub fn describe_unknown(bits: u64, kind: u8, table: &[FeatureName]) -> String {
     let set = (0..64u8).filter(|b| bits & (1u64 << b) != 0);
     set.map(name).collect::<Vec<_>>().join(", ")
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_round_trip() {
-        let t = parse_table(&qemu_table());
-        assert_eq!(t.len(), 8);
-        assert_eq!(t[4].name, "extended L2 entries");
-        assert_eq!(
-            describe_unknown(1 << 4, KIND_INCOMPAT, &t),
-            "extended L2 entries"
-        );
-        assert_eq!(
-            describe_unknown(1 << 9, KIND_INCOMPAT, &t),
-            "Unknown incompatible feature: 200"
-        );
-    }
-}

@@ -4,7 +4,7 @@
 //! (the snapshot view, preallocation detection) and below the
 //! operations (create opens the image it made).
 
-mod damage;
+pub(crate) mod damage;
 
 use crate::io::snapview;
 use crate::layout::header::{Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
