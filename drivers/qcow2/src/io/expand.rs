@@ -36,12 +36,7 @@ impl Qcow2Node {
         for l2 in tables {
             let l2_rc = self.get_refcount(ws, l2 / cs)?.max(1);
             let t = self.l2_table(l2)?;
-            let entries: Vec<u64> = {
-                let d = t.read();
-                (0..g.l2_entries() as usize)
-                    .map(|i| get_u64(&d, i * es))
-                    .collect()
-            };
+            let entries: Vec<u64> = t.read().chunks_exact(es).map(|c| get_u64(c, 0)).collect();
             for (i, e) in entries.into_iter().enumerate() {
                 let new = match g.cluster_type(e) {
                     ClusterType::ZeroAlloc => {

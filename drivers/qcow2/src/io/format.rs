@@ -246,10 +246,8 @@ impl Format for Qcow2Node {
         if g.version < 3 && self.backing().is_some() {
             return Ok(false);
         }
-        let mut pos = offset;
-        while pos < offset + len {
+        for pos in (offset..offset + len).step_by(g.cs() as usize) {
             self.discard_cluster(pos)?;
-            pos += g.cs();
         }
         Ok(true)
     }

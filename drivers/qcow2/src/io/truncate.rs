@@ -109,14 +109,10 @@ impl Qcow2Node {
         let g = self.geo();
         let cs = g.cs();
         let mut ws = self.wlock();
-        let mut pos = start / cs * cs;
         let mut file_end = 0u64;
         let flen = self.data_node().length()?;
-        while pos < end {
-            let lk = {
-                let m = self.meta_read();
-                self.lookup(&m, pos)?
-            };
+        for pos in (start / cs * cs..end).step_by(cs as usize) {
+            let lk = self.lookup_now(pos)?;
             let ct = g.cluster_type(lk.entry);
             if ct == ClusterType::Unallocated || ct == ClusterType::ZeroPlain {
                 let host = if self.data_file.is_some() {
@@ -138,7 +134,6 @@ impl Qcow2Node {
                 self.set_l2_entry(&mut ws, pos, host | OFLAG_COPIED, bitmap)?;
                 file_end = file_end.max(host + cs);
             }
-            pos += cs;
         }
         self.writeback(&mut ws, false)?;
         let node = self.data_node();
@@ -157,17 +152,12 @@ impl Qcow2Node {
         let cs = g.cs();
         let mut ws = self.wlock();
         let old = self.meta_read().h.size;
-        let mut pos = new_size.div_ceil(cs) * cs;
-        while pos < old {
-            let lk = {
-                let m = self.meta_read();
-                self.lookup(&m, pos)?
-            };
+        for pos in (new_size.div_ceil(cs) * cs..old).step_by(cs as usize) {
+            let lk = self.lookup_now(pos)?;
             if lk.entry != 0 || lk.bitmap != 0 {
                 self.set_l2_entry(&mut ws, pos, 0, 0)?;
                 self.defer_free_entry(&mut ws, lk.entry, true);
             }
-            pos += cs;
         }
         let need = self.meta_read().h.l1_entries_for(new_size) as usize;
         {

@@ -42,10 +42,8 @@ impl Qcow2Node {
         )?;
         let mut on_disk = [0u8; 12];
         self.file.read_at(48, &mut on_disk)?;
-        let mut named = [0u8; 12];
-        named[..8].copy_from_slice(&off.to_be_bytes());
-        named[8..].copy_from_slice(&(clusters as u32).to_be_bytes());
-        if on_disk != named {
+        let named = [&off.to_be_bytes()[..], &(clusters as u32).to_be_bytes()].concat();
+        if on_disk[..] != named[..] {
             self.file.flush()?;
             self.write_meta(48, &named, kind::HEADER)?;
             self.file.flush()?;

@@ -15,7 +15,7 @@
 pub mod cache;
 
 use crate::layout::features;
-use crate::layout::header::{get_u64, put_u64, Header};
+use crate::layout::header::{get_u64, Header};
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
@@ -273,9 +273,7 @@ impl Qcow2Node {
         if self.geo().version < 3 {
             return Ok(());
         }
-        let mut b = [0u8; 8];
-        put_u64(&mut b, 0, bits);
-        self.file.write_at(72, &b)?;
+        self.file.write_at(72, &bits.to_be_bytes())?;
         self.file.flush()
     }
 
