@@ -11,8 +11,10 @@
 //!   docs/architecture.md ("The format engine").
 //! - The metadata pieces (docs/engine-metadata.md): the on-disk struct
 //!   codec, the table cache with write-back ordering, the refcount-based
-//!   and append (BAT-style) allocators, the compression codecs, the map
-//!   of metadata regions data writes must not hit, and the check/repair
+//!   and append (BAT-style) allocators (with the shrinking of a refcount
+//!   structure), the compression codecs, header extension areas, padded
+//!   reads of damaged tables, the map of metadata regions data writes
+//!   must not hit, the backing child request, and the check/repair
 //!   support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
