@@ -383,7 +383,13 @@ pub fn read_u64_table(
     checked_end(op, what, offset, bytes as u64)?;
     let mut buf = vec![0u8; bytes];
     file.read_at(offset, &mut buf)?;
-    Ok(buf.chunks_exact(8).map(|c| endian.u64(c, 0)).collect())
+    Ok(u64_entries(&buf, endian))
+}
+
+/// The u64 entries of byte order `endian` in `buf` (a table read; a
+/// trailing partial entry is ignored). The inverse of [`u64_table_bytes`].
+pub fn u64_entries(buf: &[u8], endian: Endian) -> Vec<u64> {
+    buf.chunks_exact(8).map(|c| endian.u64(c, 0)).collect()
 }
 
 /// Serializes u64 entries in byte order `endian` (a table to write).
@@ -415,6 +421,8 @@ mod tests {
         let t = u64_table_bytes(&[1, 2], Endian::Little);
         assert_eq!(Endian::Little.u64(&t, 8), 2);
         assert_eq!(Endian::Big.u64(&t, 0), 1 << 56);
+        assert_eq!(u64_entries(&t, Endian::Little), [1, 2]);
+        assert_eq!(u64_entries(&t[..12], Endian::Big), [1 << 56]);
     }
 
     #[test]

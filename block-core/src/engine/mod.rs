@@ -11,22 +11,31 @@
 //!   docs/architecture.md ("The format engine").
 //! - The metadata pieces (docs/engine-metadata.md): the on-disk struct
 //!   codec, the table cache with write-back ordering, the refcount-based
-//!   and append (BAT-style) allocators, the compression codecs, and the
-//!   check/repair support (computed refcounts, comparison, rebuild).
+//!   and append (BAT-style) allocators (with the shrinking of a refcount
+//!   structure), the compression codecs, header extension areas, padded
+//!   reads of damaged tables, the map of metadata regions data writes
+//!   must not hit, the backing child request, and the check/repair
+//!   support (computed refcounts, comparison, rebuild).
 
 pub mod append_alloc;
+pub mod backing_child;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod extensions;
 mod format;
+mod grow;
 pub mod iov;
 pub mod luks;
 mod node;
+pub mod overlap;
+pub mod padded_read;
 mod rangelock;
 mod read;
 pub mod rebuild;
 pub mod refcount_alloc;
+mod refcount_shrink;
 pub mod table_cache;
 mod write;
 pub mod writeback;
@@ -35,6 +44,7 @@ pub mod writeback;
 mod tests;
 
 pub use format::{Allocation, ChildRef, Format, HostRef, Mapping};
+pub use grow::zero_grown_area;
 pub use node::FormatNode;
 pub use rangelock::{RangeGuard, RangeLock};
 pub use read::{read_backing, read_mapped, MappedSource};

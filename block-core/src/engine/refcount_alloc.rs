@@ -510,14 +510,14 @@ pub fn self_describing_layout(start: u64, entries: u64, cluster_size: u64) -> (u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engine::table_cache::TableCache;
     use std::sync::Mutex as StdMutex;
 
     /// An in-memory refcount structure: blocks in a cache, the table's
     /// place in a field.
-    struct Mem {
+    pub(crate) struct Mem {
         geo: RefcountGeometry,
         cache: TableCache,
         table_at: StdMutex<(u64, u64)>,
@@ -577,7 +577,7 @@ mod tests {
 
     /// A fresh image: header at cluster 0, the table at cluster 1 (one
     /// cluster, 64 entries), no blocks yet.
-    fn fresh(order: u32) -> (Mem, RefcountAllocator) {
+    pub(crate) fn fresh(order: u32) -> (Mem, RefcountAllocator) {
         let m = Mem::new(order);
         let a = RefcountAllocator::new(vec![0; 64]);
         (m, a)

@@ -181,6 +181,26 @@ impl TableCache {
         Ok(self.insert(offset, data, false))
     }
 
+    /// The table at `offset`, loaded with `read` on a miss: a few
+    /// optimistic loads (each refused when a table at that offset may have
+    /// been removed during its read), then [`TableCache::load_locked`].
+    pub fn get_or_load<E>(
+        &self,
+        offset: u64,
+        mut read: impl FnMut() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<Table>, E> {
+        if let Some(t) = self.get(offset) {
+            return Ok(t);
+        }
+        for _ in 0..4 {
+            let gen = self.load_generation(offset);
+            if let Some(t) = self.insert_loaded(offset, read()?, gen) {
+                return Ok(t);
+            }
+        }
+        self.load_locked(offset, read)
+    }
+
     /// Inserts a table read from disk (clean) or newly built (dirty). If a
     /// table for `offset` is already cached, that one is kept and returned
     /// (a racing loader read the same bytes).
@@ -339,5 +359,27 @@ mod tests {
         assert_eq!(t.read()[0], 9);
         let t = c.load_locked(1 << 20, || Ok::<_, ()>(vec![3; 8])).unwrap();
         assert_eq!(t.read()[0], 3);
+    }
+
+    #[test]
+    fn get_or_load_reads_again_after_a_race() {
+        let c = TableCache::new(4);
+        let mut reads = 0;
+        // Every optimistic read races with a load and removal of the
+        // table: the last read is done under the map lock.
+        let t = c
+            .get_or_load(512, || {
+                reads += 1;
+                if reads <= 4 {
+                    c.insert(512, vec![0; 8], false);
+                    c.remove(512);
+                }
+                Ok::<_, ()>(vec![reads; 8])
+            })
+            .unwrap_or_else(|_| panic!("load failed"));
+        assert_eq!((reads, t.read()[0]), (5, 5));
+        let t = c.get_or_load(512, || Err(())).unwrap();
+        assert_eq!(t.read()[0], 5, "cached: no read");
+        assert!(c.get_or_load(1024, || Err::<Vec<u8>, _>("eof")).is_err());
     }
 }

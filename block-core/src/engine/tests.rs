@@ -279,6 +279,25 @@ fn scattered_units_split_where_the_host_is_not_contiguous() {
 }
 
 #[test]
+fn a_grown_area_reads_zeros_over_stale_data_and_a_longer_backing_file() {
+    let base = Arc::new(MemFile::with_data(&pattern(4 * UNIT as usize, 5)));
+    let n = FormatNode::new(Toy::new(4 * UNIT, Some(base)), false, false);
+    // Stale data past the old end (UNIT + 100) in its unit.
+    n.write_at(UNIT, &[9; UNIT as usize]).unwrap();
+    zero_grown_area(n.format(), UNIT + 100, 3 * UNIT).unwrap();
+    let mut got = vec![0u8; 4 * UNIT as usize];
+    n.read_at(0, &mut got).unwrap();
+    let mut expect = pattern(4 * UNIT as usize, 5);
+    expect[UNIT as usize..UNIT as usize + 100].fill(9);
+    expect[UNIT as usize + 100..3 * UNIT as usize].fill(0);
+    assert_eq!(got, expect, "the backing file shows past the new end only");
+    // Aligned, no backing file: nothing to write.
+    let n = node(2 * UNIT);
+    zero_grown_area(n.format(), UNIT, 2 * UNIT).unwrap();
+    assert_eq!(n.format().file.stats().writes, 0);
+}
+
+#[test]
 fn copy_on_write_fills_from_backing_and_short_backing_reads_zeros() {
     let base = Arc::new(MemFile::with_data(&pattern(3 * UNIT as usize / 2, 7)));
     let n = FormatNode::new(Toy::new(4 * UNIT, Some(base.clone())), false, false);

@@ -2,15 +2,6 @@
 
 use block_core::{BlockError, ErrorKind, Operation};
 
-/// A corrupt-image error for `op` at `offset`.
-pub(crate) fn corrupt_at(
-    op: impl Into<Operation>,
-    offset: u64,
-    msg: impl Into<String>,
-) -> BlockError {
-    BlockError::corrupt(op, msg).at(offset)
-}
-
 /// An "image is inactive" or read-only error.
 pub(crate) fn read_only(op: impl Into<Operation>, msg: impl Into<String>) -> BlockError {
     BlockError::read_only(op, msg)

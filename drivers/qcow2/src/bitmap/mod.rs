@@ -26,9 +26,13 @@ pub(crate) mod state;
 mod store;
 
 use crate::layout::features;
-use crate::layout::header::{get_u64, Header, EXT_BITMAPS};
+use crate::layout::header::{Header, EXT_BITMAPS};
 use crate::node::Qcow2Node;
-use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
+use block_core::engine::codec::Endian;
+// Tables and bitmap clusters past the end of the file read as zeros, as
+// QEMU's file protocol reads them (the callers bound the sizes).
+use block_core::engine::padded_read::{read_padded, read_u64s_padded};
+use block_core::{BlockError, BlockNode, Result};
 use dir::{BitmapsExt, DirEntry, TABLE_ALL_ONES, TABLE_OFFSET_MASK, TABLE_RESERVED_MASK};
 use mem::DirtyBitmap;
 use std::sync::Arc;
@@ -69,26 +73,6 @@ pub(crate) fn set_ext(h: &mut Header, ext: Option<BitmapsExt>) {
     }
 }
 
-/// Reads `buf.len()` bytes at `off` of a file `file_len` bytes long; what
-/// lies past its end reads as zeros (as QEMU's file protocol reads it).
-fn read_padded(file: &Arc<dyn BlockNode>, off: u64, buf: &mut [u8], file_len: u64) -> Result<()> {
-    buf.fill(0);
-    if off >= file_len {
-        return Ok(());
-    }
-    let n = (buf.len() as u64).min(file_len - off) as usize;
-    file.read_at(off, &mut buf[..n])
-}
-
-/// Reads `n` big-endian u64 words at `off` (zeros past the end of the
-/// file). The caller bounded `n` ([`DirEntry::check`]: at most
-/// `MAX_PHYS_BYTES / cluster size` entries).
-fn read_words(file: &Arc<dyn BlockNode>, off: u64, n: usize, file_len: u64) -> Result<Vec<u64>> {
-    let mut buf = vec![0u8; n * 8];
-    read_padded(file, off, &mut buf, file_len)?;
-    Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
-}
-
 /// Reads and checks the directory the extension names.
 pub(crate) fn read_directory(
     file: &Arc<dyn BlockNode>,
@@ -118,7 +102,7 @@ pub(crate) fn read_directory_bytes(
     let inside = file_len.saturating_sub(ext.dir_offset);
     let n = ext.dir_size.min(inside.saturating_add(dir::DIR_ZERO_TAIL));
     let mut buf = vec![0u8; n as usize];
-    read_padded(file, ext.dir_offset, &mut buf, file_len)?;
+    read_padded(&**file, file_len, ext.dir_offset, &mut buf)?;
     Ok(buf)
 }
 
@@ -167,7 +151,13 @@ pub(crate) fn read_table_raw(
     e: &DirEntry,
     file_len: u64,
 ) -> Result<Vec<u64>> {
-    read_words(file, e.table_offset, e.table_size as usize, file_len)
+    read_u64s_padded(
+        &**file,
+        file_len,
+        e.table_offset,
+        e.table_size as usize,
+        Endian::Big,
+    )
 }
 
 /// True when a bitmap table entry is well-formed (QEMU's
@@ -234,7 +224,7 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, h: &mut Header) -> Result<BitmapSt
                 let off = x & TABLE_OFFSET_MASK;
                 if off != 0 {
                     let mut buf = vec![0u8; cs as usize];
-                    read_padded(file, off, &mut buf, flen)?;
+                    read_padded(&**file, flen, off, &mut buf)?;
                     data.load_chunk(ci as u64, &buf);
                 } else if x & TABLE_ALL_ONES != 0 {
                     data.set_bits(ci as u64 * cs * 8, (ci as u64 + 1) * cs * 8 - 1);
@@ -282,11 +272,7 @@ impl Qcow2Node {
         let cs = self.geo().cs();
         let ext = ext_of(&self.meta_read().h).and_then(|r| r.ok());
         let clusters = self.bitmaps.lock().disk_clusters(ext.as_ref(), cs);
-        let map = self
-            .overlap
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let map = self.overlap.get();
         for off in clusters {
             if let Some(k) = map.check(off, cs, crate::layout::overlap::kind::BITMAP_DIRECTORY) {
                 return Err(self.ctx(

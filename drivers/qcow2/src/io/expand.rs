@@ -6,7 +6,7 @@ use crate::layout::mapping::{
     ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
 use crate::node::{Qcow2Node, WState};
-use block_core::{BlockNodeExt, Result};
+use block_core::Result;
 
 impl Qcow2Node {
     /// Turns every zero cluster reachable from the active or a snapshot L1
@@ -25,11 +25,8 @@ impl Qcow2Node {
             let m = self.meta_read();
             tables.extend(m.l1.iter().map(|e| e & L1E_OFFSET_MASK));
             for s in &m.snapshots {
-                let mut buf = vec![0u8; s.l1_size as usize * 8];
-                self.file.read_at(s.l1_offset, &mut buf)?;
-                tables.extend(
-                    (0..s.l1_size as usize).map(|i| get_u64(&buf, i * 8) & L1E_OFFSET_MASK),
-                );
+                let l1 = self.read_l1_table(s.l1_offset, s.l1_size)?;
+                tables.extend(l1.iter().map(|e| e & L1E_OFFSET_MASK));
             }
         }
         tables.retain(|o| *o != 0);
@@ -39,12 +36,7 @@ impl Qcow2Node {
         for l2 in tables {
             let l2_rc = self.get_refcount(ws, l2 / cs)?.max(1);
             let t = self.l2_table(l2)?;
-            let entries: Vec<u64> = {
-                let d = t.read();
-                (0..g.l2_entries() as usize)
-                    .map(|i| get_u64(&d, i * es))
-                    .collect()
-            };
+            let entries: Vec<u64> = t.read().chunks_exact(es).map(|c| get_u64(c, 0)).collect();
             for (i, e) in entries.into_iter().enumerate() {
                 let new = match g.cluster_type(e) {
                     ClusterType::ZeroAlloc => {

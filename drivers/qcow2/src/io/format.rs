@@ -66,19 +66,14 @@ impl Format for Qcow2Node {
         // As QEMU's block status: the host offset is reported for every
         // subcluster whose cluster has a host cluster, never for
         // compressed ones.
-        let host = Some(HostRef {
+        let has_host = matches!(t, SubType::UnallocAlloc | SubType::ZeroAlloc);
+        let host = has_host.then(|| HostRef {
             child: self.data_child(),
             offset: (lk.entry & L2E_OFFSET_MASK) + in_c,
         });
         Ok(match t {
-            SubType::UnallocPlain => Mapping::Unallocated { len, host: None },
-            SubType::UnallocAlloc => Mapping::Unallocated { len, host },
-            SubType::ZeroPlain => Mapping::Zero {
-                len,
-                allocated: true,
-                host: None,
-            },
-            SubType::ZeroAlloc => Mapping::Zero {
+            SubType::UnallocPlain | SubType::UnallocAlloc => Mapping::Unallocated { len, host },
+            SubType::ZeroPlain | SubType::ZeroAlloc => Mapping::Zero {
                 len,
                 allocated: true,
                 host,
@@ -226,7 +221,7 @@ impl Format for Qcow2Node {
         self.maybe_writeback(&mut ws)?;
         let lk = self.lookup_now(pos)?;
         self.ensure_l2(&mut ws, pos)?;
-        let coff = self.alloc_bytes(&mut ws, c.len() as u64)?;
+        let coff = ws.alloc_bytes(self, c.len() as u64)?;
         self.write_data(coff, &c)?;
         self.set_l2_entry(&mut ws, pos, g.compressed_entry(coff, c.len() as u64), 0)?;
         self.defer_free_entry(&mut ws, lk.entry, false);
@@ -251,10 +246,8 @@ impl Format for Qcow2Node {
         if g.version < 3 && self.backing().is_some() {
             return Ok(false);
         }
-        let mut pos = offset;
-        while pos < offset + len {
+        for pos in (offset..offset + len).step_by(g.cs() as usize) {
             self.discard_cluster(pos)?;
-            pos += g.cs();
         }
         Ok(true)
     }
@@ -280,22 +273,18 @@ impl Format for Qcow2Node {
         let bitmaps = self.bitmaps_info();
         let m = self.meta_read();
         let h = &m.h;
-        let data = if h.version < 3 {
-            serde_json::json!({
-                "compat": "0.10",
-                "compression-type": compress::type_name(h.compression_type),
-                "refcount-bits": h.refcount_bits(),
-            })
-        } else {
-            let mut d = serde_json::json!({
-                "compat": "1.1",
-                "compression-type": compress::type_name(h.compression_type),
-                "lazy-refcounts": h.lazy_refcounts(),
-                "refcount-bits": h.refcount_bits(),
-            });
+        // Keys are sorted when printed: the order here does not matter.
+        let v3 = h.version >= 3;
+        let mut d = serde_json::json!({
+            "compat": if v3 { "1.1" } else { "0.10" },
+            "compression-type": compress::type_name(h.compression_type),
+            "refcount-bits": h.refcount_bits(),
+        });
+        if v3 {
+            d["lazy-refcounts"] = h.lazy_refcounts().into();
             if let Some(df) = &h.data_file {
-                d["data-file"] = serde_json::json!(df);
-                d["data-file-raw"] = serde_json::json!(h.data_file_raw());
+                d["data-file"] = df.as_str().into();
+                d["data-file-raw"] = h.data_file_raw().into();
             }
             if h.crypt_method != 0 {
                 d["encrypt"] = crate::layout::crypto::describe(&self.file, h)?;
@@ -303,12 +292,9 @@ impl Format for Qcow2Node {
             if let Some(b) = bitmaps {
                 d["bitmaps"] = b;
             }
-            d["corrupt"] = serde_json::json!(
-                h.is_corrupt() || self.corrupt.load(std::sync::atomic::Ordering::Acquire)
-            );
-            d["extended-l2"] = serde_json::json!(h.extended_l2());
-            d
-        };
+            d["corrupt"] = (h.is_corrupt() || self.corrupt.load(Ordering::Acquire)).into();
+            d["extended-l2"] = h.extended_l2().into();
+        }
         Ok(NodeInfo {
             format: "qcow2".into(),
             virtual_size: h.size,
@@ -316,7 +302,7 @@ impl Format for Qcow2Node {
             dirty_flag: h.is_dirty(),
             backing_filename: h.backing_file.clone(),
             backing_filename_format: h.backing_format.clone(),
-            format_specific: Some(serde_json::json!({"type": "qcow2", "data": data})),
+            format_specific: Some(serde_json::json!({"type": "qcow2", "data": d})),
         })
     }
 

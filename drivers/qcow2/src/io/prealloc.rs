@@ -44,15 +44,7 @@ impl Qcow2Node {
         let real_clusters = self.file.allocated_size()? / cs;
         let threshold = (real_clusters * 10 / 9).max(real_clusters + 2);
         let end_cluster = file_length.div_ceil(cs);
-        let ws = self.wlock();
-        let mut in_use = 0u64;
-        let mut ci = 0u64;
-        while ci < end_cluster && in_use < threshold {
-            if self.get_refcount(&ws, ci)? != 0 {
-                in_use += 1;
-            }
-            ci += 1;
-        }
+        let in_use = self.wlock().count_used(self, end_cluster, threshold)?;
         Ok(in_use >= threshold)
     }
 }

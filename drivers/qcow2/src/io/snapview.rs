@@ -8,15 +8,16 @@
 //! snapshot's L1 table read as unallocated), and the node must be
 //! read-only.
 
-use crate::layout::header::{get_u64, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::header::{MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::layout::snapshot::SnapshotSel;
-use crate::node::Loaded;
-use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, Result};
+use crate::node::Meta;
+use block_core::engine::codec::{read_u64_table, Endian};
+use block_core::{BlockError, BlockNode, ErrorKind, Result};
 use std::sync::Arc;
 
-/// Switches `ld` to the L1 table of the snapshot `sel` selects (read from
+/// Switches `ld` (as loaded) to the L1 table of the snapshot `sel` selects (read from
 /// `file` and validated as QEMU's `qcow2_validate_table` does).
-pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSel) -> Result<()> {
+pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel) -> Result<()> {
     let op = "snapshot_load_tmp";
     let Some(idx) = sel.find(&ld.snapshots) else {
         return Err(BlockError::new(
@@ -39,48 +40,17 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Loaded, sel: &SnapshotSe
     if sn.l1_offset % cs != 0 || end.is_none_or(|e| e >= MAX_HOST_OFFSET) {
         return Err(BlockError::invalid(op, "Snapshot L1 table offset invalid"));
     }
-    let mut buf = vec![0u8; bytes as usize];
-    file.read_at(sn.l1_offset, &mut buf)?;
-    ld.l1 = (0..sn.l1_size as usize)
-        .map(|i| get_u64(&buf, i * 8))
-        .collect();
+    let entries = sn.l1_size.into();
+    ld.l1 = read_u64_table(
+        &**file,
+        op,
+        "L1 table",
+        sn.l1_offset,
+        entries,
+        Endian::Big,
+        bytes,
+    )?;
     ld.h.l1_table_offset = sn.l1_offset;
     ld.h.l1_size = sn.l1_size;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::snapshot::Snapshot;
-
-    fn sn(id: &str, name: &str) -> Snapshot {
-        Snapshot {
-            l1_offset: 0,
-            l1_size: 0,
-            id: id.into(),
-            name: name.into(),
-            date_sec: 0,
-            date_nsec: 0,
-            vm_clock_nsec: 0,
-            vm_state_size: 0,
-            disk_size: None,
-            icount: None,
-            extra_tail: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn find_by_id_name_and_both() {
-        let l = [sn("1", "a"), sn("2", "b"), sn("3", "1")];
-        let sel = |id: Option<&str>, name: Option<&str>| SnapshotSel {
-            id: id.map(str::to_string),
-            name: name.map(str::to_string),
-        };
-        assert_eq!(sel(Some("2"), None).find(&l), Some(1));
-        assert_eq!(sel(None, Some("1")).find(&l), Some(2));
-        assert_eq!(sel(Some("1"), Some("a")).find(&l), Some(0));
-        assert_eq!(sel(Some("1"), Some("b")).find(&l), None);
-        assert_eq!(sel(None, Some("zz")).find(&l), None);
-    }
 }

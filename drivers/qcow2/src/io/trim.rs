@@ -11,11 +11,7 @@ impl Qcow2Node {
     pub(crate) fn trim_file_tail(&self, ws: &mut WState) -> Result<()> {
         let cs = self.geo().cs();
         let flen = self.file.length()?;
-        let clusters = flen.div_ceil(cs);
-        let mut last = clusters;
-        while last > 1 && self.get_refcount(ws, last - 1)? == 0 {
-            last -= 1;
-        }
+        let last = ws.used_end(self, flen.div_ceil(cs), 1)?;
         let end = last * cs;
         if end < flen {
             self.file.flush()?;

@@ -1,12 +1,11 @@
 //! Resizing: growing (L1 growth, zeroing stale tails, preallocation) and
 //! shrinking (freeing clusters and L2 tables past the new end).
 
-use crate::layout::mapping::REFT_OFFSET_MASK;
+use crate::layout::header::MAX_L1_BYTES;
 use crate::layout::mapping::{ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, OFLAG_COPIED};
-use crate::meta::refcount::rc_get;
 use crate::node::{Qcow2Node, WState};
-use block_core::engine::{read_backing, GuestIo, RangeLock};
-use block_core::{BlockError, Preallocation, Result, ZeroFlags};
+use block_core::engine::{read_backing, zero_grown_area};
+use block_core::{BlockError, Preallocation, Result};
 use std::io::IoSliceMut;
 
 impl Qcow2Node {
@@ -64,12 +63,8 @@ impl Qcow2Node {
                 "Preallocation can't be used for shrinking an image",
             )));
         }
-        let l1_bytes = self
-            .meta_read()
-            .h
-            .l1_entries_for(new_size)
-            .saturating_mul(8);
-        if new_size > old && l1_bytes > crate::layout::header::MAX_L1_BYTES {
+        let l1_entries = self.meta_read().h.l1_entries_for(new_size);
+        if new_size > old && l1_entries.saturating_mul(8) > MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::OutOfRange,
                 "resize",
@@ -80,8 +75,6 @@ impl Qcow2Node {
     }
 
     fn grow(&self, old: u64, new_size: u64, prealloc: Preallocation) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
         {
             let mut ws = self.wlock();
             let need = self.meta_read().h.l1_entries_for(new_size);
@@ -93,22 +86,9 @@ impl Qcow2Node {
             m.header_dirty = true;
         }
         // Stale data past the old end (after an earlier shrink) and a
-        // longer backing file must not show through the new area: zeroed
-        // through the engine's data path (guest I/O is quiesced; the
-        // node's allocation table is held by the resize).
-        let lock = RangeLock::new();
-        let io = GuestIo::new(self, &lock);
-        let tail_end = old.div_ceil(cs) * cs;
-        if old % cs != 0 {
-            io.write_zeroes(old, tail_end.min(new_size) - old, ZeroFlags::NONE)?;
-        }
-        if let Some(b) = self.backing() {
-            let blen = b.length()?;
-            if blen > old {
-                let end = blen.min(new_size);
-                io.write_zeroes(old, end - old, ZeroFlags::NONE)?;
-            }
-        }
+        // longer backing file must not show through the new area: the
+        // engine zeroes it through the data path (guest I/O is quiesced).
+        zero_grown_area(self, old, new_size)?;
         if prealloc != Preallocation::Off {
             self.preallocate(old, new_size, prealloc)?;
         }
@@ -129,14 +109,10 @@ impl Qcow2Node {
         let g = self.geo();
         let cs = g.cs();
         let mut ws = self.wlock();
-        let mut pos = start / cs * cs;
         let mut file_end = 0u64;
         let flen = self.data_node().length()?;
-        while pos < end {
-            let lk = {
-                let m = self.meta_read();
-                self.lookup(&m, pos)?
-            };
+        for pos in (start / cs * cs..end).step_by(cs as usize) {
+            let lk = self.lookup_now(pos)?;
             let ct = g.cluster_type(lk.entry);
             if ct == ClusterType::Unallocated || ct == ClusterType::ZeroPlain {
                 let host = if self.data_file.is_some() {
@@ -158,7 +134,6 @@ impl Qcow2Node {
                 self.set_l2_entry(&mut ws, pos, host | OFLAG_COPIED, bitmap)?;
                 file_end = file_end.max(host + cs);
             }
-            pos += cs;
         }
         self.writeback(&mut ws, false)?;
         let node = self.data_node();
@@ -177,17 +152,12 @@ impl Qcow2Node {
         let cs = g.cs();
         let mut ws = self.wlock();
         let old = self.meta_read().h.size;
-        let mut pos = new_size.div_ceil(cs) * cs;
-        while pos < old {
-            let lk = {
-                let m = self.meta_read();
-                self.lookup(&m, pos)?
-            };
+        for pos in (new_size.div_ceil(cs) * cs..old).step_by(cs as usize) {
+            let lk = self.lookup_now(pos)?;
             if lk.entry != 0 || lk.bitmap != 0 {
                 self.set_l2_entry(&mut ws, pos, 0, 0)?;
                 self.defer_free_entry(&mut ws, lk.entry, true);
             }
-            pos += cs;
         }
         let need = self.meta_read().h.l1_entries_for(new_size) as usize;
         {
@@ -219,44 +189,12 @@ impl Qcow2Node {
     /// Drops the refcount blocks that count no cluster but (maybe)
     /// themselves, as QEMU's `qcow2_shrink_reftable` after a shrink: the
     /// refcount table entries are cleared on disk first, then the blocks'
-    /// clusters are freed.
+    /// clusters are freed (the engine's `drop_unused_refblocks`).
     fn shrink_reftable(&self, ws: &mut WState) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
-        let e = g.rb_entries();
-        let mut unused = Vec::new();
-        for (i, rte) in ws.reftable.iter().enumerate() {
-            let off = rte & REFT_OFFSET_MASK;
-            if off == 0 {
-                continue;
-            }
-            let ci = off / cs;
-            let own = (ci / e) as usize == i;
-            let tab = self.rc_table(off)?;
-            let d = tab.read();
-            if (0..e).all(|k| (own && k == ci % e) || rc_get(&d, k, g.refcount_order) == 0) {
-                unused.push((i, off, own));
-            }
-        }
-        if unused.is_empty() {
-            return Ok(());
-        }
-        for &(i, off, _) in &unused {
-            ws.reftable[i] = 0;
-            self.rc.remove(off);
-        }
-        ws.reftable_dirty = true;
-        self.writeback(ws, false)?;
-        for &(_, off, own) in &unused {
-            if own {
-                // Its own refcount went away with it.
-                ws.free_hint = ws.free_hint.min(off / cs);
-            } else {
-                self.change_refcount(ws, off / cs, -1)?;
-            }
-        }
-        let m = self.meta_read();
-        self.refresh_overlap(&m, ws);
-        Ok(())
+        ws.drop_unused_refblocks(self, |ws, blocks| {
+            blocks.iter().for_each(|&b| self.rc.remove(b));
+            self.writeback(ws, false)
+        })
+        .map(drop)
     }
 }

@@ -4,7 +4,6 @@
 //! All fields are big-endian. Nothing here allocates a buffer sized by an
 //! untrusted field before that field has been checked against a limit.
 
-use crate::error::{corrupt_at, unsupported};
 use crate::layout::features::{self, FeatureName};
 use block_core::{BlockError, Result};
 
@@ -106,6 +105,18 @@ pub use block_core::engine::codec::{
     get_be32 as get_u32, get_be64 as get_u64, put_be32 as put_u32, put_be64 as put_u64,
 };
 use block_core::engine::codec::{Endian, FieldReader, TableRules};
+use block_core::engine::extensions::ExtensionLayout;
+
+/// The header extensions after the header in cluster 0: big-endian type
+/// and length, data padded to 8 bytes, ended by type 0 ([`EXT_END`]).
+const EXTENSIONS: ExtensionLayout = ExtensionLayout {
+    endian: Endian::Big,
+    type_bytes: 4,
+    len_at: 4,
+    header_bytes: 8,
+    align: 8,
+    area_name: "cluster 0",
+};
 
 block_core::fixed_fields! {
     /// The fields of a version-2 header (the magic aside), at their offsets.
@@ -141,10 +152,20 @@ fn bad(msg: impl Into<String>) -> BlockError {
     BlockError::corrupt("open", msg)
 }
 
+fn unsupported(msg: impl Into<String>) -> BlockError {
+    crate::error::unsupported("open", msg)
+}
+
 impl Header {
     /// Cluster size in bytes.
     pub fn cluster_size(&self) -> u64 {
         1u64 << self.cluster_bits
+    }
+
+    /// Where the refcount table is: (offset, clusters).
+    pub fn reftable_place(&self) -> (u64, u64) {
+        let clusters = self.refcount_table_clusters.into();
+        (self.refcount_table_offset, clusters)
     }
 
     /// Refcount width in bits.
@@ -200,7 +221,7 @@ impl Header {
 
     /// Parses and validates the header in `buf` (the first cluster, or as
     /// much of it as the file holds). `file_len` bounds table offsets.
-    pub fn parse(buf: &[u8], file_len: u64) -> Result<Header> {
+    pub fn parse(buf: &[u8], _file_len: u64) -> Result<Header> {
         // No magic (an empty file, /dev/null) is "not qcow2", as QEMU says,
         // before a short file is.
         if buf.len() < 4 || be32(buf, 0) != MAGIC {
@@ -218,10 +239,7 @@ impl Header {
         V2Fields::decode(&mut h, &r)?;
         let version = h.version;
         if version != 2 && version != 3 {
-            return Err(unsupported(
-                "open",
-                format!("Unsupported qcow2 version {version}"),
-            ));
+            return Err(unsupported(format!("Unsupported qcow2 version {version}")));
         }
         let cluster_bits = h.cluster_bits;
         if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&cluster_bits) {
@@ -248,10 +266,7 @@ impl Header {
                 return Err(bad("qcow2 header length is not a multiple of 8"));
             }
             if h.header_length > 104 {
-                if buf.len() < 105 {
-                    return Err(bad("image is too short"));
-                }
-                h.compression_type = buf[104];
+                h.compression_type = *buf.get(104).ok_or_else(|| bad("image is too short"))?;
             }
         }
         if h.refcount_order > 6 {
@@ -266,51 +281,45 @@ impl Header {
 
         let unknown = h.incompatible_features & !features::INCOMPAT_KNOWN;
         if unknown != 0 {
-            return Err(unsupported(
-                "open",
-                format!(
-                    "Unsupported qcow2 feature(s): {}",
-                    features::describe_unknown(unknown, features::KIND_INCOMPAT, &h.feature_names)
-                ),
-            ));
+            let kind = features::KIND_INCOMPAT;
+            let names = features::describe_unknown(unknown, kind, &h.feature_names);
+            return Err(unsupported(format!(
+                "Unsupported qcow2 feature(s): {names}"
+            )));
         }
         // Encrypted images (AES, LUKS) are described but never decrypted
         // (crypto.rs); the crypto header extension is kept with the others.
         if h.crypt_method > CRYPT_LUKS {
-            return Err(unsupported(
-                "open",
-                format!("Unsupported encryption method: {}", h.crypt_method),
-            ));
+            let msg = format!("Unsupported encryption method: {}", h.crypt_method);
+            return Err(unsupported(msg));
         }
         let has_ct_bit = h.incompatible_features & features::INCOMPAT_COMPRESSION != 0;
-        match h.compression_type {
-            0 if has_ct_bit => {
+        match (h.compression_type, has_ct_bit) {
+            (0, true) => {
                 return Err(bad(
                     "compression type incompatible feature bit set with zlib compression",
                 ))
             }
-            0 => {}
-            1 if !has_ct_bit => return Err(bad(
+            (1, false) => return Err(bad(
                 "compression_type field is non-zero but the incompatible feature bit is not set",
             )),
-            1 => {}
-            t => return Err(unsupported("open", format!("Unknown compression type {t}"))),
+            (0 | 1, _) => {}
+            (t, _) => return Err(unsupported(format!("Unknown compression type {t}"))),
         }
         if h.extended_l2() && cluster_bits < 14 {
             return Err(bad(
                 "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
             ));
         }
-        if h.has_data_file() && h.data_file.is_none() {
-            // Allowed (the name may come from options); we require it.
-            return Err(bad("missing data_file name in the image header"));
+        // A data file without its name is allowed by QEMU (the name may
+        // come from options); we require it.
+        if h.has_data_file() != h.data_file.is_some() {
+            return Err(bad(if h.has_data_file() {
+                "missing data_file name in the image header"
+            } else {
+                "data file name given without the data file feature bit"
+            }));
         }
-        if !h.has_data_file() && h.data_file.is_some() {
-            return Err(bad(
-                "data file name given without the data file feature bit",
-            ));
-        }
-        let _ = file_len;
         h.validate_tables()?;
         Ok(h)
     }
@@ -333,45 +342,22 @@ impl Header {
             let name = String::from_utf8_lossy(&buf[o..e]).into_owned();
             self.backing_file = Some(name);
         }
-        let mut off = u64::from(self.header_length);
-        // Each extension takes at least 8 bytes: the loop is bounded.
-        while off + 8 <= end {
-            let o = off as usize;
-            let ty = be32(buf, o);
-            let len = u64::from(be32(buf, o + 4));
-            off += 8;
-            if ty == EXT_END {
-                return Ok(());
-            }
-            if len > end - off {
-                return Err(corrupt_at(
-                    "open",
-                    off,
-                    format!("header extension 0x{ty:x} runs past the end of cluster 0"),
-                ));
-            }
-            let data = &buf[off as usize..(off + len) as usize];
+        let area = &buf[..end as usize];
+        for ext in EXTENSIONS.parse(area, self.header_length as usize, "open")? {
+            let (ty, data) = (ext.kind as u32, ext.data);
+            let name = || String::from_utf8_lossy(data).into_owned();
             match ty {
-                EXT_BACKING_FORMAT => {
-                    if len > 1023 {
-                        return Err(bad("backing format name too long"));
-                    }
-                    self.backing_format = Some(String::from_utf8_lossy(data).into_owned())
+                EXT_BACKING_FORMAT if data.len() > 1023 => {
+                    return Err(bad("backing format name too long"))
                 }
-                EXT_DATA_FILE => {
-                    if len > 1023 {
-                        return Err(bad("data file name too long"));
-                    }
-                    self.data_file = Some(String::from_utf8_lossy(data).into_owned())
-                }
-                EXT_FEATURE_TABLE => {
-                    self.feature_names = features::parse_table(data);
-                }
+                EXT_DATA_FILE if data.len() > 1023 => return Err(bad("data file name too long")),
+                EXT_BACKING_FORMAT => self.backing_format = Some(name()),
+                EXT_DATA_FILE => self.data_file = Some(name()),
+                EXT_FEATURE_TABLE => self.feature_names = features::parse_table(data),
                 _ => self.other_extensions.push((ty, data.to_vec())),
             }
-            off += len.div_ceil(8) * 8;
         }
-        // Missing end marker: QEMU tolerates reaching the end of the area.
+        // A missing end marker is tolerated (QEMU reads to the end of the area).
         Ok(())
     }
 
@@ -388,12 +374,11 @@ impl Header {
     }
 
     fn validate_tables(&self) -> Result<()> {
-        let cs = self.cluster_size();
         let rules = self.table_rules();
         if self.refcount_table_clusters == 0 || self.refcount_table_offset == 0 {
             return Err(bad("Image does not contain a reference count table"));
         }
-        let rt_bytes = u64::from(self.refcount_table_clusters) * cs;
+        let rt_bytes = u64::from(self.refcount_table_clusters) * self.cluster_size();
         let rt_off = self.refcount_table_offset;
         rules.check(
             "Reference count table",
@@ -407,18 +392,14 @@ impl Header {
                 self.nb_snapshots
             )));
         }
-        if self.nb_snapshots > 0 {
-            // Each entry is at least 40 bytes.
-            let bytes = u64::from(self.nb_snapshots) * 40;
-            rules.check(
-                "Snapshot table",
-                self.snapshots_offset,
-                bytes,
-                MAX_SNAPSHOTS_BYTES,
-            )?;
-        } else if self.snapshots_offset % cs != 0 {
-            return Err(bad("Snapshot table offset is not cluster-aligned"));
-        }
+        // Each entry is at least 40 bytes.
+        let sn_bytes = u64::from(self.nb_snapshots) * 40;
+        rules.check(
+            "Snapshot table",
+            self.snapshots_offset,
+            sn_bytes,
+            MAX_SNAPSHOTS_BYTES,
+        )?;
         let l1_bytes = u64::from(self.l1_size) * 8;
         if l1_bytes > MAX_L1_BYTES {
             return Err(bad(format!("Active L1 table too large ({l1_bytes} bytes)")));
@@ -428,21 +409,15 @@ impl Header {
         if self.size > max_size || self.size > i64::MAX as u64 {
             return Err(bad(format!("Image size too large ({} bytes)", self.size)));
         }
-        let needed = self.l1_entries_for(self.size);
-        if needed > u64::from(self.l1_size) {
+        if self.l1_entries_for(self.size) > u64::from(self.l1_size) {
             return Err(bad("L1 table is too small for the image size"));
         }
-        if self.l1_size > 0 {
-            rules.check(
-                "Active L1 table",
-                self.l1_table_offset,
-                l1_bytes,
-                MAX_L1_BYTES,
-            )?;
-        } else if self.l1_table_offset % cs != 0 {
-            return Err(bad("Active L1 table offset is not cluster-aligned"));
-        }
-        Ok(())
+        rules.check(
+            "Active L1 table",
+            self.l1_table_offset,
+            l1_bytes,
+            MAX_L1_BYTES,
+        )
     }
 
     /// Serializes cluster 0: the header, the extensions QEMU writes (backing
@@ -460,54 +435,31 @@ impl Header {
         if self.version >= 3 {
             self.header_length = hlen;
         }
-        let mut ext: Vec<(u32, Vec<u8>)> = Vec::new();
-        if let Some(f) = &self.backing_format {
-            ext.push((EXT_BACKING_FORMAT, f.as_bytes().to_vec()));
-        }
-        if let Some(f) = &self.data_file {
-            ext.push((EXT_DATA_FILE, f.as_bytes().to_vec()));
-        }
         // Like QEMU, leave the feature-name table out with clusters of
         // 4 KiB and below: it would leave little room for a backing name.
-        if self.version >= 3 && cs > 4096 {
-            ext.push((EXT_FEATURE_TABLE, features::qemu_table()));
+        let table = (self.version >= 3 && cs > 4096).then(features::qemu_table);
+        let bf = self.backing_format.as_deref().map(str::as_bytes);
+        let df = self.data_file.as_deref().map(str::as_bytes);
+        let named = [(EXT_BACKING_FORMAT, bf), (EXT_DATA_FILE, df)];
+        let named = named
+            .into_iter()
+            .chain([(EXT_FEATURE_TABLE, table.as_deref())]);
+        let others = self.other_extensions.iter().map(|(t, d)| (*t, &d[..]));
+        let ext = named.filter_map(|(t, d)| Some((t, d?))).chain(others);
+        let ext = ext.map(|(t, d)| (u64::from(t), d));
+        let off = EXTENSIONS.write(&mut b[..cs], hlen as usize, ext, "write header")?;
+        let name = self.backing_file.as_deref().unwrap_or_default();
+        if name.len() > MAX_BACKING_NAME as usize || off + name.len() > cs {
+            let msg = "backing file name too long";
+            return Err(BlockError::invalid("write header", msg));
         }
-        for (t, d) in &self.other_extensions {
-            ext.push((*t, d.clone()));
-        }
-        let mut off = hlen as usize;
-        for (t, d) in &ext {
-            let padded = d.len().div_ceil(8) * 8;
-            if off + 8 + padded + 8 > cs {
-                return Err(BlockError::invalid(
-                    "write header",
-                    "header extensions do not fit in cluster 0",
-                ));
-            }
-            put_u32(&mut b, off, *t);
-            put_u32(&mut b, off + 4, d.len() as u32);
-            b[off + 8..off + 8 + d.len()].copy_from_slice(d);
-            off += 8 + padded;
-        }
-        // End marker (already zero).
-        off += 8;
-        match &self.backing_file {
-            Some(name) => {
-                if name.len() > MAX_BACKING_NAME as usize || off + name.len() > cs {
-                    return Err(BlockError::invalid(
-                        "write header",
-                        "backing file name too long",
-                    ));
-                }
-                b[off..off + name.len()].copy_from_slice(name.as_bytes());
-                self.backing_file_offset = off as u64;
-                self.backing_file_size = name.len() as u32;
-            }
-            None => {
-                self.backing_file_offset = 0;
-                self.backing_file_size = 0;
-            }
-        }
+        b[off..off + name.len()].copy_from_slice(name.as_bytes());
+        let at = if self.backing_file.is_some() {
+            off as u64
+        } else {
+            0
+        };
+        (self.backing_file_offset, self.backing_file_size) = (at, name.len() as u32);
         put_u32(&mut b, 0, MAGIC);
         V2Fields::encode(self, &mut b, Endian::Big);
         if self.version >= 3 {

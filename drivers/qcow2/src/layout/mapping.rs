@@ -192,50 +192,28 @@ impl Geometry {
         }
     }
 
-    /// The type of subcluster `sc` of an entry with `bitmap`.
+    /// The type of subcluster `sc` of an entry with `bitmap` (without
+    /// extended L2 entries, the cluster's type).
     pub fn subcluster_type(&self, entry: u64, bitmap: u64, sc: u32) -> SubType {
-        let ct = self.cluster_type(entry);
-        if !self.extended_l2 {
-            return match ct {
-                ClusterType::Unallocated => SubType::UnallocPlain,
-                ClusterType::ZeroPlain => SubType::ZeroPlain,
-                ClusterType::ZeroAlloc => SubType::ZeroAlloc,
-                ClusterType::Normal => SubType::Normal,
-                ClusterType::Compressed => SubType::Compressed,
-            };
-        }
+        use ClusterType as C;
+        let ext = self.extended_l2;
         let alloc = bitmap & (1u64 << sc) != 0;
         let zero = bitmap & (1u64 << (sc + 32)) != 0;
-        match ct {
-            ClusterType::Compressed => {
-                if bitmap != 0 {
-                    SubType::Invalid
-                } else {
-                    SubType::Compressed
-                }
-            }
-            ClusterType::Normal => {
-                if bitmap & (bitmap >> 32) != 0 {
-                    SubType::Invalid
-                } else if alloc {
-                    SubType::Normal
-                } else if zero {
-                    SubType::ZeroAlloc
-                } else {
-                    SubType::UnallocAlloc
-                }
-            }
-            ClusterType::Unallocated => {
-                if bitmap & BITMAP_ALL_ALLOC != 0 {
-                    SubType::Invalid
-                } else if zero {
-                    SubType::ZeroPlain
-                } else {
-                    SubType::UnallocPlain
-                }
-            }
-            // Not produced with extended L2.
-            ClusterType::ZeroPlain | ClusterType::ZeroAlloc => SubType::Invalid,
+        match self.cluster_type(entry) {
+            // Zero clusters exist without extended L2 entries only.
+            C::ZeroPlain => SubType::ZeroPlain,
+            C::ZeroAlloc => SubType::ZeroAlloc,
+            C::Compressed if !ext || bitmap == 0 => SubType::Compressed,
+            C::Normal if !ext => SubType::Normal,
+            C::Unallocated if !ext => SubType::UnallocPlain,
+            C::Compressed => SubType::Invalid,
+            C::Normal if bitmap & (bitmap >> 32) != 0 => SubType::Invalid,
+            C::Normal if alloc => SubType::Normal,
+            C::Normal if zero => SubType::ZeroAlloc,
+            C::Normal => SubType::UnallocAlloc,
+            C::Unallocated if bitmap & BITMAP_ALL_ALLOC != 0 => SubType::Invalid,
+            C::Unallocated if zero => SubType::ZeroPlain,
+            C::Unallocated => SubType::UnallocPlain,
         }
     }
 
@@ -261,51 +239,5 @@ impl Geometry {
         let first = self.cluster_start(start);
         let last = self.cluster_start(start + nb * 512 - 1);
         (first, (last - first) / self.cs() + 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn geo(ext: bool) -> Geometry {
-        Geometry {
-            cluster_bits: 16,
-            extended_l2: ext,
-            refcount_order: 4,
-            data_file: false,
-            version: 3,
-            compression_type: 0,
-        }
-    }
-
-    #[test]
-    fn pack_roundtrip() {
-        let mut g = geo(true);
-        g.data_file = true;
-        g.compression_type = 1;
-        g.refcount_order = 6;
-        assert_eq!(Geometry::unpack(g.pack()), g);
-    }
-
-    #[test]
-    fn types() {
-        let g = geo(false);
-        assert_eq!(g.cluster_type(0), ClusterType::Unallocated);
-        assert_eq!(g.cluster_type(1), ClusterType::ZeroPlain);
-        assert_eq!(g.cluster_type(0x10000 | 1), ClusterType::ZeroAlloc);
-        assert_eq!(g.cluster_type(OFLAG_COPIED | 0x10000), ClusterType::Normal);
-        let e = g.compressed_entry(0x12345, 1000);
-        assert_eq!(g.cluster_type(e), ClusterType::Compressed);
-        let (o, n) = g.compressed_range(e);
-        assert_eq!(o, 0x12345);
-        assert!((1000..1000 + 512).contains(&n));
-        let x = geo(true);
-        assert_eq!(x.subcluster_type(0x10000, 1, 0), SubType::Normal);
-        assert_eq!(x.subcluster_type(0x10000, 1, 1), SubType::UnallocAlloc);
-        assert_eq!(x.subcluster_type(0x10000, 1 << 33, 1), SubType::ZeroAlloc);
-        assert_eq!(x.subcluster_type(0, 1 << 33, 1), SubType::ZeroPlain);
-        assert_eq!(x.subcluster_type(0, 1, 1), SubType::Invalid);
-        assert_eq!(x.subcluster_type(0x10000, 1 | 1 << 32, 1), SubType::Invalid);
     }
 }

@@ -1,5 +1,9 @@
 //! Metadata overlap checks: before any write to the image file, the target
-//! range must not overlap metadata it is not meant to replace.
+//! range must not overlap metadata it is not meant to replace. The map is
+//! the engine's (block_core::engine::overlap); here are qcow2's region
+//! kinds and their names.
+
+pub use block_core::engine::overlap::{OverlapMap, SharedOverlapMap};
 
 /// Kinds of metadata regions (bit flags, combined into ignore masks).
 pub mod kind {
@@ -33,61 +37,5 @@ pub fn kind_name(k: u32) -> &'static str {
         kind::INACTIVE_L1 => "inactive L1 table",
         kind::BITMAP_DIRECTORY => "bitmap directory",
         _ => "metadata",
-    }
-}
-
-/// Sorted, cluster-granular metadata regions of an image.
-#[derive(Debug, Default, Clone)]
-pub struct OverlapMap {
-    /// (start, end, kind), sorted by start.
-    regions: Vec<(u64, u64, u32)>,
-    cluster_size: u64,
-}
-
-impl OverlapMap {
-    /// An empty map for an image with `cluster_size`.
-    pub fn new(cluster_size: u64) -> OverlapMap {
-        OverlapMap {
-            regions: Vec::new(),
-            cluster_size,
-        }
-    }
-
-    /// Adds a region of `len` bytes at `start`.
-    pub fn add(&mut self, start: u64, len: u64, k: u32) {
-        if len == 0 {
-            return;
-        }
-        let cs = self.cluster_size;
-        let s = start & !(cs - 1);
-        let e = (start.saturating_add(len)).div_ceil(cs).saturating_mul(cs);
-        self.regions.push((s, e, k));
-    }
-
-    /// Sorts the regions; call after the last `add`.
-    pub fn finish(&mut self) {
-        self.regions.sort_unstable();
-    }
-
-    /// The first region of a kind not in `ignore` overlapping
-    /// `[offset, offset+len)`, as its kind.
-    pub fn check(&self, offset: u64, len: u64, ignore: u32) -> Option<u32> {
-        if len == 0 {
-            return None;
-        }
-        let end = offset.saturating_add(len);
-        // Regions are at most a few MiB long (the largest table is 32 MiB),
-        // so any overlapping region starts after offset - 64 MiB.
-        let lo = offset.saturating_sub(64 << 20);
-        let first = self.regions.partition_point(|r| r.0 < lo);
-        for &(s, e, k) in &self.regions[first..] {
-            if s >= end {
-                break;
-            }
-            if e > offset && k & ignore == 0 {
-                return Some(k);
-            }
-        }
-        None
     }
 }

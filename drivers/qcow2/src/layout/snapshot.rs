@@ -2,6 +2,7 @@
 //! conversion to [`SnapshotInfo`].
 
 use crate::layout::header::{get_u32, get_u64, put_u32, put_u64, MAX_SNAPSHOTS_BYTES};
+use block_core::engine::codec::{get_be16, put_be16, Endian, FieldReader};
 use block_core::{BlockError, OpenRequest, Result, SnapshotInfo};
 
 /// Largest extra-data area of one snapshot entry.
@@ -10,7 +11,7 @@ pub const MAX_EXTRA: u32 = 1024;
 pub const EXTRA_LEN: u32 = 24;
 
 /// One snapshot table entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Offset of the snapshot's L1 table.
     pub l1_offset: u64,
@@ -36,37 +37,39 @@ pub struct Snapshot {
     pub extra_tail: Vec<u8>,
 }
 
+block_core::fixed_fields! {
+    /// The fields of a snapshot table entry kept as they are on disk (the
+    /// lengths, the 32-bit VM state size and the extra data aside).
+    EntryFields for Snapshot {
+        l1_offset @ 0,
+        l1_size @ 8,
+        date_sec @ 16,
+        date_nsec @ 20,
+        vm_clock_nsec @ 24,
+    }
+}
+
 impl Snapshot {
-    /// Serializes the entry.
+    /// Serializes the entry: the fixed part, the extra data QEMU writes
+    /// (full VM state size, disk size, icount), the preserved extra tail,
+    /// ID and name, padded to 8 bytes.
     pub fn serialize(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        let extra_size = EXTRA_LEN + self.extra_tail.len() as u32;
-        let mut h = [0u8; 40];
-        put_u64(&mut h, 0, self.l1_offset);
-        put_u32(&mut h, 8, self.l1_size);
-        h[12..14].copy_from_slice(&(self.id.len() as u16).to_be_bytes());
-        h[14..16].copy_from_slice(&(self.name.len() as u16).to_be_bytes());
-        put_u32(&mut h, 16, self.date_sec);
-        put_u32(&mut h, 20, self.date_nsec);
-        put_u64(&mut h, 24, self.vm_clock_nsec);
-        put_u32(
-            &mut h,
-            32,
-            self.vm_state_size.min(u64::from(u32::MAX)) as u32,
-        );
-        put_u32(&mut h, 36, extra_size);
+        let mut h = [0u8; 40 + EXTRA_LEN as usize];
+        EntryFields::encode(self, &mut h, Endian::Big);
+        put_be16(&mut h, 12, self.id.len() as u16);
+        put_be16(&mut h, 14, self.name.len() as u16);
+        let vm_state_32 = self.vm_state_size.min(u64::from(u32::MAX)) as u32;
+        put_u32(&mut h, 32, vm_state_32);
+        put_u32(&mut h, 36, EXTRA_LEN + self.extra_tail.len() as u32);
+        put_u64(&mut h, 40, self.vm_state_size);
+        put_u64(&mut h, 48, self.disk_size.unwrap_or(0));
+        put_u64(&mut h, 56, self.icount.unwrap_or(u64::MAX));
         out.extend_from_slice(&h);
-        let mut e = [0u8; 24];
-        put_u64(&mut e, 0, self.vm_state_size);
-        put_u64(&mut e, 8, self.disk_size.unwrap_or(0));
-        put_u64(&mut e, 16, self.icount.unwrap_or(u64::MAX));
-        out.extend_from_slice(&e);
         out.extend_from_slice(&self.extra_tail);
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(self.name.as_bytes());
-        while (out.len() - start) % 8 != 0 {
-            out.push(0);
-        }
+        out.resize(start + (out.len() - start).div_ceil(8) * 8, 0);
     }
 
     /// The public description.
@@ -104,44 +107,32 @@ pub fn parse_table(
                 "Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qemu-img check -r all"
             )));
         }
-        let id_len = u16::from_be_bytes([h[12], h[13]]) as usize;
-        let name_len = u16::from_be_bytes([h[14], h[15]]) as usize;
+        let id_len = get_be16(&h, 12) as usize;
+        let name_len = get_be16(&h, 14) as usize;
         let rest = extra_size as usize + id_len + name_len;
         let len = (40 + rest as u64).div_ceil(8) * 8;
         if off + len > MAX_SNAPSHOTS_BYTES {
             return Err(bad("Snapshot table too large".into()));
         }
-        let r = read(off + 40, rest)?;
-        let extra = &r[..extra_size as usize];
         let mut sn = Snapshot {
-            l1_offset: get_u64(&h, 0),
-            l1_size: get_u32(&h, 8),
-            id: String::from_utf8_lossy(&r[extra_size as usize..extra_size as usize + id_len])
-                .into_owned(),
-            name: String::from_utf8_lossy(&r[extra_size as usize + id_len..]).into_owned(),
-            date_sec: get_u32(&h, 16),
-            date_nsec: get_u32(&h, 20),
-            vm_clock_nsec: get_u64(&h, 24),
             vm_state_size: u64::from(get_u32(&h, 32)),
-            disk_size: None,
-            icount: None,
-            extra_tail: Vec::new(),
+            ..Snapshot::default()
         };
-        if extra.len() >= 8 {
-            sn.vm_state_size = get_u64(extra, 0);
-        }
+        let fields = FieldReader::new(&h, Endian::Big, "read snapshot table");
+        EntryFields::decode(&mut sn, &fields)?;
+        let r = read(off + 40, rest)?;
+        let (extra, names) = r.split_at(extra_size as usize);
+        let (id, name) = names.split_at(id_len);
+        sn.id = String::from_utf8_lossy(id).into_owned();
+        sn.name = String::from_utf8_lossy(name).into_owned();
+        // The extra data's fields, each present when the area holds it.
         // Version 3 requires disk_size; an entry without it is incomplete
         // (QEMU opens it and `check` reports it), `disk_size` stays None.
-        if extra.len() >= 16 {
-            sn.disk_size = Some(get_u64(extra, 8));
-        }
-        if extra.len() >= 24 {
-            let ic = get_u64(extra, 16);
-            sn.icount = if ic == u64::MAX { None } else { Some(ic) };
-        }
-        if extra.len() > 24 {
-            sn.extra_tail = extra[24..].to_vec();
-        }
+        let field = |i: usize| (extra.len() >= 8 * (i + 1)).then(|| get_u64(extra, 8 * i));
+        sn.vm_state_size = field(0).unwrap_or(sn.vm_state_size);
+        sn.disk_size = field(1);
+        sn.icount = field(2).filter(|&ic| ic != u64::MAX);
+        sn.extra_tail = extra.get(24..).unwrap_or_default().to_vec();
         out.push(sn);
         off += len;
     }
@@ -169,13 +160,11 @@ pub(crate) struct SnapshotSel {
 impl SnapshotSel {
     /// The selection the open options ask for, if any.
     pub fn from_request(req: &OpenRequest) -> Option<SnapshotSel> {
-        let id = req.option("snapshot.id").map(str::to_string);
-        let name = req.option("snapshot.name").map(str::to_string);
-        if id.is_none() && name.is_none() {
-            None
-        } else {
-            Some(SnapshotSel { id, name })
-        }
+        let sel = SnapshotSel {
+            id: req.option("snapshot.id").map(str::to_string),
+            name: req.option("snapshot.name").map(str::to_string),
+        };
+        (sel.id.is_some() || sel.name.is_some()).then_some(sel)
     }
 
     /// The index of the snapshot matching every given field (QEMU's
@@ -185,42 +174,5 @@ impl SnapshotSel {
             self.id.as_deref().is_none_or(|i| s.id == i)
                 && self.name.as_deref().is_none_or(|n| s.name == n)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip() {
-        let s = Snapshot {
-            l1_offset: 0x50000,
-            l1_size: 3,
-            id: "1".into(),
-            name: "snap one".into(),
-            date_sec: 12,
-            date_nsec: 34,
-            vm_clock_nsec: 5_000_000_001,
-            vm_state_size: 0,
-            disk_size: Some(1 << 20),
-            icount: None,
-            extra_tail: vec![9; 8],
-        };
-        let t = serialize_table(&[s.clone(), s.clone()]);
-        // 40 fixed + 24 extra + 8 extra tail + id 1 + name 8 = 81, padded to 88.
-        assert_eq!(t.len(), 2 * 88);
-        let (p, len) = parse_table(2, |o, l| Ok(t[o as usize..o as usize + l].to_vec())).unwrap();
-        assert_eq!(len, t.len() as u64);
-        assert_eq!(p, vec![s.clone(), s]);
-        // Hostile extra size.
-        let mut bad = t.clone();
-        put_u32(&mut bad, 36, 5000);
-        assert!(parse_table(1, |o, l| {
-            bad.get(o as usize..o as usize + l)
-                .map(|b| b.to_vec())
-                .ok_or_else(|| BlockError::io("r", "eof"))
-        })
-        .is_err());
     }
 }

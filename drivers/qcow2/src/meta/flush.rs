@@ -16,7 +16,7 @@
 //! refcount table changes (a block it names must be on disk).
 
 use crate::layout::features;
-use crate::meta::refcount::ign;
+use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::codec::{u64_table_bytes, Endian};
 use block_core::engine::writeback::write_dirty;
@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 
 impl Qcow2Node {
     fn write_refblocks(&self) -> Result<()> {
-        write_dirty(&self.rc, |off, d| self.write_meta(off, d, ign::REFBLOCK)).map(drop)
+        write_dirty(&self.rc, |off, d| self.write_meta(off, d, kind::REFBLOCK)).map(drop)
     }
 
     /// Writes the refcount table where the in-memory header puts it. A
@@ -34,23 +34,18 @@ impl Qcow2Node {
     /// (other pending header changes wait for their own step). The old
     /// table is freed by a deferred decrement after the full header write.
     fn write_reftable(&self, ws: &mut WState) -> Result<()> {
-        let (off, clusters) = {
-            let m = self.meta_read();
-            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
-        };
+        let (off, clusters) = self.meta_read().h.reftable_place();
         self.write_meta(
             off,
             &u64_table_bytes(&ws.reftable, Endian::Big),
-            ign::REFTABLE,
+            kind::REFTABLE,
         )?;
         let mut on_disk = [0u8; 12];
         self.file.read_at(48, &mut on_disk)?;
-        let mut named = [0u8; 12];
-        named[..8].copy_from_slice(&off.to_be_bytes());
-        named[8..].copy_from_slice(&clusters.to_be_bytes());
-        if on_disk != named {
+        let named = [&off.to_be_bytes()[..], &(clusters as u32).to_be_bytes()].concat();
+        if on_disk[..] != named[..] {
             self.file.flush()?;
-            self.write_meta(48, &named, ign::HEADER)?;
+            self.write_meta(48, &named, kind::HEADER)?;
             self.file.flush()?;
         }
         ws.reftable_dirty = false;
@@ -93,13 +88,13 @@ impl Qcow2Node {
             d.flush()?;
         }
         self.file.flush()?;
-        write_dirty(&self.l2, |off, d| self.write_meta(off, d, ign::L2))?;
+        write_dirty(&self.l2, |off, d| self.write_meta(off, d, kind::ACTIVE_L2))?;
         self.file.flush()?;
         {
             let mut m = self.meta_write();
             if m.l1_dirty {
                 let buf = u64_table_bytes(&m.l1, Endian::Big);
-                self.write_meta(m.h.l1_table_offset, &buf, ign::L1)?;
+                self.write_meta(m.h.l1_table_offset, &buf, kind::ACTIVE_L1)?;
                 m.l1_dirty = false;
             }
             if m.header_dirty {
@@ -109,7 +104,7 @@ impl Qcow2Node {
         }
         self.file.flush()?;
         if !ws.deferred.is_empty() {
-            self.apply_deferred(ws)?;
+            ws.apply_deferred(self)?;
             if !lazy {
                 self.write_refblocks()?;
                 self.file.flush()?;
@@ -135,7 +130,7 @@ impl Qcow2Node {
         let used = buf.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
         let len = used.div_ceil(512).max(1) * 512;
         let len = len.min(buf.len());
-        self.write_meta(0, &buf[..len], ign::HEADER)?;
+        self.write_meta(0, &buf[..len], kind::HEADER)?;
         m.header_dirty = false;
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! the image is the old one; after it, the old table and blocks are leaks
 //! that the leak-repair pass that follows frees.
 
-use crate::layout::header::{put_u32, put_u64, MAX_REFTABLE_BYTES};
+use crate::layout::header::MAX_REFTABLE_BYTES;
 use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::check::ComputedRefcounts as Refs;
@@ -38,11 +38,8 @@ impl Qcow2Node {
         // bits, unaligned, or past the end of the file). QEMU's overlap
         // check fails the rebuild there; avoiding them never changes a
         // layout QEMU produces.
-        let (rt_off, rt_clusters) = {
-            let m = self.meta_read();
-            (m.h.refcount_table_offset, m.h.refcount_table_clusters)
-        };
-        let avoid = ws.structure_clusters(&self.geometry(), rt_off, rt_clusters.into());
+        let (rt_off, rt_clusters) = self.meta_read().h.reftable_place();
+        let avoid = ws.structure_clusters(&self.geometry(), rt_off, rt_clusters);
         let g = RebuildGeometry {
             refcount_order: self.geo().refcount_order,
             max_reftable_bytes: MAX_REFTABLE_BYTES,
@@ -54,9 +51,11 @@ impl Qcow2Node {
         let (rt_off, rt_clusters) = (new.table_offset, new.table_clusters);
         self.file.flush()?;
         // The commit point: the header names the new table.
-        let mut hdr = [0u8; 12];
-        put_u64(&mut hdr, 0, rt_off);
-        put_u32(&mut hdr, 8, rt_clusters as u32);
+        let hdr = [
+            &rt_off.to_be_bytes()[..],
+            &(rt_clusters as u32).to_be_bytes(),
+        ]
+        .concat();
         self.write_meta(48, &hdr, kind::HEADER)
             .map_err(|e| BlockError::io("check", format!("ERROR setting reftable: {e}")))?;
         self.file.flush()?;

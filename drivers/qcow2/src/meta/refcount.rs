@@ -7,7 +7,6 @@
 
 use crate::layout::header::{MAX_HOST_OFFSET, MAX_REFTABLE_BYTES};
 use crate::layout::mapping::{ClusterType, L2E_OFFSET_MASK, REFT_OFFSET_MASK};
-use crate::layout::overlap::kind;
 use crate::node::{Qcow2Node, WState};
 use block_core::engine::refcount_alloc::{AllocState, RefcountGeometry, RefcountStore};
 use block_core::engine::table_cache::Table;
@@ -35,15 +34,11 @@ impl RefcountStore for Qcow2Node {
             .insert(offset, vec![0u8; self.geo().cs() as usize], true)
     }
     fn may_hold_refblock(&self, offset: u64, len: u64) -> bool {
-        let map = self.overlap.read().unwrap_or_else(|e| e.into_inner());
-        map.check(offset, len, 0).is_none()
+        self.overlap.check(offset, len, 0).is_none()
     }
     fn move_reftable(&self, offset: u64, clusters: u64) -> (u64, u64) {
         let mut m = self.meta_write();
-        let old = (
-            m.h.refcount_table_offset,
-            u64::from(m.h.refcount_table_clusters),
-        );
+        let old = m.h.reftable_place();
         m.h.refcount_table_offset = offset;
         m.h.refcount_table_clusters = clusters as u32;
         m.header_dirty = true;
@@ -90,12 +85,6 @@ impl Qcow2Node {
         ws.alloc_clusters(self, n)
     }
 
-    /// Allocates `len` (< cluster size) bytes for compressed data, packing
-    /// several compressed clusters into one host cluster.
-    pub(crate) fn alloc_bytes(&self, ws: &mut WState, len: u64) -> Result<u64> {
-        ws.alloc_bytes(self, len)
-    }
-
     /// Queues the release of whatever host storage an L2 entry references.
     pub(crate) fn defer_free_entry(&self, ws: &mut WState, entry: u64, punch: bool) {
         match self.geo().cluster_type(entry) {
@@ -113,31 +102,9 @@ impl Qcow2Node {
         }
     }
 
-    /// Applies the queued decrements (the metadata that dropped the
-    /// references is already on disk). Waits for in-flight readers and
-    /// in-place writers first so none of them still uses a freed cluster.
-    pub(crate) fn apply_deferred(&self, ws: &mut WState) -> Result<()> {
-        ws.apply_deferred(self)
-    }
-
     /// Overlap-checked write of a metadata table.
     pub(crate) fn write_meta(&self, off: u64, buf: &[u8], ignore: u32) -> Result<()> {
         self.pre_write_check(off, buf.len() as u64, ignore)?;
         block_core::BlockNodeExt::write_at(&*self.file, off, buf)
     }
-}
-
-/// Ignore masks for metadata writes of each kind.
-pub(crate) mod ign {
-    use super::kind;
-    /// Writing an L2 table.
-    pub const L2: u32 = kind::ACTIVE_L2;
-    /// Writing a refcount block.
-    pub const REFBLOCK: u32 = kind::REFBLOCK;
-    /// Writing the active L1 table.
-    pub const L1: u32 = kind::ACTIVE_L1;
-    /// Writing the refcount table.
-    pub const REFTABLE: u32 = kind::REFTABLE;
-    /// Writing the header.
-    pub const HEADER: u32 = kind::HEADER;
 }

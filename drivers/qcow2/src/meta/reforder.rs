@@ -34,13 +34,7 @@ impl Qcow2Node {
             )));
         }
         // The old structures are dropped.
-        let (old_rt, old_rt_clusters) = {
-            let m = self.meta_read();
-            (
-                m.h.refcount_table_offset,
-                u64::from(m.h.refcount_table_clusters),
-            )
-        };
+        let (old_rt, old_rt_clusters) = self.meta_read().h.reftable_place();
         let old = ws.structure_clusters(&self.geometry(), old_rt, old_rt_clusters);
         for &c in &old {
             if let Some(v) = rc.get_mut(c as usize) {

@@ -15,48 +15,26 @@
 pub mod cache;
 
 use crate::layout::features;
-use crate::layout::header::{put_u64, Header};
+use crate::layout::header::{get_u64, Header};
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
-use crate::layout::overlap::{kind, kind_name, OverlapMap};
+use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
 use crate::node::cache::{Table, TableCache};
 use block_core::{BlockError, BlockNode, BlockNodeExt, OpenFlags, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Everything mutable read from the image at open or invalidation.
+/// Everything mutable read from the image at open or invalidation:
+/// the reader metadata (nothing dirty yet) and the refcount table.
 pub(crate) struct Loaded {
-    pub h: Header,
-    pub l1: Vec<u64>,
+    pub meta: Meta,
     pub reftable: Vec<u64>,
-    pub snapshots: Vec<Snapshot>,
-    pub snapshots_size: u64,
     /// A table past the end of the file (open/damage.rs), `None` when intact.
     pub damage: Option<&'static str>,
 }
 
-impl Loaded {
-    /// The reader metadata and the allocator state of this load, nothing
-    /// dirty yet.
-    pub(crate) fn into_state(self) -> (Meta, WState) {
-        let ws = WState {
-            reftable: self.reftable,
-            ..WState::default()
-        };
-        let meta = Meta {
-            h: self.h,
-            l1: self.l1,
-            l1_dirty: false,
-            header_dirty: false,
-            snapshots: self.snapshots,
-            snapshots_size: self.snapshots_size,
-        };
-        (meta, ws)
-    }
-}
-
 /// Metadata readers need: header, active L1, snapshot list.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Meta {
     /// The header as in memory (written back when `header_dirty`).
     pub h: Header,
@@ -93,7 +71,7 @@ pub struct Qcow2Node {
     pub(crate) l2: TableCache,
     pub(crate) rc: TableCache,
     pub(crate) wlock: RefcountAllocator,
-    pub(crate) overlap: RwLock<Arc<OverlapMap>>,
+    pub(crate) overlap: SharedOverlapMap,
     /// Held for reading by every request in flight (the engine's
     /// `Format::in_flight`), for writing before freed clusters are reused.
     pub(crate) in_flight: RwLock<()>,
@@ -122,7 +100,7 @@ impl std::fmt::Debug for Qcow2Node {
 }
 
 /// What the lookup of one guest offset found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Lookup {
     /// The L2 entry (0 when no L2 table).
     pub entry: u64,
@@ -185,56 +163,40 @@ impl Qcow2Node {
         self.cached_table(&self.rc, off, "Refcount block")
     }
 
-    /// Loads a table through `cache`. Loads run without the allocation
-    /// mutex, so a load is only inserted when no table at that offset was
-    /// evicted or removed during its disk read (it might have been changed
-    /// and written back meanwhile: the bytes read would be stale); after a
-    /// few raced attempts the read is done under the cache map lock.
+    /// Loads a table through `cache` (the engine's `get_or_load`: loads
+    /// run without the allocation mutex and are refused when the table may
+    /// have been changed and evicted during the disk read).
     fn cached_table(&self, cache: &TableCache, off: u64, what: &str) -> Result<Arc<Table>> {
-        if let Some(t) = cache.get(off) {
-            return Ok(t);
-        }
         if self.geo().in_cluster(off) != 0 || off == 0 {
             return Err(self.corruption(
                 off,
                 &format!("{what} offset {off:#x} is not cluster aligned or zero"),
             ));
         }
-        for _ in 0..4 {
-            let gen = cache.load_generation(off);
-            let data = self.read_cluster(off)?;
+        cache.get_or_load(off, || {
+            let data = self.read_cluster(off);
             #[cfg(test)]
             crate::tests::stress::widen_load_window();
-            if let Some(t) = cache.insert_loaded(off, data, gen) {
-                return Ok(t);
-            }
-        }
-        cache.load_locked(off, || self.read_cluster(off))
+            data
+        })
     }
 
     /// Looks up the L2 entry mapping guest offset `pos`.
     pub(crate) fn lookup(&self, m: &Meta, pos: u64) -> Result<Lookup> {
-        let l1_idx = self.geo().l1_index(pos) as usize;
-        let l2_idx = self.geo().l2_index(pos) as usize;
-        let mut lk = Lookup {
-            entry: 0,
-            bitmap: 0,
-        };
-        let Some(&l1e) = m.l1.get(l1_idx) else {
-            return Ok(lk);
-        };
-        let l2_off = l1e & L1E_OFFSET_MASK;
+        let g = self.geo();
+        let l1e = m.l1.get(g.l1_index(pos) as usize);
+        let l2_off = l1e.map_or(0, |e| e & L1E_OFFSET_MASK);
         if l2_off == 0 {
-            return Ok(lk);
+            return Ok(Lookup::default());
         }
         let t = self.l2_table(l2_off)?;
         let d = t.read();
-        let es = self.geo().l2_entry_size() as usize;
-        lk.entry = crate::layout::header::get_u64(&d, l2_idx * es);
-        if self.geo().extended_l2 {
-            lk.bitmap = crate::layout::header::get_u64(&d, l2_idx * es + 8);
-        }
-        Ok(lk)
+        let at = g.l2_index(pos) as usize * g.l2_entry_size() as usize;
+        let bitmap = g.extended_l2.then(|| get_u64(&d, at + 8));
+        Ok(Lookup {
+            entry: get_u64(&d, at),
+            bitmap: bitmap.unwrap_or(0),
+        })
     }
 
     /// Refuses writes unless the node is writable, active and not corrupt.
@@ -298,14 +260,8 @@ impl Qcow2Node {
             && !self.flags.contains(OpenFlags::CHECK)
             && !self.inactive.load(Ordering::Acquire)
         {
-            let feats = {
-                // Avoid deadlocks: the caller may hold meta; use try_read.
-                match self.meta.try_read() {
-                    Ok(m) => Some(m.h.incompatible_features),
-                    Err(_) => None,
-                }
-            };
-            if let Some(f) = feats {
+            // Avoid deadlocks: the caller may hold meta; use try_read.
+            if let Ok(f) = self.meta.try_read().map(|m| m.h.incompatible_features) {
                 let _ = self.write_incompat(f | features::INCOMPAT_CORRUPT);
             }
         }
@@ -317,9 +273,7 @@ impl Qcow2Node {
         if self.geo().version < 3 {
             return Ok(());
         }
-        let mut b = [0u8; 8];
-        put_u64(&mut b, 0, bits);
-        self.file.write_at(72, &b)?;
+        self.file.write_at(72, &bits.to_be_bytes())?;
         self.file.flush()
     }
 
@@ -329,11 +283,8 @@ impl Qcow2Node {
         let mut map = OverlapMap::new(cs);
         map.add(0, cs, kind::HEADER);
         map.add(m.h.l1_table_offset, m.l1.len() as u64 * 8, kind::ACTIVE_L1);
-        map.add(
-            m.h.refcount_table_offset,
-            u64::from(m.h.refcount_table_clusters) * cs,
-            kind::REFTABLE,
-        );
+        let (rt, rt_clusters) = m.h.reftable_place();
+        map.add(rt, rt_clusters * cs, kind::REFTABLE);
         map.add(m.h.snapshots_offset, m.snapshots_size, kind::SNAPSHOT_TABLE);
         if let Some(Ok(e)) = crate::bitmap::dir::ext_of(&m.h) {
             map.add(e.dir_offset, e.dir_size, kind::BITMAP_DIRECTORY);
@@ -341,32 +292,22 @@ impl Qcow2Node {
         for s in &m.snapshots {
             map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
         }
-        for e in &m.l1 {
-            let o = e & L1E_OFFSET_MASK;
-            if o != 0 {
-                map.add(o, cs, kind::ACTIVE_L2);
-            }
-        }
-        for e in &ws.reftable {
-            let o = e & REFT_OFFSET_MASK;
-            if o != 0 {
-                map.add(o, cs, kind::REFBLOCK);
-            }
-        }
+        map.add_each(
+            m.l1.iter().map(|e| e & L1E_OFFSET_MASK),
+            cs,
+            kind::ACTIVE_L2,
+        );
+        let blocks = ws.reftable.iter().map(|e| e & REFT_OFFSET_MASK);
+        map.add_each(blocks, cs, kind::REFBLOCK);
         map.finish();
-        *self.overlap.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        self.overlap.set(map);
     }
 
     /// Checks a write of `len` bytes at `offset` of the image file against
     /// metadata (ignoring the kinds in `ignore`); marks the image corrupt on
     /// a hit.
     pub(crate) fn pre_write_check(&self, offset: u64, len: u64, ignore: u32) -> Result<()> {
-        let map = self
-            .overlap
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(k) = map.check(offset, len, ignore) {
+        if let Some(k) = self.overlap.check(offset, len, ignore) {
             return Err(self.corruption(
                 offset,
                 &format!(

@@ -9,27 +9,10 @@
 //! tables the same way, but only for read-only opens and for check: a
 //! writable open of a damaged image is refused, since allocating through
 //! an empty refcount table would overwrite data (docs/qcow2.md, "Damaged
-//! images").
+//! images"). The padded reads are the engine's
+//! (block_core::engine::padded_read).
 
 use crate::layout::header::Header;
-use block_core::{BlockNode, BlockNodeExt, Result};
-use std::sync::Arc;
-
-/// Reads `buf.len()` bytes at `off`; the part past `file_len` reads as
-/// zeros (as QEMU's file protocol reads past the end of a file).
-pub(crate) fn read_padded(
-    file: &Arc<dyn BlockNode>,
-    file_len: u64,
-    off: u64,
-    buf: &mut [u8],
-) -> Result<()> {
-    let avail = file_len.saturating_sub(off).min(buf.len() as u64) as usize;
-    buf[avail..].fill(0);
-    if avail > 0 {
-        file.read_at(off, &mut buf[..avail])?;
-    }
-    Ok(())
-}
 
 /// The first of the header's tables that extends past `file_len`, named as
 /// in the open error, or `None` for an intact image.
@@ -38,12 +21,9 @@ pub(crate) fn table_past_eof(
     file_len: u64,
     snapshots_size: u64,
 ) -> Option<&'static str> {
-    let cs = h.cluster_size();
     let past = |off: u64, len: u64| len > 0 && off.saturating_add(len) > file_len;
-    if past(
-        h.refcount_table_offset,
-        u64::from(h.refcount_table_clusters) * cs,
-    ) {
+    let (rt, rt_clusters) = h.reftable_place();
+    if past(rt, rt_clusters * h.cluster_size()) {
         return Some("the refcount table lies past the end of the file");
     }
     if past(h.l1_table_offset, u64::from(h.l1_size) * 8) {
@@ -65,43 +45,4 @@ pub(crate) fn refuse_writable(what: &str) -> block_core::BlockError {
             "qcow2: Image is damaged ({what}); it can only be opened read-only or repaired with 'check -r all'"
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::header::Header;
-
-    fn header(l1: u64, rt: u64) -> Header {
-        let mut h = Header::parse(&sample_cluster0(), 1 << 20).unwrap();
-        h.l1_table_offset = l1;
-        h.refcount_table_offset = rt;
-        h
-    }
-
-    fn sample_cluster0() -> Vec<u8> {
-        let mut b = vec![0u8; 512];
-        crate::layout::header::put_u32(&mut b, 0, crate::layout::header::MAGIC);
-        crate::layout::header::put_u32(&mut b, 4, 2);
-        crate::layout::header::put_u32(&mut b, 20, 9);
-        crate::layout::header::put_u64(&mut b, 24, 1 << 20);
-        crate::layout::header::put_u32(&mut b, 36, 32);
-        crate::layout::header::put_u64(&mut b, 40, 3 * 512);
-        crate::layout::header::put_u64(&mut b, 48, 512);
-        crate::layout::header::put_u32(&mut b, 56, 1);
-        b
-    }
-
-    #[test]
-    fn tables_past_the_end_are_named() {
-        assert_eq!(table_past_eof(&header(1536, 512), 4096, 0), None);
-        assert!(table_past_eof(&header(1536, 8192), 4096, 0)
-            .unwrap()
-            .contains("refcount table"));
-        assert!(table_past_eof(&header(8192, 512), 4096, 0)
-            .unwrap()
-            .contains("L1 table"));
-        // The L1 table's last byte just past the end counts too.
-        assert!(table_past_eof(&header(4096 - 64, 512), 4096, 0).is_some());
-    }
 }

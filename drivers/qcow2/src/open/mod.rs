@@ -4,15 +4,19 @@
 //! (the snapshot view, preallocation detection) and below the
 //! operations (create opens the image it made).
 
-mod damage;
+pub(crate) mod damage;
 
 use crate::io::snapview;
-use crate::layout::header::{get_u64, Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
+use crate::layout::header::{Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
 use crate::layout::mapping::Geometry;
-use crate::layout::overlap::OverlapMap;
+use crate::layout::overlap::SharedOverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
-use crate::node::{Loaded, Qcow2Node};
+use crate::node::{Loaded, Meta, Qcow2Node, WState};
+use block_core::engine::backing_child::backing_request;
+use block_core::engine::codec::Endian;
+use block_core::engine::padded_read::{read_padded, read_u64s_padded};
+use block_core::engine::refcount_alloc::RefcountAllocator;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, CheckMode, ChildRequest, ChildRole, HostServices,
     OpenFlags, OpenRequest, OptDesc, OptType, Result,
@@ -22,12 +26,6 @@ use std::sync::{Arc, RwLock};
 
 /// Default total metadata cache size.
 pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
-
-fn read_u64s(file: &Arc<dyn BlockNode>, flen: u64, off: u64, n: usize) -> Result<Vec<u64>> {
-    let mut buf = vec![0u8; n * 8];
-    crate::open::damage::read_padded(file, flen, off, &mut buf)?;
-    Ok((0..n).map(|i| get_u64(&buf, i * 8)).collect())
-}
 
 /// Reads and validates header, L1, refcount table and snapshot table;
 /// `lenient` tolerates invalid snapshot L1 tables (check, read-only).
@@ -44,13 +42,14 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
         }
     }
     let h = Header::parse(&buf, flen)?;
-    let l1 = read_u64s(file, flen, h.l1_table_offset, h.l1_size as usize)?;
+    let read_u64s = |off, n| read_u64s_padded(&**file, flen, off, n, Endian::Big);
+    let l1 = read_u64s(h.l1_table_offset, h.l1_size as usize)?;
     let rt_entries = (u64::from(h.refcount_table_clusters) << h.cluster_bits) / 8;
-    let reftable = read_u64s(file, flen, h.refcount_table_offset, rt_entries as usize)?;
+    let reftable = read_u64s(h.refcount_table_offset, rt_entries as usize)?;
     let base = h.snapshots_offset;
     let (snapshots, snapshots_size) = snapshot::parse_table(h.nb_snapshots, |o, l| {
         let mut b = vec![0u8; l];
-        crate::open::damage::read_padded(file, flen, base + o, &mut b)?;
+        read_padded(&**file, flen, base + o, &mut b)?;
         Ok(b)
     })?;
     let cs = h.cluster_size();
@@ -69,13 +68,17 @@ pub(crate) fn load(file: &Arc<dyn BlockNode>, lenient: bool) -> Result<Loaded> {
         }
     }
     let damage = crate::open::damage::table_past_eof(&h, flen, snapshots_size);
-    Ok(Loaded {
-        damage,
+    let meta = Meta {
         h,
         l1,
-        reftable,
         snapshots,
         snapshots_size,
+        ..Meta::default()
+    };
+    Ok(Loaded {
+        meta,
+        reftable,
+        damage,
     })
 }
 
@@ -88,9 +91,9 @@ fn load_view(
 ) -> Result<(Loaded, crate::bitmap::BitmapState)> {
     let mut ld = load(file, lenient)?;
     if let Some(sel) = view {
-        snapview::apply(file, &mut ld, sel)?;
+        snapview::apply(file, &mut ld.meta, sel)?;
     }
-    let bitmaps = crate::bitmap::load(file, &mut ld.h)?;
+    let bitmaps = crate::bitmap::load(file, &mut ld.meta.h)?;
     Ok((ld, bitmaps))
 }
 
@@ -146,7 +149,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     // tolerates invalid ones as QEMU does (snapshot changes need a
     // writable open, which refuses them).
     let (ld, bitmaps) = load_view(&file, lenient || read_only, &snapshot_view).map_err(ctx)?;
-    let h = &ld.h;
+    let h = &ld.meta.h;
     if let Some(what) = ld.damage.filter(|_| !read_only && !lenient) {
         return Err(ctx(crate::open::damage::refuse_writable(what)));
     }
@@ -159,9 +162,6 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
             "qcow2: Image is corrupt; cannot be opened read/write",
         )));
     }
-    let inherited = OpenFlags(
-        req.flags.0 & (OpenFlags::INACTIVE.0 | OpenFlags::NO_LOCK.0 | OpenFlags::FORCE_SHARE.0),
-    );
     let data_file = match &h.data_file {
         Some(df) => {
             // QEMU opens the data file by its name as stored, relative to
@@ -173,19 +173,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         }
         None => None,
     };
-    let backing = match (&h.backing_file, req.flags.contains(OpenFlags::NO_BACKING)) {
-        (Some(bf), false) => {
-            let mut r = ChildRequest::new(ChildRole::Backing, bf.clone());
-            r.relative_to = Some(req.filename.clone());
-            r.format = h.backing_format.clone();
-            r.flags = OpenFlags::READ_ONLY.with(inherited);
-            if req.flags.contains(OpenFlags::NO_PROBE) {
-                r.flags = r.flags.with(OpenFlags::NO_PROBE);
-            }
-            Some(host.open_child(&r)?)
-        }
-        _ => None,
-    };
+    let bf = h.backing_file.as_deref();
+    let bf = bf.filter(|_| !req.flags.contains(OpenFlags::NO_BACKING));
+    let bf = bf.map(|b| backing_request(&req.filename, b, h.backing_format.clone(), req.flags));
+    let backing = bf.map(|r| host.open_child(&r)).transpose()?;
     let cs = h.cluster_size();
     let (l2c, rcc) = match (total, l2_bytes, rc_bytes) {
         (_, Some(l), Some(r)) => (l, r),
@@ -199,7 +190,6 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
     let geo = geometry(h);
     let dirty = h.is_dirty();
     let corrupt = h.is_corrupt();
-    let (meta, ws) = ld.into_state();
     let node = Qcow2Node {
         filename: req.filename.clone(),
         file,
@@ -207,11 +197,11 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         backing: RwLock::new(backing),
         flags: req.flags,
         geo_bits: std::sync::atomic::AtomicU64::new(geo.pack()),
-        meta: RwLock::new(meta),
+        meta: RwLock::new(ld.meta),
         l2: TableCache::new((l2c / cs) as usize),
         rc: TableCache::new((rcc / cs) as usize),
-        wlock: block_core::engine::refcount_alloc::RefcountAllocator::default(),
-        overlap: RwLock::new(Arc::new(OverlapMap::new(cs))),
+        wlock: RefcountAllocator::new(ld.reftable),
+        overlap: SharedOverlapMap::default(),
         in_flight: RwLock::new(()),
         read_only,
         snapshot_view,
@@ -223,12 +213,10 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         bitmaps: crate::bitmap::Bitmaps::default(),
     };
     node.bitmaps.replace(bitmaps);
-    {
-        let mut w = node.wlock();
-        *w = ws;
-        let m = node.meta_read();
-        node.refresh_overlap(&m, &w);
-    }
+    // Lock order: the allocation lock before `meta`.
+    let ws = node.wlock();
+    node.refresh_overlap(&node.meta_read(), &ws);
+    drop(ws);
     if !lenient {
         node.bitmaps_check_overlap()?;
     }
@@ -298,7 +286,7 @@ impl Qcow2Node {
                 )));
             }
         };
-        if geometry(&ld.h) != self.geo() {
+        if geometry(&ld.meta.h) != self.geo() {
             self.broken.store(true, Ordering::Release);
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::Unsupported,
@@ -311,11 +299,17 @@ impl Qcow2Node {
         let mut m = self.meta_write();
         self.l2.clear();
         self.rc.clear();
-        self.corrupt.store(ld.h.is_corrupt(), Ordering::Release);
-        self.dirty_set.store(ld.h.is_dirty(), Ordering::Release);
+        self.corrupt
+            .store(ld.meta.h.is_corrupt(), Ordering::Release);
+        self.dirty_set
+            .store(ld.meta.h.is_dirty(), Ordering::Release);
         self.metadata_prealloc
             .store(crate::io::prealloc::UNKNOWN, Ordering::Release);
-        (*m, *ws) = ld.into_state();
+        *m = ld.meta;
+        *ws = WState {
+            reftable: ld.reftable,
+            ..WState::default()
+        };
         self.refresh_overlap(&m, &ws);
         self.broken.store(false, Ordering::Release);
         drop(m);

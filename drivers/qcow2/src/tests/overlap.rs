@@ -1,4 +1,4 @@
-//! Metadata overlap checks (layout/overlap.rs).
+//! Metadata overlap checks (layout/overlap.rs over block_core::engine::overlap).
 
 use crate::layout::overlap::*;
 

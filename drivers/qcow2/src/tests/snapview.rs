@@ -2,6 +2,7 @@
 //! options) against `qemu-img convert -l`.
 
 use super::*;
+use crate::layout::snapshot::{Snapshot, SnapshotSel};
 use block_core::prelude::*;
 use block_core::ErrorKind;
 
@@ -90,4 +91,34 @@ fn view_errors() {
     )
     .unwrap_err();
     assert_eq!(e.message, "Snapshot L1 table offset invalid");
+}
+
+fn sn(id: &str, name: &str) -> Snapshot {
+    Snapshot {
+        l1_offset: 0,
+        l1_size: 0,
+        id: id.into(),
+        name: name.into(),
+        date_sec: 0,
+        date_nsec: 0,
+        vm_clock_nsec: 0,
+        vm_state_size: 0,
+        disk_size: None,
+        icount: None,
+        extra_tail: Vec::new(),
+    }
+}
+
+#[test]
+fn find_by_id_name_and_both() {
+    let l = [sn("1", "a"), sn("2", "b"), sn("3", "1")];
+    let sel = |id: Option<&str>, name: Option<&str>| SnapshotSel {
+        id: id.map(str::to_string),
+        name: name.map(str::to_string),
+    };
+    assert_eq!(sel(Some("2"), None).find(&l), Some(1));
+    assert_eq!(sel(None, Some("1")).find(&l), Some(2));
+    assert_eq!(sel(Some("1"), Some("a")).find(&l), Some(0));
+    assert_eq!(sel(Some("1"), Some("b")).find(&l), None);
+    assert_eq!(sel(None, Some("zz")).find(&l), None);
 }
