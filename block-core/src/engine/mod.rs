@@ -13,15 +13,21 @@
 //!   codec, the table cache with write-back ordering, the refcount-based
 //!   and append (BAT-style) allocators, the compression codecs, and the
 //!   check/repair support (computed refcounts, comparison, rebuild).
+//! - The management operations' shared steps: amend option parsing
+//!   ([`amend_options`]), the create flow's backing, size and initial
+//!   write ([`create`]), and the cluster-counting `measure` ([`measure`]).
 
+pub mod amend_options;
 pub mod append_alloc;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod create;
 mod format;
 pub mod iov;
 pub mod luks;
+pub mod measure;
 mod node;
 mod rangelock;
 mod read;

@@ -7,7 +7,8 @@ use crate::layout::features::{
     AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DIRTY,
 };
 use crate::node::Qcow2Node;
-use block_core::{parse_size, BlockError, ErrorKind, OptDesc, OptType, Preallocation, Result};
+use block_core::engine::amend_options::parse_amend_options;
+use block_core::{BlockError, ErrorKind, OptDesc, OptType, OptionValues, Preallocation, Result};
 
 /// The amend option schema (names and help as qemu-img's), one row per
 /// option.
@@ -31,144 +32,86 @@ pub fn amend_options() -> Vec<OptDesc> {
     ])
 }
 
-/// What an amend request asks for, parsed and checked like QEMU.
-#[derive(Debug, Default)]
-struct Request {
-    version: Option<u32>,
-    size: u64,
-    backing_file: Option<String>,
-    backing_fmt: Option<String>,
-    data_file: Option<String>,
-    data_file_raw: Option<bool>,
-    lazy_refcounts: Option<bool>,
-    refcount_bits: Option<u64>,
-}
-
 fn invalid(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("amend", msg)
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool> {
-    match v {
-        "on" | "yes" | "true" | "y" => Ok(true),
-        "off" | "no" | "false" | "n" => Ok(false),
-        _ => Err(invalid(format!("Parameter '{name}' expects 'on' or 'off'"))),
-    }
-}
-
-fn parse(options: &[(String, String)]) -> Result<Request> {
-    let schema = amend_options();
+/// Parses amend options as QEMU: the typed values (the engine's
+/// `parse_amend_options`), then the checks of its option loop in schema
+/// order. Returns the values and the requested version.
+pub(crate) fn parse(options: &[(String, String)]) -> Result<(OptionValues, Option<u32>)> {
     let create = crate::ops::create::create_options();
-    for (k, _) in options {
-        if schema.iter().any(|d| &d.name == k) {
-            continue;
-        }
-        if create.iter().any(|d| &d.name == k) || k.starts_with("encrypt.") {
-            return Err(invalid(format!(
-                "Invalid parameter '{k}'\nThis option is only supported for image creation"
-            )));
-        }
-        return Err(invalid(format!("Invalid parameter '{k}'")));
-    }
-    // Value syntax first (QEMU parses the option string before amending).
-    let get = |name: &str| {
-        options
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    let o = parse_amend_options(&amend_options(), &create, options)?;
+    let version = match o.get("compat") {
+        None => None,
+        Some("0.10" | "v2") => Some(2),
+        Some("1.1" | "v3") => Some(3),
+        Some(c) => return Err(invalid(format!("Unknown compatibility level {c}"))),
     };
-    let mut r = Request::default();
-    if let Some(v) = get("size") {
-        r.size = parse_size(v).map_err(|_| {
-            invalid(
-                "Parameter 'size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.",
-            )
-        })?;
-    }
-    if let Some(v) = get("data_file_raw") {
-        r.data_file_raw = Some(parse_bool("data_file_raw", v)?);
-    }
-    if let Some(v) = get("lazy_refcounts") {
-        r.lazy_refcounts = Some(parse_bool("lazy_refcounts", v)?);
-    }
-    if let Some(v) = get("refcount_bits") {
-        let n: u64 = v
-            .trim()
-            .parse()
-            .map_err(|_| invalid("Parameter 'refcount_bits' expects a number"))?;
-        r.refcount_bits = Some(n);
-    }
-    // Then the semantic checks of QEMU's option loop, in schema order.
-    if let Some(c) = get("compat") {
-        r.version = Some(match c {
-            "0.10" | "v2" => 2,
-            "1.1" | "v3" => 3,
-            _ => return Err(invalid(format!("Unknown compatibility level {c}"))),
-        });
-    }
-    r.backing_file = get("backing_file").map(str::to_string);
-    r.backing_fmt = get("backing_fmt").map(str::to_string);
-    r.data_file = get("data_file").map(str::to_string);
-    if options.iter().any(|(k, _)| k.starts_with("encrypt.")) {
+    if o.values.iter().any(|(k, _)| k.starts_with("encrypt.")) {
         return Err(invalid(
             "Can't amend encryption options - encryption not present",
         ));
     }
-    if let Some(n) = r.refcount_bits {
+    if let Some(n) = o.get_u64("refcount_bits")? {
         if n == 0 || n > 64 || !n.is_power_of_two() {
             return Err(invalid(
                 "Refcount width must be a power of two and may not exceed 64 bits",
             ));
         }
     }
-    Ok(r)
+    Ok((o, version))
 }
 
 impl Qcow2Node {
     /// Applies `qemu-img amend` options to the open image.
     pub(crate) fn amend_impl(&self, options: &[(String, String)]) -> Result<()> {
         self.check_writable("amend")?;
-        let r = parse(options).map_err(|e| self.ctx(e))?;
+        let (o, version) = parse(options).map_err(|e| self.ctx(e))?;
+        let size = o.get_size("size")?.unwrap_or(0);
+        let (backing_file, backing_fmt) = (o.get_str("backing_file"), o.get_str("backing_fmt"));
+        let (data_file, data_file_raw) = (o.get_str("data_file"), o.get_flag("data_file_raw"));
+        let (lazy_refcounts, refcount_bits) =
+            (o.get_flag("lazy_refcounts"), o.get_u64("refcount_bits")?);
         let (old_version, has_data_file, raw_now) = {
             let m = self.meta_read();
             (m.h.version, m.h.has_data_file(), m.h.data_file_raw())
         };
-        if r.data_file.is_some() && !has_data_file {
+        if data_file.is_some() && !has_data_file {
             return Err(self.ctx(invalid(
                 "data-file can only be set for images that use an external data file",
             )));
         }
-        if r.data_file_raw == Some(true) && !raw_now {
+        if data_file_raw == Some(true) && !raw_now {
             return Err(self.ctx(invalid("data-file-raw cannot be set on existing images")));
         }
-        let new_version = r.version.unwrap_or(old_version);
+        let new_version = version.unwrap_or(old_version);
         // Every refusal that the options alone decide comes before the
         // first change, so that a refused amend changes nothing.
         if new_version < 3 {
             let lazy_now = self.meta_read().h.lazy_refcounts();
-            if r.lazy_refcounts == Some(true) && !lazy_now {
+            if lazy_refcounts == Some(true) && !lazy_now {
                 return Err(self.ctx(invalid(
                     "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
                 )));
             }
             let bits_now = u64::from(self.geo().refcount_bits());
-            if r.refcount_bits.is_some_and(|b| b != bits_now && b != 16) {
+            if refcount_bits.is_some_and(|b| b != bits_now && b != 16) {
                 return Err(self.ctx(invalid(
                     "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
                 )));
             }
         }
-        if r.backing_file.is_some() || r.backing_fmt.is_some() {
+        if backing_file.is_some() || backing_fmt.is_some() {
             let m = self.meta_read();
-            if r.backing_file != m.h.backing_file || r.backing_fmt != m.h.backing_format {
+            if backing_file != m.h.backing_file || backing_fmt != m.h.backing_format {
                 return Err(self.ctx(invalid(
                     "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
                 )));
             }
         }
-        if r.size != 0 {
-            self.resize_precheck(r.size, Preallocation::Off)?;
+        if size != 0 {
+            self.resize_precheck(size, Preallocation::Off)?;
         }
         self.bitmaps_before_change()?;
 
@@ -176,7 +119,7 @@ impl Qcow2Node {
         if new_version > old_version {
             self.upgrade()?;
         }
-        if let Some(bits) = r.refcount_bits {
+        if let Some(bits) = refcount_bits {
             // The width a version-2 image may not have was refused above.
             if bits != u64::from(self.geo().refcount_bits()) {
                 self.change_refcount_order(bits.trailing_zeros())?;
@@ -186,24 +129,24 @@ impl Qcow2Node {
             let mut ws = self.wlock();
             {
                 let mut m = self.meta_write();
-                let raw = r.data_file_raw.unwrap_or(raw_now);
+                let raw = data_file_raw.unwrap_or(raw_now);
                 if raw {
                     m.h.autoclear_features |= AUTOCLEAR_DATA_FILE_RAW;
                 } else {
                     m.h.autoclear_features &= !AUTOCLEAR_DATA_FILE_RAW;
                 }
-                if let Some(df) = &r.data_file {
+                if let Some(df) = &data_file {
                     m.h.data_file = Some(df.clone()).filter(|s| !s.is_empty());
                 }
                 m.header_dirty = true;
             }
             self.writeback(&mut ws, false)?;
         }
-        if let Some(lazy) = r.lazy_refcounts {
+        if let Some(lazy) = lazy_refcounts {
             self.set_lazy_refcounts(lazy)?;
         }
-        if r.size != 0 {
-            self.truncate_impl(r.size, Preallocation::Off)?;
+        if size != 0 {
+            self.truncate_impl(size, Preallocation::Off)?;
         }
         // Downgrade last (unsupported features can be removed before).
         if new_version < old_version {
@@ -344,48 +287,5 @@ impl Qcow2Node {
             }
         }
         Ok(false)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> Result<Request> {
-        let v: Vec<(String, String)> = s
-            .split(',')
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        parse(&v)
-    }
-
-    #[test]
-    fn parse_like_qemu() {
-        let e = p("cluster_size=4k").unwrap_err();
-        assert!(
-            e.message.contains("only supported for image creation"),
-            "{e}"
-        );
-        let e = p("foo=bar").unwrap_err();
-        assert_eq!(e.message, "Invalid parameter 'foo'");
-        let e = p("lazy_refcounts=maybe").unwrap_err();
-        assert_eq!(
-            e.message,
-            "Parameter 'lazy_refcounts' expects 'on' or 'off'"
-        );
-        let e = p("refcount_bits=3").unwrap_err();
-        assert!(e
-            .message
-            .starts_with("Refcount width must be a power of two"));
-        let e = p("compat=0.9").unwrap_err();
-        assert_eq!(e.message, "Unknown compatibility level 0.9");
-        let r = p("compat=v2,size=1M,refcount_bits=64").unwrap();
-        assert_eq!(
-            (r.version, r.size, r.refcount_bits),
-            (Some(2), 1 << 20, Some(64))
-        );
     }
 }

@@ -2,10 +2,10 @@
 //! computed exactly as QEMU's qcow2 driver does.
 
 use crate::layout::header::MAX_L1_BYTES;
+use block_core::engine::measure::{measure_clusters, MeasurePlan};
 use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
 
-/// QEMU's largest L1 table (bytes).
 fn inv(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("measure", msg)
 }
@@ -43,36 +43,12 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
 pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     // Enumerated values are checked below with QEMU's measure messages.
     let schema = crate::ops::create::create_options();
-    let loose: Vec<block_core::OptDesc> = schema
-        .iter()
-        .map(|d| match d.kind {
-            block_core::OptKind::Enum(_) => block_core::OptDesc {
-                kind: block_core::OptKind::String,
-                ..d.clone()
-            },
-            _ => d.clone(),
-        })
-        .collect();
-    let o = OptionValues::parse(&loose, &req.options)?;
-    let word_ok = |name: &str| {
-        let v = o.get(name);
-        let words = schema.iter().find(|d| d.name == name).map(|d| &d.kind);
-        match (v, words) {
-            (Some(v), Some(block_core::OptKind::Enum(w))) => w.iter().any(|x| x == v),
-            _ => true,
-        }
-    };
-    if !word_ok("preallocation") {
-        return Err(inv(format!(
-            "invalid parameter value: {}",
-            o.get("preallocation").unwrap_or_default()
-        )));
+    let o = OptionValues::parse(&block_core::options::loosen_enums(&schema), &req.options)?;
+    if let Some(v) = o.unlisted(&schema, "preallocation") {
+        return Err(inv(format!("invalid parameter value: {v}")));
     }
-    if !word_ok("compat") {
-        return Err(inv(format!(
-            "Invalid compatibility level: '{}'",
-            o.get("compat").unwrap_or_default()
-        )));
+    if let Some(v) = o.unlisted(&schema, "compat") {
+        return Err(inv(format!("Invalid compatibility level: '{v}'")));
     }
     // As QEMU's measure, only LUKS changes the answer (its header); blk
     // cannot size that header, so it refuses (with QEMU's message when the
@@ -100,64 +76,29 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     if !v3 && rbits != 16 {
         return Err(inv("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)"));
     }
-    let prealloc = o
-        .get("preallocation")
-        .and_then(Preallocation::parse)
-        .unwrap_or_default();
-    let has_backing = o.get("backing_file").is_some();
-    let round = |x: u64| x.div_ceil(cs) * cs;
-    let l2e = if extended_l2 { 16 } else { 8 };
-    let size_opt = o.get_size("size")?.unwrap_or(0);
-    let mut virtual_size = round(size_opt);
-    if req.data_extents.is_none() && size_opt == 0 {
-        virtual_size = round(req.virtual_size);
-    }
-    let check = |vs: u64| {
-        if (vs / cs).div_ceil(cs / l2e) * 8 > MAX_L1_BYTES {
-            Err(inv(
-                "The image size is too large (try using a larger cluster size)",
-            ))
-        } else {
-            Ok(())
-        }
+    let plan = MeasurePlan {
+        cluster_size: cs,
+        size_option: o.get_size("size")?.unwrap_or(0),
+        has_backing: o.get("backing_file").is_some(),
+        preallocation: o
+            .get("preallocation")
+            .and_then(Preallocation::parse)
+            .unwrap_or_default(),
     };
-    check(virtual_size)?;
-    let mut required = 0u64;
-    if let Some(ext) = &req.data_extents {
-        let ssize = req.virtual_size;
-        virtual_size = round(ssize);
-        check(virtual_size)?;
-        if has_backing {
-            required = virtual_size;
-        } else {
-            // Each data extent counts up to the end of its last cluster; the
-            // walk resumes there (as QEMU's block-status loop does).
-            let mut pos = 0u64;
-            for &(off, len) in ext {
-                let end = off.saturating_add(len).min(ssize);
-                let start = off.max(pos);
-                if start >= end {
-                    continue;
-                }
-                let pnum = round(end) - start;
-                required += start % cs + pnum;
-                pos = start + pnum;
-            }
-        }
-    }
-    if matches!(prealloc, Preallocation::Full | Preallocation::Falloc) {
-        required = virtual_size;
-    }
-    let fully_allocated = prealloc_size(virtual_size, cs, rbits.trailing_zeros(), extended_l2);
-    let bitmaps = match &req.source_bitmaps {
+    let l2e = if extended_l2 { 16 } else { 8 };
+    let check = |vs: u64| match (vs / cs).div_ceil(cs / l2e) * 8 > MAX_L1_BYTES {
+        true => Err(inv(
+            "The image size is too large (try using a larger cluster size)",
+        )),
+        false => Ok(()),
+    };
+    let full = |vs| prealloc_size(vs, cs, rbits.trailing_zeros(), extended_l2);
+    let mut r = measure_clusters(req, &plan, check, full)?;
+    r.bitmaps = match &req.source_bitmaps {
         Some(list) if v3 => Some(bitmaps_size(list, req.virtual_size, cs)),
         _ => None,
     };
-    Ok(MeasureResult {
-        required: fully_allocated - virtual_size + required,
-        fully_allocated,
-        bitmaps,
-    })
+    Ok(r)
 }
 
 /// Bytes the bitmaps take in an image with clusters of `cs` bytes, as
@@ -173,23 +114,4 @@ pub fn bitmaps_size(list: &[block_core::MeasureBitmap], virtual_size: u64, cs: u
         dir += crate::bitmap::dir::entry_size(b.name.len(), 0);
     }
     total + dir.div_ceil(cs) * cs
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qemu_numbers() {
-        // qemu-img measure -O qcow2 --size 1G
-        let r = measure(&MeasureRequest {
-            options: vec![("size".into(), "1G".into())],
-            virtual_size: 0,
-            data_extents: None,
-            source_bitmaps: None,
-        })
-        .unwrap();
-        assert_eq!(r.required, 393216);
-        assert_eq!(r.fully_allocated, 1074135040);
-    }
 }

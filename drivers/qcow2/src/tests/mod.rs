@@ -12,6 +12,7 @@ mod create;
 mod header;
 mod hostile;
 mod life;
+mod measure;
 mod overlap;
 mod read;
 mod rebuild;
