@@ -68,14 +68,7 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     crate::ops::create::validate_cluster_size("measure", cs, extended_l2)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let rbits = o.get_u64("refcount_bits")?.unwrap_or(16);
-    if !rbits.is_power_of_two() || rbits > 64 {
-        return Err(inv(
-            "Refcount width must be a power of two and may not exceed 64 bits",
-        ));
-    }
-    if !v3 && rbits != 16 {
-        return Err(inv("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)"));
-    }
+    crate::ops::create::validate_refcount_bits("measure", v3, rbits, "compat=1.1")?;
     let plan = MeasurePlan {
         cluster_size: cs,
         size_option: o.get_size("size")?.unwrap_or(0),
