@@ -15,7 +15,9 @@
 //!   check/repair support (computed refcounts, comparison, rebuild).
 //! - The management operations' shared steps: amend option parsing
 //!   ([`amend_options`]), the create flow's backing, size and initial
-//!   write ([`create`]), and the cluster-counting `measure` ([`measure`]).
+//!   write ([`create`]), the `encrypt.` options and their refusals
+//!   ([`encryption_options`]), and the cluster-counting `measure`
+//!   ([`measure`]).
 
 pub mod amend_options;
 pub mod append_alloc;
@@ -24,6 +26,7 @@ pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
 pub mod create;
+pub mod encryption_options;
 mod format;
 pub mod iov;
 pub mod luks;

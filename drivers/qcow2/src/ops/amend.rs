@@ -8,28 +8,26 @@ use crate::layout::features::{
 };
 use crate::node::Qcow2Node;
 use block_core::engine::amend_options::parse_amend_options;
-use block_core::{BlockError, ErrorKind, OptDesc, OptType, OptionValues, Preallocation, Result};
+use block_core::engine::encryption_options::luks_amend_options;
+use block_core::{BlockError, ErrorKind, OptDesc, OptionValues, Preallocation, Result};
 
-/// The amend option schema (names and help as qemu-img's), one row per
-/// option.
-#[rustfmt::skip]
+/// The amend option schema (names and help as qemu-img's): the options
+/// create shares with amend, without defaults, and LUKS key-slot changes.
 pub fn amend_options() -> Vec<OptDesc> {
-    use OptType::{Bool, Number, OneOf, Size, Text};
-    block_core::declare(&[
-        ("size", Size, None, "Virtual disk size"),
-        ("compat", OneOf(&["0.10", "v2", "1.1", "v3"]), None, "Compatibility level (v2 [0.10] or v3 [1.1])"),
-        ("backing_file", Text, None, "File name of a base image"),
-        ("backing_fmt", Text, None, "Image format of the base image"),
-        ("data_file", Text, None, "File name of an external data file"),
-        ("data_file_raw", Bool, None, "The external data file must stay valid as a raw image"),
-        ("encrypt.new-secret", Text, None, "New secret to set in the matching keyslots. Empty string to erase"),
-        ("encrypt.state", Text, None, "Select new state of affected keyslots (active/inactive)"),
-        ("encrypt.old-secret", Text, None, "Select all keyslots that match this password"),
-        ("encrypt.keyslot", Number, None, "Select a single keyslot to modify explicitly"),
-        ("encrypt.iter-time", Number, None, "Time to spend in PBKDF in milliseconds"),
-        ("lazy_refcounts", Bool, None, "Postpone refcount updates"),
-        ("refcount_bits", Number, None, "Width of a reference count entry in bits"),
-    ])
+    let create = crate::ops::create::create_options();
+    let common = |names: &[&str]| -> Vec<OptDesc> {
+        let row = |n: &&str| create.iter().find(|d| d.name == *n);
+        let no_default = |d: &OptDesc| OptDesc {
+            default: None,
+            ..d.clone()
+        };
+        names.iter().filter_map(row).map(no_default).collect()
+    };
+    let mut rows = common(&["size", "compat", "backing_file", "backing_fmt", "data_file"]);
+    rows.extend(common(&["data_file_raw"]));
+    rows.extend(luks_amend_options());
+    rows.extend(common(&["lazy_refcounts", "refcount_bits"]));
+    rows
 }
 
 fn invalid(msg: impl Into<String>) -> BlockError {

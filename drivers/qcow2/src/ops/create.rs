@@ -7,6 +7,7 @@ use crate::layout::features;
 use crate::layout::header::{Header, V2_HEADER_LEN, V3_HEADER_LEN};
 use crate::meta::refcount::rc_set;
 use crate::open;
+use block_core::engine::encryption_options::{encryption_create_options, refuse_create_encryption};
 use block_core::{
     engine, BlockError, BlockNode, ErrorKind, HostServices, OpenFlags, OpenRequest, OptDesc,
     OptType, OptionValues, Preallocation, Result,
@@ -17,7 +18,7 @@ use std::sync::Arc;
 #[rustfmt::skip]
 pub fn create_options() -> Vec<OptDesc> {
     use OptType::{Bool, Number, OneOf, Size, Text};
-    block_core::declare(&[
+    let mut rows = block_core::declare(&[
         ("size", Size, None, "Virtual disk size"),
         ("compat", OneOf(&["0.10", "v2", "1.1", "v3"]), Some("1.1"), "Compatibility level (v2 [0.10] or v3 [1.1])"),
         ("backing_file", Text, None, "File name of a base image"),
@@ -32,40 +33,12 @@ pub fn create_options() -> Vec<OptDesc> {
         ("compression_type", OneOf(&["zlib", "zstd"]), Some("zlib"),
             "Compression method used for image cluster compression"),
         ("extended_l2", Bool, Some("off"), "Extended L2 tables"),
-        // Known (as qemu-img lists them) so that they are refused with
-        // QEMU's messages; blk cannot encrypt (see `refuse_encryption`).
-        ("encryption", Bool, None,
-            "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)"),
-        ("encrypt.format", OneOf(&["aes", "luks"]), None, "Encrypt the image, format choices: 'aes', 'luks'"),
-        ("encrypt.key-secret", Text, None, "ID of secret providing qcow AES key or LUKS passphrase"),
-        ("encrypt.cipher-alg", Text, None, "Name of encryption cipher algorithm"),
-        ("encrypt.cipher-mode", Text, None, "Name of encryption cipher mode"),
-        ("encrypt.ivgen-alg", Text, None, "Name of IV generator algorithm"),
-        ("encrypt.ivgen-hash-alg", Text, None, "Name of IV generator hash algorithm"),
-        ("encrypt.hash-alg", Text, None, "Name of encryption hash algorithm"),
-        ("encrypt.iter-time", Number, None, "Time to spend in PBKDF in milliseconds"),
-    ])
-}
-
-/// Refuses the encryption options: without a secret with QEMU's message,
-/// with one because blk has no LUKS or AES implementation.
-pub fn refuse_encryption(o: &OptionValues) -> Result<()> {
-    let any = o.values.iter().any(|(k, _)| k.starts_with("encrypt."));
-    let on = o.get_bool("encryption") || o.is_set("encrypt.format");
-    if !on {
-        if any {
-            return Err(inv("Parameter 'encrypt.format' is missing"));
-        }
-        return Ok(());
-    }
-    if !o.is_set("encrypt.key-secret") {
-        return Err(crate::layout::crypto::no_secret("create"));
-    }
-    Err(BlockError::new(
-        ErrorKind::Unsupported,
-        "create",
-        "blk cannot create encrypted images",
-    ))
+    ]);
+    // Known (as qemu-img lists them) so that they are refused with QEMU's
+    // messages; blk cannot encrypt (`refuse_create_encryption`).
+    let secret = "ID of secret providing qcow AES key or LUKS passphrase";
+    rows.extend(encryption_create_options(&["aes", "luks"], secret));
+    rows
 }
 
 fn inv(msg: impl Into<String>) -> BlockError {
@@ -111,7 +84,7 @@ pub fn validate_refcount_bits(op: &'static str, v3: bool, bits: u64, use_: &str)
 /// Creates a qcow2 image.
 pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
     let ctx = |e: BlockError| e.in_file(filename.to_string());
-    refuse_encryption(o).map_err(ctx)?;
+    refuse_create_encryption(o).map_err(ctx)?;
     let (backing_file, backing_fmt) = engine::create::backing_options(filename, o)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let data_file = o.get_str("data_file").filter(|s| !s.is_empty());

@@ -50,19 +50,8 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     if let Some(v) = o.unlisted(&schema, "compat") {
         return Err(inv(format!("Invalid compatibility level: '{v}'")));
     }
-    // As QEMU's measure, only LUKS changes the answer (its header); blk
-    // cannot size that header, so it refuses (with QEMU's message when the
-    // secret is missing). Other encryption options are ignored.
-    if o.get("encrypt.format") == Some("luks") {
-        if !o.is_set("encrypt.key-secret") {
-            return Err(crate::layout::crypto::no_secret("measure"));
-        }
-        return Err(BlockError::new(
-            block_core::ErrorKind::Unsupported,
-            "measure",
-            "blk cannot measure LUKS-encrypted images",
-        ));
-    }
+    // As QEMU's measure, only LUKS changes the answer (its header).
+    block_core::engine::encryption_options::refuse_luks_measure(&o)?;
     let extended_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
     crate::ops::create::validate_cluster_size("measure", cs, extended_l2)?;
