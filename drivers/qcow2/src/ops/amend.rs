@@ -6,6 +6,7 @@
 use crate::layout::features::{
     AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DIRTY,
 };
+use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK};
 use crate::node::Qcow2Node;
 use block_core::engine::amend_options::parse_amend_options;
 use block_core::engine::encryption_options::luks_amend_options;
@@ -61,6 +62,11 @@ pub(crate) fn parse(options: &[(String, String)]) -> Result<(OptionValues, Optio
     Ok((o, version))
 }
 
+/// Sets or clears `flag` in the feature bits `bits`.
+fn set_flag(bits: &mut u64, flag: u64, on: bool) {
+    *bits = (*bits & !flag) | if on { flag } else { 0 };
+}
+
 impl Qcow2Node {
     /// Applies `qemu-img amend` options to the open image.
     pub(crate) fn amend_impl(&self, options: &[(String, String)]) -> Result<()> {
@@ -71,43 +77,38 @@ impl Qcow2Node {
         let (data_file, data_file_raw) = (o.get_str("data_file"), o.get_flag("data_file_raw"));
         let (lazy_refcounts, refcount_bits) =
             (o.get_flag("lazy_refcounts"), o.get_u64("refcount_bits")?);
-        let (old_version, has_data_file, raw_now) = {
-            let m = self.meta_read();
-            (m.h.version, m.h.has_data_file(), m.h.data_file_raw())
-        };
-        if data_file.is_some() && !has_data_file {
-            return Err(self.ctx(invalid(
-                "data-file can only be set for images that use an external data file",
-            )));
-        }
-        if data_file_raw == Some(true) && !raw_now {
-            return Err(self.ctx(invalid("data-file-raw cannot be set on existing images")));
-        }
+        let m = self.meta_read();
+        let (old_version, has_data_file, raw_now) =
+            (m.h.version, m.h.has_data_file(), m.h.data_file_raw());
+        let lazy_now = m.h.lazy_refcounts();
+        let backing_now = (m.h.backing_file.clone(), m.h.backing_format.clone());
+        drop(m);
+        let refuse = |bad: bool, msg: &str| bad.then(|| self.ctx(invalid(msg))).map_or(Ok(()), Err);
+        refuse(
+            data_file.is_some() && !has_data_file,
+            "data-file can only be set for images that use an external data file",
+        )?;
+        refuse(
+            data_file_raw == Some(true) && !raw_now,
+            "data-file-raw cannot be set on existing images",
+        )?;
         let new_version = version.unwrap_or(old_version);
         // Every refusal that the options alone decide comes before the
         // first change, so that a refused amend changes nothing.
-        if new_version < 3 {
-            let lazy_now = self.meta_read().h.lazy_refcounts();
-            if lazy_refcounts == Some(true) && !lazy_now {
-                return Err(self.ctx(invalid(
-                    "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
-                )));
-            }
-            let bits_now = u64::from(self.geo().refcount_bits());
-            if refcount_bits.is_some_and(|b| b != bits_now && b != 16) {
-                return Err(self.ctx(invalid(
-                    "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
-                )));
-            }
-        }
-        if backing_file.is_some() || backing_fmt.is_some() {
-            let m = self.meta_read();
-            if backing_file != m.h.backing_file || backing_fmt != m.h.backing_format {
-                return Err(self.ctx(invalid(
-                    "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
-                )));
-            }
-        }
+        refuse(
+            new_version < 3 && lazy_refcounts == Some(true) && !lazy_now,
+            "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
+        )?;
+        let bits_now = u64::from(self.geo().refcount_bits());
+        refuse(
+            new_version < 3 && refcount_bits.is_some_and(|b| b != bits_now && b != 16),
+            "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
+        )?;
+        refuse(
+            (backing_file.is_some() || backing_fmt.is_some())
+                && (backing_file, backing_fmt) != backing_now,
+            "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
+        )?;
         if size != 0 {
             self.resize_precheck(size, Preallocation::Off)?;
         }
@@ -128,11 +129,7 @@ impl Qcow2Node {
             {
                 let mut m = self.meta_write();
                 let raw = data_file_raw.unwrap_or(raw_now);
-                if raw {
-                    m.h.autoclear_features |= AUTOCLEAR_DATA_FILE_RAW;
-                } else {
-                    m.h.autoclear_features &= !AUTOCLEAR_DATA_FILE_RAW;
-                }
+                set_flag(&mut m.h.autoclear_features, AUTOCLEAR_DATA_FILE_RAW, raw);
                 if let Some(df) = &data_file {
                     m.h.data_file = Some(df.clone()).filter(|s| !s.is_empty());
                 }
@@ -160,14 +157,12 @@ impl Qcow2Node {
             return Ok(());
         }
         let mut ws = self.wlock();
-        if lazy {
-            let mut m = self.meta_write();
-            m.h.compatible_features |= COMPAT_LAZY_REFCOUNTS;
-            m.header_dirty = true;
-        } else {
+        if !lazy {
             self.mark_clean(&mut ws)?;
+        }
+        {
             let mut m = self.meta_write();
-            m.h.compatible_features &= !COMPAT_LAZY_REFCOUNTS;
+            set_flag(&mut m.h.compatible_features, COMPAT_LAZY_REFCOUNTS, lazy);
             m.header_dirty = true;
         }
         self.writeback(&mut ws, false)
@@ -204,24 +199,29 @@ impl Qcow2Node {
 
     /// Version 3 → 2, refusing what version 2 cannot express, as QEMU.
     fn downgrade(&self) -> Result<()> {
-        let fail =
-            |msg: String| Err(self.ctx(BlockError::new(ErrorKind::Unsupported, "amend", msg)));
-        if self.geo().refcount_order != 4 {
-            return fail("compat=0.10 requires refcount_bits=16".into());
-        }
-        if self.data_file.is_some() || self.meta_read().h.has_data_file() {
-            return fail("Cannot downgrade an image with a data file".into());
-        }
-        {
+        let unsupported =
+            |msg: String| self.ctx(BlockError::new(ErrorKind::Unsupported, "amend", msg));
+        let refuse =
+            |bad: bool, msg: &str| bad.then(|| unsupported(msg.into())).map_or(Ok(()), Err);
+        let (has_data_file, snapshots_bad) = {
             let m = self.meta_read();
-            let bad = m.snapshots.iter().any(|s| {
+            let bad = |s: &crate::layout::snapshot::Snapshot| {
                 s.vm_state_size > u64::from(u32::MAX) || s.disk_size.is_some_and(|d| d != m.h.size)
-            });
-            if bad {
-                drop(m);
-                return fail("Internal snapshots prevent downgrade of image".into());
-            }
-        }
+            };
+            (m.h.has_data_file(), m.snapshots.iter().any(bad))
+        };
+        refuse(
+            self.geo().refcount_order != 4,
+            "compat=0.10 requires refcount_bits=16",
+        )?;
+        refuse(
+            self.data_file.is_some() || has_data_file,
+            "Cannot downgrade an image with a data file",
+        )?;
+        refuse(
+            snapshots_bad,
+            "Internal snapshots prevent downgrade of image",
+        )?;
         let mut ws = self.wlock();
         if self.dirty_set.load(std::sync::atomic::Ordering::Acquire)
             || self.meta_read().h.incompatible_features & INCOMPAT_DIRTY != 0
@@ -230,10 +230,10 @@ impl Qcow2Node {
         }
         let incompat = self.meta_read().h.incompatible_features & !INCOMPAT_DIRTY;
         if incompat & !INCOMPAT_COMPRESSION != 0 {
-            return fail(format!(
-                "Cannot downgrade an image with incompatible features {:#x} set",
-                incompat & !INCOMPAT_COMPRESSION
-            ));
+            let bits = incompat & !INCOMPAT_COMPRESSION;
+            return Err(unsupported(format!(
+                "Cannot downgrade an image with incompatible features {bits:#x} set"
+            )));
         }
         {
             let mut m = self.meta_write();
@@ -241,21 +241,15 @@ impl Qcow2Node {
             m.h.autoclear_features = 0;
         }
         self.expand_zero_clusters(&mut ws)?;
-        if incompat & INCOMPAT_COMPRESSION != 0 {
-            if self.has_compressed_clusters()? {
-                return fail(
-                    "Cannot downgrade an image with zstd compression type and existing compressed clusters"
-                        .into(),
-                );
-            }
-            let mut m = self.meta_write();
-            m.h.incompatible_features &= !INCOMPAT_COMPRESSION;
-            m.h.compression_type = 0;
-        }
+        refuse(
+            incompat & INCOMPAT_COMPRESSION != 0 && self.has_compressed_clusters()?,
+            "Cannot downgrade an image with zstd compression type and existing compressed clusters",
+        )?;
         {
             let mut m = self.meta_write();
             m.h.version = 2;
             m.h.incompatible_features = 0;
+            m.h.compression_type = 0;
             m.header_dirty = true;
             let mut g = self.geo();
             g.version = 2;
@@ -268,20 +262,11 @@ impl Qcow2Node {
     /// True when an active L2 entry is compressed.
     fn has_compressed_clusters(&self) -> Result<bool> {
         let g = self.geo();
-        let es = g.l2_entry_size() as usize;
         let l1 = self.meta_read().l1.clone();
-        for e in l1 {
-            let off = e & crate::layout::mapping::L1E_OFFSET_MASK;
-            if off == 0 {
-                continue;
-            }
-            let t = self.l2_table(off)?;
-            let d = t.read();
-            for i in 0..g.l2_entries() as usize {
-                let entry = crate::layout::header::get_u64(&d, i * es);
-                if g.cluster_type(entry) == crate::layout::mapping::ClusterType::Compressed {
-                    return Ok(true);
-                }
+        for off in l1.iter().map(|e| e & L1E_OFFSET_MASK).filter(|&o| o != 0) {
+            let compressed = |e: &u64| g.cluster_type(*e) == ClusterType::Compressed;
+            if self.l2_entries(off)?.iter().any(compressed) {
+                return Ok(true);
             }
         }
         Ok(false)

@@ -8,6 +8,14 @@ use crate::node::Qcow2Node;
 use block_core::Result;
 
 impl Qcow2Node {
+    /// The entries of the L2 table at `l2_off` (make_empty, amend).
+    pub(crate) fn l2_entries(&self, l2_off: u64) -> Result<Vec<u64>> {
+        let (es, n) = (self.geo().l2_entry_size(), self.geo().l2_entries());
+        let d = self.l2_table(l2_off)?;
+        let d = d.read();
+        Ok((0..n).map(|j| get_u64(&d, (j * es) as usize)).collect())
+    }
+
     /// Empties the active layer: every L2 table of the active L1 table is
     /// released (with the data clusters it references), the L1 entries
     /// become zero, freed clusters are discarded in the file child, and the
@@ -15,8 +23,6 @@ impl Qcow2Node {
     /// clusters (only the active layer's references are dropped).
     pub(crate) fn make_empty_impl(&self) -> Result<()> {
         self.begin_write("make_empty", 0, 0)?;
-        let es = self.geo().l2_entry_size() as usize;
-        let n = self.geo().l2_entries() as usize;
         let mut ws = self.wlock();
         let l1_len = self.meta_read().l1.len();
         for i in 0..l1_len {
@@ -25,12 +31,7 @@ impl Qcow2Node {
             if l2_off == 0 {
                 continue;
             }
-            let entries: Vec<u64> = {
-                let t = self.l2_table(l2_off)?;
-                let d = t.read();
-                (0..n).map(|j| get_u64(&d, j * es)).collect()
-            };
-            for e in entries {
+            for e in self.l2_entries(l2_off)? {
                 self.defer_free_entry(&mut ws, e, true);
             }
             {
