@@ -227,6 +227,14 @@ pub enum DriverKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct DriverCaps(pub u32);
 
+impl std::ops::BitOr for DriverCaps {
+    type Output = DriverCaps;
+    /// The union of both flag sets (as [`DriverCaps::with`]).
+    fn bitor(self, other: DriverCaps) -> DriverCaps {
+        self.with(other)
+    }
+}
+
 impl DriverCaps {
     /// `create` is implemented.
     pub const CREATE: DriverCaps = DriverCaps(0x1);

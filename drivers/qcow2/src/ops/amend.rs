@@ -53,11 +53,8 @@ pub(crate) fn parse(options: &[(String, String)]) -> Result<(OptionValues, Optio
         ));
     }
     if let Some(n) = o.get_u64("refcount_bits")? {
-        if n == 0 || n > 64 || !n.is_power_of_two() {
-            return Err(invalid(
-                "Refcount width must be a power of two and may not exceed 64 bits",
-            ));
-        }
+        // The version check is the amend's own (against the image).
+        crate::ops::create::validate_refcount_bits("amend", true, n, "")?;
     }
     Ok((o, version))
 }

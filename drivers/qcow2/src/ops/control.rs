@@ -51,18 +51,12 @@ impl BackingControl for Qcow2Node {
         let mut ws = self.wlock();
         {
             let mut m = self.meta_write();
-            let old = (m.h.backing_file.clone(), m.h.backing_format.clone());
-            m.h.backing_file = filename.filter(|s| !s.is_empty()).map(str::to_string);
-            m.h.backing_format = match &m.h.backing_file {
-                Some(_) => format.map(str::to_string),
-                None => None,
-            };
+            let mut h = m.h.clone();
+            h.backing_file = filename.filter(|s| !s.is_empty()).map(str::to_string);
+            h.backing_format = h.backing_file.as_ref().and(format.map(str::to_string));
             // Make sure it fits before anything is written.
-            if let Err(e) = m.h.clone().serialize() {
-                m.h.backing_file = old.0;
-                m.h.backing_format = old.1;
-                return Err(self.ctx(e));
-            }
+            h.clone().serialize().map_err(|e| self.ctx(e))?;
+            m.h = h;
             m.header_dirty = true;
         }
         self.writeback(&mut ws, false)

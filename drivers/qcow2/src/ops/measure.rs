@@ -10,17 +10,10 @@ fn inv(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("measure", msg)
 }
 
-/// Clusters of refcount table and blocks needed to count `clusters`
-/// (at least one) clusters plus themselves (QEMU's fixed-point iteration,
-/// the engine's `self_describing_layout`), in bytes.
-pub fn refcount_metadata_size(clusters: u64, cluster_size: u64, refcount_order: u32) -> u64 {
-    let per_block = (cluster_size * 8) >> refcount_order;
-    let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
-    (blocks + table) * cluster_size
-}
-
 /// The size of a fully preallocated image (header, L1, L2 tables,
-/// refcount structures and every data cluster), as QEMU computes it.
+/// refcount structures and every data cluster), as QEMU computes it: the
+/// refcount table and blocks count all clusters and themselves (QEMU's
+/// fixed-point iteration, the engine's `self_describing_layout`).
 pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extended_l2: bool) -> u64 {
     let l2e = if extended_l2 { 16 } else { 8 };
     let aligned = total.div_ceil(cluster_size) * cluster_size;
@@ -29,11 +22,10 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
     meta += nl2e * l2e;
     let nl1e = (nl2e * l2e / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
     meta += nl1e * 8;
-    meta += refcount_metadata_size(
-        (meta + aligned) / cluster_size,
-        cluster_size,
-        refcount_order,
-    );
+    let per_block = (cluster_size * 8) >> refcount_order;
+    let clusters = (meta + aligned) / cluster_size;
+    let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
+    meta += (blocks + table) * cluster_size;
     meta + aligned
 }
 
