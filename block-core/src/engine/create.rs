@@ -3,6 +3,8 @@
 //! size (given, or the backing file's), and writing the initial metadata
 //! into a new, empty file.
 
+use super::{Format, FormatNode};
+use crate::driver::OpenRequest;
 use crate::error::{BlockError, Result, ResultExt};
 use crate::host::{ChildRequest, ChildRole, HostServices};
 use crate::node::{BlockNode, BlockNodeExt};
@@ -77,6 +79,23 @@ pub fn write_new_image(
             .in_file(filename)
     })?;
     file.flush()
+}
+
+/// The last step of a create: opens the new image `filename` (without
+/// its backing file) with `open`, runs `size` on the format (the initial
+/// resize, which allocates and preallocates), flushes and closes it.
+/// Errors name the file.
+pub fn open_and_size<F: Format>(
+    filename: &str,
+    host: Arc<dyn HostServices>,
+    open: impl FnOnce(&OpenRequest, Arc<dyn HostServices>) -> Result<F>,
+    size: impl FnOnce(&F) -> Result<()>,
+) -> Result<()> {
+    let req = OpenRequest::new(filename, OpenFlags::NO_BACKING);
+    let node = FormatNode::new(open(&req, host)?, false, false);
+    let r = size(node.format()).and_then(|_| node.flush());
+    drop(node);
+    r.in_file(filename)
 }
 
 #[cfg(test)]

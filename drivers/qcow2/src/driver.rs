@@ -3,7 +3,7 @@
 use crate::layout::header::{get_u32, MAGIC};
 use block_core::engine::FormatNode;
 use block_core::{
-    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc,
+    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
     OptionValues, ProbeInput, Result,
 };
 use std::sync::Arc;
@@ -72,9 +72,7 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let read_only = req.flags.contains(OpenFlags::READ_ONLY);
-        let inactive = req.flags.contains(OpenFlags::INACTIVE);
         let image = crate::open::open(req, host)?;
-        Ok(Box::new(FormatNode::new(image, read_only, inactive)))
+        Ok(Box::new(FormatNode::for_request(image, req)))
     }
 }

@@ -7,6 +7,7 @@ use crate::layout::features::{
     AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DIRTY,
 };
 use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK};
+use crate::layout::snapshot::Snapshot;
 use crate::node::Qcow2Node;
 use block_core::engine::amend_options::parse_amend_options;
 use block_core::engine::encryption_options::luks_amend_options;
@@ -170,15 +171,13 @@ impl Qcow2Node {
         let mut ws = self.wlock();
         let (needs, list) = {
             let m = self.meta_read();
-            let mut list = m.snapshots.clone();
-            let mut needs = false;
-            for s in &mut list {
-                if s.disk_size.is_none() {
-                    s.disk_size = Some(m.h.size);
-                    needs = true;
-                }
-            }
-            (needs, list)
+            let needs = m.snapshots.iter().any(|s| s.disk_size.is_none());
+            let size = Some(m.h.size);
+            let fill = |s: &Snapshot| Snapshot {
+                disk_size: s.disk_size.or(size),
+                ..s.clone()
+            };
+            (needs, m.snapshots.iter().map(fill).collect())
         };
         if needs {
             self.store_snapshots(&mut ws, list)?;
@@ -202,7 +201,7 @@ impl Qcow2Node {
             |bad: bool, msg: &str| bad.then(|| unsupported(msg.into())).map_or(Ok(()), Err);
         let (has_data_file, snapshots_bad) = {
             let m = self.meta_read();
-            let bad = |s: &crate::layout::snapshot::Snapshot| {
+            let bad = |s: &Snapshot| {
                 s.vm_state_size > u64::from(u32::MAX) || s.disk_size.is_some_and(|d| d != m.h.size)
             };
             (m.h.has_data_file(), m.snapshots.iter().any(bad))

@@ -9,8 +9,8 @@ use crate::meta::refcount::rc_set;
 use crate::open;
 use block_core::engine::encryption_options::{encryption_create_options, refuse_create_encryption};
 use block_core::{
-    engine, BlockError, BlockNode, ErrorKind, HostServices, OpenFlags, OpenRequest, OptDesc,
-    OptType, OptionValues, Preallocation, Result,
+    engine, BlockError, ErrorKind, HostServices, OptDesc, OptType, OptionValues, Preallocation,
+    Result,
 };
 use std::sync::Arc;
 
@@ -199,12 +199,6 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     }
     engine::create::write_new_image(&*host, filename, &buf, "qcow2")?;
     // Open the new image and size it (allocating the L1 table).
-    let req = OpenRequest::new(filename, OpenFlags::NO_BACKING);
-    let node = engine::FormatNode::new(open::open(&req, host)?, false, false);
-    let r = node
-        .format()
-        .truncate_impl(size, prealloc)
-        .and_then(|_| node.flush());
-    drop(node);
-    r.map_err(ctx)
+    let size_it = |f: &crate::Qcow2Node| f.truncate_impl(size, prealloc);
+    engine::create::open_and_size(filename, host, open::open, size_it)
 }
