@@ -170,6 +170,15 @@ pub fn loosen_enums(schema: &[OptDesc]) -> Vec<OptDesc> {
     schema.iter().map(loose).collect()
 }
 
+/// Refuses with an invalid-argument error of operation `op` when `bad`:
+/// the one-line form of the checks that validate option values.
+pub fn refuse_if(bad: bool, op: &str, msg: &str) -> Result<()> {
+    match bad {
+        true => Err(BlockError::invalid(op, msg)),
+        false => Ok(()),
+    }
+}
+
 /// Splits an option string at its commas into items, with `,,` standing for
 /// a literal comma as in QEMU; empty items are kept.
 pub fn split_option_items(text: &str) -> Vec<String> {
@@ -396,6 +405,17 @@ mod tests {
         assert!(OptionValues::parse_str(&schema, "compat=2").is_err());
         assert!(OptionValues::parse_str(&schema, "lazy=maybe").is_err());
         assert!(OptionValues::parse_str(&schema, "size=abc").is_err());
+    }
+
+    #[test]
+    fn refusals_only_when_bad() {
+        assert!(refuse_if(false, "create", "no").is_ok());
+        let e = refuse_if(true, "create", "no").unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (crate::ErrorKind::InvalidInput, "no")
+        );
+        assert_eq!(e.op, crate::Operation::from("create"));
     }
 
     #[test]

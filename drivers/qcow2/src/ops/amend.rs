@@ -48,11 +48,9 @@ pub(crate) fn parse(options: &[(String, String)]) -> Result<(OptionValues, Optio
         Some("1.1" | "v3") => Some(3),
         Some(c) => return Err(invalid(format!("Unknown compatibility level {c}"))),
     };
-    if o.values.iter().any(|(k, _)| k.starts_with("encrypt.")) {
-        return Err(invalid(
-            "Can't amend encryption options - encryption not present",
-        ));
-    }
+    let encrypt = o.values.iter().any(|(k, _)| k.starts_with("encrypt."));
+    let msg = "Can't amend encryption options - encryption not present";
+    block_core::options::refuse_if(encrypt, "amend", msg)?;
     if let Some(n) = o.get_u64("refcount_bits")? {
         // The version check is the amend's own (against the image).
         crate::ops::create::validate_refcount_bits("amend", true, n, "")?;

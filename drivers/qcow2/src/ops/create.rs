@@ -8,6 +8,7 @@ use crate::layout::header::{Header, V2_HEADER_LEN, V3_HEADER_LEN};
 use crate::meta::refcount::rc_set;
 use crate::open;
 use block_core::engine::encryption_options::{encryption_create_options, refuse_create_encryption};
+use block_core::options::refuse_if;
 use block_core::{
     engine, BlockError, ErrorKind, HostServices, OptDesc, OptType, OptionValues, Preallocation,
     Result,
@@ -41,44 +42,35 @@ pub fn create_options() -> Vec<OptDesc> {
     rows
 }
 
-fn inv(msg: impl Into<String>) -> BlockError {
-    BlockError::invalid("create", msg)
-}
-
 /// The cluster size checks create and measure share, worded as QEMU's,
 /// as errors of operation `op`.
 pub fn validate_cluster_size(op: &'static str, cs: u64, extended_l2: bool) -> Result<()> {
-    if !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs) {
-        return Err(BlockError::invalid(
-            op,
-            "Cluster size must be a power of two between 512 and 2048k",
-        ));
-    }
-    if extended_l2 && cs < 16384 {
-        return Err(BlockError::invalid(
-            op,
-            "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes",
-        ));
-    }
-    Ok(())
+    let bad = !cs.is_power_of_two() || !(512..=(2 << 20)).contains(&cs);
+    refuse_if(
+        bad,
+        op,
+        "Cluster size must be a power of two between 512 and 2048k",
+    )?;
+    let msg = "Extended L2 entries are only supported with cluster sizes of at least 16384 bytes";
+    refuse_if(extended_l2 && cs < 16384, op, msg)
 }
 
 /// The refcount width checks create and measure share, worded as QEMU's
 /// (`use` names the version option in the hint: QEMU's create and measure
 /// word it differently), as errors of operation `op`.
 pub fn validate_refcount_bits(op: &'static str, v3: bool, bits: u64, use_: &str) -> Result<()> {
-    if !bits.is_power_of_two() || bits > 64 {
-        return Err(BlockError::invalid(
-            op,
-            "Refcount width must be a power of two and may not exceed 64 bits",
-        ));
-    }
-    if !v3 && bits != 16 {
-        let msg = "Different refcount widths than 16 bits require compatibility level 1.1";
-        let msg = format!("{msg} or above (use {use_} or greater)");
-        return Err(BlockError::invalid(op, msg));
-    }
-    Ok(())
+    let msg = "Refcount width must be a power of two and may not exceed 64 bits";
+    refuse_if(!bits.is_power_of_two() || bits > 64, op, msg)?;
+    let msg = "Different refcount widths than 16 bits require compatibility level 1.1";
+    let msg = format!("{msg} or above (use {use_} or greater)");
+    refuse_if(!v3 && bits != 16, op, &msg)
+}
+
+/// True when the active L1 table of an image of `size` bytes with clusters
+/// of `cs` bytes stays within QEMU's limit (create and measure check it).
+pub fn l1_fits(size: u64, cs: u64, extended_l2: bool) -> bool {
+    let l2_entries = cs / if extended_l2 { 16 } else { 8 };
+    size.div_ceil(cs).div_ceil(l2_entries) * 8 <= crate::layout::header::MAX_L1_BYTES
 }
 
 /// Creates a qcow2 image.
@@ -103,7 +95,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
         .unwrap_or_default();
 
     // The checks in the order of QEMU's qcow2_co_create, worded as its.
-    let refuse = |bad: bool, msg: &str| bad.then(|| ctx(inv(msg))).map_or(Ok(()), Err);
+    let refuse = |bad: bool, msg: &str| refuse_if(bad, "create", msg).map_err(ctx);
     let v3_only = |bad: bool, what: &str| {
         refuse(
             bad && !v3,
@@ -160,8 +152,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     // A size the L1 table cannot map fails here, before any file is
     // created or emptied (QEMU finds out only at its first resize, after
     // it has emptied the file).
-    let l1_entries = size.div_ceil(h.l2_entries() << h.cluster_bits);
-    if l1_entries * 8 > crate::layout::header::MAX_L1_BYTES {
+    if !l1_fits(size, cs, ext_l2) {
         return Err(ctx(BlockError::new(
             ErrorKind::OutOfRange,
             "resize",

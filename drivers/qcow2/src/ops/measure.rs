@@ -1,9 +1,10 @@
 //! `measure` (`qemu-img measure`): the file size a new qcow2 image needs,
 //! computed exactly as QEMU's qcow2 driver does.
 
-use crate::layout::header::MAX_L1_BYTES;
+use crate::ops::create::{l1_fits, validate_cluster_size, validate_refcount_bits};
 use block_core::engine::measure::{measure_clusters, MeasurePlan};
 use block_core::engine::refcount_alloc::self_describing_layout;
+use block_core::options::refuse_if;
 use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
 
 fn inv(msg: impl Into<String>) -> BlockError {
@@ -46,10 +47,10 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     block_core::engine::encryption_options::refuse_luks_measure(&o)?;
     let extended_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
-    crate::ops::create::validate_cluster_size("measure", cs, extended_l2)?;
+    validate_cluster_size("measure", cs, extended_l2)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let rbits = o.get_u64("refcount_bits")?.unwrap_or(16);
-    crate::ops::create::validate_refcount_bits("measure", v3, rbits, "compat=1.1")?;
+    validate_refcount_bits("measure", v3, rbits, "compat=1.1")?;
     let plan = MeasurePlan {
         cluster_size: cs,
         size_option: o.get_size("size")?.unwrap_or(0),
@@ -59,13 +60,8 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
             .and_then(Preallocation::parse)
             .unwrap_or_default(),
     };
-    let l2e = if extended_l2 { 16 } else { 8 };
-    let check = |vs: u64| match (vs / cs).div_ceil(cs / l2e) * 8 > MAX_L1_BYTES {
-        true => Err(inv(
-            "The image size is too large (try using a larger cluster size)",
-        )),
-        false => Ok(()),
-    };
+    let msg = "The image size is too large (try using a larger cluster size)";
+    let check = |vs| refuse_if(!l1_fits(vs, cs, extended_l2), "measure", msg);
     let full = |vs| prealloc_size(vs, cs, rbits.trailing_zeros(), extended_l2);
     let mut r = measure_clusters(req, &plan, check, full)?;
     r.bitmaps = match &req.source_bitmaps {
