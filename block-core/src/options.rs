@@ -336,6 +336,13 @@ impl OptionValues {
         }
     }
 
+    /// The `preallocation` option (`off` when absent or not a mode).
+    pub fn get_preallocation(&self) -> crate::types::Preallocation {
+        let mode = self.get("preallocation");
+        mode.and_then(crate::types::Preallocation::parse)
+            .unwrap_or_default()
+    }
+
     /// A size option.
     pub fn get_size(&self, name: &str) -> Result<Option<u64>> {
         self.get(name).map(parse_size).transpose()
@@ -450,5 +457,9 @@ mod tests {
         assert_eq!(v.unlisted(&schema, "compat"), None);
         assert_eq!(v.get_flag("lazy"), Some(false));
         assert_eq!(v.get_flag("compat"), None);
+        assert_eq!(v.get_preallocation(), crate::types::Preallocation::Off);
+        let schema = plain_create_options();
+        let v = OptionValues::parse_str(&schema, "preallocation=full").unwrap();
+        assert_eq!(v.get_preallocation(), crate::types::Preallocation::Full);
     }
 }

@@ -3,8 +3,9 @@
 //! of the source's data allocates, and the required / fully-allocated
 //! answer around the format's own metadata formula.
 
-use crate::error::Result;
+use crate::error::{BlockError, Result};
 use crate::info::{MeasureRequest, MeasureResult};
+use crate::options::{OptDesc, OptionValues};
 use crate::types::Preallocation;
 
 /// What a format decided from its create options that the generic
@@ -20,6 +21,29 @@ pub struct MeasurePlan {
     pub has_backing: bool,
     /// The preallocation mode (`falloc` and `full` count every cluster).
     pub preallocation: Preallocation,
+}
+
+impl MeasurePlan {
+    /// The plan from create options `o` (parsed against
+    /// [`crate::options::loosen_enums`] of `schema`): `size`,
+    /// `backing_file` and `preallocation`, a mode `schema` does not list
+    /// refused in QEMU's words.
+    pub fn from_options(
+        o: &OptionValues,
+        schema: &[OptDesc],
+        cluster_size: u64,
+    ) -> Result<MeasurePlan> {
+        if let Some(v) = o.unlisted(schema, "preallocation") {
+            let msg = format!("invalid parameter value: {v}");
+            return Err(BlockError::invalid("measure", msg));
+        }
+        Ok(MeasurePlan {
+            cluster_size,
+            size_option: o.get_size("size")?.unwrap_or(0),
+            has_backing: o.get("backing_file").is_some(),
+            preallocation: o.get_preallocation(),
+        })
+    }
 }
 
 /// Bytes of data clusters a copy of the data `extents` (ascending guest
@@ -148,6 +172,19 @@ mod tests {
         };
         let r = measure_clusters(&q, &backed, |_| Ok(()), toy).unwrap();
         assert_eq!(r.required, r.fully_allocated);
+    }
+
+    #[test]
+    fn plan_from_create_options() {
+        let schema = crate::options::plain_create_options();
+        let loose = crate::options::loosen_enums(&schema);
+        let o = OptionValues::parse_str(&loose, "size=1M,preallocation=full").unwrap();
+        let p = MeasurePlan::from_options(&o, &schema, CS).unwrap();
+        assert_eq!((p.size_option, p.has_backing), (1 << 20, false));
+        assert_eq!((p.cluster_size, p.preallocation), (CS, Preallocation::Full));
+        let o = OptionValues::parse_str(&loose, "preallocation=some").unwrap();
+        let e = MeasurePlan::from_options(&o, &schema, CS).unwrap_err();
+        assert_eq!(e.message, "invalid parameter value: some");
     }
 
     #[test]

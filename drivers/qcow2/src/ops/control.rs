@@ -12,12 +12,8 @@ use block_core::{
 
 impl SnapshotControl for Qcow2Node {
     fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        Ok(self
-            .meta_read()
-            .snapshots
-            .iter()
-            .map(|s| s.info())
-            .collect())
+        let m = self.meta_read();
+        Ok(m.snapshots.iter().map(|s| s.info()).collect())
     }
 
     fn snapshot_create(&self, name: &str) -> Result<()> {

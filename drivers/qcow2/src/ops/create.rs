@@ -85,14 +85,13 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     let ext_l2 = o.get_bool("extended_l2");
     let cs = o.get_size("cluster_size").map_err(ctx)?.unwrap_or(65536);
     let rbits = o.get_u64("refcount_bits").map_err(ctx)?.unwrap_or(16);
-    let ctype = match o.get("compression_type") {
-        Some("zstd") => compress::TYPE_ZSTD,
-        _ => compress::TYPE_ZLIB,
+    let zstd = o.get("compression_type") == Some("zstd");
+    let ctype = if zstd {
+        compress::TYPE_ZSTD
+    } else {
+        compress::TYPE_ZLIB
     };
-    let mut prealloc = o
-        .get("preallocation")
-        .and_then(Preallocation::parse)
-        .unwrap_or_default();
+    let mut prealloc = o.get_preallocation();
 
     // The checks in the order of QEMU's qcow2_co_create, worded as its.
     let refuse = |bad: bool, msg: &str| refuse_if(bad, "create", msg).map_err(ctx);

@@ -5,7 +5,7 @@ use crate::ops::create::{l1_fits, validate_cluster_size, validate_refcount_bits}
 use block_core::engine::measure::{measure_clusters, MeasurePlan};
 use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::options::refuse_if;
-use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
+use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Result};
 
 fn inv(msg: impl Into<String>) -> BlockError {
     BlockError::invalid("measure", msg)
@@ -37,29 +37,18 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     // Enumerated values are checked below with QEMU's measure messages.
     let schema = crate::ops::create::create_options();
     let o = OptionValues::parse(&block_core::options::loosen_enums(&schema), &req.options)?;
-    if let Some(v) = o.unlisted(&schema, "preallocation") {
-        return Err(inv(format!("invalid parameter value: {v}")));
-    }
+    let cs = o.get_size("cluster_size")?.unwrap_or(65536);
+    let plan = MeasurePlan::from_options(&o, &schema, cs)?;
     if let Some(v) = o.unlisted(&schema, "compat") {
         return Err(inv(format!("Invalid compatibility level: '{v}'")));
     }
     // As QEMU's measure, only LUKS changes the answer (its header).
     block_core::engine::encryption_options::refuse_luks_measure(&o)?;
     let extended_l2 = o.get_bool("extended_l2");
-    let cs = o.get_size("cluster_size")?.unwrap_or(65536);
     validate_cluster_size("measure", cs, extended_l2)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let rbits = o.get_u64("refcount_bits")?.unwrap_or(16);
     validate_refcount_bits("measure", v3, rbits, "compat=1.1")?;
-    let plan = MeasurePlan {
-        cluster_size: cs,
-        size_option: o.get_size("size")?.unwrap_or(0),
-        has_backing: o.get("backing_file").is_some(),
-        preallocation: o
-            .get("preallocation")
-            .and_then(Preallocation::parse)
-            .unwrap_or_default(),
-    };
     let msg = "The image size is too large (try using a larger cluster size)";
     let check = |vs| refuse_if(!l1_fits(vs, cs, extended_l2), "measure", msg);
     let full = |vs| prealloc_size(vs, cs, rbits.trailing_zeros(), extended_l2);
