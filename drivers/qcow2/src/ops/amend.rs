@@ -11,7 +11,9 @@ use crate::layout::snapshot::Snapshot;
 use crate::node::Qcow2Node;
 use block_core::engine::amend_options::parse_amend_options;
 use block_core::engine::encryption_options::luks_amend_options;
-use block_core::{BlockError, ErrorKind, OptDesc, OptionValues, Preallocation, Result};
+use block_core::{
+    AmendControl, BlockError, ErrorKind, OptDesc, OptionValues, Preallocation, Result,
+};
 
 /// The amend option schema (names and help as qemu-img's): the options
 /// create shares with amend, without defaults, and LUKS key-slot changes.
@@ -63,9 +65,9 @@ fn set_flag(bits: &mut u64, flag: u64, on: bool) {
     *bits = (*bits & !flag) | if on { flag } else { 0 };
 }
 
-impl Qcow2Node {
+impl AmendControl for Qcow2Node {
     /// Applies `qemu-img amend` options to the open image.
-    pub(crate) fn amend_impl(&self, options: &[(String, String)]) -> Result<()> {
+    fn amend(&self, options: &[(String, String)]) -> Result<()> {
         self.check_writable("amend")?;
         let (o, version) = parse(options).map_err(|e| self.ctx(e))?;
         let size = o.get_size("size")?.unwrap_or(0);
@@ -80,31 +82,23 @@ impl Qcow2Node {
         let backing_now = (m.h.backing_file.clone(), m.h.backing_format.clone());
         drop(m);
         let refuse = |bad: bool, msg: &str| bad.then(|| self.ctx(invalid(msg))).map_or(Ok(()), Err);
-        refuse(
-            data_file.is_some() && !has_data_file,
-            "data-file can only be set for images that use an external data file",
-        )?;
-        refuse(
-            data_file_raw == Some(true) && !raw_now,
-            "data-file-raw cannot be set on existing images",
-        )?;
+        let msg = "data-file can only be set for images that use an external data file";
+        refuse(data_file.is_some() && !has_data_file, msg)?;
+        let msg = "data-file-raw cannot be set on existing images";
+        refuse(data_file_raw == Some(true) && !raw_now, msg)?;
         let new_version = version.unwrap_or(old_version);
         // Every refusal that the options alone decide comes before the
         // first change, so that a refused amend changes nothing.
-        refuse(
-            new_version < 3 && lazy_refcounts == Some(true) && !lazy_now,
-            "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)",
-        )?;
+        let msg = "Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)";
+        let v2 = new_version < 3;
+        refuse(v2 && lazy_refcounts == Some(true) && !lazy_now, msg)?;
         let bits_now = u64::from(self.geo().refcount_bits());
-        refuse(
-            new_version < 3 && refcount_bits.is_some_and(|b| b != bits_now && b != 16),
-            "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)",
-        )?;
-        refuse(
-            (backing_file.is_some() || backing_fmt.is_some())
-                && (backing_file, backing_fmt) != backing_now,
-            "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.",
-        )?;
+        let msg = "Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)";
+        let other_width = refcount_bits.is_some_and(|b| b != bits_now && b != 16);
+        refuse(v2 && other_width, msg)?;
+        let given = backing_file.is_some() || backing_fmt.is_some();
+        let msg = "Cannot amend the backing file\nYou can use 'qemu-img rebase' instead.";
+        refuse(given && (backing_file, backing_fmt) != backing_now, msg)?;
         if size != 0 {
             self.resize_precheck(size, Preallocation::Off)?;
         }
@@ -145,7 +139,9 @@ impl Qcow2Node {
         }
         Ok(())
     }
+}
 
+impl Qcow2Node {
     /// Sets or clears lazy refcounts (turning them on in a version-2 image
     /// was refused before the first change).
     fn set_lazy_refcounts(&self, lazy: bool) -> Result<()> {
@@ -204,18 +200,12 @@ impl Qcow2Node {
             };
             (m.h.has_data_file(), m.snapshots.iter().any(bad))
         };
-        refuse(
-            self.geo().refcount_order != 4,
-            "compat=0.10 requires refcount_bits=16",
-        )?;
-        refuse(
-            self.data_file.is_some() || has_data_file,
-            "Cannot downgrade an image with a data file",
-        )?;
-        refuse(
-            snapshots_bad,
-            "Internal snapshots prevent downgrade of image",
-        )?;
+        let msg = "compat=0.10 requires refcount_bits=16";
+        refuse(self.geo().refcount_order != 4, msg)?;
+        let msg = "Cannot downgrade an image with a data file";
+        refuse(self.data_file.is_some() || has_data_file, msg)?;
+        let msg = "Internal snapshots prevent downgrade of image";
+        refuse(snapshots_bad, msg)?;
         let mut ws = self.wlock();
         if self.dirty_set.load(std::sync::atomic::Ordering::Acquire)
             || self.meta_read().h.incompatible_features & INCOMPAT_DIRTY != 0
@@ -235,10 +225,10 @@ impl Qcow2Node {
             m.h.autoclear_features = 0;
         }
         self.expand_zero_clusters(&mut ws)?;
-        refuse(
-            incompat & INCOMPAT_COMPRESSION != 0 && self.has_compressed_clusters()?,
-            "Cannot downgrade an image with zstd compression type and existing compressed clusters",
-        )?;
+        let msg =
+            "Cannot downgrade an image with zstd compression type and existing compressed clusters";
+        let zstd = incompat & INCOMPAT_COMPRESSION != 0;
+        refuse(zstd && self.has_compressed_clusters()?, msg)?;
         {
             let mut m = self.meta_write();
             m.h.version = 2;

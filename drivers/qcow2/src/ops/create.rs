@@ -96,34 +96,24 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     // The checks in the order of QEMU's qcow2_co_create, worded as its.
     let refuse = |bad: bool, msg: &str| refuse_if(bad, "create", msg).map_err(ctx);
     let v3_only = |bad: bool, what: &str| {
-        refuse(
-            bad && !v3,
-            &format!("{what} compatibility level 1.1 and above (use version=v3 or greater)"),
-        )
+        let msg = format!("{what} compatibility level 1.1 and above (use version=v3 or greater)");
+        refuse(bad && !v3, &msg)
     };
     v3_only(ext_l2, "Extended L2 entries are only supported with")?;
     validate_cluster_size("create", cs, ext_l2).map_err(ctx)?;
     v3_only(lazy, "Lazy refcounts only supported with")?;
     validate_refcount_bits("create", v3, rbits, "version=v3").map_err(ctx)?;
-    v3_only(
-        data_file.is_some(),
-        "External data files are only supported with",
-    )?;
-    refuse(
-        data_file_raw && data_file.is_none(),
-        "data-file-raw requires data-file",
-    )?;
-    v3_only(
-        ctype != compress::TYPE_ZLIB,
-        "Non-zlib compression type is only supported with",
-    )?;
+    let (has_df, non_zlib) = (data_file.is_some(), ctype != compress::TYPE_ZLIB);
+    v3_only(has_df, "External data files are only supported with")?;
+    refuse(data_file_raw && !has_df, "data-file-raw requires data-file")?;
+    v3_only(non_zlib, "Non-zlib compression type is only supported with")?;
     if data_file_raw && prealloc == Preallocation::Off {
         prealloc = Preallocation::Metadata;
     }
-    refuse(
-        backing_file.is_some() && prealloc != Preallocation::Off && !ext_l2,
-        "Backing file and preallocation can only be used at the same time if extended_l2 is on",
-    )?;
+    let both = backing_file.is_some() && prealloc != Preallocation::Off;
+    let msg =
+        "Backing file and preallocation can only be used at the same time if extended_l2 is on";
+    refuse(both && !ext_l2, msg)?;
     let (bf, bfmt) = (backing_file.as_deref(), backing_fmt.as_deref());
     let size = engine::create::virtual_size(filename, o, bf, bfmt, &*host)?.div_ceil(512) * 512;
 
