@@ -73,6 +73,10 @@ pub fn l1_fits(size: u64, cs: u64, extended_l2: bool) -> bool {
     size.div_ceil(cs).div_ceil(l2_entries) * 8 <= crate::layout::header::MAX_L1_BYTES
 }
 
+/// QEMU's words for a data file that cannot be preallocated.
+const NO_SPACE: &str =
+    "Could not resize image: Allocating clusters failed: No space left on device";
+
 /// Creates a qcow2 image.
 pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
     let ctx = |e: BlockError| e.in_file(filename.to_string());
@@ -142,29 +146,20 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     // created or emptied (QEMU finds out only at its first resize, after
     // it has emptied the file).
     if !l1_fits(size, cs, ext_l2) {
-        return Err(ctx(BlockError::new(
-            ErrorKind::OutOfRange,
-            "resize",
-            "Active L1 table would exceed its size limit",
-        )));
+        let msg = "Active L1 table would exceed its size limit";
+        return Err(ctx(BlockError::new(ErrorKind::OutOfRange, "resize", msg)));
     }
 
     if let Some(df) = &data_file {
         // As qemu-img: the name as given (relative to the working
         // directory), which is also how an open finds it.
-        let fmode = match prealloc {
-            Preallocation::Falloc | Preallocation::Full => prealloc,
-            _ => Preallocation::Off,
-        };
+        let allocates = matches!(prealloc, Preallocation::Falloc | Preallocation::Full);
+        let fmode = Some(prealloc).filter(|_| allocates).unwrap_or_default();
         host.create_file(df, size, fmode)
             .map_err(|e| match e.kind {
                 // QEMU preallocates the data file in the image's first
                 // resize, and words a lack of space so.
-                ErrorKind::NoSpace if fmode != Preallocation::Off => ctx(BlockError::new(
-                    e.kind,
-                    "",
-                    "Could not resize image: Allocating clusters failed: No space left on device",
-                )),
+                ErrorKind::NoSpace if allocates => ctx(BlockError::new(e.kind, "", NO_SPACE)),
                 _ => e,
             })?;
     }

@@ -44,8 +44,7 @@ impl BackingControl for Qcow2Node {
         let mut ws = self.wlock();
         let l1_len = self.meta_read().l1.len();
         for i in 0..l1_len {
-            let l1e = self.meta_read().l1[i];
-            let l2_off = l1e & L1E_OFFSET_MASK;
+            let l2_off = self.meta_read().l1[i] & L1E_OFFSET_MASK;
             if l2_off == 0 {
                 continue;
             }

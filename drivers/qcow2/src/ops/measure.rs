@@ -18,11 +18,10 @@ fn inv(msg: impl Into<String>) -> BlockError {
 pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extended_l2: bool) -> u64 {
     let l2e = if extended_l2 { 16 } else { 8 };
     let aligned = total.div_ceil(cluster_size) * cluster_size;
-    let mut meta = cluster_size;
-    let nl2e = (aligned / cluster_size).div_ceil(cluster_size / l2e) * (cluster_size / l2e);
-    meta += nl2e * l2e;
-    let nl1e = (nl2e * l2e / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
-    meta += nl1e * 8;
+    // The header, whole L2 tables for every cluster, whole L1 clusters.
+    let l2_tables = (aligned / cluster_size).div_ceil(cluster_size / l2e);
+    let l1_clusters = l2_tables.div_ceil(cluster_size / 8);
+    let mut meta = (1 + l2_tables + l1_clusters) * cluster_size;
     let per_block = (cluster_size * 8) >> refcount_order;
     let clusters = (meta + aligned) / cluster_size;
     let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
