@@ -50,13 +50,8 @@ impl BlockDriver for Qcow2Driver {
         crate::ops::create::create_options()
     }
 
-    fn create(
-        &self,
-        filename: &str,
-        options: &OptionValues,
-        host: Arc<dyn HostServices>,
-    ) -> Result<()> {
-        crate::ops::create::create(filename, options, host)
+    fn create(&self, name: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
+        crate::ops::create::create(name, o, host)
     }
 
     fn amend_options(&self) -> Vec<OptDesc> {

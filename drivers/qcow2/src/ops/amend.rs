@@ -108,11 +108,9 @@ impl AmendControl for Qcow2Node {
         if new_version > old_version {
             self.upgrade()?;
         }
-        if let Some(bits) = refcount_bits {
-            // The width a version-2 image may not have was refused above.
-            if bits != u64::from(self.geo().refcount_bits()) {
-                self.change_refcount_order(bits.trailing_zeros())?;
-            }
+        // The width a version-2 image may not have was refused above.
+        if let Some(bits) = refcount_bits.filter(|&b| b != bits_now) {
+            self.change_refcount_order(bits.trailing_zeros())?;
         }
         {
             let mut ws = self.wlock();
@@ -189,10 +187,8 @@ impl Qcow2Node {
 
     /// Version 3 → 2, refusing what version 2 cannot express, as QEMU.
     fn downgrade(&self) -> Result<()> {
-        let unsupported =
-            |msg: String| self.ctx(BlockError::new(ErrorKind::Unsupported, "amend", msg));
-        let refuse =
-            |bad: bool, msg: &str| bad.then(|| unsupported(msg.into())).map_or(Ok(()), Err);
+        let unsupported = |m: &str| self.ctx(BlockError::new(ErrorKind::Unsupported, "amend", m));
+        let refuse = |bad: bool, msg: &str| bad.then(|| unsupported(msg)).map_or(Ok(()), Err);
         let (has_data_file, snapshots_bad) = {
             let m = self.meta_read();
             let bad = |s: &Snapshot| {
@@ -213,12 +209,9 @@ impl Qcow2Node {
             self.mark_clean(&mut ws)?;
         }
         let incompat = self.meta_read().h.incompatible_features & !INCOMPAT_DIRTY;
-        if incompat & !INCOMPAT_COMPRESSION != 0 {
-            let bits = incompat & !INCOMPAT_COMPRESSION;
-            return Err(unsupported(format!(
-                "Cannot downgrade an image with incompatible features {bits:#x} set"
-            )));
-        }
+        let bits = incompat & !INCOMPAT_COMPRESSION;
+        let msg = format!("Cannot downgrade an image with incompatible features {bits:#x} set");
+        refuse(bits != 0, &msg)?;
         {
             let mut m = self.meta_write();
             m.h.compatible_features = 0;

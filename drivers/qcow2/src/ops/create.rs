@@ -85,8 +85,7 @@ pub fn create(filename: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> 
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let data_file = o.get_str("data_file").filter(|s| !s.is_empty());
     let data_file_raw = o.get_bool("data_file_raw");
-    let lazy = o.get_bool("lazy_refcounts");
-    let ext_l2 = o.get_bool("extended_l2");
+    let (lazy, ext_l2) = (o.get_bool("lazy_refcounts"), o.get_bool("extended_l2"));
     let cs = o.get_size("cluster_size").map_err(ctx)?.unwrap_or(65536);
     let rbits = o.get_u64("refcount_bits").map_err(ctx)?.unwrap_or(16);
     let zstd = o.get("compression_type") == Some("zstd");

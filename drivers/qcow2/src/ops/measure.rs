@@ -7,10 +7,6 @@ use block_core::engine::refcount_alloc::self_describing_layout;
 use block_core::options::refuse_if;
 use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Result};
 
-fn inv(msg: impl Into<String>) -> BlockError {
-    BlockError::invalid("measure", msg)
-}
-
 /// The size of a fully preallocated image (header, L1, L2 tables,
 /// refcount structures and every data cluster), as QEMU computes it: the
 /// refcount table and blocks count all clusters and themselves (QEMU's
@@ -39,7 +35,8 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
     let plan = MeasurePlan::from_options(&o, &schema, cs)?;
     if let Some(v) = o.unlisted(&schema, "compat") {
-        return Err(inv(format!("Invalid compatibility level: '{v}'")));
+        let msg = format!("Invalid compatibility level: '{v}'");
+        return Err(BlockError::invalid("measure", msg));
     }
     // As QEMU's measure, only LUKS changes the answer (its header).
     block_core::engine::encryption_options::refuse_luks_measure(&o)?;
@@ -52,10 +49,8 @@ pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     let check = |vs| refuse_if(!l1_fits(vs, cs, extended_l2), "measure", msg);
     let full = |vs| prealloc_size(vs, cs, rbits.trailing_zeros(), extended_l2);
     let mut r = measure_clusters(req, &plan, check, full)?;
-    r.bitmaps = match &req.source_bitmaps {
-        Some(list) if v3 => Some(bitmaps_size(list, req.virtual_size, cs)),
-        _ => None,
-    };
+    let bitmaps = req.source_bitmaps.as_ref().filter(|_| v3);
+    r.bitmaps = bitmaps.map(|list| bitmaps_size(list, req.virtual_size, cs));
     Ok(r)
 }
 
