@@ -358,3 +358,16 @@ impl ChildRole {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_union_with_bitor() {
+        let caps = DriverCaps::CREATE | DriverCaps::CHECK;
+        assert_eq!(caps, DriverCaps::CREATE.with(DriverCaps::CHECK));
+        assert!(caps.contains(DriverCaps::CHECK) && !caps.contains(DriverCaps::RESIZE));
+        assert_eq!(caps.names(), vec!["create", "check"]);
+    }
+}
