@@ -146,12 +146,36 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(v as u64)
 }
 
-/// Parses a boolean option value.
+/// Parses a boolean option value with QEMU's words (`on`, `yes`, `true`,
+/// `y` and `off`, `no`, `false`, `n`; not digits).
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text {
-        "on" | "true" | "yes" | "1" => Some(true),
-        "off" | "false" | "no" | "0" => Some(false),
+        "on" | "yes" | "true" | "y" => Some(true),
+        "off" | "no" | "false" | "n" => Some(false),
         _ => None,
+    }
+}
+
+/// The schema with every enumerated option turned into free text, for
+/// parsers that leave the words to the driver (QEMU's option lists declare
+/// them as strings; each driver words its own refusal).
+pub fn loosen_enums(schema: &[OptDesc]) -> Vec<OptDesc> {
+    let loose = |d: &OptDesc| match d.kind {
+        OptKind::Enum(_) => OptDesc {
+            kind: OptKind::String,
+            ..d.clone()
+        },
+        _ => d.clone(),
+    };
+    schema.iter().map(loose).collect()
+}
+
+/// Refuses with an invalid-argument error of operation `op` when `bad`:
+/// the one-line form of the checks that validate option values.
+pub fn refuse_if(bad: bool, op: &str, msg: &str) -> Result<()> {
+    match bad {
+        true => Err(BlockError::invalid(op, msg)),
+        false => Ok(()),
     }
 }
 
@@ -296,6 +320,29 @@ impl OptionValues {
         self.get(name).and_then(parse_bool).unwrap_or(false)
     }
 
+    /// A boolean option as given or defaulted (`None`: neither).
+    pub fn get_flag(&self, name: &str) -> Option<bool> {
+        self.get(name).and_then(parse_bool)
+    }
+
+    /// The value of an enumerated option when it is not one of the words
+    /// `schema` lists for it (`None`: absent, listed, or not enumerated);
+    /// for values parsed against [`loosen_enums`] of `schema`.
+    pub fn unlisted<'a>(&'a self, schema: &[OptDesc], name: &str) -> Option<&'a str> {
+        let v = self.get(name)?;
+        match &schema.iter().find(|d| d.name == name)?.kind {
+            OptKind::Enum(words) if !words.iter().any(|w| w == v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The `preallocation` option (`off` when absent or not a mode).
+    pub fn get_preallocation(&self) -> crate::types::Preallocation {
+        let mode = self.get("preallocation");
+        mode.and_then(crate::types::Preallocation::parse)
+            .unwrap_or_default()
+    }
+
     /// A size option.
     pub fn get_size(&self, name: &str) -> Result<Option<u64>> {
         self.get(name).map(parse_size).transpose()
@@ -365,5 +412,54 @@ mod tests {
         assert!(OptionValues::parse_str(&schema, "compat=2").is_err());
         assert!(OptionValues::parse_str(&schema, "lazy=maybe").is_err());
         assert!(OptionValues::parse_str(&schema, "size=abc").is_err());
+    }
+
+    #[test]
+    fn refusals_only_when_bad() {
+        assert!(refuse_if(false, "create", "no").is_ok());
+        let e = refuse_if(true, "create", "no").unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (crate::ErrorKind::InvalidInput, "no")
+        );
+        assert_eq!(e.op, crate::Operation::from("create"));
+    }
+
+    #[test]
+    fn bools_in_qemus_words() {
+        for (t, v) in [
+            ("on", true),
+            ("yes", true),
+            ("y", true),
+            ("off", false),
+            ("n", false),
+        ] {
+            assert_eq!(parse_bool(t), Some(v), "{t}");
+        }
+        assert_eq!(parse_bool("1"), None);
+        assert_eq!(parse_bool("0"), None);
+    }
+
+    #[test]
+    fn loose_enums_and_unlisted_words() {
+        let schema = vec![
+            OptDesc::choice("compat", &["0.10", "1.1"], Some("1.1"), "compat"),
+            OptDesc::new("lazy", OptKind::Bool, None, "lazy"),
+        ];
+        assert!(OptionValues::parse_str(&schema, "compat=2").is_err());
+        let loose = loosen_enums(&schema);
+        assert_eq!(loose[0].kind, OptKind::String);
+        assert_eq!(loose[1], schema[1]);
+        let v = OptionValues::parse_str(&loose, "compat=2").unwrap();
+        assert_eq!(v.unlisted(&schema, "compat"), Some("2"));
+        assert_eq!(v.unlisted(&schema, "lazy"), None);
+        let v = OptionValues::parse_str(&loose, "lazy=off").unwrap();
+        assert_eq!(v.unlisted(&schema, "compat"), None);
+        assert_eq!(v.get_flag("lazy"), Some(false));
+        assert_eq!(v.get_flag("compat"), None);
+        assert_eq!(v.get_preallocation(), crate::types::Preallocation::Off);
+        let schema = plain_create_options();
+        let v = OptionValues::parse_str(&schema, "preallocation=full").unwrap();
+        assert_eq!(v.get_preallocation(), crate::types::Preallocation::Full);
     }
 }

@@ -227,6 +227,14 @@ pub enum DriverKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct DriverCaps(pub u32);
 
+impl std::ops::BitOr for DriverCaps {
+    type Output = DriverCaps;
+    /// The union of both flag sets (as [`DriverCaps::with`]).
+    fn bitor(self, other: DriverCaps) -> DriverCaps {
+        self.with(other)
+    }
+}
+
 impl DriverCaps {
     /// `create` is implemented.
     pub const CREATE: DriverCaps = DriverCaps(0x1);
@@ -348,5 +356,18 @@ impl ChildRole {
             ChildRole::Extent(_) => "extent",
             ChildRole::Parent(_) => "parent",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_union_with_bitor() {
+        let caps = DriverCaps::CREATE | DriverCaps::CHECK;
+        assert_eq!(caps, DriverCaps::CREATE.with(DriverCaps::CHECK));
+        assert!(caps.contains(DriverCaps::CHECK) && !caps.contains(DriverCaps::RESIZE));
+        assert_eq!(caps.names(), vec!["create", "check"]);
     }
 }

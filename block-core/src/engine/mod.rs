@@ -16,18 +16,27 @@
 //!   reads of damaged tables, the map of metadata regions data writes
 //!   must not hit, the backing child request, and the check/repair
 //!   support (computed refcounts, comparison, rebuild).
+//! - The management operations' shared steps: amend option parsing
+//!   ([`amend_options`]), the create flow's backing, size and initial
+//!   write ([`create`]), the `encrypt.` options and their refusals
+//!   ([`encryption_options`]), and the cluster-counting `measure`
+//!   ([`measure`]).
 
+pub mod amend_options;
 pub mod append_alloc;
 pub mod backing_child;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]
 pub mod compression;
+pub mod create;
+pub mod encryption_options;
 pub mod extensions;
 mod format;
 mod grow;
 pub mod iov;
 pub mod luks;
+pub mod measure;
 mod node;
 pub mod overlap;
 pub mod padded_read;

@@ -39,6 +39,18 @@ impl<F: Format> FormatNode<F> {
         }
     }
 
+    /// A node over `format` opened by `req`: read-only and inactive as its
+    /// flags say.
+    pub fn for_request(format: F, req: &crate::driver::OpenRequest) -> FormatNode<F> {
+        use crate::types::OpenFlags;
+        let flag = |f: OpenFlags| req.flags.contains(f);
+        FormatNode::new(
+            format,
+            flag(OpenFlags::READ_ONLY),
+            flag(OpenFlags::INACTIVE),
+        )
+    }
+
     /// The format.
     pub fn format(&self) -> &F {
         &self.format

@@ -379,6 +379,37 @@ fn discard_drops_whole_units_only() {
 }
 
 #[test]
+fn create_opens_and_sizes_the_new_image() {
+    use crate::testutil::TestHost;
+    let host = Arc::new(TestHost::new());
+    let mut flags = None;
+    let open = |req: &crate::driver::OpenRequest, _| {
+        flags = Some(req.flags);
+        Ok(Toy::new(UNIT, None))
+    };
+    let size = |t: &Toy| t.file.write_at(0, b"s");
+    create::open_and_size("a.img", host.clone(), open, size).unwrap();
+    assert_eq!(flags, Some(crate::types::OpenFlags::NO_BACKING));
+    let refuse = |_: &Toy| Err(crate::error::BlockError::invalid("resize", "no"));
+    let e = create::open_and_size("a.img", host, |_, _| Ok(Toy::new(UNIT, None)), refuse);
+    assert_eq!(e.unwrap_err().file.as_deref(), Some("a.img"));
+}
+
+#[test]
+fn node_for_request_takes_the_open_flags() {
+    use crate::driver::OpenRequest;
+    use crate::types::OpenFlags;
+    let req = OpenRequest::new("a.img", OpenFlags::READ_ONLY);
+    let ro = FormatNode::for_request(Toy::new(UNIT, None), &req);
+    assert_eq!(ro.write_at(0, b"x").unwrap_err().kind, ErrorKind::ReadOnly);
+    let req = OpenRequest::new("a.img", OpenFlags::INACTIVE);
+    let n = FormatNode::for_request(Toy::new(UNIT, None), &req);
+    assert!(n.is_inactive());
+    n.migration().unwrap().activate().unwrap();
+    n.write_at(0, b"x").unwrap();
+}
+
+#[test]
 fn gates_bounds_and_fua() {
     let ro = FormatNode::new(Toy::new(UNIT, None), true, false);
     assert_eq!(ro.write_at(0, b"x").unwrap_err().kind, ErrorKind::ReadOnly);

@@ -1,9 +1,9 @@
 //! The qcow2 driver descriptor.
 
-use crate::layout::header::MAGIC;
+use crate::layout::header::{get_u32, MAGIC};
 use block_core::engine::FormatNode;
 use block_core::{
-    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc,
+    BlockDriver, BlockNode, DriverCaps, DriverKind, HostServices, OpenRequest, OptDesc,
     OptionValues, ProbeInput, Result,
 };
 use std::sync::Arc;
@@ -29,13 +29,8 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn caps(&self) -> DriverCaps {
-        DriverCaps::CREATE
-            .with(DriverCaps::BACKING)
-            .with(DriverCaps::SNAPSHOTS)
-            .with(DriverCaps::CHECK)
-            .with(DriverCaps::RESIZE)
-            .with(DriverCaps::COMPRESSION)
-            .with(DriverCaps::MIGRATION)
+        use DriverCaps as C;
+        C::CREATE | C::BACKING | C::SNAPSHOTS | C::CHECK | C::RESIZE | C::COMPRESSION | C::MIGRATION
     }
 
     fn description(&self) -> &str {
@@ -44,32 +39,19 @@ impl BlockDriver for Qcow2Driver {
 
     fn probe(&self, input: &ProbeInput<'_>) -> u32 {
         let h = input.head;
-        if h.len() < 8 {
-            return 0;
-        }
-        let magic = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-        let version = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
         // As QEMU: the magic with any version from 2 on is qcow2, so that
         // open refuses an unsupported version instead of the file being
         // taken for raw (version 1 is QEMU's older qcow format).
-        if magic == MAGIC && version >= 2 {
-            100
-        } else {
-            0
-        }
+        let qcow2 = h.len() >= 8 && get_u32(h, 0) == MAGIC && get_u32(h, 4) >= 2;
+        u32::from(qcow2) * 100
     }
 
     fn create_options(&self) -> Vec<OptDesc> {
         crate::ops::create::create_options()
     }
 
-    fn create(
-        &self,
-        filename: &str,
-        options: &OptionValues,
-        host: Arc<dyn HostServices>,
-    ) -> Result<()> {
-        crate::ops::create::create(filename, options, host)
+    fn create(&self, name: &str, o: &OptionValues, host: Arc<dyn HostServices>) -> Result<()> {
+        crate::ops::create::create(name, o, host)
     }
 
     fn amend_options(&self) -> Vec<OptDesc> {
@@ -85,9 +67,7 @@ impl BlockDriver for Qcow2Driver {
     }
 
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        let read_only = req.flags.contains(OpenFlags::READ_ONLY);
-        let inactive = req.flags.contains(OpenFlags::INACTIVE);
         let image = crate::open::open(req, host)?;
-        Ok(Box::new(FormatNode::new(image, read_only, inactive)))
+        Ok(Box::new(FormatNode::for_request(image, req)))
     }
 }

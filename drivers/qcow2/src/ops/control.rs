@@ -1,23 +1,18 @@
 //! The management capabilities of an open qcow2 image: internal snapshots,
-//! check/repair, amend, the backing-file reference and make_empty,
-//! persistent bitmaps (the migration handoff is the engine's, with this
-//! format's `activate`/`inactivate`). Each dispatches to the file that
-//! implements it.
+//! check/repair, persistent bitmaps (the migration handoff is the
+//! engine's, with this format's `activate`/`inactivate`; amend is
+//! amend.rs's, the backing-file reference and make_empty make_empty.rs's).
+//! Each dispatches to the file that implements it.
 
 use crate::node::Qcow2Node;
 use block_core::{
-    AmendControl, BackingControl, BitmapControl, CheckControl, CheckMode, CheckReport, Result,
-    SnapshotControl, SnapshotInfo,
+    BitmapControl, CheckControl, CheckMode, CheckReport, Result, SnapshotControl, SnapshotInfo,
 };
 
 impl SnapshotControl for Qcow2Node {
     fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>> {
-        Ok(self
-            .meta_read()
-            .snapshots
-            .iter()
-            .map(|s| s.info())
-            .collect())
+        let m = self.meta_read();
+        Ok(m.snapshots.iter().map(|s| s.info()).collect())
     }
 
     fn snapshot_create(&self, name: &str) -> Result<()> {
@@ -36,40 +31,6 @@ impl SnapshotControl for Qcow2Node {
 impl CheckControl for Qcow2Node {
     fn check(&self, mode: CheckMode) -> Result<CheckReport> {
         self.check_impl(mode)
-    }
-}
-
-impl AmendControl for Qcow2Node {
-    fn amend(&self, options: &[(String, String)]) -> Result<()> {
-        self.amend_impl(options)
-    }
-}
-
-impl BackingControl for Qcow2Node {
-    fn change_backing_file(&self, filename: Option<&str>, format: Option<&str>) -> Result<()> {
-        self.check_writable("change_backing_file")?;
-        let mut ws = self.wlock();
-        {
-            let mut m = self.meta_write();
-            let old = (m.h.backing_file.clone(), m.h.backing_format.clone());
-            m.h.backing_file = filename.filter(|s| !s.is_empty()).map(str::to_string);
-            m.h.backing_format = match &m.h.backing_file {
-                Some(_) => format.map(str::to_string),
-                None => None,
-            };
-            // Make sure it fits before anything is written.
-            if let Err(e) = m.h.clone().serialize() {
-                m.h.backing_file = old.0;
-                m.h.backing_format = old.1;
-                return Err(self.ctx(e));
-            }
-            m.header_dirty = true;
-        }
-        self.writeback(&mut ws, false)
-    }
-
-    fn make_empty(&self) -> Result<()> {
-        self.make_empty_impl()
     }
 }
 

@@ -1,39 +1,27 @@
 //! `measure` (`qemu-img measure`): the file size a new qcow2 image needs,
 //! computed exactly as QEMU's qcow2 driver does.
 
-use crate::layout::header::MAX_L1_BYTES;
+use crate::ops::create::{l1_fits, validate_cluster_size, validate_refcount_bits};
+use block_core::engine::measure::{measure_clusters, MeasurePlan};
 use block_core::engine::refcount_alloc::self_describing_layout;
-use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Preallocation, Result};
-
-/// QEMU's largest L1 table (bytes).
-fn inv(msg: impl Into<String>) -> BlockError {
-    BlockError::invalid("measure", msg)
-}
-
-/// Clusters of refcount table and blocks needed to count `clusters`
-/// (at least one) clusters plus themselves (QEMU's fixed-point iteration,
-/// the engine's `self_describing_layout`), in bytes.
-pub fn refcount_metadata_size(clusters: u64, cluster_size: u64, refcount_order: u32) -> u64 {
-    let per_block = (cluster_size * 8) >> refcount_order;
-    let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
-    (blocks + table) * cluster_size
-}
+use block_core::options::refuse_if;
+use block_core::{BlockError, MeasureRequest, MeasureResult, OptionValues, Result};
 
 /// The size of a fully preallocated image (header, L1, L2 tables,
-/// refcount structures and every data cluster), as QEMU computes it.
+/// refcount structures and every data cluster), as QEMU computes it: the
+/// refcount table and blocks count all clusters and themselves (QEMU's
+/// fixed-point iteration, the engine's `self_describing_layout`).
 pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extended_l2: bool) -> u64 {
     let l2e = if extended_l2 { 16 } else { 8 };
     let aligned = total.div_ceil(cluster_size) * cluster_size;
-    let mut meta = cluster_size;
-    let nl2e = (aligned / cluster_size).div_ceil(cluster_size / l2e) * (cluster_size / l2e);
-    meta += nl2e * l2e;
-    let nl1e = (nl2e * l2e / cluster_size).div_ceil(cluster_size / 8) * (cluster_size / 8);
-    meta += nl1e * 8;
-    meta += refcount_metadata_size(
-        (meta + aligned) / cluster_size,
-        cluster_size,
-        refcount_order,
-    );
+    // The header, whole L2 tables for every cluster, whole L1 clusters.
+    let l2_tables = (aligned / cluster_size).div_ceil(cluster_size / l2e);
+    let l1_clusters = l2_tables.div_ceil(cluster_size / 8);
+    let mut meta = (1 + l2_tables + l1_clusters) * cluster_size;
+    let per_block = (cluster_size * 8) >> refcount_order;
+    let clusters = (meta + aligned) / cluster_size;
+    let (blocks, table) = self_describing_layout(clusters, per_block, cluster_size);
+    meta += (blocks + table) * cluster_size;
     meta + aligned
 }
 
@@ -43,121 +31,27 @@ pub fn prealloc_size(total: u64, cluster_size: u64, refcount_order: u32, extende
 pub fn measure(req: &MeasureRequest) -> Result<MeasureResult> {
     // Enumerated values are checked below with QEMU's measure messages.
     let schema = crate::ops::create::create_options();
-    let loose: Vec<block_core::OptDesc> = schema
-        .iter()
-        .map(|d| match d.kind {
-            block_core::OptKind::Enum(_) => block_core::OptDesc {
-                kind: block_core::OptKind::String,
-                ..d.clone()
-            },
-            _ => d.clone(),
-        })
-        .collect();
-    let o = OptionValues::parse(&loose, &req.options)?;
-    let word_ok = |name: &str| {
-        let v = o.get(name);
-        let words = schema.iter().find(|d| d.name == name).map(|d| &d.kind);
-        match (v, words) {
-            (Some(v), Some(block_core::OptKind::Enum(w))) => w.iter().any(|x| x == v),
-            _ => true,
-        }
-    };
-    if !word_ok("preallocation") {
-        return Err(inv(format!(
-            "invalid parameter value: {}",
-            o.get("preallocation").unwrap_or_default()
-        )));
-    }
-    if !word_ok("compat") {
-        return Err(inv(format!(
-            "Invalid compatibility level: '{}'",
-            o.get("compat").unwrap_or_default()
-        )));
-    }
-    // As QEMU's measure, only LUKS changes the answer (its header); blk
-    // cannot size that header, so it refuses (with QEMU's message when the
-    // secret is missing). Other encryption options are ignored.
-    if o.get("encrypt.format") == Some("luks") {
-        if !o.is_set("encrypt.key-secret") {
-            return Err(crate::layout::crypto::no_secret("measure"));
-        }
-        return Err(BlockError::new(
-            block_core::ErrorKind::Unsupported,
-            "measure",
-            "blk cannot measure LUKS-encrypted images",
-        ));
-    }
-    let extended_l2 = o.get_bool("extended_l2");
+    let o = OptionValues::parse(&block_core::options::loosen_enums(&schema), &req.options)?;
     let cs = o.get_size("cluster_size")?.unwrap_or(65536);
-    crate::ops::create::validate_cluster_size("measure", cs, extended_l2)?;
+    let plan = MeasurePlan::from_options(&o, &schema, cs)?;
+    if let Some(v) = o.unlisted(&schema, "compat") {
+        let msg = format!("Invalid compatibility level: '{v}'");
+        return Err(BlockError::invalid("measure", msg));
+    }
+    // As QEMU's measure, only LUKS changes the answer (its header).
+    block_core::engine::encryption_options::refuse_luks_measure(&o)?;
+    let extended_l2 = o.get_bool("extended_l2");
+    validate_cluster_size("measure", cs, extended_l2)?;
     let v3 = matches!(o.get("compat"), Some("1.1") | Some("v3") | None);
     let rbits = o.get_u64("refcount_bits")?.unwrap_or(16);
-    if !rbits.is_power_of_two() || rbits > 64 {
-        return Err(inv(
-            "Refcount width must be a power of two and may not exceed 64 bits",
-        ));
-    }
-    if !v3 && rbits != 16 {
-        return Err(inv("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)"));
-    }
-    let prealloc = o
-        .get("preallocation")
-        .and_then(Preallocation::parse)
-        .unwrap_or_default();
-    let has_backing = o.get("backing_file").is_some();
-    let round = |x: u64| x.div_ceil(cs) * cs;
-    let l2e = if extended_l2 { 16 } else { 8 };
-    let size_opt = o.get_size("size")?.unwrap_or(0);
-    let mut virtual_size = round(size_opt);
-    if req.data_extents.is_none() && size_opt == 0 {
-        virtual_size = round(req.virtual_size);
-    }
-    let check = |vs: u64| {
-        if (vs / cs).div_ceil(cs / l2e) * 8 > MAX_L1_BYTES {
-            Err(inv(
-                "The image size is too large (try using a larger cluster size)",
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    check(virtual_size)?;
-    let mut required = 0u64;
-    if let Some(ext) = &req.data_extents {
-        let ssize = req.virtual_size;
-        virtual_size = round(ssize);
-        check(virtual_size)?;
-        if has_backing {
-            required = virtual_size;
-        } else {
-            // Each data extent counts up to the end of its last cluster; the
-            // walk resumes there (as QEMU's block-status loop does).
-            let mut pos = 0u64;
-            for &(off, len) in ext {
-                let end = off.saturating_add(len).min(ssize);
-                let start = off.max(pos);
-                if start >= end {
-                    continue;
-                }
-                let pnum = round(end) - start;
-                required += start % cs + pnum;
-                pos = start + pnum;
-            }
-        }
-    }
-    if matches!(prealloc, Preallocation::Full | Preallocation::Falloc) {
-        required = virtual_size;
-    }
-    let fully_allocated = prealloc_size(virtual_size, cs, rbits.trailing_zeros(), extended_l2);
-    let bitmaps = match &req.source_bitmaps {
-        Some(list) if v3 => Some(bitmaps_size(list, req.virtual_size, cs)),
-        _ => None,
-    };
-    Ok(MeasureResult {
-        required: fully_allocated - virtual_size + required,
-        fully_allocated,
-        bitmaps,
-    })
+    validate_refcount_bits("measure", v3, rbits, "compat=1.1")?;
+    let msg = "The image size is too large (try using a larger cluster size)";
+    let check = |vs| refuse_if(!l1_fits(vs, cs, extended_l2), "measure", msg);
+    let full = |vs| prealloc_size(vs, cs, rbits.trailing_zeros(), extended_l2);
+    let mut r = measure_clusters(req, &plan, check, full)?;
+    let bitmaps = req.source_bitmaps.as_ref().filter(|_| v3);
+    r.bitmaps = bitmaps.map(|list| bitmaps_size(list, req.virtual_size, cs));
+    Ok(r)
 }
 
 /// Bytes the bitmaps take in an image with clusters of `cs` bytes, as
@@ -173,23 +67,4 @@ pub fn bitmaps_size(list: &[block_core::MeasureBitmap], virtual_size: u64, cs: u
         dir += crate::bitmap::dir::entry_size(b.name.len(), 0);
     }
     total + dir.div_ceil(cs) * cs
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qemu_numbers() {
-        // qemu-img measure -O qcow2 --size 1G
-        let r = measure(&MeasureRequest {
-            options: vec![("size".into(), "1G".into())],
-            virtual_size: 0,
-            data_extents: None,
-            source_bitmaps: None,
-        })
-        .unwrap();
-        assert_eq!(r.required, 393216);
-        assert_eq!(r.fully_allocated, 1074135040);
-    }
 }

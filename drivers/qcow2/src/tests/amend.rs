@@ -390,3 +390,42 @@ fn measure_source_matches_qemu() {
         assert_eq!((got.required, got.fully_allocated), want, "-o {o}");
     }
 }
+
+#[test]
+fn amend_options_parse_like_qemu() {
+    let p = |s: &str| crate::ops::amend::parse(&kv(s));
+    let e = p("cluster_size=4k").unwrap_err();
+    assert!(
+        e.message.contains("only supported for image creation"),
+        "{e}"
+    );
+    // Encryption options of create also get the hint.
+    let e = p("encrypt.format=luks").unwrap_err();
+    assert!(
+        e.message.contains("only supported for image creation"),
+        "{e}"
+    );
+    let e = p("foo=bar").unwrap_err();
+    assert_eq!(e.message, "Invalid parameter 'foo'");
+    let e = p("lazy_refcounts=maybe").unwrap_err();
+    assert_eq!(
+        e.message,
+        "Parameter 'lazy_refcounts' expects 'on' or 'off'"
+    );
+    let e = p("refcount_bits=3").unwrap_err();
+    assert!(e
+        .message
+        .starts_with("Refcount width must be a power of two"));
+    let e = p("compat=0.9").unwrap_err();
+    assert_eq!(e.message, "Unknown compatibility level 0.9");
+    let e = p("encrypt.keyslot=1").unwrap_err();
+    assert_eq!(
+        e.message,
+        "Can't amend encryption options - encryption not present"
+    );
+    let (o, version) = p("compat=v2,size=1M,refcount_bits=64,lazy_refcounts=y").unwrap();
+    assert_eq!(version, Some(2));
+    assert_eq!(o.get_size("size").unwrap(), Some(1 << 20));
+    assert_eq!(o.get_u64("refcount_bits").unwrap(), Some(64));
+    assert_eq!(o.get_flag("lazy_refcounts"), Some(true));
+}

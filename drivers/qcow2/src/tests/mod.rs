@@ -16,6 +16,7 @@ mod header;
 mod hostile;
 mod life;
 mod mapping;
+mod measure;
 mod overlap;
 mod read;
 mod rebuild;

@@ -4,7 +4,8 @@
 
 use crate::cmd_create::{has_help_option, print_opt_lines};
 use crate::common::{open_image, CliError, CliResult, Globals};
-use crate::opts_check::check_options;
+use block_core::engine::amend_options::parse_amend_options;
+use block_core::options::split_option_string;
 use clap::Args;
 use plugin_host::{Host, OpenOptions};
 
@@ -98,17 +99,12 @@ pub fn run(g: &Globals, a: AmendArgs) -> CliResult {
     if schema.is_empty() {
         return Err(not_supported(&fmt));
     }
-    // Enumerated values (compat) are the driver's to check, as QEMU's.
+    // Enumerated values (compat) are the driver's to check, as QEMU's;
+    // the engine adds QEMU's hint for create-only options.
+    let pairs = split_option_string(&options).map_err(|e| CliError::new(e.message))?;
+    let create = drv.driver.create_options();
     let values =
-        check_options(&crate::cmd_create::loosen_enums(&schema), &options).map_err(|m| {
-            if check_options(&drv.driver.create_options(), &options).is_ok() {
-                CliError::new(format!(
-                    "{m}\nThis option is only supported for image creation"
-                ))
-            } else {
-                CliError::new(m)
-            }
-        })?;
+        parse_amend_options(&schema, &create, &pairs).map_err(|e| CliError::new(e.message))?;
     if a.force {
         log::info!("--force: the library's amend has no force switch");
     }

@@ -182,18 +182,7 @@ pub fn formatting_line(filename: &str, fmt: &str, values: &OptionValues) -> Stri
 
 /// `schema` with its enumerated options taken as text, as QemuOpts takes
 /// them (the driver checks the words later).
-pub fn loosen_enums(schema: &[OptDesc]) -> Vec<OptDesc> {
-    schema
-        .iter()
-        .map(|d| match d.kind {
-            OptKind::Enum(_) => OptDesc {
-                kind: OptKind::String,
-                ..d.clone()
-            },
-            _ => d.clone(),
-        })
-        .collect()
-}
+pub use block_core::options::loosen_enums;
 
 /// The message QEMU's create gives for an enumerated option with a value
 /// not among its words: the QAPI member name for qcow2's, the file
