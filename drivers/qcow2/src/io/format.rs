@@ -207,7 +207,7 @@ impl Format for Qcow2Node {
         let g = self.geo();
         let cs = g.cs() as usize;
         if self.data_file.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
+            return Err(self.ctx(BlockError::unsupported_feature(
                 "write",
                 "compressed writes are not supported with an external data file",
             )));

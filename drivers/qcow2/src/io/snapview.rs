@@ -40,17 +40,21 @@ pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel)
     if sn.l1_offset % cs != 0 || end.is_none_or(|e| e >= MAX_HOST_OFFSET) {
         return Err(BlockError::invalid(op, "Snapshot L1 table offset invalid"));
     }
-    let entries = sn.l1_size.into();
-    ld.l1 = read_u64_table(
-        &**file,
-        op,
-        "L1 table",
-        sn.l1_offset,
-        entries,
-        Endian::Big,
-        bytes,
-    )?;
+    ld.l1 = read_l1_table(&**file, op, sn.l1_offset, sn.l1_size)?;
     ld.h.l1_table_offset = sn.l1_offset;
     ld.h.l1_size = sn.l1_size;
     Ok(())
+}
+
+/// Reads the L1 table of `entries` entries at `offset` (a snapshot's) for
+/// operation `op`, refusing one larger than the largest L1 table before
+/// allocating.
+pub(crate) fn read_l1_table(
+    file: &dyn BlockNode,
+    op: &'static str,
+    offset: u64,
+    entries: u32,
+) -> Result<Vec<u64>> {
+    let (what, max) = ("L1 table", MAX_L1_BYTES);
+    read_u64_table(file, op, what, offset, entries.into(), Endian::Big, max)
 }

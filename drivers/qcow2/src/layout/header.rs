@@ -153,7 +153,7 @@ fn bad(msg: impl Into<String>) -> BlockError {
 }
 
 fn unsupported(msg: impl Into<String>) -> BlockError {
-    crate::error::unsupported("open", msg)
+    BlockError::unsupported_feature("open", msg)
 }
 
 impl Header {

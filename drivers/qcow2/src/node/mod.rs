@@ -202,12 +202,7 @@ impl Qcow2Node {
     /// Refuses writes unless the node is writable, active and not corrupt.
     pub(crate) fn check_writable(&self, op: &str) -> Result<()> {
         self.check_usable(op)?;
-        if self.read_only {
-            return Err(self.ctx(crate::error::read_only(op, "image is read-only")));
-        }
-        if self.inactive.load(Ordering::Acquire) {
-            return Err(self.ctx(crate::error::read_only(op, "image is inactive")));
-        }
+        self.check_changeable(op)?;
         if self.corrupt.load(Ordering::Acquire) {
             return Err(self.ctx(BlockError::corrupt(
                 op,
@@ -215,6 +210,16 @@ impl Qcow2Node {
             )));
         }
         Ok(())
+    }
+
+    /// Refuses changes (writes, repairs) of a read-only or inactive node.
+    pub(crate) fn check_changeable(&self, op: &str) -> Result<()> {
+        let why = match () {
+            _ if self.read_only => "image is read-only",
+            _ if self.inactive.load(Ordering::Acquire) => "image is inactive",
+            _ => return Ok(()),
+        };
+        Err(self.ctx(BlockError::read_only(op, why)))
     }
 
     /// Before a guest change of `[offset, offset+len)` (or a management

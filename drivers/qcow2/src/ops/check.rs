@@ -13,11 +13,11 @@ use crate::layout::mapping::{
 use crate::node::{Qcow2Node, WState};
 use crate::ops::copied::Walk;
 use block_core::engine::check::{
-    check_refcount_blocks, check_refcounts, note, ClusterStats, ComputedRefcounts, Findings,
-    RefcountCheck,
+    check_refcount_blocks, check_refcounts, note, run_check, ClusterStats, ComputedRefcounts,
+    Findings, RefcountCheck,
 };
 use block_core::engine::refcount_alloc::RefcountStore;
-use block_core::{CheckMode, CheckReport, CheckStopped, FindingKind, Preallocation, Result};
+use block_core::{BlockError, CheckMode, CheckReport, FindingKind, Preallocation, Result};
 use std::sync::atomic::Ordering;
 
 /// The computed references (the engine's).
@@ -244,46 +244,25 @@ impl Qcow2Node {
     pub(crate) fn check_impl(&self, mode: CheckMode) -> Result<CheckReport> {
         self.check_usable("check")?;
         if self.snapshot_view.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
-                "check",
-                "cannot check a snapshot view; open the image without snapshot options",
-            )));
+            let msg = "cannot check a snapshot view; open the image without snapshot options";
+            return Err(self.ctx(BlockError::unsupported_feature("check", msg)));
         }
         let repair = mode.0 != 0;
         if repair {
-            if self.read_only {
-                return Err(self.ctx(crate::error::read_only("check", "image is read-only")));
-            }
-            if self.inactive.load(Ordering::Acquire) {
-                return Err(self.ctx(crate::error::read_only("check", "image is inactive")));
-            }
+            self.check_changeable("check")?;
         }
         let mut ws = self.wlock();
-        let writable = !self.read_only && !self.inactive.load(Ordering::Acquire);
-        if writable && !self.corrupt.load(Ordering::Acquire) {
+        if self.check_changeable("check").is_ok() && !self.corrupt.load(Ordering::Acquire) {
             self.writeback(&mut ws, true)?;
         }
-        let cs = self.geo().cs();
-        let mut rep = CheckReport {
-            total_clusters: Some(self.meta_read().h.size.div_ceil(cs)),
-            allocated_clusters: Some(0),
-            fragmented_clusters: Some(0),
-            compressed_clusters: Some(0),
-            ..CheckReport::default()
-        };
-        if let Err(e) = self.check_locked(&mut ws, mode, &mut rep) {
-            // The findings so far travel with the error (qemu-img prints
-            // them before "Check failed").
-            return Err(e.with_source(CheckStopped {
-                findings: rep.findings,
-            }));
-        }
+        let total = self.meta_read().h.size.div_ceil(self.geo().cs());
+        let rep = run_check(CheckReport::counting_clusters(total), |rep| {
+            self.check_locked(&mut ws, mode, rep)
+        })?;
         if repair && rep.corruptions == 0 && rep.check_errors == 0 {
             // Consistent now: clear the corrupt bit.
-            let was_corrupt =
-                self.meta_read().h.is_corrupt() || self.corrupt.load(Ordering::Acquire);
-            self.corrupt.store(false, Ordering::Release);
-            if was_corrupt {
+            let was_corrupt = self.meta_read().h.is_corrupt();
+            if self.corrupt.swap(false, Ordering::AcqRel) || was_corrupt {
                 let mut m = self.meta_write();
                 m.h.incompatible_features &= !crate::layout::features::INCOMPAT_CORRUPT;
                 m.header_dirty = true;

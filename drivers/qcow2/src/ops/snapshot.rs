@@ -3,26 +3,16 @@
 
 use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
 use crate::layout::snapshot::{self, Snapshot};
-use crate::node::{Qcow2Node, WState};
+use crate::node::{Meta, Qcow2Node, WState};
 use crate::ops::copied::Walk;
-use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
+use block_core::engine::codec::{u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 impl Qcow2Node {
-    /// Reads the L1 table of `entries` entries at `offset` (a snapshot's),
-    /// refusing one larger than the largest L1 table before allocating.
+    /// Reads the L1 table of `entries` entries at `offset` (a snapshot's).
     pub(crate) fn read_l1_table(&self, offset: u64, entries: u32) -> Result<Vec<u64>> {
-        let (f, max) = (&*self.file, crate::layout::header::MAX_L1_BYTES);
-        read_u64_table(
-            f,
-            "snapshot",
-            "L1 table",
-            offset,
-            entries.into(),
-            Endian::Big,
-            max,
-        )
+        crate::io::snapview::read_l1_table(&*self.file, "snapshot", offset, entries)
     }
 
     /// Adds `delta` to the refcount of every cluster reachable from `l1`
@@ -80,8 +70,6 @@ impl Qcow2Node {
 
     /// Grows the active L1 table to `entries`, moving it to new clusters.
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
         if entries * 8 > crate::layout::header::MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
                 ErrorKind::OutOfRange,
@@ -90,57 +78,56 @@ impl Qcow2Node {
             )));
         }
         self.writeback(ws, true)?;
-        let (old_off, old_len, mut new) = {
-            let m = self.meta_read();
-            (m.h.l1_table_offset, m.l1.len() as u64, m.l1.clone())
-        };
-        if entries <= old_len {
+        let mut new = self.meta_read().l1.clone();
+        if entries <= new.len() as u64 {
             return Ok(());
         }
         new.resize(entries as usize, 0);
-        let clusters = (entries * 8).div_ceil(cs);
-        let off = self.alloc_clusters(ws, clusters)?;
         let buf = u64_table_bytes(&new, Endian::Big);
-        // Refcounts for the new table first, then the table, then the header.
-        self.writeback(ws, true)?;
-        self.write_meta(off, &buf, 0)?;
-        self.file.flush()?;
-        {
-            let mut m = self.meta_write();
-            m.l1 = new;
-            m.h.l1_table_offset = off;
-            m.h.l1_size = entries as u32;
-            m.header_dirty = true;
-            m.l1_dirty = false;
-            self.refresh_overlap(&m, ws);
-        }
-        if old_len > 0 {
-            ws.defer(old_off, (old_len * 8).div_ceil(cs), false);
-        }
-        self.writeback(ws, true)
+        self.relocate_table(ws, &buf, |m, off| {
+            let old = (m.h.l1_table_offset, m.l1.len() as u64 * 8);
+            (m.l1, m.l1_dirty) = (new, false);
+            (m.h.l1_table_offset, m.h.l1_size) = (off, entries as u32);
+            old
+        })
     }
 
     /// Writes a new snapshot table for `list` and points the header at it
     /// (the old table is freed after the header write).
     pub(crate) fn store_snapshots(&self, ws: &mut WState, list: Vec<Snapshot>) -> Result<()> {
-        let cs = self.geo().cs();
         let buf = snapshot::serialize_table(&list);
+        self.relocate_table(ws, &buf, |m, off| {
+            let old = (m.h.snapshots_offset, m.snapshots_size);
+            (m.h.snapshots_offset, m.h.nb_snapshots) = (off, list.len() as u32);
+            (m.snapshots, m.snapshots_size) = (list, buf.len() as u64);
+            old
+        })
+    }
+
+    /// Moves a table referenced from the header to new clusters holding
+    /// `buf` (none when it is empty): written and flushed first, then
+    /// `link` points the metadata at the new offset and returns the old
+    /// table's place (offset, bytes), freed after the header write.
+    fn relocate_table(
+        &self,
+        ws: &mut WState,
+        buf: &[u8],
+        link: impl FnOnce(&mut Meta, u64) -> (u64, u64),
+    ) -> Result<()> {
+        let cs = self.geo().cs();
         let new_off = if buf.is_empty() {
             0
         } else {
             let off = self.alloc_clusters(ws, (buf.len() as u64).div_ceil(cs))?;
+            // Refcounts for the new table first, then the table, then the header.
             self.writeback(ws, true)?;
-            self.write_meta(off, &buf, 0)?;
+            self.write_meta(off, buf, 0)?;
             self.file.flush()?;
             off
         };
         let (old_off, old_size) = {
             let mut m = self.meta_write();
-            let old = (m.h.snapshots_offset, m.snapshots_size);
-            m.h.snapshots_offset = new_off;
-            m.h.nb_snapshots = list.len() as u32;
-            m.snapshots = list;
-            m.snapshots_size = buf.len() as u64;
+            let old = link(&mut m, new_off);
             m.header_dirty = true;
             self.refresh_overlap(&m, ws);
             old
@@ -169,7 +156,7 @@ impl Qcow2Node {
     fn snapshot_precheck(&self, op: &str) -> Result<()> {
         self.check_writable(op)?;
         if self.data_file.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
+            return Err(self.ctx(BlockError::unsupported_feature(
                 op,
                 "internal snapshots are not supported with an external data file",
             )));
