@@ -103,10 +103,9 @@ impl Format for Qcow2Node {
         let (coff, mut clen) = self.geo().compressed_range(lk.entry);
         let flen = self.file.length()?;
         if coff >= flen {
-            return Err(self.corruption(
-                pos,
-                &format!("compressed cluster at {coff:#x} lies past the end of the image file"),
-            ));
+            let msg =
+                format!("compressed cluster at {coff:#x} lies past the end of the image file");
+            return Err(self.corruption(pos, &msg));
         }
         clen = clen.min(flen - coff);
         let mut inbuf = vec![0u8; clen as usize];
@@ -147,11 +146,8 @@ impl Format for Qcow2Node {
             len: g.cs(),
             child: self.data_child(),
             host_offset: host,
-            granule: if g.extended_l2 && !whole {
-                g.sc_size()
-            } else {
-                g.cs()
-            },
+            // Without extended L2 entries the subcluster is the cluster.
+            granule: if whole { g.cs() } else { g.sc_size() },
             reused,
         })
     }
@@ -179,12 +175,8 @@ impl Format for Qcow2Node {
             0
         };
         let owned = self.owned(&lk);
-        self.set_l2_entry(
-            &mut ws,
-            a.guest_offset,
-            a.host_offset | OFLAG_COPIED,
-            bitmap,
-        )?;
+        let entry = a.host_offset | OFLAG_COPIED;
+        self.set_l2_entry(&mut ws, a.guest_offset, entry, bitmap)?;
         let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
         if !owned && (has_host || ct == ClusterType::Compressed) {
             self.defer_free_entry(&mut ws, lk.entry, false);
@@ -278,7 +270,7 @@ impl Format for Qcow2Node {
         let mut d = serde_json::json!({
             "compat": if v3 { "1.1" } else { "0.10" },
             "compression-type": compress::type_name(h.compression_type),
-            "refcount-bits": h.refcount_bits(),
+            "refcount-bits": h.geometry().refcount_bits(),
         });
         if v3 {
             d["lazy-refcounts"] = h.lazy_refcounts().into();

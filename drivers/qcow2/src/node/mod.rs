@@ -15,7 +15,7 @@
 pub mod cache;
 
 use crate::layout::features;
-use crate::layout::header::{get_u64, Header};
+use crate::layout::header::Header;
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
@@ -190,13 +190,8 @@ impl Qcow2Node {
             return Ok(Lookup::default());
         }
         let t = self.l2_table(l2_off)?;
-        let d = t.read();
-        let at = g.l2_index(pos) as usize * g.l2_entry_size() as usize;
-        let bitmap = g.extended_l2.then(|| get_u64(&d, at + 8));
-        Ok(Lookup {
-            entry: get_u64(&d, at),
-            bitmap: bitmap.unwrap_or(0),
-        })
+        let (entry, bitmap) = g.l2_entry(&t.read(), g.l2_index(pos) as usize);
+        Ok(Lookup { entry, bitmap })
     }
 
     /// Refuses writes unless the node is writable, active and not corrupt.

@@ -5,7 +5,6 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::layout::header::get_u64;
 use crate::layout::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO,
@@ -49,7 +48,7 @@ impl RefcountCheck for Qcow2Node {
         };
         let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
         refs.inc(0, cs, rep);
-        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
+        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode);
         if self.data_file.is_some() && !snaps.is_empty() {
             rep.corruption(format!(
                 "ERROR {} snapshots in image with data file",
@@ -73,7 +72,7 @@ impl RefcountCheck for Qcow2Node {
             }
             let sl1 = self.read_l1_table(s.l1_offset, s.l1_size);
             match sl1 {
-                Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?,
+                Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode),
                 Err(e) => rep.check_error(format!("ERROR: I/O error in check_refcounts_l1: {e}")),
             }
         }
@@ -106,27 +105,18 @@ impl Qcow2Node {
         rep: &mut CheckReport,
         frag: bool,
         mode: CheckMode,
-    ) -> Result<()> {
+    ) {
         let g = self.geo();
         let cs = g.cs();
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
-            Err(e) => {
-                rep.check_error(format!("I/O error in check_refcounts_l2: {e}"));
-                return Ok(());
-            }
+            Err(e) => return rep.check_error(format!("I/O error in check_refcounts_l2: {e}")),
         };
         let d = table.read().clone();
-        let es = g.l2_entry_size() as usize;
         let mut stats = ClusterStats::default();
         let mut fixed: Vec<(usize, u64)> = Vec::new();
         for i in 0..g.l2_entries() as usize {
-            let entry = get_u64(&d, i * es);
-            let bitmap = if g.extended_l2 {
-                get_u64(&d, i * es + 8)
-            } else {
-                0
-            };
+            let (entry, bitmap) = g.l2_entry(&d, i);
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
                 rep.corruption(format!(
@@ -185,27 +175,19 @@ impl Qcow2Node {
                         refs.inc(off, cs, rep);
                     }
                 }
-                ClusterType::ZeroPlain => {}
-                ClusterType::Unallocated => {
-                    if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        rep.corruption(
-                            "ERROR: Unallocated cluster has non-zero subcluster allocation map"
-                                .to_string(),
-                        );
-                    }
+                ClusterType::Unallocated if bitmap & BITMAP_ALL_ALLOC != 0 => {
+                    let msg = "ERROR: Unallocated cluster has non-zero subcluster allocation map";
+                    rep.corruption(msg.to_string());
                 }
+                ClusterType::ZeroPlain | ClusterType::Unallocated => {}
             }
         }
         if !fixed.is_empty() {
             let mut w = table.write();
             for (i, e) in fixed {
-                crate::layout::header::put_u64(&mut w, i * es, e);
-                if g.extended_l2 {
-                    crate::layout::header::put_u64(&mut w, i * es + 8, 0);
-                }
+                g.set_l2_entry(&mut w, i, e, 0);
             }
         }
-        Ok(())
     }
 
     fn check_l1(
@@ -216,7 +198,7 @@ impl Qcow2Node {
         rep: &mut CheckReport,
         frag: bool,
         mode: CheckMode,
-    ) -> Result<()> {
+    ) {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
@@ -235,9 +217,8 @@ impl Qcow2Node {
                 ));
                 continue;
             }
-            self.check_l2(l2, refs, rep, frag, mode)?;
+            self.check_l2(l2, refs, rep, frag, mode);
         }
-        Ok(())
     }
 
     /// Checks (and repairs, per `mode`) the image.
