@@ -37,41 +37,28 @@ impl RefcountCheck for Qcow2Node {
         let g = self.geo();
         let cs = g.cs();
         let flen = self.file.length()?;
-        let (h, l1, snaps, snap_size) = {
-            let m = self.meta_read();
-            (
-                m.h.clone(),
-                m.l1.clone(),
-                m.snapshots.clone(),
-                m.snapshots_size,
-            )
-        };
+        let m = self.meta_read();
+        let (h, l1, snaps) = (m.h.clone(), m.l1.clone(), m.snapshots.clone());
+        let snap_size = m.snapshots_size;
+        drop(m);
         let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
         refs.inc(0, cs, rep);
         self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode);
         if self.data_file.is_some() && !snaps.is_empty() {
-            rep.corruption(format!(
-                "ERROR {} snapshots in image with data file",
-                snaps.len()
-            ));
+            let n = snaps.len();
+            rep.corruption(format!("ERROR {n} snapshots in image with data file"));
         }
         for s in &snaps {
+            let (id, name) = (&s.id, &s.name);
             if g.in_cluster(s.l1_offset) != 0 {
-                rep.corruption(format!("ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_offset));
+                rep.corruption(format!("ERROR snapshot {id} ({name}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted", s.l1_offset));
                 continue;
             }
             if u64::from(s.l1_size) * 8 > crate::layout::header::MAX_L1_BYTES {
-                rep.corruption(format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_size));
+                rep.corruption(format!("ERROR snapshot {id} ({name}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted", s.l1_size));
                 continue;
             }
-            let sl1 = self.read_l1_table(s.l1_offset, s.l1_size);
-            match sl1 {
+            match self.read_l1_table(s.l1_offset, s.l1_size) {
                 Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode),
                 Err(e) => rep.check_error(format!("ERROR: I/O error in check_refcounts_l1: {e}")),
             }
@@ -125,11 +112,11 @@ impl Qcow2Node {
             }
             match ct {
                 ClusterType::Compressed => {
-                    if entry & OFLAG_COPIED != 0 {
-                        let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
+                    let (copied, entry) = (entry & OFLAG_COPIED != 0, entry & !OFLAG_COPIED);
+                    let (coff, csize) = g.compressed_range(entry);
+                    if copied {
                         rep.corruption(format!("ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"));
                     }
-                    let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
                         rep.corruption(format!(
                             "ERROR compressed cluster {i} with data file, entry={entry:#x}"
@@ -140,7 +127,6 @@ impl Qcow2Node {
                         rep.corruption(format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"));
                         continue;
                     }
-                    let (coff, csize) = g.compressed_range(entry);
                     refs.inc(coff, csize, rep);
                     if frag {
                         stats.compressed(rep);
@@ -212,9 +198,8 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                rep.corruption(format!(
-                    "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
-                ));
+                let why = "Table is not cluster aligned; L1 entry corrupted";
+                rep.corruption(format!("ERROR l2_offset={l2:x}: {why}"));
                 continue;
             }
             self.check_l2(l2, refs, rep, frag, mode);
@@ -286,12 +271,8 @@ impl Qcow2Node {
             let size = m.h.size;
             if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
                 // QEMU tries to free it and fails with EINVAL; say so alike.
-                note(
-                    rep,
-                    FindingKind::Note,
-                    None,
-                    "qcow2_free_clusters failed: Invalid argument".to_string(),
-                );
+                let msg = "qcow2_free_clusters failed: Invalid argument";
+                note(rep, FindingKind::Note, None, msg.to_string());
                 m.snapshots_size = 0;
             }
             let mut list = m.snapshots.clone();
@@ -309,20 +290,14 @@ impl Qcow2Node {
     /// refcounts, as in QEMU).
     fn check_snapshot_table(&self, rep: &mut CheckReport, mode: CheckMode) -> Vec<usize> {
         let m = self.meta_read();
-        let mut fix = Vec::new();
-        if m.h.version < 3 {
-            return fix;
-        }
-        for (i, s) in m.snapshots.iter().enumerate() {
-            if s.disk_size.is_some() {
-                continue;
-            }
-            let what = format!("snapshot table entry {i} is incomplete");
-            if rep.repairable(mode.contains(CheckMode::FIX_ERRORS), what) {
-                fix.push(i);
-            }
-        }
-        fix
+        let fix = mode.contains(CheckMode::FIX_ERRORS);
+        let v3 = m.h.version >= 3;
+        let incomplete =
+            (0..m.snapshots.len()).filter(|&i| v3 && m.snapshots[i].disk_size.is_none());
+        let what = |i| format!("snapshot table entry {i} is incomplete");
+        incomplete
+            .filter(|&i| rep.repairable(fix, what(i)))
+            .collect()
     }
 
     /// QEMU's check_oflag_copied: the COPIED flag of every active L1 and

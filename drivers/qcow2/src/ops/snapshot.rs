@@ -7,7 +7,7 @@ use crate::node::{Meta, Qcow2Node, WState};
 use crate::ops::copied::Walk;
 use block_core::engine::codec::{u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 impl Qcow2Node {
     /// Reads the L1 table of `entries` entries at `offset` (a snapshot's).
@@ -21,7 +21,6 @@ impl Qcow2Node {
     pub(crate) fn update_tree(&self, ws: &mut WState, l1: &[u64], delta: i64) -> Result<()> {
         let g = self.geo();
         let cs = g.cs();
-        let es = g.l2_entry_size() as usize;
         for &l1e in l1 {
             let l2 = l1e & L1E_OFFSET_MASK;
             if l2 == 0 {
@@ -31,7 +30,7 @@ impl Qcow2Node {
             let d = table.read().clone();
             let mut cleared = false;
             for i in 0..g.l2_entries() as usize {
-                let e = crate::layout::header::get_u64(&d, i * es);
+                let (e, _) = g.l2_entry(&d, i);
                 match g.cluster_type(e) {
                     ClusterType::Normal | ClusterType::ZeroAlloc => {
                         let off = e & L2E_OFFSET_MASK;
@@ -54,8 +53,8 @@ impl Qcow2Node {
             if cleared {
                 let mut w = table.write();
                 for i in 0..g.l2_entries() as usize {
-                    let e = crate::layout::header::get_u64(&w, i * es);
-                    crate::layout::header::put_u64(&mut w, i * es, e & !OFLAG_COPIED);
+                    let (e, bitmap) = g.l2_entry(&w, i);
+                    g.set_l2_entry(&mut w, i, e & !OFLAG_COPIED, bitmap);
                 }
             }
             self.change_refcount(ws, l2 / cs, delta)?;
@@ -68,7 +67,8 @@ impl Qcow2Node {
         self.walk_copied(ws, Walk::Strict, |_| true).map(drop)
     }
 
-    /// Grows the active L1 table to `entries`, moving it to new clusters.
+    /// Grows the active L1 table to `entries`, moving it to new clusters
+    /// (nothing to do when it has as many).
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
         if entries * 8 > crate::layout::header::MAX_L1_BYTES {
             return Err(self.ctx(BlockError::new(
@@ -156,10 +156,8 @@ impl Qcow2Node {
     fn snapshot_precheck(&self, op: &str) -> Result<()> {
         self.check_writable(op)?;
         if self.data_file.is_some() {
-            return Err(self.ctx(BlockError::unsupported_feature(
-                op,
-                "internal snapshots are not supported with an external data file",
-            )));
+            let msg = "internal snapshots are not supported with an external data file";
+            return Err(self.ctx(BlockError::unsupported_feature(op, msg)));
         }
         Ok(())
     }
@@ -183,30 +181,21 @@ impl Qcow2Node {
             }
             (m.l1.clone(), m.h.size, m.snapshots.clone())
         };
-        let id = list
-            .iter()
-            .filter_map(|s| s.id.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let cs = self.geo().cs();
-        let l1_off = if l1.is_empty() {
-            0
-        } else {
-            self.alloc_clusters(&mut ws, (l1.len() as u64 * 8).div_ceil(cs))?
-        };
+        let ids = list.iter().filter_map(|s| s.id.parse::<u64>().ok());
+        let id = ids.max().unwrap_or(0) + 1;
         let shared: Vec<u64> = l1.iter().map(|e| e & !OFLAG_COPIED).collect();
         let buf = u64_table_bytes(&shared, Endian::Big);
+        let mut l1_off = 0;
         if !buf.is_empty() {
+            let cs = self.geo().cs();
+            l1_off = self.alloc_clusters(&mut ws, (buf.len() as u64).div_ceil(cs))?;
             self.writeback(&mut ws, true)?;
             self.write_meta(l1_off, &buf, 0)?;
         }
         self.update_tree(&mut ws, &l1, 1)?;
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = UNIX_EPOCH.elapsed().unwrap_or_default();
         list.push(Snapshot {
             l1_offset: l1_off,
             l1_size: l1.len() as u32,
@@ -236,14 +225,8 @@ impl Qcow2Node {
         let sn = self.meta_read().snapshots[idx].clone();
         let mut sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         let disk_size = sn.disk_size.unwrap_or(self.meta_read().h.size);
-        let need = self
-            .meta_read()
-            .h
-            .l1_entries_for(disk_size)
-            .max(sn_l1.len() as u64);
-        if need > self.meta_read().l1.len() as u64 {
-            self.grow_l1(&mut ws, need)?;
-        }
+        let need = self.meta_read().h.l1_entries_for(disk_size);
+        self.grow_l1(&mut ws, need.max(sn_l1.len() as u64))?;
         self.update_tree(&mut ws, &sn_l1, 1)?;
         self.writeback(&mut ws, true)?;
         let old = {
@@ -260,8 +243,7 @@ impl Qcow2Node {
         self.update_tree(&mut ws, &old, -1)?;
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let m = self.meta_read();
-        self.refresh_overlap(&m, &ws);
+        self.refresh_overlap(&self.meta_read(), &ws);
         Ok(())
     }
 
@@ -277,16 +259,13 @@ impl Qcow2Node {
         self.store_snapshots(&mut ws, list)?;
         let sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         self.update_tree(&mut ws, &sn_l1, -1)?;
-        if sn.l1_size > 0 {
-            let cs = self.geo().cs();
-            for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
-                self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
-            }
+        let cs = self.geo().cs();
+        for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
+            self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
         }
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let m = self.meta_read();
-        self.refresh_overlap(&m, &ws);
+        self.refresh_overlap(&self.meta_read(), &ws);
         Ok(())
     }
 }
