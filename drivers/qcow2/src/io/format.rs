@@ -186,10 +186,9 @@ impl Format for Qcow2Node {
 
     /// Gives a new cluster of a failed write back (a deferred decrement).
     fn abort(&self, a: &Allocation) {
-        if a.reused {
-            return;
+        if !a.reused {
+            self.wlock().defer(a.host_offset, 1, false);
         }
-        self.wlock().defer(a.host_offset, 1, false);
     }
 
     /// Writes the cluster at `pos` compressed (`data` is the cluster, or
@@ -199,10 +198,8 @@ impl Format for Qcow2Node {
         let g = self.geo();
         let cs = g.cs() as usize;
         if self.data_file.is_some() {
-            return Err(self.ctx(BlockError::unsupported_feature(
-                "write",
-                "compressed writes are not supported with an external data file",
-            )));
+            let msg = "compressed writes are not supported with an external data file";
+            return Err(self.ctx(BlockError::unsupported_feature("write", msg)));
         }
         let mut cl = vec![0u8; cs];
         cl[..data.len()].copy_from_slice(data);
@@ -326,8 +323,16 @@ impl Format for Qcow2Node {
         self.check_writable(op)
     }
 
+    /// Before a guest change of `[offset, offset+len)` (or a management
+    /// write): sets the dirty bit of a lazy-refcounts image and marks the
+    /// persistent bitmaps.
     fn will_change(&self, offset: u64, len: u64) -> Result<()> {
-        self.prepare_change(offset, len)
+        if self.meta_read().h.lazy_refcounts() && !self.dirty_set.load(Ordering::Acquire) {
+            self.mark_dirty()?;
+        }
+        self.bitmaps_before_change()?;
+        self.bitmaps_mark(offset, len);
+        Ok(())
     }
 
     /// Data writes into the image file must not hit metadata.

@@ -19,21 +19,13 @@ use std::sync::Arc;
 /// `file` and validated as QEMU's `qcow2_validate_table` does).
 pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel) -> Result<()> {
     let op = "snapshot_load_tmp";
-    let Some(idx) = sel.find(&ld.snapshots) else {
-        return Err(BlockError::new(
-            ErrorKind::NotFound,
-            op,
-            "Can't find snapshot",
-        ));
-    };
+    let not_found = || BlockError::new(ErrorKind::NotFound, op, "Can't find snapshot");
+    let idx = sel.find(&ld.snapshots).ok_or_else(not_found)?;
     let sn = &ld.snapshots[idx];
     let bytes = u64::from(sn.l1_size) * 8;
     if bytes > MAX_L1_BYTES {
-        return Err(BlockError::new(
-            ErrorKind::OutOfRange,
-            op,
-            "Snapshot L1 table too large",
-        ));
+        let msg = "Snapshot L1 table too large";
+        return Err(BlockError::new(ErrorKind::OutOfRange, op, msg));
     }
     let cs = ld.h.cluster_size();
     let end = sn.l1_offset.checked_add(bytes);

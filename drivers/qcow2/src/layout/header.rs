@@ -251,26 +251,24 @@ impl Header {
                 return Err(bad("image is too short to hold a qcow2 v3 header"));
             }
             V3Fields::decode(&mut h, &r)?;
-            if h.header_length < 104 {
-                return Err(bad(format!(
-                    "qcow2 header too short ({} bytes)",
-                    h.header_length
-                )));
+            let len = h.header_length;
+            if len < 104 {
+                return Err(bad(format!("qcow2 header too short ({len} bytes)")));
             }
-            if u64::from(h.header_length) > cluster_size {
+            if u64::from(len) > cluster_size {
                 return Err(bad("qcow2 header exceeds cluster size"));
             }
-            if h.header_length % 8 != 0 {
+            if len % 8 != 0 {
                 return Err(bad("qcow2 header length is not a multiple of 8"));
             }
-            if h.header_length > 104 {
+            if len > 104 {
                 h.compression_type = *buf.get(104).ok_or_else(|| bad("image is too short"))?;
             }
         }
         if h.refcount_order > 6 {
+            let order = h.refcount_order;
             return Err(bad(format!(
-                "Reference count entry width too large; may not exceed 64 bits (refcount_order {})",
-                h.refcount_order
+                "Reference count entry width too large; may not exceed 64 bits (refcount_order {order})"
             )));
         }
         // Header extensions (read before the feature check so that unknown
@@ -384,11 +382,9 @@ impl Header {
             rt_bytes,
             MAX_REFTABLE_BYTES,
         )?;
-        if self.nb_snapshots > MAX_SNAPSHOTS {
-            return Err(bad(format!(
-                "Too many snapshots ({} > {MAX_SNAPSHOTS})",
-                self.nb_snapshots
-            )));
+        let n = self.nb_snapshots;
+        if n > MAX_SNAPSHOTS {
+            return Err(bad(format!("Too many snapshots ({n} > {MAX_SNAPSHOTS})")));
         }
         // Each entry is at least 40 bytes.
         let sn_bytes = u64::from(self.nb_snapshots) * 40;
@@ -452,11 +448,7 @@ impl Header {
             return Err(BlockError::invalid("write header", msg));
         }
         b[off..off + name.len()].copy_from_slice(name.as_bytes());
-        let at = if self.backing_file.is_some() {
-            off as u64
-        } else {
-            0
-        };
+        let at = self.backing_file.as_ref().map_or(0, |_| off as u64);
         (self.backing_file_offset, self.backing_file_size) = (at, name.len() as u32);
         put_u32(&mut b, 0, MAGIC);
         V2Fields::encode(self, &mut b, Endian::Big);

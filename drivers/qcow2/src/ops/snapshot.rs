@@ -71,11 +71,8 @@ impl Qcow2Node {
     /// (nothing to do when it has as many).
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
         if entries * 8 > crate::layout::header::MAX_L1_BYTES {
-            return Err(self.ctx(BlockError::new(
-                ErrorKind::OutOfRange,
-                "resize",
-                "Active L1 table would exceed its size limit",
-            )));
+            let msg = "Active L1 table would exceed its size limit";
+            return Err(self.ctx(BlockError::new(ErrorKind::OutOfRange, "resize", msg)));
         }
         self.writeback(ws, true)?;
         let mut new = self.meta_read().l1.clone();
@@ -145,11 +142,8 @@ impl Qcow2Node {
             .position(|s| s.id == id_or_name)
             .or_else(|| m.snapshots.iter().position(|s| s.name == id_or_name))
             .ok_or_else(|| {
-                self.ctx(BlockError::new(
-                    ErrorKind::NotFound,
-                    "snapshot",
-                    format!("Can't find snapshot '{id_or_name}'"),
-                ))
+                let msg = format!("Can't find snapshot '{id_or_name}'");
+                self.ctx(BlockError::new(ErrorKind::NotFound, "snapshot", msg))
             })
     }
 
