@@ -183,6 +183,12 @@ impl BlockError {
         BlockError::new(ErrorKind::Unsupported, op, msg)
     }
 
+    /// An [`ErrorKind::Unsupported`] error in the driver's own words: the
+    /// image uses a feature (or asks for a combination) the driver refuses.
+    pub fn unsupported_feature(op: impl Into<Operation>, message: impl Into<String>) -> Self {
+        BlockError::new(ErrorKind::Unsupported, op, message)
+    }
+
     /// True when this is the error of [`BlockError::unsupported`]: the
     /// driver does not implement the operation at all (as opposed to a
     /// driver's own ENOTSUP refusal with its own words). Holds for an error

@@ -8,13 +8,15 @@
 //!
 //! Pieces every format's check uses, refcounted or not: [`Findings`]
 //! (record a finding and count it in one step, repairable findings),
-//! [`ClusterStats`] (allocated, fragmented and compressed clusters).
+//! [`ClusterStats`] (allocated, fragmented and compressed clusters),
+//! [`run_check`] (the findings of a check that fails travel with its
+//! error).
 //! For refcounted formats, [`check_refcounts`] runs the whole count,
 //! compare, rebuild and repair sequence over a [`RefcountCheck`].
 
 use crate::engine::refcount_alloc::{AllocState, RefcountGeometry, RefcountStore};
 use crate::error::{BlockError, Result};
-use crate::info::{CheckReport, FindingKind};
+use crate::info::{CheckReport, CheckStopped, FindingKind};
 use crate::types::CheckMode;
 use std::collections::BTreeMap;
 
@@ -103,6 +105,37 @@ impl ClusterStats {
 
 fn bump(v: &mut Option<u64>) {
     *v = Some(v.unwrap_or(0) + 1);
+}
+
+impl CheckReport {
+    /// An empty report for an image of `total_clusters` guest clusters
+    /// whose check counts the allocation figures ([`ClusterStats`]): they
+    /// start at zero, so qemu-img prints them even when nothing is
+    /// allocated.
+    pub fn counting_clusters(total_clusters: u64) -> CheckReport {
+        CheckReport {
+            total_clusters: Some(total_clusters),
+            allocated_clusters: Some(0),
+            fragmented_clusters: Some(0),
+            compressed_clusters: Some(0),
+            ..CheckReport::default()
+        }
+    }
+}
+
+/// Runs a format's check `body` over the report `rep`. When it fails,
+/// the findings recorded so far travel with the error as its
+/// [`CheckStopped`] source (qemu-img prints them before "Check failed").
+pub fn run_check(
+    mut rep: CheckReport,
+    body: impl FnOnce(&mut CheckReport) -> Result<()>,
+) -> Result<CheckReport> {
+    match body(&mut rep) {
+        Ok(()) => Ok(rep),
+        Err(e) => Err(e.with_source(CheckStopped {
+            findings: rep.findings,
+        })),
+    }
 }
 
 /// The computed references: dense up to the file end, sparse beyond it

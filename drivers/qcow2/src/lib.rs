@@ -14,10 +14,9 @@
 // Layers, each importing only those before it (see each folder's doc):
 // layout <- node (state) <- meta <- io <- open <- ops <- driver; bitmap/
 // spans them (its dir.rs, mem.rs and state.rs are below node, the rest
-// above it); error.rs is used by all.
+// above it).
 mod bitmap;
 mod driver;
-mod error;
 mod io;
 mod layout;
 mod meta;

@@ -68,7 +68,7 @@ impl Qcow2Node {
         let name = req["name"].as_str().unwrap_or("");
         if matches!(op, "list" | "get") && self.geo().version < 3 {
             // Version 2 images cannot keep bitmaps (no autoclear bits).
-            return Err(crate::error::unsupported(
+            return Err(BlockError::unsupported_feature(
                 "bitmap",
                 "qcow2 v2 images do not support persistent bitmaps",
             ));

@@ -2,7 +2,6 @@
 //! L2 lookups and updates (allocating or copying L2 tables), host cluster
 //! validation, cluster discards. The engine's `FormatNode` does the I/O.
 
-use crate::layout::header::put_u64;
 use crate::layout::mapping::{
     ClusterType, BITMAP_ALL_ZERO, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED, OFLAG_ZERO,
 };
@@ -59,12 +58,7 @@ impl Qcow2Node {
         let g = self.geo();
         let l2_idx = g.l2_index(pos) as usize;
         let table = self.ensure_l2(ws, pos)?;
-        let es = g.l2_entry_size() as usize;
-        let mut d = table.write();
-        put_u64(&mut d, l2_idx * es, entry);
-        if g.extended_l2 {
-            put_u64(&mut d, l2_idx * es + 8, bitmap);
-        }
+        g.set_l2_entry(&mut table.write(), l2_idx, entry, bitmap);
         Ok(())
     }
 

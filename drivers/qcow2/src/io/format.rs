@@ -103,10 +103,9 @@ impl Format for Qcow2Node {
         let (coff, mut clen) = self.geo().compressed_range(lk.entry);
         let flen = self.file.length()?;
         if coff >= flen {
-            return Err(self.corruption(
-                pos,
-                &format!("compressed cluster at {coff:#x} lies past the end of the image file"),
-            ));
+            let msg =
+                format!("compressed cluster at {coff:#x} lies past the end of the image file");
+            return Err(self.corruption(pos, &msg));
         }
         clen = clen.min(flen - coff);
         let mut inbuf = vec![0u8; clen as usize];
@@ -147,11 +146,8 @@ impl Format for Qcow2Node {
             len: g.cs(),
             child: self.data_child(),
             host_offset: host,
-            granule: if g.extended_l2 && !whole {
-                g.sc_size()
-            } else {
-                g.cs()
-            },
+            // Without extended L2 entries the subcluster is the cluster.
+            granule: if whole { g.cs() } else { g.sc_size() },
             reused,
         })
     }
@@ -179,12 +175,8 @@ impl Format for Qcow2Node {
             0
         };
         let owned = self.owned(&lk);
-        self.set_l2_entry(
-            &mut ws,
-            a.guest_offset,
-            a.host_offset | OFLAG_COPIED,
-            bitmap,
-        )?;
+        let entry = a.host_offset | OFLAG_COPIED;
+        self.set_l2_entry(&mut ws, a.guest_offset, entry, bitmap)?;
         let has_host = matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc);
         if !owned && (has_host || ct == ClusterType::Compressed) {
             self.defer_free_entry(&mut ws, lk.entry, false);
@@ -194,10 +186,9 @@ impl Format for Qcow2Node {
 
     /// Gives a new cluster of a failed write back (a deferred decrement).
     fn abort(&self, a: &Allocation) {
-        if a.reused {
-            return;
+        if !a.reused {
+            self.wlock().defer(a.host_offset, 1, false);
         }
-        self.wlock().defer(a.host_offset, 1, false);
     }
 
     /// Writes the cluster at `pos` compressed (`data` is the cluster, or
@@ -207,10 +198,8 @@ impl Format for Qcow2Node {
         let g = self.geo();
         let cs = g.cs() as usize;
         if self.data_file.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
-                "write",
-                "compressed writes are not supported with an external data file",
-            )));
+            let msg = "compressed writes are not supported with an external data file";
+            return Err(self.ctx(BlockError::unsupported_feature("write", msg)));
         }
         let mut cl = vec![0u8; cs];
         cl[..data.len()].copy_from_slice(data);
@@ -278,7 +267,7 @@ impl Format for Qcow2Node {
         let mut d = serde_json::json!({
             "compat": if v3 { "1.1" } else { "0.10" },
             "compression-type": compress::type_name(h.compression_type),
-            "refcount-bits": h.refcount_bits(),
+            "refcount-bits": h.geometry().refcount_bits(),
         });
         if v3 {
             d["lazy-refcounts"] = h.lazy_refcounts().into();
@@ -334,8 +323,16 @@ impl Format for Qcow2Node {
         self.check_writable(op)
     }
 
+    /// Before a guest change of `[offset, offset+len)` (or a management
+    /// write): sets the dirty bit of a lazy-refcounts image and marks the
+    /// persistent bitmaps.
     fn will_change(&self, offset: u64, len: u64) -> Result<()> {
-        self.prepare_change(offset, len)
+        if self.meta_read().h.lazy_refcounts() && !self.dirty_set.load(Ordering::Acquire) {
+            self.mark_dirty()?;
+        }
+        self.bitmaps_before_change()?;
+        self.bitmaps_mark(offset, len);
+        Ok(())
     }
 
     /// Data writes into the image file must not hit metadata.

@@ -19,38 +19,34 @@ use std::sync::Arc;
 /// `file` and validated as QEMU's `qcow2_validate_table` does).
 pub(crate) fn apply(file: &Arc<dyn BlockNode>, ld: &mut Meta, sel: &SnapshotSel) -> Result<()> {
     let op = "snapshot_load_tmp";
-    let Some(idx) = sel.find(&ld.snapshots) else {
-        return Err(BlockError::new(
-            ErrorKind::NotFound,
-            op,
-            "Can't find snapshot",
-        ));
-    };
+    let not_found = || BlockError::new(ErrorKind::NotFound, op, "Can't find snapshot");
+    let idx = sel.find(&ld.snapshots).ok_or_else(not_found)?;
     let sn = &ld.snapshots[idx];
     let bytes = u64::from(sn.l1_size) * 8;
     if bytes > MAX_L1_BYTES {
-        return Err(BlockError::new(
-            ErrorKind::OutOfRange,
-            op,
-            "Snapshot L1 table too large",
-        ));
+        let msg = "Snapshot L1 table too large";
+        return Err(BlockError::new(ErrorKind::OutOfRange, op, msg));
     }
     let cs = ld.h.cluster_size();
     let end = sn.l1_offset.checked_add(bytes);
     if sn.l1_offset % cs != 0 || end.is_none_or(|e| e >= MAX_HOST_OFFSET) {
         return Err(BlockError::invalid(op, "Snapshot L1 table offset invalid"));
     }
-    let entries = sn.l1_size.into();
-    ld.l1 = read_u64_table(
-        &**file,
-        op,
-        "L1 table",
-        sn.l1_offset,
-        entries,
-        Endian::Big,
-        bytes,
-    )?;
+    ld.l1 = read_l1_table(&**file, op, sn.l1_offset, sn.l1_size)?;
     ld.h.l1_table_offset = sn.l1_offset;
     ld.h.l1_size = sn.l1_size;
     Ok(())
+}
+
+/// Reads the L1 table of `entries` entries at `offset` (a snapshot's) for
+/// operation `op`, refusing one larger than the largest L1 table before
+/// allocating.
+pub(crate) fn read_l1_table(
+    file: &dyn BlockNode,
+    op: &'static str,
+    offset: u64,
+    entries: u32,
+) -> Result<Vec<u64>> {
+    let (what, max) = ("L1 table", MAX_L1_BYTES);
+    read_u64_table(file, op, what, offset, entries.into(), Endian::Big, max)
 }

@@ -5,6 +5,7 @@
 //! untrusted field before that field has been checked against a limit.
 
 use crate::layout::features::{self, FeatureName};
+use crate::layout::mapping::Geometry;
 use block_core::{BlockError, Result};
 
 /// The magic bytes `QFI\xfb`.
@@ -148,12 +149,37 @@ block_core::fixed_fields! {
     }
 }
 
+/// Accessors of single feature bits, `name: field & BIT` (a bit of
+/// [`features`]), each with its doc comment.
+macro_rules! feature_bits {
+    ($($(#[$doc:meta])* $name:ident: $field:ident & $bit:ident;)*) => {
+        impl Header {
+            $($(#[$doc])* pub fn $name(&self) -> bool { self.$field & features::$bit != 0 })*
+        }
+    };
+}
+
+feature_bits! {
+    /// True when extended L2 entries (subclusters) are in use.
+    extended_l2: incompatible_features & INCOMPAT_EXTL2;
+    /// True when an external data file is in use.
+    has_data_file: incompatible_features & INCOMPAT_DATA_FILE;
+    /// True when the external data file is kept a valid raw image.
+    data_file_raw: autoclear_features & AUTOCLEAR_DATA_FILE_RAW;
+    /// True when lazy refcounts are enabled.
+    lazy_refcounts: compatible_features & COMPAT_LAZY_REFCOUNTS;
+    /// True when the dirty bit is set.
+    is_dirty: incompatible_features & INCOMPAT_DIRTY;
+    /// True when the corrupt bit is set.
+    is_corrupt: incompatible_features & INCOMPAT_CORRUPT;
+}
+
 fn bad(msg: impl Into<String>) -> BlockError {
     BlockError::corrupt("open", msg)
 }
 
 fn unsupported(msg: impl Into<String>) -> BlockError {
-    crate::error::unsupported("open", msg)
+    BlockError::unsupported_feature("open", msg)
 }
 
 impl Header {
@@ -168,49 +194,21 @@ impl Header {
         (self.refcount_table_offset, clusters)
     }
 
-    /// Refcount width in bits.
-    pub fn refcount_bits(&self) -> u32 {
-        1 << self.refcount_order
-    }
-
-    /// True when extended L2 entries (subclusters) are in use.
-    pub fn extended_l2(&self) -> bool {
-        self.incompatible_features & features::INCOMPAT_EXTL2 != 0
-    }
-
-    /// True when an external data file is in use.
-    pub fn has_data_file(&self) -> bool {
-        self.incompatible_features & features::INCOMPAT_DATA_FILE != 0
-    }
-
-    /// True when the external data file is kept a valid raw image.
-    pub fn data_file_raw(&self) -> bool {
-        self.autoclear_features & features::AUTOCLEAR_DATA_FILE_RAW != 0
-    }
-
-    /// True when lazy refcounts are enabled.
-    pub fn lazy_refcounts(&self) -> bool {
-        self.compatible_features & features::COMPAT_LAZY_REFCOUNTS != 0
-    }
-
-    /// True when the dirty bit is set.
-    pub fn is_dirty(&self) -> bool {
-        self.incompatible_features & features::INCOMPAT_DIRTY != 0
-    }
-
-    /// True when the corrupt bit is set.
-    pub fn is_corrupt(&self) -> bool {
-        self.incompatible_features & features::INCOMPAT_CORRUPT != 0
+    /// The geometry the header describes.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            cluster_bits: self.cluster_bits,
+            extended_l2: self.extended_l2(),
+            refcount_order: self.refcount_order,
+            data_file: self.has_data_file(),
+            version: self.version,
+            compression_type: self.compression_type,
+        }
     }
 
     /// Entries per L2 table.
     pub fn l2_entries(&self) -> u64 {
-        self.cluster_size() / self.l2_entry_size()
-    }
-
-    /// Bytes per L2 entry (8, or 16 with extended L2).
-    pub fn l2_entry_size(&self) -> u64 {
-        8 << u64::from(self.extended_l2())
+        self.geometry().l2_entries()
     }
 
     /// L1 entries needed to map `size` bytes.
@@ -253,26 +251,24 @@ impl Header {
                 return Err(bad("image is too short to hold a qcow2 v3 header"));
             }
             V3Fields::decode(&mut h, &r)?;
-            if h.header_length < 104 {
-                return Err(bad(format!(
-                    "qcow2 header too short ({} bytes)",
-                    h.header_length
-                )));
+            let len = h.header_length;
+            if len < 104 {
+                return Err(bad(format!("qcow2 header too short ({len} bytes)")));
             }
-            if u64::from(h.header_length) > cluster_size {
+            if u64::from(len) > cluster_size {
                 return Err(bad("qcow2 header exceeds cluster size"));
             }
-            if h.header_length % 8 != 0 {
+            if len % 8 != 0 {
                 return Err(bad("qcow2 header length is not a multiple of 8"));
             }
-            if h.header_length > 104 {
+            if len > 104 {
                 h.compression_type = *buf.get(104).ok_or_else(|| bad("image is too short"))?;
             }
         }
         if h.refcount_order > 6 {
+            let order = h.refcount_order;
             return Err(bad(format!(
-                "Reference count entry width too large; may not exceed 64 bits (refcount_order {})",
-                h.refcount_order
+                "Reference count entry width too large; may not exceed 64 bits (refcount_order {order})"
             )));
         }
         // Header extensions (read before the feature check so that unknown
@@ -386,11 +382,9 @@ impl Header {
             rt_bytes,
             MAX_REFTABLE_BYTES,
         )?;
-        if self.nb_snapshots > MAX_SNAPSHOTS {
-            return Err(bad(format!(
-                "Too many snapshots ({} > {MAX_SNAPSHOTS})",
-                self.nb_snapshots
-            )));
+        let n = self.nb_snapshots;
+        if n > MAX_SNAPSHOTS {
+            return Err(bad(format!("Too many snapshots ({n} > {MAX_SNAPSHOTS})")));
         }
         // Each entry is at least 40 bytes.
         let sn_bytes = u64::from(self.nb_snapshots) * 40;
@@ -454,11 +448,7 @@ impl Header {
             return Err(BlockError::invalid("write header", msg));
         }
         b[off..off + name.len()].copy_from_slice(name.as_bytes());
-        let at = if self.backing_file.is_some() {
-            off as u64
-        } else {
-            0
-        };
+        let at = self.backing_file.as_ref().map_or(0, |_| off as u64);
         (self.backing_file_offset, self.backing_file_size) = (at, name.len() as u32);
         put_u32(&mut b, 0, MAGIC);
         V2Fields::encode(self, &mut b, Endian::Big);

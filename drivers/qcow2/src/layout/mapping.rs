@@ -1,6 +1,8 @@
 //! Guest-to-host mapping: L1/L2 entry masks and the decoding of L2 entries
 //! (standard, compressed, extended with subcluster bitmaps).
 
+use block_core::engine::codec::{get_be64, put_be64};
+
 /// Offset bits of an L1 entry.
 pub const L1E_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 /// Reserved bits of an L1 entry.
@@ -145,6 +147,22 @@ impl Geometry {
     /// L2 index of a guest offset.
     pub fn l2_index(&self, off: u64) -> u64 {
         (off >> self.cluster_bits) % self.l2_entries()
+    }
+    /// Entry `i` of the L2 table `table` and its subcluster bitmap (0
+    /// without extended L2 entries).
+    pub fn l2_entry(&self, table: &[u8], i: usize) -> (u64, u64) {
+        let at = i * self.l2_entry_size() as usize;
+        let bitmap = self.extended_l2.then(|| get_be64(table, at + 8));
+        (get_be64(table, at), bitmap.unwrap_or(0))
+    }
+    /// Stores entry `i` of the L2 table `table` (with its bitmap when
+    /// entries are extended).
+    pub fn set_l2_entry(&self, table: &mut [u8], i: usize, entry: u64, bitmap: u64) {
+        let at = i * self.l2_entry_size() as usize;
+        put_be64(table, at, entry);
+        if self.extended_l2 {
+            put_be64(table, at + 8, bitmap);
+        }
     }
     /// Refcount width in bits.
     pub fn refcount_bits(&self) -> u32 {

@@ -4,7 +4,7 @@
 //! snapshot table (snapshot.rs), where the crypto header is and how it is
 //! described (crypto.rs), compression types (compress.rs), and the map of
 //! metadata regions that overlap checks use (overlap.rs). Nothing here
-//! imports from the rest of the driver (only `crate::error`).
+//! imports from the rest of the driver.
 
 pub mod compress;
 pub(crate) mod crypto;

@@ -15,7 +15,7 @@
 pub mod cache;
 
 use crate::layout::features;
-use crate::layout::header::{get_u64, Header};
+use crate::layout::header::Header;
 use crate::layout::mapping::{Geometry, L1E_OFFSET_MASK, REFT_OFFSET_MASK};
 use crate::layout::overlap::{kind, kind_name, OverlapMap, SharedOverlapMap};
 use crate::layout::snapshot::Snapshot;
@@ -168,10 +168,8 @@ impl Qcow2Node {
     /// have been changed and evicted during the disk read).
     fn cached_table(&self, cache: &TableCache, off: u64, what: &str) -> Result<Arc<Table>> {
         if self.geo().in_cluster(off) != 0 || off == 0 {
-            return Err(self.corruption(
-                off,
-                &format!("{what} offset {off:#x} is not cluster aligned or zero"),
-            ));
+            let msg = format!("{what} offset {off:#x} is not cluster aligned or zero");
+            return Err(self.corruption(off, &msg));
         }
         cache.get_or_load(off, || {
             let data = self.read_cluster(off);
@@ -190,58 +188,43 @@ impl Qcow2Node {
             return Ok(Lookup::default());
         }
         let t = self.l2_table(l2_off)?;
-        let d = t.read();
-        let at = g.l2_index(pos) as usize * g.l2_entry_size() as usize;
-        let bitmap = g.extended_l2.then(|| get_u64(&d, at + 8));
-        Ok(Lookup {
-            entry: get_u64(&d, at),
-            bitmap: bitmap.unwrap_or(0),
-        })
+        let (entry, bitmap) = g.l2_entry(&t.read(), g.l2_index(pos) as usize);
+        Ok(Lookup { entry, bitmap })
     }
 
     /// Refuses writes unless the node is writable, active and not corrupt.
     pub(crate) fn check_writable(&self, op: &str) -> Result<()> {
         self.check_usable(op)?;
-        if self.read_only {
-            return Err(self.ctx(crate::error::read_only(op, "image is read-only")));
-        }
-        if self.inactive.load(Ordering::Acquire) {
-            return Err(self.ctx(crate::error::read_only(op, "image is inactive")));
-        }
+        self.check_changeable(op)?;
         if self.corrupt.load(Ordering::Acquire) {
-            return Err(self.ctx(BlockError::corrupt(
-                op,
-                "image is corrupt; writes are refused (use check -r all)",
-            )));
+            let msg = "image is corrupt; writes are refused (use check -r all)";
+            return Err(self.ctx(BlockError::corrupt(op, msg)));
         }
         Ok(())
     }
 
-    /// Before a guest change of `[offset, offset+len)` (or a management
-    /// write): sets the dirty bit of a lazy-refcounts image and marks the
-    /// persistent bitmaps.
-    pub(crate) fn prepare_change(&self, offset: u64, len: u64) -> Result<()> {
-        if self.meta_read().h.lazy_refcounts() && !self.dirty_set.load(Ordering::Acquire) {
-            self.mark_dirty()?;
-        }
-        self.bitmaps_before_change()?;
-        self.bitmaps_mark(offset, len);
-        Ok(())
+    /// Refuses changes (writes, repairs) of a read-only or inactive node.
+    pub(crate) fn check_changeable(&self, op: &str) -> Result<()> {
+        let why = match () {
+            _ if self.read_only => "image is read-only",
+            _ if self.inactive.load(Ordering::Acquire) => "image is inactive",
+            _ => return Ok(()),
+        };
+        Err(self.ctx(BlockError::read_only(op, why)))
     }
 
-    /// The gate and preparation of a management operation that writes.
+    /// The gate and preparation of a management operation that writes
+    /// (as before a guest change: `Format::will_change`).
     pub(crate) fn begin_write(&self, op: &str, offset: u64, len: u64) -> Result<()> {
         self.check_writable(op)?;
-        self.prepare_change(offset, len)
+        block_core::engine::Format::will_change(self, offset, len)
     }
 
     /// Refuses reads of a node whose reopen failed.
     pub(crate) fn check_usable(&self, op: &str) -> Result<()> {
         if self.broken.load(Ordering::Acquire) {
-            return Err(self.ctx(BlockError::io(
-                op,
-                "the image could not be reopened after a cache invalidation",
-            )));
+            let msg = "the image could not be reopened after a cache invalidation";
+            return Err(self.ctx(BlockError::io(op, msg)));
         }
         Ok(())
     }
@@ -292,11 +275,8 @@ impl Qcow2Node {
         for s in &m.snapshots {
             map.add(s.l1_offset, u64::from(s.l1_size) * 8, kind::INACTIVE_L1);
         }
-        map.add_each(
-            m.l1.iter().map(|e| e & L1E_OFFSET_MASK),
-            cs,
-            kind::ACTIVE_L2,
-        );
+        let l2_tables = m.l1.iter().map(|e| e & L1E_OFFSET_MASK);
+        map.add_each(l2_tables, cs, kind::ACTIVE_L2);
         let blocks = ws.reftable.iter().map(|e| e & REFT_OFFSET_MASK);
         map.add_each(blocks, cs, kind::REFBLOCK);
         map.finish();
@@ -307,16 +287,14 @@ impl Qcow2Node {
     /// metadata (ignoring the kinds in `ignore`); marks the image corrupt on
     /// a hit.
     pub(crate) fn pre_write_check(&self, offset: u64, len: u64, ignore: u32) -> Result<()> {
-        if let Some(k) = self.overlap.check(offset, len, ignore) {
-            return Err(self.corruption(
-                offset,
-                &format!(
-                    "Preventing invalid write on metadata (overlaps with {})",
-                    kind_name(k)
-                ),
-            ));
-        }
-        Ok(())
+        let Some(k) = self.overlap.check(offset, len, ignore) else {
+            return Ok(());
+        };
+        let msg = format!(
+            "Preventing invalid write on metadata (overlaps with {})",
+            kind_name(k)
+        );
+        Err(self.corruption(offset, &msg))
     }
 
     /// Writes guest data to the data node at a host offset (overlap-checked

@@ -8,7 +8,6 @@ pub(crate) mod damage;
 
 use crate::io::snapview;
 use crate::layout::header::{Header, MAX_CLUSTER_BITS, MAX_HOST_OFFSET, MAX_L1_BYTES};
-use crate::layout::mapping::Geometry;
 use crate::layout::overlap::SharedOverlapMap;
 use crate::layout::snapshot::{self, SnapshotSel};
 use crate::node::cache::TableCache;
@@ -97,17 +96,6 @@ fn load_view(
     Ok((ld, bitmaps))
 }
 
-fn geometry(h: &Header) -> Geometry {
-    Geometry {
-        cluster_bits: h.cluster_bits,
-        extended_l2: h.extended_l2(),
-        refcount_order: h.refcount_order,
-        data_file: h.has_data_file(),
-        version: h.version,
-        compression_type: h.compression_type,
-    }
-}
-
 /// The open options (`OpenRequest::options`) qcow2 reads, one row per
 /// option. Without cache sizes the metadata cache is 32 MiB, three
 /// quarters of it for L2 tables.
@@ -187,7 +175,7 @@ pub(crate) fn open(req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Qco
         (None, None, Some(r)) => (DEFAULT_CACHE_BYTES / 4 * 3, r),
         (None, None, None) => (DEFAULT_CACHE_BYTES / 4 * 3, DEFAULT_CACHE_BYTES / 4),
     };
-    let geo = geometry(h);
+    let geo = h.geometry();
     let dirty = h.is_dirty();
     let corrupt = h.is_corrupt();
     let node = Qcow2Node {
@@ -286,7 +274,7 @@ impl Qcow2Node {
                 )));
             }
         };
-        if geometry(&ld.meta.h) != self.geo() {
+        if ld.meta.h.geometry() != self.geo() {
             self.broken.store(true, Ordering::Release);
             return Err(self.ctx(BlockError::new(
                 block_core::ErrorKind::Unsupported,

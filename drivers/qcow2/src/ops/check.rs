@@ -5,7 +5,6 @@
 //! refcount table and blocks), compares it with the on-disk refcounts,
 //! and checks the COPIED flags of the active state.
 
-use crate::layout::header::get_u64;
 use crate::layout::mapping::{
     ClusterType, BITMAP_ALL_ALLOC, L1E_OFFSET_MASK, L1E_RESERVED_MASK, L2E_OFFSET_MASK,
     L2E_STD_RESERVED_MASK, OFLAG_COPIED, OFLAG_ZERO,
@@ -13,11 +12,11 @@ use crate::layout::mapping::{
 use crate::node::{Qcow2Node, WState};
 use crate::ops::copied::Walk;
 use block_core::engine::check::{
-    check_refcount_blocks, check_refcounts, note, ClusterStats, ComputedRefcounts, Findings,
-    RefcountCheck,
+    check_refcount_blocks, check_refcounts, note, run_check, ClusterStats, ComputedRefcounts,
+    Findings, RefcountCheck,
 };
 use block_core::engine::refcount_alloc::RefcountStore;
-use block_core::{CheckMode, CheckReport, CheckStopped, FindingKind, Preallocation, Result};
+use block_core::{BlockError, CheckMode, CheckReport, FindingKind, Preallocation, Result};
 use std::sync::atomic::Ordering;
 
 /// The computed references (the engine's).
@@ -38,42 +37,29 @@ impl RefcountCheck for Qcow2Node {
         let g = self.geo();
         let cs = g.cs();
         let flen = self.file.length()?;
-        let (h, l1, snaps, snap_size) = {
-            let m = self.meta_read();
-            (
-                m.h.clone(),
-                m.l1.clone(),
-                m.snapshots.clone(),
-                m.snapshots_size,
-            )
-        };
+        let m = self.meta_read();
+        let (h, l1, snaps) = (m.h.clone(), m.l1.clone(), m.snapshots.clone());
+        let snap_size = m.snapshots_size;
+        drop(m);
         let mut refs = Refs::new(flen, g.cluster_bits, g.max_refcount());
         refs.inc(0, cs, rep);
-        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode)?;
+        self.check_l1(h.l1_table_offset, &l1, &mut refs, rep, frag, mode);
         if self.data_file.is_some() && !snaps.is_empty() {
-            rep.corruption(format!(
-                "ERROR {} snapshots in image with data file",
-                snaps.len()
-            ));
+            let n = snaps.len();
+            rep.corruption(format!("ERROR {n} snapshots in image with data file"));
         }
         for s in &snaps {
+            let (id, name) = (&s.id, &s.name);
             if g.in_cluster(s.l1_offset) != 0 {
-                rep.corruption(format!("ERROR snapshot {} ({}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_offset));
+                rep.corruption(format!("ERROR snapshot {id} ({name}) l1_offset={:#x}: L1 table is not cluster aligned; snapshot table entry corrupted", s.l1_offset));
                 continue;
             }
             if u64::from(s.l1_size) * 8 > crate::layout::header::MAX_L1_BYTES {
-                rep.corruption(format!("ERROR snapshot {} ({}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted",
-                    s.id,
-                    s.name,
-                    s.l1_size));
+                rep.corruption(format!("ERROR snapshot {id} ({name}) l1_size={:#x}: L1 table is too large; snapshot table entry corrupted", s.l1_size));
                 continue;
             }
-            let sl1 = self.read_l1_table(s.l1_offset, s.l1_size);
-            match sl1 {
-                Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode)?,
+            match self.read_l1_table(s.l1_offset, s.l1_size) {
+                Ok(sl1) => self.check_l1(s.l1_offset, &sl1, &mut refs, rep, false, mode),
                 Err(e) => rep.check_error(format!("ERROR: I/O error in check_refcounts_l1: {e}")),
             }
         }
@@ -106,27 +92,18 @@ impl Qcow2Node {
         rep: &mut CheckReport,
         frag: bool,
         mode: CheckMode,
-    ) -> Result<()> {
+    ) {
         let g = self.geo();
         let cs = g.cs();
         let table = match self.l2_table(l2_off) {
             Ok(t) => t,
-            Err(e) => {
-                rep.check_error(format!("I/O error in check_refcounts_l2: {e}"));
-                return Ok(());
-            }
+            Err(e) => return rep.check_error(format!("I/O error in check_refcounts_l2: {e}")),
         };
         let d = table.read().clone();
-        let es = g.l2_entry_size() as usize;
         let mut stats = ClusterStats::default();
         let mut fixed: Vec<(usize, u64)> = Vec::new();
         for i in 0..g.l2_entries() as usize {
-            let entry = get_u64(&d, i * es);
-            let bitmap = if g.extended_l2 {
-                get_u64(&d, i * es + 8)
-            } else {
-                0
-            };
+            let (entry, bitmap) = g.l2_entry(&d, i);
             let ct = g.cluster_type(entry);
             if ct != ClusterType::Compressed && entry & L2E_STD_RESERVED_MASK != 0 {
                 rep.corruption(format!(
@@ -135,11 +112,11 @@ impl Qcow2Node {
             }
             match ct {
                 ClusterType::Compressed => {
-                    if entry & OFLAG_COPIED != 0 {
-                        let (coff, _) = g.compressed_range(entry & !OFLAG_COPIED);
+                    let (copied, entry) = (entry & OFLAG_COPIED != 0, entry & !OFLAG_COPIED);
+                    let (coff, csize) = g.compressed_range(entry);
+                    if copied {
                         rep.corruption(format!("ERROR: coffset={coff:#x}: copied flag must never be set for compressed clusters"));
                     }
-                    let entry = entry & !OFLAG_COPIED;
                     if self.data_file.is_some() {
                         rep.corruption(format!(
                             "ERROR compressed cluster {i} with data file, entry={entry:#x}"
@@ -150,7 +127,6 @@ impl Qcow2Node {
                         rep.corruption(format!("ERROR compressed cluster {i} with non-zero subcluster allocation bitmap, entry={entry:#x}"));
                         continue;
                     }
-                    let (coff, csize) = g.compressed_range(entry);
                     refs.inc(coff, csize, rep);
                     if frag {
                         stats.compressed(rep);
@@ -185,27 +161,19 @@ impl Qcow2Node {
                         refs.inc(off, cs, rep);
                     }
                 }
-                ClusterType::ZeroPlain => {}
-                ClusterType::Unallocated => {
-                    if bitmap & BITMAP_ALL_ALLOC != 0 {
-                        rep.corruption(
-                            "ERROR: Unallocated cluster has non-zero subcluster allocation map"
-                                .to_string(),
-                        );
-                    }
+                ClusterType::Unallocated if bitmap & BITMAP_ALL_ALLOC != 0 => {
+                    let msg = "ERROR: Unallocated cluster has non-zero subcluster allocation map";
+                    rep.corruption(msg.to_string());
                 }
+                ClusterType::ZeroPlain | ClusterType::Unallocated => {}
             }
         }
         if !fixed.is_empty() {
             let mut w = table.write();
             for (i, e) in fixed {
-                crate::layout::header::put_u64(&mut w, i * es, e);
-                if g.extended_l2 {
-                    crate::layout::header::put_u64(&mut w, i * es + 8, 0);
-                }
+                g.set_l2_entry(&mut w, i, e, 0);
             }
         }
-        Ok(())
     }
 
     fn check_l1(
@@ -216,7 +184,7 @@ impl Qcow2Node {
         rep: &mut CheckReport,
         frag: bool,
         mode: CheckMode,
-    ) -> Result<()> {
+    ) {
         refs.inc(l1_off, l1.len() as u64 * 8, rep);
         for &e in l1 {
             if e & L1E_RESERVED_MASK != 0 {
@@ -230,60 +198,37 @@ impl Qcow2Node {
             }
             refs.inc(l2, self.geo().cs(), rep);
             if self.geo().in_cluster(l2) != 0 {
-                rep.corruption(format!(
-                    "ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted"
-                ));
+                let why = "Table is not cluster aligned; L1 entry corrupted";
+                rep.corruption(format!("ERROR l2_offset={l2:x}: {why}"));
                 continue;
             }
-            self.check_l2(l2, refs, rep, frag, mode)?;
+            self.check_l2(l2, refs, rep, frag, mode);
         }
-        Ok(())
     }
 
     /// Checks (and repairs, per `mode`) the image.
     pub(crate) fn check_impl(&self, mode: CheckMode) -> Result<CheckReport> {
         self.check_usable("check")?;
         if self.snapshot_view.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
-                "check",
-                "cannot check a snapshot view; open the image without snapshot options",
-            )));
+            let msg = "cannot check a snapshot view; open the image without snapshot options";
+            return Err(self.ctx(BlockError::unsupported_feature("check", msg)));
         }
         let repair = mode.0 != 0;
         if repair {
-            if self.read_only {
-                return Err(self.ctx(crate::error::read_only("check", "image is read-only")));
-            }
-            if self.inactive.load(Ordering::Acquire) {
-                return Err(self.ctx(crate::error::read_only("check", "image is inactive")));
-            }
+            self.check_changeable("check")?;
         }
         let mut ws = self.wlock();
-        let writable = !self.read_only && !self.inactive.load(Ordering::Acquire);
-        if writable && !self.corrupt.load(Ordering::Acquire) {
+        if self.check_changeable("check").is_ok() && !self.corrupt.load(Ordering::Acquire) {
             self.writeback(&mut ws, true)?;
         }
-        let cs = self.geo().cs();
-        let mut rep = CheckReport {
-            total_clusters: Some(self.meta_read().h.size.div_ceil(cs)),
-            allocated_clusters: Some(0),
-            fragmented_clusters: Some(0),
-            compressed_clusters: Some(0),
-            ..CheckReport::default()
-        };
-        if let Err(e) = self.check_locked(&mut ws, mode, &mut rep) {
-            // The findings so far travel with the error (qemu-img prints
-            // them before "Check failed").
-            return Err(e.with_source(CheckStopped {
-                findings: rep.findings,
-            }));
-        }
+        let total = self.meta_read().h.size.div_ceil(self.geo().cs());
+        let rep = run_check(CheckReport::counting_clusters(total), |rep| {
+            self.check_locked(&mut ws, mode, rep)
+        })?;
         if repair && rep.corruptions == 0 && rep.check_errors == 0 {
             // Consistent now: clear the corrupt bit.
-            let was_corrupt =
-                self.meta_read().h.is_corrupt() || self.corrupt.load(Ordering::Acquire);
-            self.corrupt.store(false, Ordering::Release);
-            if was_corrupt {
+            let was_corrupt = self.meta_read().h.is_corrupt();
+            if self.corrupt.swap(false, Ordering::AcqRel) || was_corrupt {
                 let mut m = self.meta_write();
                 m.h.incompatible_features &= !crate::layout::features::INCOMPAT_CORRUPT;
                 m.header_dirty = true;
@@ -326,12 +271,8 @@ impl Qcow2Node {
             let size = m.h.size;
             if m.h.snapshots_offset.saturating_add(m.snapshots_size) > flen {
                 // QEMU tries to free it and fails with EINVAL; say so alike.
-                note(
-                    rep,
-                    FindingKind::Note,
-                    None,
-                    "qcow2_free_clusters failed: Invalid argument".to_string(),
-                );
+                let msg = "qcow2_free_clusters failed: Invalid argument";
+                note(rep, FindingKind::Note, None, msg.to_string());
                 m.snapshots_size = 0;
             }
             let mut list = m.snapshots.clone();
@@ -349,20 +290,14 @@ impl Qcow2Node {
     /// refcounts, as in QEMU).
     fn check_snapshot_table(&self, rep: &mut CheckReport, mode: CheckMode) -> Vec<usize> {
         let m = self.meta_read();
-        let mut fix = Vec::new();
-        if m.h.version < 3 {
-            return fix;
-        }
-        for (i, s) in m.snapshots.iter().enumerate() {
-            if s.disk_size.is_some() {
-                continue;
-            }
-            let what = format!("snapshot table entry {i} is incomplete");
-            if rep.repairable(mode.contains(CheckMode::FIX_ERRORS), what) {
-                fix.push(i);
-            }
-        }
-        fix
+        let fix = mode.contains(CheckMode::FIX_ERRORS);
+        let v3 = m.h.version >= 3;
+        let incomplete =
+            (0..m.snapshots.len()).filter(|&i| v3 && m.snapshots[i].disk_size.is_none());
+        let what = |i| format!("snapshot table entry {i} is incomplete");
+        incomplete
+            .filter(|&i| rep.repairable(fix, what(i)))
+            .collect()
     }
 
     /// QEMU's check_oflag_copied: the COPIED flag of every active L1 and

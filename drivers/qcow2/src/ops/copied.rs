@@ -66,10 +66,8 @@ impl Qcow2Node {
             let mut changes = Vec::new();
             for j in 0..g.l2_entries() as usize {
                 let e = get_u64(&d, j * es);
-                if !matches!(
-                    g.cluster_type(e),
-                    ClusterType::Normal | ClusterType::ZeroAlloc
-                ) {
+                let ct = g.cluster_type(e);
+                if !matches!(ct, ClusterType::Normal | ClusterType::ZeroAlloc) {
                     continue;
                 }
                 let rc = match self.data_file {

@@ -3,26 +3,16 @@
 
 use crate::layout::mapping::{ClusterType, L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COPIED};
 use crate::layout::snapshot::{self, Snapshot};
-use crate::node::{Qcow2Node, WState};
+use crate::node::{Meta, Qcow2Node, WState};
 use crate::ops::copied::Walk;
-use block_core::engine::codec::{read_u64_table, u64_table_bytes, Endian};
+use block_core::engine::codec::{u64_table_bytes, Endian};
 use block_core::{BlockError, ErrorKind, Result};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 impl Qcow2Node {
-    /// Reads the L1 table of `entries` entries at `offset` (a snapshot's),
-    /// refusing one larger than the largest L1 table before allocating.
+    /// Reads the L1 table of `entries` entries at `offset` (a snapshot's).
     pub(crate) fn read_l1_table(&self, offset: u64, entries: u32) -> Result<Vec<u64>> {
-        let (f, max) = (&*self.file, crate::layout::header::MAX_L1_BYTES);
-        read_u64_table(
-            f,
-            "snapshot",
-            "L1 table",
-            offset,
-            entries.into(),
-            Endian::Big,
-            max,
-        )
+        crate::io::snapview::read_l1_table(&*self.file, "snapshot", offset, entries)
     }
 
     /// Adds `delta` to the refcount of every cluster reachable from `l1`
@@ -31,7 +21,6 @@ impl Qcow2Node {
     pub(crate) fn update_tree(&self, ws: &mut WState, l1: &[u64], delta: i64) -> Result<()> {
         let g = self.geo();
         let cs = g.cs();
-        let es = g.l2_entry_size() as usize;
         for &l1e in l1 {
             let l2 = l1e & L1E_OFFSET_MASK;
             if l2 == 0 {
@@ -41,7 +30,7 @@ impl Qcow2Node {
             let d = table.read().clone();
             let mut cleared = false;
             for i in 0..g.l2_entries() as usize {
-                let e = crate::layout::header::get_u64(&d, i * es);
+                let (e, _) = g.l2_entry(&d, i);
                 match g.cluster_type(e) {
                     ClusterType::Normal | ClusterType::ZeroAlloc => {
                         let off = e & L2E_OFFSET_MASK;
@@ -64,8 +53,8 @@ impl Qcow2Node {
             if cleared {
                 let mut w = table.write();
                 for i in 0..g.l2_entries() as usize {
-                    let e = crate::layout::header::get_u64(&w, i * es);
-                    crate::layout::header::put_u64(&mut w, i * es, e & !OFLAG_COPIED);
+                    let (e, bitmap) = g.l2_entry(&w, i);
+                    g.set_l2_entry(&mut w, i, e & !OFLAG_COPIED, bitmap);
                 }
             }
             self.change_refcount(ws, l2 / cs, delta)?;
@@ -78,69 +67,64 @@ impl Qcow2Node {
         self.walk_copied(ws, Walk::Strict, |_| true).map(drop)
     }
 
-    /// Grows the active L1 table to `entries`, moving it to new clusters.
+    /// Grows the active L1 table to `entries`, moving it to new clusters
+    /// (nothing to do when it has as many).
     pub(crate) fn grow_l1(&self, ws: &mut WState, entries: u64) -> Result<()> {
-        let g = self.geo();
-        let cs = g.cs();
         if entries * 8 > crate::layout::header::MAX_L1_BYTES {
-            return Err(self.ctx(BlockError::new(
-                ErrorKind::OutOfRange,
-                "resize",
-                "Active L1 table would exceed its size limit",
-            )));
+            let msg = "Active L1 table would exceed its size limit";
+            return Err(self.ctx(BlockError::new(ErrorKind::OutOfRange, "resize", msg)));
         }
         self.writeback(ws, true)?;
-        let (old_off, old_len, mut new) = {
-            let m = self.meta_read();
-            (m.h.l1_table_offset, m.l1.len() as u64, m.l1.clone())
-        };
-        if entries <= old_len {
+        let mut new = self.meta_read().l1.clone();
+        if entries <= new.len() as u64 {
             return Ok(());
         }
         new.resize(entries as usize, 0);
-        let clusters = (entries * 8).div_ceil(cs);
-        let off = self.alloc_clusters(ws, clusters)?;
         let buf = u64_table_bytes(&new, Endian::Big);
-        // Refcounts for the new table first, then the table, then the header.
-        self.writeback(ws, true)?;
-        self.write_meta(off, &buf, 0)?;
-        self.file.flush()?;
-        {
-            let mut m = self.meta_write();
-            m.l1 = new;
-            m.h.l1_table_offset = off;
-            m.h.l1_size = entries as u32;
-            m.header_dirty = true;
-            m.l1_dirty = false;
-            self.refresh_overlap(&m, ws);
-        }
-        if old_len > 0 {
-            ws.defer(old_off, (old_len * 8).div_ceil(cs), false);
-        }
-        self.writeback(ws, true)
+        self.relocate_table(ws, &buf, |m, off| {
+            let old = (m.h.l1_table_offset, m.l1.len() as u64 * 8);
+            (m.l1, m.l1_dirty) = (new, false);
+            (m.h.l1_table_offset, m.h.l1_size) = (off, entries as u32);
+            old
+        })
     }
 
     /// Writes a new snapshot table for `list` and points the header at it
     /// (the old table is freed after the header write).
     pub(crate) fn store_snapshots(&self, ws: &mut WState, list: Vec<Snapshot>) -> Result<()> {
-        let cs = self.geo().cs();
         let buf = snapshot::serialize_table(&list);
+        self.relocate_table(ws, &buf, |m, off| {
+            let old = (m.h.snapshots_offset, m.snapshots_size);
+            (m.h.snapshots_offset, m.h.nb_snapshots) = (off, list.len() as u32);
+            (m.snapshots, m.snapshots_size) = (list, buf.len() as u64);
+            old
+        })
+    }
+
+    /// Moves a table referenced from the header to new clusters holding
+    /// `buf` (none when it is empty): written and flushed first, then
+    /// `link` points the metadata at the new offset and returns the old
+    /// table's place (offset, bytes), freed after the header write.
+    fn relocate_table(
+        &self,
+        ws: &mut WState,
+        buf: &[u8],
+        link: impl FnOnce(&mut Meta, u64) -> (u64, u64),
+    ) -> Result<()> {
+        let cs = self.geo().cs();
         let new_off = if buf.is_empty() {
             0
         } else {
             let off = self.alloc_clusters(ws, (buf.len() as u64).div_ceil(cs))?;
+            // Refcounts for the new table first, then the table, then the header.
             self.writeback(ws, true)?;
-            self.write_meta(off, &buf, 0)?;
+            self.write_meta(off, buf, 0)?;
             self.file.flush()?;
             off
         };
         let (old_off, old_size) = {
             let mut m = self.meta_write();
-            let old = (m.h.snapshots_offset, m.snapshots_size);
-            m.h.snapshots_offset = new_off;
-            m.h.nb_snapshots = list.len() as u32;
-            m.snapshots = list;
-            m.snapshots_size = buf.len() as u64;
+            let old = link(&mut m, new_off);
             m.header_dirty = true;
             self.refresh_overlap(&m, ws);
             old
@@ -158,21 +142,16 @@ impl Qcow2Node {
             .position(|s| s.id == id_or_name)
             .or_else(|| m.snapshots.iter().position(|s| s.name == id_or_name))
             .ok_or_else(|| {
-                self.ctx(BlockError::new(
-                    ErrorKind::NotFound,
-                    "snapshot",
-                    format!("Can't find snapshot '{id_or_name}'"),
-                ))
+                let msg = format!("Can't find snapshot '{id_or_name}'");
+                self.ctx(BlockError::new(ErrorKind::NotFound, "snapshot", msg))
             })
     }
 
     fn snapshot_precheck(&self, op: &str) -> Result<()> {
         self.check_writable(op)?;
         if self.data_file.is_some() {
-            return Err(self.ctx(crate::error::unsupported(
-                op,
-                "internal snapshots are not supported with an external data file",
-            )));
+            let msg = "internal snapshots are not supported with an external data file";
+            return Err(self.ctx(BlockError::unsupported_feature(op, msg)));
         }
         Ok(())
     }
@@ -196,30 +175,21 @@ impl Qcow2Node {
             }
             (m.l1.clone(), m.h.size, m.snapshots.clone())
         };
-        let id = list
-            .iter()
-            .filter_map(|s| s.id.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let cs = self.geo().cs();
-        let l1_off = if l1.is_empty() {
-            0
-        } else {
-            self.alloc_clusters(&mut ws, (l1.len() as u64 * 8).div_ceil(cs))?
-        };
+        let ids = list.iter().filter_map(|s| s.id.parse::<u64>().ok());
+        let id = ids.max().unwrap_or(0) + 1;
         let shared: Vec<u64> = l1.iter().map(|e| e & !OFLAG_COPIED).collect();
         let buf = u64_table_bytes(&shared, Endian::Big);
+        let mut l1_off = 0;
         if !buf.is_empty() {
+            let cs = self.geo().cs();
+            l1_off = self.alloc_clusters(&mut ws, (buf.len() as u64).div_ceil(cs))?;
             self.writeback(&mut ws, true)?;
             self.write_meta(l1_off, &buf, 0)?;
         }
         self.update_tree(&mut ws, &l1, 1)?;
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = UNIX_EPOCH.elapsed().unwrap_or_default();
         list.push(Snapshot {
             l1_offset: l1_off,
             l1_size: l1.len() as u32,
@@ -249,14 +219,8 @@ impl Qcow2Node {
         let sn = self.meta_read().snapshots[idx].clone();
         let mut sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         let disk_size = sn.disk_size.unwrap_or(self.meta_read().h.size);
-        let need = self
-            .meta_read()
-            .h
-            .l1_entries_for(disk_size)
-            .max(sn_l1.len() as u64);
-        if need > self.meta_read().l1.len() as u64 {
-            self.grow_l1(&mut ws, need)?;
-        }
+        let need = self.meta_read().h.l1_entries_for(disk_size);
+        self.grow_l1(&mut ws, need.max(sn_l1.len() as u64))?;
         self.update_tree(&mut ws, &sn_l1, 1)?;
         self.writeback(&mut ws, true)?;
         let old = {
@@ -273,8 +237,7 @@ impl Qcow2Node {
         self.update_tree(&mut ws, &old, -1)?;
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let m = self.meta_read();
-        self.refresh_overlap(&m, &ws);
+        self.refresh_overlap(&self.meta_read(), &ws);
         Ok(())
     }
 
@@ -290,16 +253,13 @@ impl Qcow2Node {
         self.store_snapshots(&mut ws, list)?;
         let sn_l1 = self.read_l1_table(sn.l1_offset, sn.l1_size)?;
         self.update_tree(&mut ws, &sn_l1, -1)?;
-        if sn.l1_size > 0 {
-            let cs = self.geo().cs();
-            for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
-                self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
-            }
+        let cs = self.geo().cs();
+        for c in 0..(u64::from(sn.l1_size) * 8).div_ceil(cs) {
+            self.change_refcount(&mut ws, sn.l1_offset / cs + c, -1)?;
         }
         self.rebuild_copied(&mut ws)?;
         self.writeback(&mut ws, true)?;
-        let m = self.meta_read();
-        self.refresh_overlap(&m, &ws);
+        self.refresh_overlap(&self.meta_read(), &ws);
         Ok(())
     }
 }
