@@ -3,7 +3,7 @@
 //! the record's text.
 //!
 //! A *hint* continues the warning logged just before it (QEMU's
-//! `error_printf` after a `warn_report`): drivers log it with [`hint!`]
+//! `error_printf` after a `warn_report`): drivers log it with [`crate::hint!`]
 //! (target [`HINT_TARGET`]) and `blk` prints it bare. Records of plugin
 //! drivers reach the host under `plugin::NAME::TARGET`, which
 //! [`is_hint_target`] also accepts.

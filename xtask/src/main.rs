@@ -689,6 +689,11 @@ fn lint() -> Result<(), String> {
         "warnings",
     ]);
     run(c)?;
+    // Doc comments are part of the interface: links must resolve.
+    let mut c = cargo();
+    c.args(["doc", "--no-deps", "--workspace", "-q"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)?;
     new_plugin::lint_template(&root(), &target(), run)
 }
 

@@ -3,7 +3,7 @@
 //! and their comparison with the stored refcounts
 //! ([`compare_refcounts`]), repairing leaks and wrong counts through the
 //! refcount allocator. Findings are recorded in the
-//! [`CheckReport`](crate::info::CheckReport) as structured data, with the
+//! [`CheckReport`] as structured data, with the
 //! lines qemu-img prints.
 //!
 //! Pieces every format's check uses, refcounted or not: [`Findings`]

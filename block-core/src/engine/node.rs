@@ -294,7 +294,7 @@ impl<F: Format> BlockNode for FormatNode<F> {
 
     /// The status of the mappings at `offset`, merged while flags stay the
     /// same and reported host offsets stay contiguous (at most
-    /// [`STATUS_STEPS`] mappings per call).
+    /// `STATUS_STEPS` mappings per call).
     fn block_status(&self, offset: u64, len: u64) -> Result<Extent> {
         self.format.check_read("block_status")?;
         self.check_range("block_status", offset, len)?;

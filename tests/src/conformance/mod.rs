@@ -14,10 +14,10 @@
 //! error saying "driver panicked", or (with [`panic_watch::install`]) a
 //! panic the ABI swallowed and logged in a query slot.
 //!
-//! The cases, grouped by concern: [`cases_io`] (data path), [`cases_bounds`]
-//! (ranges, read-only), [`cases_durability`] (flush, fresh images, QEMU),
-//! [`cases_concurrency`], [`cases_migration`] (invalidate, inactive gate,
-//! handoff), [`cases_probe`].
+//! The cases, grouped by concern: `cases_io` (data path), `cases_bounds`
+//! (ranges, read-only), `cases_durability` (flush, fresh images, QEMU),
+//! `cases_concurrency`, `cases_migration` (invalidate, inactive gate,
+//! handoff), `cases_probe`.
 
 mod cases_bounds;
 mod cases_concurrency;

@@ -83,7 +83,7 @@ pub fn qemu_table() -> Vec<u8> {
 }
 
 /// Names the set bits of `bits` from `table` (falling back to "Unknown
-/// incompatible feature: <mask>" as QEMU prints), comma-separated.
+/// incompatible feature: `<mask>`" as QEMU prints), comma-separated.
 pub fn describe_unknown(bits: u64, kind: u8, table: &[FeatureName]) -> String {
     let name = |bit: u8| match table.iter().find(|f| f.kind == kind && f.bit == bit) {
         Some(f) => f.name.clone(),

@@ -24,7 +24,7 @@ pub(crate) type Refs = ComputedRefcounts;
 
 impl RefcountCheck for Qcow2Node {
     /// QEMU's calculate_refcounts: every reference counted into a fresh
-    /// [`Refs`], with the refcount blocks checked (`check_refblocks`).
+    /// `Refs`, with the refcount blocks checked (`check_refblocks`).
     /// Returns the references and whether the refcount structure must be
     /// rebuilt.
     fn count_references(
