@@ -95,11 +95,10 @@ impl Metadata {
         let at = self.entry_offset(entry);
         let cluster = self.header.cluster();
         let bad = |what: &str| {
-            Err(BlockError::corrupt(
-                op,
-                format!("BAT entry {index} (offset {at:#x}) {what}"),
+            Err(
+                BlockError::corrupt(op, format!("BAT entry {index} (offset {at:#x}) {what}"))
+                    .at(index * cluster),
             )
-            .at(index * cluster))
         };
         if at < self.header.data_start() {
             return bad("lies before the data area");

@@ -279,8 +279,10 @@ impl Format for ParallelsFormat {
     /// read the header and the BAT again.
     fn invalidate(&self) -> Result<()> {
         let fresh = Metadata::load(self.file.as_ref()).map_err(|e| e.in_file(&self.filename))?;
-        self.unclean
-            .store(fresh.header.in_use() && !self.marked.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.unclean.store(
+            fresh.header.in_use() && !self.marked.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
         *self.meta_mut() = fresh;
         Ok(())
     }

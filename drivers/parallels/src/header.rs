@@ -249,7 +249,10 @@ impl Header {
         if h.nb_sectors > i64::MAX as u64 / SECTOR {
             return Err(BlockError::corrupt(
                 "open",
-                format!("invalid image: {} sectors is too large a disk", h.nb_sectors),
+                format!(
+                    "invalid image: {} sectors is too large a disk",
+                    h.nb_sectors
+                ),
             ));
         }
         if u64::from(h.bat_entries) < h.size().div_ceil(h.cluster()) {
