@@ -131,7 +131,7 @@ impl CheckControl for ParallelsFormat {
         let mut file_end = file.length()?;
         if file_end > end {
             let n = (file_end - end).div_ceil(cluster);
-            let what = format!("space for {n} leaked cluster(s) at offset {end:#x}");
+            let what = format!("space leaked at the end of the image {}", file_end - end);
             if mode.contains(CheckMode::FIX_LEAKS) {
                 note(
                     &mut rep,
@@ -147,7 +147,7 @@ impl CheckControl for ParallelsFormat {
                     &mut rep,
                     FindingKind::Leak,
                     Some(end),
-                    format!("Leaked: {what}"),
+                    format!("ERROR {what}"),
                 );
                 rep.leaks += n;
             }
