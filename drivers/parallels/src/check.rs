@@ -20,6 +20,9 @@ use block_core::{
 };
 use std::sync::atomic::Ordering;
 
+/// The largest piece a duplicate cluster is copied in.
+const COPY_CHUNK: u64 = 1 << 20;
+
 /// Writes BAT entry `i` of `m` to `file`.
 fn store_entry(file: &dyn BlockNode, m: &mut Metadata, i: usize, value: u32) -> Result<()> {
     file.write_at(
@@ -92,11 +95,15 @@ fn check_duplicates(
         return Ok(end);
     }
     m.alloc = allocator(&m.header, end)?;
-    let mut buf = vec![0u8; cluster as usize];
+    // Copied in pieces of at most COPY_CHUNK: clusters may be large.
+    let mut buf = vec![0u8; cluster.min(COPY_CHUNK) as usize];
     for (at, i) in copies {
-        file.read_at(at, &mut buf)?;
         let new = m.alloc.allocate(cluster)?.offset;
-        file.write_at(new, &buf)?;
+        for done in (0..cluster).step_by(buf.len()) {
+            let piece = &mut buf[..(cluster - done).min(COPY_CHUNK) as usize];
+            file.read_at(at + done, piece)?;
+            file.write_at(new + done, piece)?;
+        }
         // Data first, then the entry naming it.
         file.flush()?;
         let entry = (new / m.header.entry_unit()) as u32;

@@ -109,3 +109,19 @@ fn an_unclean_close_is_reported_and_repaired() {
     assert_eq!(stored_header(&file).inuse, 0);
     assert_eq!(file.length().unwrap(), 3 * 65536, "leaks repaired");
 }
+
+#[test]
+fn a_duplicate_larger_than_the_copy_piece_is_copied_whole() {
+    let (host, file) = create(&[("size", "8M"), ("cluster_size", "3M")]);
+    let data = pattern(3 << 20, 5);
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    node.write_at(0, &data).unwrap();
+    drop(node);
+    poke_entry(&file, 2, stored_entry(&file, 0));
+    let rep = check(&host, CheckMode::FIX_ALL);
+    assert_eq!(rep.corruptions_fixed, 1, "{rep:?}");
+    let node = open(&host, OpenFlags::READ_ONLY).unwrap();
+    let mut buf = vec![0u8; 2 << 20];
+    node.read_at(6 << 20, &mut buf).unwrap();
+    assert!(buf == data[..2 << 20], "the copy holds all of the data");
+}

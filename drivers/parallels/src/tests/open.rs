@@ -193,3 +193,21 @@ fn the_inuse_flag_is_set_while_open_for_writing() {
     assert_eq!(stored_header(&file).inuse, 0);
     drop(node);
 }
+
+#[test]
+fn a_handoff_clears_the_inuse_flag_and_activation_sets_it() {
+    let (host, file) = create(&[("size", "1M")]);
+    let node = open(&host, OpenFlags::INACTIVE).unwrap();
+    let m = node.migration().expect("the node can be handed over");
+    m.activate().unwrap();
+    assert_eq!(stored_header(&file).inuse, INUSE_MAGIC);
+    node.write_at(0, &[7u8; 512]).unwrap();
+    m.inactivate().unwrap();
+    assert_eq!(stored_header(&file).inuse, 0, "cleared for the next owner");
+    assert!(
+        node.write_at(0, &[8u8; 512]).is_err(),
+        "inactive refuses writes"
+    );
+    drop(node);
+    assert_eq!(stored_header(&file).inuse, 0);
+}
