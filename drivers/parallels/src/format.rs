@@ -107,6 +107,17 @@ impl ParallelsFormat {
             .map_err(|e| e.in_file(&self.filename))
     }
 
+    /// Writes `len` zero bytes at `offset` of the file, in pieces of at
+    /// most 1 MiB.
+    fn zero_fill(&self, offset: u64, len: u64) -> Result<()> {
+        let zeros = vec![0u8; len.min(1 << 20) as usize];
+        for done in (0..len).step_by(zeros.len().max(1)) {
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.file.write_at(offset + done, &zeros[..n])?;
+        }
+        Ok(())
+    }
+
     /// Writes the header of `m` with the in-use field as `in_use` says, and
     /// flushes it.
     pub(crate) fn write_header(&self, m: &mut Metadata, in_use: bool) -> Result<()> {
@@ -225,12 +236,17 @@ impl Format for ParallelsFormat {
         // crash then leaves at worst clusters at the end of the file that
         // no entry names (leaks, which `check` reports and repairs), never
         // an entry naming a cluster whose data did not reach the disk.
-        self.file.flush()?;
         let mut m = self.meta_mut();
         let cluster = m.header.cluster();
         let unit = m.header.entry_unit();
         let first = (a.guest_offset / cluster) as usize;
         let n = a.len.div_ceil(cluster) as usize;
+        // A last cluster the disk ends inside must still lie wholly in the
+        // file (QEMU's check requires it): zero its part past the disk.
+        let start = first as u64 * cluster;
+        let guest_part = m.header.size().min(start + n as u64 * cluster) - start;
+        self.zero_fill(a.host_offset + guest_part, n as u64 * cluster - guest_part)?;
+        self.file.flush()?;
         let entries: Vec<u32> = (0..n as u64)
             // The allocator's limit keeps entries within u32.
             .map(|k| ((a.host_offset + k * cluster) / unit) as u32)

@@ -119,3 +119,16 @@ fn invalidate_rereads_what_another_opener_wrote() {
     reader.read_at(4096, &mut buf).unwrap();
     assert_eq!(buf, pattern(4096, 9));
 }
+
+#[test]
+fn a_last_cluster_past_the_disk_end_lies_wholly_in_the_file() {
+    // 1 MiB + 512 bytes in 64 KiB clusters: the last cluster holds one
+    // guest sector.
+    let (host, file) = create(&[("size", "1049088"), ("cluster_size", "64k")]);
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    node.write_at(1 << 20, &pattern(512, 4)).unwrap();
+    let at = u64::from(stored_entry(&file, 16)) * 65536;
+    assert_eq!(file.length().unwrap(), at + 65536);
+    assert_eq!(file.peek(at, 512), pattern(512, 4));
+    assert!(file.peek(at + 512, 65536 - 512).iter().all(|&b| b == 0));
+}
