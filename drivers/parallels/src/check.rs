@@ -12,7 +12,7 @@
 
 use crate::bat::{allocator, bat_bytes, Metadata};
 use crate::format::ParallelsFormat;
-use crate::header::{BAT_ENTRY_SIZE, HEADER_SIZE};
+use crate::header::{BAT_ENTRY_SIZE, HEADER_SIZE, SECTOR};
 use block_core::control::CheckControl;
 use block_core::engine::check::{note, ClusterStats, Findings};
 use block_core::{
@@ -133,7 +133,15 @@ impl CheckControl for ParallelsFormat {
         let named = check_entries(file, &mut m, file_len, fix, &mut rep)?;
         let mut end = check_duplicates(file, &mut m, &named, fix, &mut rep)?;
         if h.ext_off != 0 {
-            end = end.max(h.ext_off * 512 + cluster);
+            // The format extension's cluster is metadata, when it is in the file.
+            let ext_end = (h.ext_off.checked_mul(SECTOR)).and_then(|o| o.checked_add(cluster));
+            match ext_end {
+                Some(e) if e <= file_len => end = end.max(e),
+                _ => rep.corruption(format!(
+                    "format extension at sector {} is outside image",
+                    h.ext_off
+                )),
+            }
         }
         let mut file_end = file.length()?;
         if file_end > end {

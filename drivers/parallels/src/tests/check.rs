@@ -125,3 +125,23 @@ fn a_duplicate_larger_than_the_copy_piece_is_copied_whole() {
     node.read_at(6 << 20, &mut buf).unwrap();
     assert!(buf == data[..2 << 20], "the copy holds all of the data");
 }
+
+#[test]
+fn a_format_extension_is_metadata_or_outside_the_image() {
+    let (host, file) = written();
+    let mut h = stored_header(&file);
+    // The extension in a cluster after the data: used, no leak.
+    file.truncate(4 * 65536, Preallocation::Off).unwrap();
+    h.ext_off = 3 * 65536 / 512;
+    file.poke(0, &h.encode());
+    let rep = check(&host, CheckMode::REPORT);
+    assert_eq!((rep.corruptions, rep.leaks), (0, 0), "{rep:?}");
+    // Writers are refused: the extension's bitmaps would go stale.
+    let e = open(&host, OpenFlags::NONE).err().unwrap();
+    assert!(e.message.contains("read-only"), "{e}");
+    // A hostile offset is a finding, not an overflow.
+    h.ext_off = u64::MAX;
+    file.poke(0, &h.encode());
+    let rep = check(&host, CheckMode::REPORT);
+    assert_eq!(rep.corruptions, 1, "{rep:?}");
+}
