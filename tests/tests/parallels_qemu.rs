@@ -319,3 +319,28 @@ fn blk_repairs_entries_outside_the_image_into_what_qemu_finds_clean() {
     assert_qemu_check_clean(&img);
     assert_same_raw(&img, dir.path());
 }
+
+#[test]
+fn hostile_headers_fail_cleanly_in_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = qemu_image(dir.path(), "h.img", "5M", None);
+    let good = std::fs::read(&base).unwrap();
+    let cases: [(usize, u32, &str); 4] = [
+        (28, 0, "zero sectors"),
+        (32, u32::MAX, "BAT too large"),
+        (48, u32::MAX, "outside the file"),
+        (16, 3, "version 3"),
+    ];
+    for (at, value, words) in cases {
+        let mut b = good.clone();
+        b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        std::fs::write(&base, &b).unwrap();
+        for cmd in ["info", "check"] {
+            let out = blk(&[cmd, "-f", "parallels", s(&base)]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {words}: {err}");
+            assert!(err.contains(words) && !err.contains("panicked"), "{err}");
+        }
+        assert_eq!(std::fs::read(&base).unwrap(), b, "nothing changed");
+    }
+}
