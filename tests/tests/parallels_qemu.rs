@@ -344,3 +344,23 @@ fn hostile_headers_fail_cleanly_in_the_cli() {
         assert_eq!(std::fs::read(&base).unwrap(), b, "nothing changed");
     }
 }
+
+#[test]
+fn blk_check_reports_qemus_allocation_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = qemu_image(dir.path(), "f.img", "2M", Some("64k"));
+    // Out of order: the file holds guest clusters 16, 0, 8-11, 1.
+    qemu_io_all(
+        &img,
+        &[
+            "write -P 1 1M 64k".into(),
+            "write -P 2 0 64k".into(),
+            "write -P 3 512k 200k".into(),
+            "write -P 4 64k 64k".into(),
+        ],
+    );
+    let q = String::from_utf8_lossy(&qemu_img(&["check", s(&img)]).stdout).into_owned();
+    let b = String::from_utf8_lossy(&blk(&["check", s(&img)]).stdout).into_owned();
+    assert!(q.contains("fragmented"), "{q}");
+    assert_eq!(b, q);
+}

@@ -50,6 +50,8 @@ fn check_entries(
     for i in 0..m.bat.len() {
         let e = m.bat[i];
         if e == 0 {
+            // As QEMU counts: a cluster after a hole is not fragmented.
+            stats = ClusterStats::default();
             continue;
         }
         let at = m.entry_offset(e);
