@@ -54,9 +54,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     {
         return f("vpc", "VPC (VHD)");
     }
-    if at(h, 0, b"WithoutFreeSpace") || at(h, 0, b"WithouFreSpacExt") {
-        return f("parallels", "Parallels");
-    }
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
     }

@@ -3,6 +3,7 @@
 
 use blk_file as _;
 use blk_null as _;
+use blk_parallels as _;
 use blk_qcow2 as _;
 use blk_raw as _;
 
