@@ -9,7 +9,7 @@
 //!
 //! The driver is its layout, its mapping, its allocation and its check on
 //! block-core's shared engine: [`ParallelsFormat`] implements
-//! `block_core::engine::Format` ([`format`]), the engine's `FormatNode`
+//! `block_core::engine::Format` ([`mod@format`]), the engine's `FormatNode`
 //! does the I/O, and the check ([`check`], as `qemu-img check -f
 //! parallels`) is offered as the node's `CheckControl`.
 #![warn(missing_docs)]
