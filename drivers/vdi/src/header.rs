@@ -202,6 +202,7 @@ impl Header {
         h.raw[..CREATOR_TEXT.len()].copy_from_slice(CREATOR_TEXT);
         h.raw[UUID_AT[0]..UUID_AT[0] + 16].copy_from_slice(&random_uuid());
         h.raw[UUID_AT[1]..UUID_AT[1] + 16].copy_from_slice(&random_uuid());
+        h.raw = h.encode();
         Ok(h)
     }
 
