@@ -32,7 +32,11 @@ fn check_entries(m: &Metadata, rep: &mut CheckReport) -> u64 {
         count += 1;
         match owner[e as usize] {
             UNALLOCATED => owner[e as usize] = i as u32,
-            first => rep.corruption(format!("both blocks {first} and {i} point to block {e}")),
+            first => {
+                log::debug!("vdi check: guest blocks {first} and {i} both name block {e}");
+                // QEMU's words (it names the block number twice).
+                rep.corruption(format!("block index {e} also used by {e}"))
+            }
         }
     }
     count
@@ -46,7 +50,8 @@ impl CheckControl for VdiFormat {
         let named = check_entries(&m, &mut rep);
         let stored = u64::from(m.header.blocks_allocated);
         if named != stored {
-            let what = format!("allocated blocks mismatch, is {stored}, should be {named}");
+            // QEMU's words: "is" the count of the map, "should be" the header's.
+            let what = format!("allocated blocks mismatch, is {named}, should be {stored}");
             if rep.repairable(mode.contains(CheckMode::FIX_ERRORS), what) {
                 let mut h = m.header;
                 h.blocks_allocated = named as u32;

@@ -202,23 +202,9 @@ impl Format for VdiFormat {
         Ok(true)
     }
 
-    /// Discards the file space of blocks with data (the entries stay, so
-    /// the block numbers stay in use). Advisory: a file that cannot
-    /// discard is fine.
-    fn discard(&self, offset: u64, len: u64) -> Result<bool> {
-        let m = self.meta();
-        let bs = m.header.block();
-        for i in offset / bs..(offset + len).div_ceil(bs) {
-            if let Some(at) = self.block_offset(&m, "discard", i)? {
-                let n = bs.min(m.header.disk_size - i * bs);
-                match self.file.discard(at, n) {
-                    Err(e) if e.kind == ErrorKind::Unsupported => return Ok(false),
-                    r => r?,
-                }
-            }
-        }
-        Ok(true)
-    }
+    // Discard keeps every block and its data (the trait's default: nothing
+    // done), as QEMU's vdi driver does: the format frees no blocks, and
+    // guest reads stay what they were.
 
     /// Another process may have changed the image (a migration handoff):
     /// read the header and the map again.
