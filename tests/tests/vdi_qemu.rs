@@ -141,9 +141,13 @@ fn blk_created_images_are_laid_out_as_qemu_img_lays_them_out() {
 #[test]
 fn blk_written_vdi_passes_qemu_check_and_compares_identical() {
     let dir = tempfile::tempdir().unwrap();
-    for (k, (opts, size)) in [("static=off", 9u64 << 20), ("static=on", 6_000_128)]
-        .into_iter()
-        .enumerate()
+    for (k, (opts, size)) in [
+        ("static=off", 9u64 << 20),
+        ("static=on", 6_000_128),
+        ("static=off", 3_000_064),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let img = dir.path().join(format!("b{k}.vdi"));
         let raw = dir.path().join(format!("b{k}.raw"));
@@ -175,6 +179,14 @@ fn blk_written_vdi_passes_qemu_check_and_compares_identical() {
         qemu_io_ok(&io_args(&kept, &raw, "raw"));
         assert_qemu_agrees(&img, &raw);
         assert_reads_identically(&img);
+        // The file holds whole blocks, the last one too, as QEMU's do.
+        let b = std::fs::read(&img).unwrap();
+        let u32_at = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()));
+        assert_eq!(
+            b.len() as u64,
+            u32_at(0x158) + (u32_at(0x184) << 20),
+            "{opts}"
+        );
         // QEMU can go on writing what blk wrote, and blk reads it.
         qemu_io_ok(&["-f", "vdi", "-c", "write -P 0x77 1000000 2000000", s(&img)]);
         qemu_io_ok(&["-f", "raw", "-c", "write -P 0x77 1000000 2000000", s(&raw)]);

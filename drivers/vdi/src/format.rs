@@ -11,7 +11,9 @@ use crate::DRIVER_NAME;
 use block_core::control::CheckControl;
 use block_core::engine::append_alloc::AppendAllocation;
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
-use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, NodeInfo, Result, ZeroFlags};
+use block_core::{
+    BlockError, BlockNode, BlockNodeExt, ErrorKind, NodeInfo, Preallocation, Result, ZeroFlags,
+};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An open VDI image as the generic node the host gets.
@@ -138,8 +140,8 @@ impl Format for VdiFormat {
             len: (blocks * bs).min(m.header.disk_size - offset),
             child: ChildRef::FILE,
             host_offset: u64::from(m.header.offset_data) + space.offset,
-            // Whole blocks are written (guest data and zero fill), as
-            // QEMU writes them: the file holds every block it names.
+            // Whole blocks are written (guest data and zero fill, up to
+            // the disk's end), as QEMU writes them.
             granule: blocks * bs,
             reused: false,
         })
@@ -147,6 +149,13 @@ impl Format for VdiFormat {
 
     /// Links the blocks of `a` into the map, then counts them in the header.
     fn commit(&self, a: &Allocation, _written: u64, _len: u64) -> Result<()> {
+        // The last block of a disk that ends inside it is written only to
+        // the disk's end: the file still holds the whole block, as in
+        // images QEMU writes.
+        let end = a.host_offset + a.granule;
+        if self.file.length()? < end {
+            self.file.truncate(end, Preallocation::Off)?;
+        }
         // Crash order: the blocks' data is durable before the entries
         // naming them; a crash leaves at worst an unnamed block, which the
         // next allocation reuses.

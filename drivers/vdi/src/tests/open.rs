@@ -194,3 +194,31 @@ fn probe_is_certain_of_the_signature_only() {
     assert_eq!(probe(&[0; 0x42]), 0);
     assert_eq!(probe(b""), 0);
 }
+
+/// A VirtualBox-made image: its own text, a 0x190-byte header, the data
+/// area on a 1 MiB boundary and an odd disk size (rounded up to a sector,
+/// as QEMU rounds it). The fields blk does not interpret survive a write.
+#[test]
+fn virtualbox_layouts_and_odd_sizes_open_and_stay_intact() {
+    let mut h = Header::new("create", 3 << 20, TYPE_DYNAMIC).unwrap();
+    h.raw[..0x40].fill(0);
+    h.raw[..40].copy_from_slice(b"<<< Oracle VM VirtualBox Disk Image >>>\n");
+    h.raw[0x60..0x64].copy_from_slice(b"desc");
+    h.header_size = 0x190;
+    h.disk_size = (3 << 20) - 1000;
+    h.offset_data = 1 << 20;
+    let mut bytes = h.encode().to_vec();
+    bytes.resize(1 << 20, 0);
+    bytes[512..524].fill(0xff);
+    let (file, r) = open_bytes(&bytes);
+    let node = r.unwrap();
+    assert_eq!(node.length().unwrap(), (3 << 20) - 512);
+    node.write_at(2 * BLOCK + 3, b"abc").unwrap();
+    assert_eq!(stored_entry(&file, 2), 0);
+    assert_eq!(file.peek((1 << 20) + 3, 3), b"abc");
+    assert_eq!(file.length().unwrap(), 2 << 20);
+    let after = file.peek(0, HEADER_SIZE as usize);
+    assert_eq!(after[..0x184], bytes[..0x184], "only the count changed");
+    assert_eq!(after[0x184..0x188], 1u32.to_le_bytes());
+    assert_eq!(after[0x188..], bytes[0x188..512]);
+}
