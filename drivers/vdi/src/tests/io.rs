@@ -174,3 +174,38 @@ fn invalidate_reads_what_another_process_wrote() {
     node.read_at(BLOCK, &mut buf).unwrap();
     assert_eq!(buf, [0xab; 4]);
 }
+
+#[test]
+fn parallel_writers_get_distinct_blocks() {
+    let (host, file) = create(&[("size", "16M")]);
+    let node: Arc<dyn BlockNode> = open(&host, OpenFlags::NONE).unwrap().into();
+    let threads: Vec<_> = (0..4u8)
+        .map(|t| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                for k in 0..4u64 {
+                    let guest = (u64::from(t) + 4 * k) * BLOCK + 100;
+                    node.write_at(guest, &pattern(5000, t * 4 + k as u8))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut numbers: Vec<u32> = (0..16).map(|i| stored_entry(&file, i)).collect();
+    for i in 0..16u64 {
+        let mut back = vec![0u8; 5000];
+        node.read_at(i * BLOCK + 100, &mut back).unwrap();
+        assert_eq!(
+            back,
+            pattern(5000, ((i % 4) * 4 + i / 4) as u8),
+            "block {i}"
+        );
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..16).collect::<Vec<u32>>());
+    assert_eq!(stored_header(&file).blocks_allocated, 16);
+    assert_eq!(file.length().unwrap(), 1024 + 16 * BLOCK);
+}
