@@ -1,7 +1,7 @@
 //! Image formats blk has no driver for, recognised by their magic.
 //!
 //! Probing picks raw when no format driver scores. For a file that carries
-//! the signature of a format QEMU knows (qcow version 1, QED, VMDK, VDI,
+//! the signature of a format QEMU knows (qcow version 1, QED, VMDK,
 //! VHDX, VPC, ...) that would be wrong twice over: blk would describe
 //! metadata as guest data (convert copies the header out), and a guest
 //! write to the first sector would overwrite the header. The open is
@@ -42,9 +42,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     }
     if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
         return f("vmdk", "VMDK");
-    }
-    if at(h, 0x40, &0xbeda_107fu32.to_le_bytes()) {
-        return f("vdi", "VDI");
     }
     if at(h, 0, b"vhdxfile") {
         return f("vhdx", "VHDX");
@@ -99,9 +96,6 @@ mod tests {
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
         assert_eq!(probe(b"conectix"), Some("vpc"));
-        let mut vdi = vec![0u8; 0x50];
-        vdi[0x40..0x44].copy_from_slice(&0xbeda_107fu32.to_le_bytes());
-        assert_eq!(probe(&vdi), Some("vdi"));
         assert_eq!(probe(&[0u8; 512]), None);
         assert_eq!(probe(b""), None);
     }

@@ -6,6 +6,7 @@ use blk_null as _;
 use blk_parallels as _;
 use blk_qcow2 as _;
 use blk_raw as _;
+use blk_vdi as _;
 
 /// Forces this module (and with it the driver crates) to be linked.
 pub(crate) fn ensure_linked() {}

@@ -11,6 +11,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("null-co", "libblk_null.so"),
     ("qcow2", "libblk_qcow2.so"),
     ("parallels", "libblk_parallels.so"),
+    ("vdi", "libblk_vdi.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -93,6 +94,11 @@ fn qcow2_driver_both_forms() {
 #[test]
 fn parallels_driver_both_forms() {
     check_both_forms("parallels", "libblk_parallels.so");
+}
+
+#[test]
+fn vdi_driver_both_forms() {
+    check_both_forms("vdi", "libblk_vdi.so");
 }
 
 #[test]

@@ -13,6 +13,7 @@ const DRIVERS: &[&str] = &[
     "blk-null",
     "blk-qcow2",
     "blk-parallels",
+    "blk-vdi",
 ];
 
 fn root() -> PathBuf {
