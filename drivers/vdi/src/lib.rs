@@ -7,7 +7,7 @@
 //!
 //! The driver is its layout, mapping, allocation and check on block-core's
 //! shared engine: [`VdiFormat`] implements `block_core::engine::Format`
-//! ([`format`]), the engine's `FormatNode` does the I/O, and the check
+//! ([`mod@format`]), the engine's `FormatNode` does the I/O, and the check
 //! ([`check`]) is QEMU's vdi check. Depends on block-core only.
 #![warn(missing_docs)]
 
