@@ -4,6 +4,7 @@
 use blk_file as _;
 use blk_null as _;
 use blk_qcow2 as _;
+use blk_qed as _;
 use blk_raw as _;
 
 /// Forces this module (and with it the driver crates) to be linked.
