@@ -40,13 +40,13 @@ impl QedFormat {
             used: Vec::new(),
             fixes: Vec::new(),
         };
-        let mut allocated = 0;
-        let mut tables: Vec<u64> = Vec::new();
+        let (mut allocated, mut fragmented) = (0, 0);
+        let mut tables = std::collections::HashSet::new();
         for (i1, &t) in m.l1.iter().enumerate() {
             if t == 0 {
                 continue;
             }
-            if !m.valid_table(t) || tables.contains(&t) {
+            if !m.valid_table(t) {
                 rep.corruptions += 1;
                 note(
                     rep,
@@ -57,10 +57,15 @@ impl QedFormat {
                 w.fixes.push(Fix::L1(i1));
                 continue;
             }
-            tables.push(t);
             w.used.extend((0..per_table).map(|k| t / cs + k));
+            if !tables.insert(t) {
+                // Named twice: counted when the used clusters are sorted;
+                // its entries were checked the first time.
+                continue;
+            }
             let table = self.l2_table(m, t)?;
             let bytes = table.read();
+            let mut last = 0;
             for i2 in 0..h.entries() as usize {
                 let e = ENDIAN.u64(&bytes, i2 * 8);
                 if e == 0 || e == ZERO_CLUSTER {
@@ -78,10 +83,15 @@ impl QedFormat {
                     continue;
                 }
                 allocated += 1;
+                if last != 0 && last + cs != e {
+                    fragmented += 1;
+                }
+                last = e;
                 w.used.push(e / cs);
             }
         }
         rep.allocated_clusters = Some(allocated);
+        rep.fragmented_clusters = Some(fragmented);
         Ok(w)
     }
 
@@ -164,7 +174,6 @@ impl QedFormat {
         if fix && rep.corruptions == 0 {
             clear_need_check(self.file.as_ref(), &mut m)?;
         }
-        rep.image_end_offset = Some(m.alloc.end());
         Ok(rep)
     }
 }
