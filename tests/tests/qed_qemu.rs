@@ -280,6 +280,48 @@ fn blk_writes_on_top_of_a_backing_file_keep_the_base_visible() {
 }
 
 #[test]
+fn leaks_and_a_left_need_check_flag_are_reported_like_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("l.qed");
+    qemu_img_ok(&["create", "-f", "qed", s(&img), "1M"]);
+    qemu_io_ok(&["-f", "qed", "-c", "write -P 3 0 64k", s(&img)]);
+    // Two clusters past everything the tables name (a crash's leftovers),
+    // and the need-check flag still set.
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes.resize(bytes.len() + (128 << 10), 9);
+    bytes[16] |= 2;
+    std::fs::write(&img, &bytes).unwrap();
+    let q = qemu_img(&["check", "-f", "qed", "--output=json", s(&img)]);
+    let b = blk(&["check", "--output=json", s(&img)]);
+    assert_eq!(q.status.code(), Some(3));
+    assert_eq!(b.status.code(), q.status.code());
+    let qv: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+    let bv: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    for f in [
+        "leaks",
+        "total-clusters",
+        "allocated-clusters",
+        "check-errors",
+    ] {
+        assert_eq!(bv[f], qv[f], "{f}");
+    }
+    assert_eq!(bv["leaks"], 2);
+    assert_info_as_qemu(&img);
+    // A writable open runs the check and clears the flag; the data stays.
+    blk_ok(&["io", "-c", "write -P 4 64k 512", s(&img)]);
+    assert_eq!(std::fs::read(&img).unwrap()[16] & 2, 0);
+    qemu_io_ok(&[
+        "-f",
+        "qed",
+        "-c",
+        "read -P 3 0 64k",
+        "-c",
+        "read -P 4 64k 512",
+        s(&img),
+    ]);
+}
+
+#[test]
 fn damaged_images_are_refused_or_reported_like_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("d.qed");

@@ -213,13 +213,16 @@ impl Format for QedFormat {
     }
 
     /// The fields qemu-img reports for qed (it has no format-specific part).
+    /// qemu-img 10 reports `dirty-flag: false` for qed images even with the
+    /// need-check flag set (observed; `check` is where that state shows),
+    /// and blk's `info` agrees with it.
     fn info(&self) -> Result<NodeInfo> {
         let m = self.meta();
         Ok(NodeInfo {
             format: DRIVER_NAME.to_string(),
             virtual_size: m.header.image_size,
             cluster_size: Some(m.header.cluster()),
-            dirty_flag: m.header.need_check(),
+            dirty_flag: false,
             backing_filename: m.backing_name.clone(),
             backing_filename_format: m.backing_format(),
             ..NodeInfo::default()
