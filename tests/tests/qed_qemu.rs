@@ -345,3 +345,61 @@ fn damaged_images_are_refused_or_reported_like_qemu() {
     let err = String::from_utf8_lossy(&b.stderr);
     assert!(!b.status.success() && err.contains("cluster size"), "{err}");
 }
+
+#[test]
+fn rebase_and_commit_work_on_qed_as_in_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    qemu_img_ok(&["create", "-f", "raw", s(&p("base.raw")), "2M"]);
+    qemu_io("raw", &p("base.raw"), &qemu_io_commands(51, 2 << 20, 10));
+    qemu_img_ok(&["create", "-f", "raw", s(&p("new.raw")), "2M"]);
+    qemu_img_ok(&[
+        "create",
+        "-f",
+        "qed",
+        "-b",
+        "base.raw",
+        "-F",
+        "raw",
+        s(&p("t.qed")),
+    ]);
+    qemu_io("qed", &p("t.qed"), &qemu_io_commands(52, 2 << 20, 10));
+    // Unsafe rebases (new name, no name) store what qemu-img stores.
+    for (b, extra) in [("new.raw", &["-F", "raw"][..]), ("", &[][..])] {
+        std::fs::copy(p("t.qed"), p("b.qed")).unwrap();
+        std::fs::copy(p("t.qed"), p("q.qed")).unwrap();
+        let mut args = vec!["rebase", "-u", "-b", b];
+        args.extend(extra);
+        let (bp, qp) = (p("b.qed"), p("q.qed"));
+        let (mut ba, mut qa) = (args.clone(), args);
+        ba.push(s(&bp));
+        qa.push(s(&qp));
+        blk_ok(&ba);
+        qemu_img_ok(&qa);
+        let same = std::fs::read(p("b.qed")).unwrap() == std::fs::read(p("q.qed")).unwrap();
+        assert!(same, "rebase -u -b '{b}'");
+    }
+    // A safe rebase keeps the guest view; commit writes the top into the base.
+    std::fs::copy(p("t.qed"), p("r.qed")).unwrap();
+    blk_ok(&["rebase", "-b", "new.raw", "-F", "raw", s(&p("r.qed"))]);
+    let out = qemu_img_ok(&["compare", s(&p("t.qed")), s(&p("r.qed"))]);
+    assert!(out.contains("Images are identical"), "{out}");
+    assert_qemu_check_passes(&p("r.qed"));
+    qemu_img_ok(&[
+        "create",
+        "-f",
+        "qed",
+        "-b",
+        "r.qed",
+        "-F",
+        "qed",
+        s(&p("c.qed")),
+    ]);
+    qemu_io_ok(&["-f", "qed", "-c", "write -P 9 1000k 100k", s(&p("c.qed"))]);
+    let want = dir.path().join("want.raw");
+    qemu_img_ok(&["convert", "-O", "raw", s(&p("c.qed")), s(&want)]);
+    blk_ok(&["commit", s(&p("c.qed"))]);
+    assert_qemu_check_passes(&p("r.qed"));
+    let out = qemu_img_ok(&["compare", "-F", "raw", s(&p("r.qed")), s(&want)]);
+    assert!(out.contains("Images are identical"), "{out}");
+}

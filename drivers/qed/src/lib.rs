@@ -11,6 +11,7 @@
 //! a writable open finds the need-check flag set.
 #![warn(missing_docs)]
 
+mod backing;
 pub mod check;
 mod driver;
 pub mod format;

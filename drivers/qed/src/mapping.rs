@@ -234,6 +234,11 @@ impl Format for QedFormat {
         true
     }
 
+    /// `blk rebase -u` and `commit` rewrite the stored backing file.
+    fn backing_control(&self) -> Option<&dyn block_core::control::BackingControl> {
+        Some(self)
+    }
+
     /// `blk check` ([`crate::check`]).
     fn check_control(&self) -> Option<&dyn CheckControl> {
         Some(self)
