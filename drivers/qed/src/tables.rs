@@ -92,10 +92,14 @@ impl Metadata {
     }
 
     /// True when `off` may name a cluster: aligned, after the header area,
-    /// before the end of the file.
+    /// outside the L1 table, before the end of the file.
     pub fn valid_cluster(&self, off: u64) -> bool {
         let h = &self.header;
-        off.is_multiple_of(h.cluster()) && off >= h.data_start() && off < self.alloc.end()
+        let l1 = h.l1_table_offset..h.l1_table_offset + h.table_bytes();
+        off.is_multiple_of(h.cluster())
+            && off >= h.data_start()
+            && !l1.contains(&off)
+            && off < self.alloc.end()
     }
 
     /// True when `off` may name an L2 table (all of it inside the file).

@@ -342,6 +342,62 @@ fn a_writable_open_checks_an_image_left_needing_a_check() {
 }
 
 #[test]
+fn entries_naming_the_l1_table_are_refused_so_writes_never_land_on_it() {
+    let (host, file) = create(&[("size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(0, &[5; 512]).unwrap();
+    drop(n);
+    let h = header(&file);
+    let l2 = ENDIAN.u64(&file.peek(h.l1_table_offset, 8), 0);
+    file.poke(l2 + 8, &(h.l1_table_offset + CS).to_le_bytes());
+    let before = file.contents();
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    let e = n.write_at(CS, &[6; 512]).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::Corrupt, "{e}");
+    drop(n);
+    assert!(file.peek(0, before.len()) == before, "nothing changed");
+}
+
+#[test]
+fn a_crash_leaves_need_check_set_and_the_next_writable_open_clears_it() {
+    let (host, file) = create(&[("size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(CS, &pattern(4096, 2)).unwrap();
+    n.flush().unwrap();
+    // No clean close: the flag stays on disk.
+    std::mem::forget(n);
+    assert!(header(&file).need_check());
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    assert!(!header(&file).need_check());
+    let mut b = vec![0u8; 4096];
+    n.read_at(CS, &mut b).unwrap();
+    assert_eq!(b, pattern(4096, 2));
+}
+
+#[test]
+fn a_handoff_marks_the_image_clean_and_activation_rereads_it() {
+    let (host, file) = create(&[("size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(0, &[1; 512]).unwrap();
+    let mig = n.migration().unwrap();
+    mig.inactivate().unwrap();
+    assert!(!header(&file).need_check());
+    assert!(
+        n.write_at(0, &[2; 512]).is_err(),
+        "an inactive node refuses writes"
+    );
+    // Another process writes cluster 3 meanwhile.
+    let other = open(&host, OpenFlags::NONE).unwrap();
+    other.write_at(3 * CS, &[7; 512]).unwrap();
+    drop(other);
+    mig.activate().unwrap();
+    let mut b = vec![0u8; 512];
+    n.read_at(3 * CS, &mut b).unwrap();
+    assert!(b.iter().all(|&x| x == 7));
+    n.write_at(0, &[2; 512]).unwrap();
+}
+
+#[test]
 fn leaked_clusters_are_reported_and_the_image_grows() {
     let (host, file) = create(&[("size", "1M")]);
     let n = open(&host, OpenFlags::NONE).unwrap();
