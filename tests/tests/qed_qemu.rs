@@ -65,6 +65,16 @@ fn assert_info_as_qemu(img: &Path) {
     }
 }
 
+/// `blk map` and `qemu-img map` describe `img` the same way (data, zero
+/// and unallocated extents, file offsets, depth in the chain).
+fn assert_map_as_qemu(img: &Path) {
+    let b = blk_ok(&["map", "--output=json", s(img)]);
+    let q = qemu_img_ok(&["map", "--output=json", s(img)]);
+    let b: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let q: serde_json::Value = serde_json::from_str(&q).unwrap();
+    assert_eq!(b, q, "map of {}", img.display());
+}
+
 /// `qemu-img check` finds nothing wrong with `img`.
 fn assert_qemu_check_passes(img: &Path) {
     let out = qemu_img_ok(&["check", "-f", "qed", "--output=json", s(img)]);
@@ -96,6 +106,7 @@ fn qemu_written_images_read_identically_for_every_create_option() {
         qemu_io("qed", &img, &qemu_io_commands(k as u64 + 1, *size, 40));
         assert_reads_as_qemu(&img);
         assert_info_as_qemu(&img);
+        assert_map_as_qemu(&img);
         let out = blk_ok(&["check", s(&img)]);
         assert!(out.contains("No errors were found"), "{opts}: {out}");
     }
@@ -122,6 +133,7 @@ fn a_qemu_backing_chain_reads_through_to_the_base() {
     qemu_io("qed", &top, &qemu_io_commands(12, 4 << 20, 30));
     assert_reads_as_qemu(&top);
     assert_info_as_qemu(&top);
+    assert_map_as_qemu(&top);
     // A qed base under a qed top (the base format probed).
     let mid = dir.path().join("mid.qed");
     let top2 = dir.path().join("top2.qed");
@@ -139,6 +151,7 @@ fn a_qemu_backing_chain_reads_through_to_the_base() {
     ]);
     qemu_io("qed", &top2, &qemu_io_commands(14, 4 << 20, 20));
     assert_reads_as_qemu(&top2);
+    assert_map_as_qemu(&top2);
 }
 
 /// Seeded `blk io` writes and zero writes on `img` (a `size`-byte disk),
