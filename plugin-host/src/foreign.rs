@@ -1,7 +1,7 @@
 //! Image formats blk has no driver for, recognised by their magic.
 //!
 //! Probing picks raw when no format driver scores. For a file that carries
-//! the signature of a format QEMU knows (qcow version 1, QED, VMDK,
+//! the signature of a format QEMU knows (qcow version 1, VMDK,
 //! VHDX, VPC, ...) that would be wrong twice over: blk would describe
 //! metadata as guest data (convert copies the header out), and a guest
 //! write to the first sector would overwrite the header. The open is
@@ -36,9 +36,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
             return f("qcow", "qcow (version 1)");
         }
         return None;
-    }
-    if at(h, 0, b"QED\0") {
-        return f("qed", "QED");
     }
     if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
         return f("vmdk", "VMDK");
@@ -92,7 +89,8 @@ mod tests {
     fn signatures() {
         assert_eq!(probe(b"QFI\xfb\0\0\0\x01rest"), Some("qcow"));
         assert_eq!(probe(b"QFI\xfb\0\0\0\x03rest"), None);
-        assert_eq!(probe(b"QED\0rest"), Some("qed"));
+        // blk has a qed driver: its images are not refused.
+        assert_eq!(probe(b"QED\0rest"), None);
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
         assert_eq!(probe(b"conectix"), Some("vpc"));

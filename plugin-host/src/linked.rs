@@ -5,6 +5,7 @@ use blk_file as _;
 use blk_null as _;
 use blk_parallels as _;
 use blk_qcow2 as _;
+use blk_qed as _;
 use blk_raw as _;
 use blk_vdi as _;
 

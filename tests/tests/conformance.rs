@@ -12,6 +12,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("qcow2", "libblk_qcow2.so"),
     ("parallels", "libblk_parallels.so"),
     ("vdi", "libblk_vdi.so"),
+    ("qed", "libblk_qed.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -99,6 +100,11 @@ fn parallels_driver_both_forms() {
 #[test]
 fn vdi_driver_both_forms() {
     check_both_forms("vdi", "libblk_vdi.so");
+}
+
+#[test]
+fn qed_driver_both_forms() {
+    check_both_forms("qed", "libblk_qed.so");
 }
 
 #[test]
