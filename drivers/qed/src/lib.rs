@@ -6,7 +6,7 @@
 //! through the engine's table cache, [`tables`]), clusters and L2 tables
 //! appended at the end of the file, an optional backing file, and the
 //! need-check flag set before allocating writes and cleared on a clean
-//! close ([`format`]). The engine's `FormatNode` does the I/O
+//! close ([`mod@format`]). The engine's `FormatNode` does the I/O
 //! ([`mapping`]); [`check`] is QEMU's qed check, also run with repair when
 //! a writable open finds the need-check flag set.
 #![warn(missing_docs)]
