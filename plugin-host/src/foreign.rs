@@ -49,11 +49,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     if at(h, 0, b"vhdxfile") {
         return f("vhdx", "VHDX");
     }
-    if at(h, 0, b"conectix")
-        || (input.file_size >= 512 && at(t, t.len().saturating_sub(512), b"conectix"))
-    {
-        return f("vpc", "VPC (VHD)");
-    }
     if at(h, 0, b"WithoutFreeSpace") || at(h, 0, b"WithouFreSpacExt") {
         return f("parallels", "Parallels");
     }
@@ -101,7 +96,6 @@ mod tests {
         assert_eq!(probe(b"QED\0rest"), Some("qed"));
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
-        assert_eq!(probe(b"conectix"), Some("vpc"));
         let mut vdi = vec![0u8; 0x50];
         vdi[0x40..0x44].copy_from_slice(&0xbeda_107fu32.to_le_bytes());
         assert_eq!(probe(&vdi), Some("vdi"));

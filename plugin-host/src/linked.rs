@@ -5,6 +5,7 @@ use blk_file as _;
 use blk_null as _;
 use blk_qcow2 as _;
 use blk_raw as _;
+use blk_vpc as _;
 
 /// Forces this module (and with it the driver crates) to be linked.
 pub(crate) fn ensure_linked() {}

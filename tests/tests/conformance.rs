@@ -10,6 +10,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("raw", "libblk_raw.so"),
     ("null-co", "libblk_null.so"),
     ("qcow2", "libblk_qcow2.so"),
+    ("vpc", "libblk_vpc.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -87,6 +88,11 @@ fn null_driver_both_forms() {
 #[test]
 fn qcow2_driver_both_forms() {
     check_both_forms(DRIVERS[3].0, DRIVERS[3].1);
+}
+
+#[test]
+fn vpc_driver_both_forms() {
+    check_both_forms(DRIVERS[4].0, DRIVERS[4].1);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod abort_fixture;
 mod new_plugin;
 
 /// Driver crates built as plugin libraries.
-const DRIVERS: &[&str] = &["blk-file", "blk-raw", "blk-null", "blk-qcow2"];
+const DRIVERS: &[&str] = &["blk-file", "blk-raw", "blk-null", "blk-qcow2", "blk-vpc"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
