@@ -138,15 +138,17 @@ pub fn geometry_sectors((c, h, s): (u16, u8, u8)) -> u64 {
 }
 
 /// What a create request of `size` bytes becomes: the disk's size in bytes
-/// and its geometry, as qemu-img computes them. Without `force_size` the
-/// size grows to the first geometry covering it; with it (or when the
-/// geometry is the largest) the size is kept, rounded down to sectors.
+/// and its geometry, as qemu-img computes them. The size is first rounded
+/// up to whole sectors; without `force_size` it then grows to the first
+/// geometry covering it; with it (or when the geometry is the largest) it
+/// is kept.
 pub fn create_size(size: u64, force_size: bool) -> Result<(u64, (u16, u8, u8))> {
     let max = (65535, 16, 255);
+    let requested = size.div_ceil(FOOTER_SIZE);
     let geo = if force_size {
         max
     } else {
-        let want = (size / FOOTER_SIZE).min(MAX_GEOMETRY_SECTORS);
+        let want = requested.min(MAX_GEOMETRY_SECTORS);
         let mut geo = (0, 0, 0);
         let mut i = 0;
         while want > geometry_sectors(geo) {
@@ -156,7 +158,7 @@ pub fn create_size(size: u64, force_size: bool) -> Result<(u64, (u16, u8, u8))> 
         geo
     };
     let sectors = if geometry_sectors(geo) == MAX_GEOMETRY_SECTORS {
-        let s = size / FOOTER_SIZE;
+        let s = requested;
         if s > MAX_SECTORS {
             return Err(BlockError::new(
                 ErrorKind::OutOfRange,
