@@ -69,15 +69,16 @@ fn writes_read_back_after_reopen_in_both_subformats() {
         let node = open(&host, OpenFlags::NONE).unwrap();
         let size = node.length().unwrap();
         let mut shadow = vec![0u8; size as usize];
-        let mut seed = 1u8;
-        for (off, len) in [
+        for (seed, (off, len)) in [
             (0u64, 4096usize),
             (3 << 20, 1 << 20),
             (size - 700, 700),
             (2_000_000, 300_000),
-        ] {
-            let d = pattern(len, seed);
-            seed += 1;
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = pattern(len, seed as u8);
             node.write_at(off, &d).unwrap();
             shadow[off as usize..off as usize + len].copy_from_slice(&d);
         }
