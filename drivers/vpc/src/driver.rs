@@ -1,13 +1,13 @@
 //! The driver descriptor: name, probe, create options, create and open.
 
 use crate::dyn_header::{DynHeader, CREATE_BAT_OFFSET, DEFAULT_BLOCK_SIZE, DYN_HEADER_SIZE};
-use crate::footer::{create_size, Footer, FOOTER_SIZE};
+use crate::footer::{create_size, Footer, SizeCalc, FOOTER_SIZE};
 use crate::format::{VpcFormat, VpcNode};
 use crate::DRIVER_NAME;
 use block_core::{
     BlockDriver, BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverCaps,
-    DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc, OptKind, OptionValues,
-    Preallocation, ProbeInput, Result,
+    DriverKind, HostServices, OpenRequest, OptDesc, OptKind, OptionValues, Preallocation,
+    ProbeInput, Result,
 };
 use std::sync::Arc;
 
@@ -50,6 +50,17 @@ impl BlockDriver for VpcDriver {
         } else {
             0
         }
+    }
+
+    /// `force_size_calc`: read the size from the CHS geometry or from the
+    /// footer's current size, whatever the creator (QEMU's option).
+    fn open_options(&self) -> Vec<OptDesc> {
+        vec![OptDesc::new(
+            "force_size_calc",
+            OptKind::Enum(vec!["chs".into(), "current_size".into()]),
+            None,
+            "Force disk size calculation to use either CHS geometry, or use the disk current_size specified in the VHD footer. {chs, current_size}",
+        )]
     }
 
     /// `size`, `subformat` and `force_size`, as qemu-img's.
@@ -124,13 +135,17 @@ impl BlockDriver for VpcDriver {
     /// Opens the `file` child with the request's flags, reads the metadata
     /// and wraps the format in the engine's node.
     fn open(&self, req: &OpenRequest, host: Arc<dyn HostServices>) -> Result<Box<dyn BlockNode>> {
-        block_core::read_open_options(self, req).map_err(|e| e.in_file(&req.filename))?;
+        let opts =
+            block_core::read_open_options(self, req).map_err(|e| e.in_file(&req.filename))?;
+        let calc = match opts.get("force_size_calc") {
+            Some("chs") => SizeCalc::Chs,
+            Some("current_size") => SizeCalc::CurrentSize,
+            _ => SizeCalc::ByCreator,
+        };
         let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
         creq.flags = req.flags;
         let file = host.open_child(&creq)?;
-        let format = VpcFormat::open(file, req.filename.clone())?;
-        let read_only = req.flags.contains(OpenFlags::READ_ONLY);
-        let inactive = req.flags.contains(OpenFlags::INACTIVE);
-        Ok(Box::new(VpcNode::new(format, read_only, inactive)))
+        let format = VpcFormat::open(file, req.filename.clone(), calc)?;
+        Ok(Box::new(VpcNode::for_request(format, req)))
     }
 }

@@ -81,6 +81,19 @@ block_core::fixed_fields! {
     }
 }
 
+/// How the guest-visible size is read from a footer (the
+/// `force_size_calc` open option).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SizeCalc {
+    /// By the creator application, as QEMU does by default.
+    #[default]
+    ByCreator,
+    /// From the CHS geometry (`chs`).
+    Chs,
+    /// From the current size field (`current_size`).
+    CurrentSize,
+}
+
 /// A footer: its raw bytes (written back unchanged as the trailer copy)
 /// and its decoded fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,12 +268,17 @@ impl Footer {
 
     /// The guest-visible size in bytes, as QEMU reads it: the CHS geometry
     /// for images of Virtual PC and QEMU (`vpc `, `qemu`), the current size
-    /// for every other creator and for images of the largest geometry.
-    pub fn disk_size(&self) -> Result<u64> {
+    /// for every other creator, unless `calc` says which; the current size
+    /// always for images of the largest geometry.
+    pub fn disk_size(&self, calc: SizeCalc) -> Result<u64> {
         let f = &self.fields;
         let chs = geometry_sectors((f.cyls, f.heads, f.secs));
         let app = self.creator_app();
-        let use_chs = &app == b"vpc " || &app == b"qemu";
+        let use_chs = match calc {
+            SizeCalc::ByCreator => &app == b"vpc " || &app == b"qemu",
+            SizeCalc::Chs => true,
+            SizeCalc::CurrentSize => false,
+        };
         let sectors = if !use_chs || chs == MAX_GEOMETRY_SECTORS {
             f.current_size / FOOTER_SIZE
         } else {

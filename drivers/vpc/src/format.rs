@@ -12,6 +12,7 @@
 //! by.
 
 use crate::dyn_header::DEFAULT_BLOCK_SIZE;
+use crate::footer::SizeCalc;
 use crate::meta::{bat_bytes, Dynamic, Metadata};
 use crate::DRIVER_NAME;
 use block_core::engine::append_alloc::AppendAllocation;
@@ -27,6 +28,7 @@ pub type VpcNode = FormatNode<VpcFormat>;
 /// the metadata hold it exclusively.
 pub struct VpcFormat {
     file: Arc<dyn BlockNode>,
+    calc: SizeCalc,
     filename: String,
     meta: RwLock<Metadata>,
 }
@@ -51,9 +53,10 @@ fn not_dynamic(op: &'static str) -> BlockError {
 }
 
 impl VpcFormat {
-    /// Reads and checks the metadata of `file`, opened as image `filename`.
-    pub fn open(file: Arc<dyn BlockNode>, filename: String) -> Result<VpcFormat> {
-        let meta = Metadata::load(file.as_ref()).map_err(|e| e.in_file(&filename))?;
+    /// Reads and checks the metadata of `file`, opened as image `filename`,
+    /// its size read as `calc` says.
+    pub fn open(file: Arc<dyn BlockNode>, filename: String, calc: SizeCalc) -> Result<VpcFormat> {
+        let meta = Metadata::load(file.as_ref(), calc).map_err(|e| e.in_file(&filename))?;
         log::debug!(
             "{DRIVER_NAME}: opened {filename}: {} bytes, {}",
             meta.size,
@@ -65,6 +68,7 @@ impl VpcFormat {
         );
         Ok(VpcFormat {
             file,
+            calc,
             filename,
             meta: RwLock::new(meta),
         })
@@ -218,7 +222,8 @@ impl Format for VpcFormat {
 
     /// Another process may have changed the image: read it again.
     fn invalidate(&self) -> Result<()> {
-        let fresh = Metadata::load(self.file.as_ref()).map_err(|e| e.in_file(&self.filename))?;
+        let fresh =
+            Metadata::load(self.file.as_ref(), self.calc).map_err(|e| e.in_file(&self.filename))?;
         *self.meta_mut() = fresh;
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! block's bitmap starts at sector `n` and its data follows the bitmap.
 
 use crate::dyn_header::{DynHeader, DYN_HEADER_SIZE, MAX_BAT_BYTES, UNALLOCATED};
-use crate::footer::{Footer, ENDIAN, FOOTER_SIZE};
+use crate::footer::{Footer, SizeCalc, ENDIAN, FOOTER_SIZE};
 use block_core::engine::append_alloc::AppendAllocator;
 use block_core::engine::codec::{checked_end, table_bytes};
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
@@ -74,8 +74,9 @@ impl Dynamic {
 impl Metadata {
     /// Reads and checks the footer (at offset 0, else at the end of the
     /// file), then for a dynamic image the header and the BAT. Every size
-    /// and offset is bounded before it is used.
-    pub fn load(file: &dyn BlockNode) -> Result<Metadata> {
+    /// and offset is bounded before it is used; `calc` says how the size
+    /// is read from the footer.
+    pub fn load(file: &dyn BlockNode, calc: SizeCalc) -> Result<Metadata> {
         let file_len = file.length()?;
         if file_len < FOOTER_SIZE {
             return Err(BlockError::corrupt(
@@ -89,7 +90,7 @@ impl Metadata {
             file.read_at(file_len - FOOTER_SIZE, &mut b)?;
         }
         let footer = Footer::decode(&b)?;
-        let size = footer.disk_size()?;
+        let size = footer.disk_size(calc)?;
         if !footer.is_dynamic() {
             if size > file_len - FOOTER_SIZE {
                 return Err(BlockError::corrupt(

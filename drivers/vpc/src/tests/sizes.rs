@@ -94,3 +94,40 @@ fn bad_create_options_are_refused() {
     assert!(e.message.contains("size"), "{e}");
     assert!(host.created_file(NAME).is_none());
 }
+
+#[test]
+fn the_size_is_read_by_creator_unless_force_size_calc_says() {
+    use crate::footer::checksum;
+    let (_host, file) = create(&[("size", "8M")]);
+    let chs = 8_390_656u64;
+    for app in [*b"qemu", *b"win "] {
+        let mut img = file.contents();
+        // Current size 8 MiB, smaller than the geometry's; creator `app`.
+        let end = img.len() - 512;
+        for at in [0, end] {
+            img[at + 28..at + 32].copy_from_slice(&app);
+            img[at + 48..at + 56].copy_from_slice(&(8u64 << 20).to_be_bytes());
+            let c = checksum(&img[at..at + 512], 64);
+            img[at + 64..at + 68].copy_from_slice(&c.to_be_bytes());
+        }
+        let by_creator = if &app == b"qemu" { chs } else { 8 << 20 };
+        for (calc, want) in [
+            (None, by_creator),
+            (Some("chs"), chs),
+            (Some("current_size"), 8 << 20),
+        ] {
+            let (host, _f) = host_with(&img);
+            let mut req = OpenRequest::new(NAME, OpenFlags::READ_ONLY);
+            if let Some(c) = calc {
+                req.options = vec![("force_size_calc".into(), c.into())];
+            }
+            let node = VpcDriver.open(&req, host).unwrap();
+            use block_core::BlockNodeExt;
+            assert_eq!(node.length().unwrap(), want, "{app:?} {calc:?}");
+        }
+    }
+    let (host, _f) = host_with(&file.contents());
+    let mut req = OpenRequest::new(NAME, OpenFlags::READ_ONLY);
+    req.options = vec![("force_size_calc".into(), "lba".into())];
+    assert!(VpcDriver.open(&req, host).is_err());
+}
