@@ -122,7 +122,6 @@ fn the_size_is_read_by_creator_unless_force_size_calc_says() {
                 req.options = vec![("force_size_calc".into(), c.into())];
             }
             let node = VpcDriver.open(&req, host).unwrap();
-            use block_core::BlockNodeExt;
             assert_eq!(node.length().unwrap(), want, "{app:?} {calc:?}");
         }
     }
