@@ -144,3 +144,55 @@ fn invalidate_rereads_what_another_process_wrote() {
     b.read_at(BLOCK, &mut buf).unwrap();
     assert_eq!(&buf, b"moved");
 }
+
+/// The image as a crash after the write to `fail_at` failed would leave
+/// it: reopened from the file's bytes.
+fn crash_at(fail_at: u64) -> (Arc<TestHost>, Arc<MemFile>, Vec<u8>) {
+    let (host, file) = create(&[("size", "100M")]);
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    node.write_at(0, b"first").unwrap();
+    file.inject_error(InjectedError {
+        offset: fail_at,
+        op: Some(ChildOp::Write),
+        kind: block_core::ErrorKind::Io,
+    });
+    assert!(node.write_at(BLOCK, b"second").is_err());
+    drop(node);
+    let img = file.contents();
+    let (host, file) = host_with(&img);
+    (host, file, img)
+}
+
+#[test]
+fn a_crash_before_the_bat_entry_leaves_the_block_unallocated() {
+    // Block 1's BAT entry (the second block) is the write that fails.
+    let (host, file, _img) = crash_at(1536 + 4);
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    let mut buf = [0xffu8; 6];
+    node.read_at(BLOCK, &mut buf).unwrap();
+    assert_eq!(buf, [0; 6], "no entry names the written data");
+    node.read_at(0, &mut buf[..5]).unwrap();
+    assert_eq!(&buf[..5], b"first");
+    // The leaked block's space is taken by the next allocation.
+    let second = FIRST_BLOCK + BLOCK + 512;
+    node.write_at(3 * BLOCK, b"third").unwrap();
+    assert_eq!(stored_entry(&file, 3), (second / 512) as u32);
+    let end = file.length().unwrap();
+    assert_eq!(end, second + 512 + BLOCK + 512);
+    assert_eq!(stored_footer(&file, end - 512), stored_footer(&file, 0));
+}
+
+#[test]
+fn a_crash_before_the_footer_copy_keeps_the_data() {
+    let second = FIRST_BLOCK + BLOCK + 512;
+    // The footer copy after the second block is the write that fails.
+    let (host, file, img) = crash_at(second + 512 + BLOCK);
+    assert_eq!(img.len() as u64, second + 512 + BLOCK, "no trailing footer");
+    let node = open(&host, OpenFlags::NONE).unwrap();
+    let mut buf = [0u8; 6];
+    node.read_at(BLOCK, &mut buf).unwrap();
+    assert_eq!(&buf, b"second");
+    node.write_at(5 * BLOCK, b"again").unwrap();
+    let end = file.length().unwrap();
+    assert_eq!(stored_footer(&file, end - 512), stored_footer(&file, 0));
+}
