@@ -105,6 +105,10 @@ fn qemu_written_images_read_identically() {
             assert_eq!(ours[key], info[key], "{opts}: {key}");
         }
         assert_eq!(ours["format"], "vpc");
+        // Map as qemu-img's: allocated blocks as data at their offsets,
+        // unallocated ones as (allocated) zeros, a fixed image as its file.
+        let m = ["map", "-f", "vpc", "--output=json", s(&img)];
+        assert_eq!(json(&blk_ok(&m)), json(&qemu_img_ok(&m)), "{opts}: map");
     }
 }
 

@@ -123,7 +123,13 @@ impl Format for VpcFormat {
             Some(d) => len.min(d.header.block() - offset % d.header.block()),
         };
         Ok(match Self::host_offset(&m, offset) {
-            None => Mapping::Unallocated { len, host: None },
+            // Without a backing file an unallocated block is zeros this
+            // image holds: block status says allocated zeros, as QEMU's.
+            None => Mapping::Zero {
+                len,
+                allocated: true,
+                host: None,
+            },
             Some(host_offset) => Mapping::Data {
                 child: ChildRef::FILE,
                 host_offset,
@@ -131,6 +137,12 @@ impl Format for VpcFormat {
                 writable: true,
             },
         })
+    }
+
+    /// A fixed image's data may be holes of the file: block status asks
+    /// the file, as QEMU does.
+    fn sparse_data(&self) -> bool {
+        self.meta().dynamic.is_none()
     }
 
     /// Space for the one block at `offset` (its bitmap and its data) where
