@@ -213,3 +213,24 @@ fn damaged_images_are_refused_clearly() {
     );
     assert_eq!(std::fs::read(&img).unwrap(), b, "nothing changed");
 }
+
+#[test]
+fn what_qemu_cannot_do_with_vpc_blk_refuses_in_its_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("n.vhd");
+    qemu_img_ok(&["create", "-q", "-f", "vpc", s(&img), "8M"]);
+    let before = std::fs::read(&img).unwrap();
+    for args in [
+        vec!["check", s(&img)],
+        vec!["resize", s(&img), "30M"],
+        vec!["measure", "-O", "vpc", "--size", "10M"],
+        vec!["amend", "-o", "size=1G", s(&img)],
+    ] {
+        let q = blk_tests::qemu_img(&args);
+        let b = blk(&args);
+        assert_eq!(b.status.code(), q.status.code(), "{args:?}");
+        let qerr = String::from_utf8_lossy(&q.stderr).replace("qemu-img:", "blk:");
+        assert_eq!(String::from_utf8_lossy(&b.stderr), qerr, "{args:?}");
+    }
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}

@@ -240,6 +240,16 @@ impl Format for VpcFormat {
         Ok(())
     }
 
+    /// QEMU's vpc driver cannot change a disk's size; neither can this one
+    /// (the footer's geometry and a fixed image's layout are set at create).
+    fn resize(&self, _size: u64, _prealloc: block_core::Preallocation) -> Result<()> {
+        Err(BlockError::new(
+            ErrorKind::Unsupported,
+            "resize",
+            "Image format driver does not support resize",
+        ))
+    }
+
     fn error_context(&self, e: BlockError) -> BlockError {
         e.in_file(&self.filename)
     }
