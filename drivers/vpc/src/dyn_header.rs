@@ -30,8 +30,9 @@ pub const UNALLOCATED: u32 = u32::MAX;
 /// disk in 2 MiB blocks needs 4 MiB). The BAT's size comes from the
 /// header, so it is bounded before anything is allocated for it.
 pub const MAX_BAT_BYTES: u64 = 64 << 20;
-/// The largest block size accepted (a block's bitmap is then 16 KiB).
-pub const MAX_BLOCK_SIZE: u64 = 1 << 28;
+/// The largest block size accepted (32 MiB; images use 512 KiB or 2 MiB).
+/// A new block is written whole, so the size bounds that buffer.
+pub const MAX_BLOCK_SIZE: u64 = 32 << 20;
 /// Offset of the checksum field.
 const CHECKSUM_AT: usize = 36;
 

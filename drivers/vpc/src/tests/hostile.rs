@@ -63,7 +63,7 @@ fn bad_footers_are_named() {
 fn hostile_dynamic_headers_are_refused_before_allocating() {
     let good = good_image();
     // Block size 0 (a division by zero), not a power of two, too large.
-    for bs in [0, 3 << 20, 1 << 31] {
+    for bs in [0, 3 << 20, 64 << 20, 1 << 31] {
         let mut img = good.clone();
         poke_header(&mut img, 32, bs);
         assert!(
