@@ -2,7 +2,7 @@
 //!
 //! Probing picks raw when no format driver scores. For a file that carries
 //! the signature of a format QEMU knows (qcow version 1, VMDK,
-//! VHDX, VPC, ...) that would be wrong twice over: blk would describe
+//! VHDX, ...) that would be wrong twice over: blk would describe
 //! metadata as guest data (convert copies the header out), and a guest
 //! write to the first sector would overwrite the header. The open is
 //! refused instead; naming a format (`-f raw`) still opens it as raw.
@@ -42,11 +42,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     }
     if at(h, 0, b"vhdxfile") {
         return f("vhdx", "VHDX");
-    }
-    if at(h, 0, b"conectix")
-        || (input.file_size >= 512 && at(t, t.len().saturating_sub(512), b"conectix"))
-    {
-        return f("vpc", "VPC (VHD)");
     }
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
@@ -93,7 +88,8 @@ mod tests {
         assert_eq!(probe(b"QED\0rest"), None);
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
-        assert_eq!(probe(b"conectix"), Some("vpc"));
+        // Nor vpc, vdi or parallels images.
+        assert_eq!(probe(b"conectix"), None);
         assert_eq!(probe(&[0u8; 512]), None);
         assert_eq!(probe(b""), None);
     }

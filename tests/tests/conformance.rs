@@ -13,6 +13,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("parallels", "libblk_parallels.so"),
     ("vdi", "libblk_vdi.so"),
     ("qed", "libblk_qed.so"),
+    ("vpc", "libblk_vpc.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -105,6 +106,11 @@ fn vdi_driver_both_forms() {
 #[test]
 fn qed_driver_both_forms() {
     check_both_forms("qed", "libblk_qed.so");
+}
+
+#[test]
+fn vpc_driver_both_forms() {
+    check_both_forms("vpc", "libblk_vpc.so");
 }
 
 #[test]

@@ -15,6 +15,7 @@ const DRIVERS: &[&str] = &[
     "blk-parallels",
     "blk-vdi",
     "blk-qed",
+    "blk-vpc",
 ];
 
 fn root() -> PathBuf {

@@ -69,6 +69,10 @@ pub(super) const QEMU_FORMATS: &[&str] = &[
     "qed",
     "parallels",
 ];
+/// Create options the suite passes to a format, where its defaults would
+/// not make an image of exactly [`IMAGE_SIZE`] bytes (vpc rounds sizes to a
+/// CHS geometry unless told not to).
+pub(super) const CREATE_OPTIONS: &[(&str, &str)] = &[("vpc", "force_size=on")];
 /// The size of test images.
 pub const IMAGE_SIZE: u64 = 8 << 20;
 /// The smallest image the suite works with.

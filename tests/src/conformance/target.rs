@@ -94,7 +94,10 @@ pub(super) fn prepare<'a>(
     let (filename, created) = if caps.contains(DriverCaps::CREATE) {
         let path: PathBuf = workdir.join(format!("conformance-{seed}.{driver}"));
         let name = path.to_string_lossy().into_owned();
-        host.create(driver, &name, "", Some(super::IMAGE_SIZE), None)
+        let opts = (super::CREATE_OPTIONS.iter())
+            .find(|(d, _)| *d == driver)
+            .map_or("", |(_, o)| *o);
+        host.create(driver, &name, opts, Some(super::IMAGE_SIZE), None)
             .map_err(|e| format!("create: {e}"))?;
         (name, true)
     } else if kind == DriverKind::Protocol {
