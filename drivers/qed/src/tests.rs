@@ -4,43 +4,26 @@
 
 use crate::header::{Header, ENDIAN, F_NEED_CHECK, HEADER_LEN, ZERO_CLUSTER};
 use crate::QedDriver;
-use block_core::testutil::{ChildOp, MemFile, TestHost};
+use block_core::testutil::{self, pattern, ChildOp, MemFile, TestHost};
 use block_core::{
-    BlockDriver, BlockNode, BlockNodeExt, CheckMode, ChildRole, ErrorKind, OpenFlags, OpenRequest,
-    OptionValues, ProbeInput, ZeroFlags,
+    BlockDriver, BlockNode, BlockNodeExt, CheckMode, ChildRole, ErrorKind, OpenFlags, ProbeInput,
+    ZeroFlags,
 };
 use std::sync::Arc;
 
 const NAME: &str = "disk.qed";
 const CS: u64 = 64 << 10;
 
-/// A deterministic byte pattern.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(131).wrapping_add(seed as u32 * 17) as u8)
-        .collect()
-}
-
-fn options(pairs: &[(&str, &str)]) -> OptionValues {
-    let pairs: Vec<(String, String)> = (pairs.iter())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    OptionValues::parse(&QedDriver.create_options(), &pairs).unwrap()
-}
-
 fn create_in(host: &Arc<TestHost>, pairs: &[(&str, &str)]) -> block_core::Result<Arc<MemFile>> {
-    QedDriver.create(NAME, &options(pairs), host.clone())?;
-    Ok(host.created_file(NAME).expect("create made the file"))
+    testutil::create_in(&QedDriver, host, NAME, pairs)
 }
 
 fn create(pairs: &[(&str, &str)]) -> (Arc<TestHost>, Arc<MemFile>) {
-    let host = Arc::new(TestHost::new());
-    let file = create_in(&host, pairs).unwrap();
-    (host, file)
+    testutil::create_image(&QedDriver, NAME, pairs)
 }
 
 fn open(host: &Arc<TestHost>, flags: OpenFlags) -> block_core::Result<Box<dyn BlockNode>> {
-    QedDriver.open(&OpenRequest::new(NAME, flags), host.clone())
+    testutil::open_image(&QedDriver, host, NAME, flags)
 }
 
 fn header(file: &MemFile) -> Header {

@@ -8,8 +8,8 @@ mod open;
 
 use crate::header::{Header, ENDIAN, HEADER_SIZE};
 use crate::VdiDriver;
-use block_core::testutil::{MemFile, TestHost};
-use block_core::{BlockDriver, BlockNode, OpenFlags, OpenRequest, OptionValues};
+use block_core::testutil::{self, pattern, MemFile, TestHost};
+use block_core::{BlockDriver, BlockNode, OpenFlags, OptionValues};
 use std::sync::Arc;
 
 /// The image's name in the test host.
@@ -17,33 +17,17 @@ const NAME: &str = "disk.vdi";
 /// The block size.
 const BLOCK: u64 = 1 << 20;
 
-/// A deterministic byte pattern holding every byte value.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(131).wrapping_add(seed as u32 * 17) as u8)
-        .collect()
-}
-
 fn create_options(pairs: &[(&str, &str)]) -> block_core::Result<OptionValues> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    OptionValues::parse(&VdiDriver.create_options(), &pairs)
+    testutil::create_options(&VdiDriver, pairs)
 }
 
 /// Creates an image through the driver; returns the host and its file.
 fn create(pairs: &[(&str, &str)]) -> (Arc<TestHost>, Arc<MemFile>) {
-    let host = Arc::new(TestHost::new());
-    VdiDriver
-        .create(NAME, &create_options(pairs).unwrap(), host.clone())
-        .unwrap();
-    let file = host.created_file(NAME).expect("create made the file");
-    (host, file)
+    testutil::create_image(&VdiDriver, NAME, pairs)
 }
 
 fn open(host: &Arc<TestHost>, flags: OpenFlags) -> block_core::Result<Box<dyn BlockNode>> {
-    VdiDriver.open(&OpenRequest::new(NAME, flags), host.clone())
+    testutil::open_image(&VdiDriver, host, NAME, flags)
 }
 
 /// The header as stored in `file`.

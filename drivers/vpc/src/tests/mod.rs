@@ -9,7 +9,7 @@ mod sizes;
 use crate::dyn_header::DynHeader;
 use crate::footer::{Footer, ENDIAN, FOOTER_SIZE};
 use crate::VpcDriver;
-use block_core::testutil::{MemFile, TestHost};
+use block_core::testutil::{self, pattern, MemFile, TestHost};
 use block_core::{BlockDriver, BlockNode, OpenFlags, OpenRequest, OptionValues};
 use std::sync::Arc;
 
@@ -18,33 +18,17 @@ const NAME: &str = "disk.vhd";
 /// The block size of images the driver creates.
 const BLOCK: u64 = 2 << 20;
 
-/// A deterministic byte pattern.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(131).wrapping_add(seed as u32 * 17) as u8)
-        .collect()
-}
-
 fn create_options(pairs: &[(&str, &str)]) -> block_core::Result<OptionValues> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    OptionValues::parse(&VpcDriver.create_options(), &pairs)
+    testutil::create_options(&VpcDriver, pairs)
 }
 
 /// Creates an image through the driver; returns the host and its file.
 fn create(pairs: &[(&str, &str)]) -> (Arc<TestHost>, Arc<MemFile>) {
-    let host = Arc::new(TestHost::new());
-    VpcDriver
-        .create(NAME, &create_options(pairs).unwrap(), host.clone())
-        .unwrap();
-    let file = host.created_file(NAME).expect("create made the file");
-    (host, file)
+    testutil::create_image(&VpcDriver, NAME, pairs)
 }
 
 fn open(host: &Arc<TestHost>, flags: OpenFlags) -> block_core::Result<Box<dyn BlockNode>> {
-    VpcDriver.open(&OpenRequest::new(NAME, flags), host.clone())
+    testutil::open_image(&VpcDriver, host, NAME, flags)
 }
 
 /// A host holding `data` as the image file.
