@@ -657,12 +657,18 @@ fn bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Long mutation-fuzz run of the image parsers (opt-in; the test suite runs
-/// a short one). Debug build, so arithmetic overflow is caught as a panic.
+/// Long mutation-fuzz run of the image parsers, every format unless some
+/// are named (opt-in; the test suite runs a short one). Debug build, so arithmetic overflow is caught as a panic.
 fn fuzz(args: &[String]) -> Result<(), String> {
-    let iterations = args.first().cloned().unwrap_or_else(|| "20000".into());
-    let seeds: Vec<String> = if args.len() > 1 {
-        args[1..].to_vec()
+    // Numbers are the iteration count then seeds; words name formats.
+    let (numbers, formats): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| a.parse::<u64>().is_ok());
+    let iterations = numbers
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "20000".into());
+    let seeds: Vec<String> = if numbers.len() > 1 {
+        numbers[1..].iter().map(|s| s.to_string()).collect()
     } else {
         vec!["1".into(), "2".into(), "3".into()]
     };
@@ -679,6 +685,7 @@ fn fuzz(args: &[String]) -> Result<(), String> {
             &iterations,
             &seed,
         ]);
+        c.args(&formats);
         run(c)?;
     }
     Ok(())
@@ -718,7 +725,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("new-plugin") => new_plugin::new_plugin(&root(), &args[1..]),
         _ => Err(
-            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | fuzz [ITERATIONS [SEED...]] | new-plugin NAME DIR | lint>"
+            "usage: cargo xtask <plugins [--release] | test | conformance --plugin LIB | demo [DIR] | bench | fuzz [ITERATIONS [SEED...]] [FORMAT...] | new-plugin NAME DIR | lint>"
                 .into(),
         ),
     };
