@@ -30,7 +30,7 @@ fn mounted_bytes(mount_tool: &str, img: &Path, dir: &Path) -> Vec<u8> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    let bytes = files.first().map(|f| std::fs::read(f));
+    let bytes = files.first().map(std::fs::read);
     let st = Command::new("umount").arg(&mnt).status().unwrap();
     assert!(st.success(), "umount {}", mnt.display());
     bytes
