@@ -1,0 +1,3 @@
+//! Unit tests of the driver over block-core's test utilities.
+
+mod io;
