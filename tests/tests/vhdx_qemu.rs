@@ -504,3 +504,71 @@ fn blk_check_reports_a_truncated_image_as_qemu_does() {
     assert!(qe.contains("points after end of file"), "qemu: {qe}");
     assert!(be.contains("points after end of file"), "blk: {be}");
 }
+
+#[test]
+fn blocks_past_the_first_chunk_skip_its_sector_bitmap_entry() {
+    // 1 MiB blocks of 512-byte sectors: a chunk is 4096 blocks (4 GiB),
+    // and BAT entry 4096 is the chunk's sector bitmap entry.
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("q.vhdx");
+    let b = dir.path().join("b.vhdx");
+    qemu_img_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "vhdx",
+        "-o",
+        "block_size=1M",
+        s(&q),
+        "10G",
+    ]);
+    blk_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "vhdx",
+        "-o",
+        "block_size=1M",
+        s(&b),
+        "10G",
+    ]);
+    let writes = [
+        (4095u64 << 20, 0x41),
+        (4096 << 20, 0x42),
+        ((8193 << 20) + 12345, 0x43),
+    ];
+    let cmds: Vec<String> = writes
+        .iter()
+        .map(|(o, p)| format!("write -P {p} {o} 65536"))
+        .collect();
+    let reads: Vec<String> = writes
+        .iter()
+        .map(|(o, p)| format!("read -P {p} {o} 65536"))
+        .collect();
+    qemu_io_ok(&io_args(&cmds, &q, "vhdx"));
+    blk_ok(
+        &["io"]
+            .into_iter()
+            .chain(io_args(&cmds, &b, "vhdx"))
+            .collect::<Vec<_>>(),
+    );
+    // Each reads what the other wrote.
+    qemu_io_ok(&io_args(&reads, &b, "vhdx"));
+    let out = blk_ok(
+        &["io"]
+            .into_iter()
+            .chain(io_args(&reads, &q, "vhdx"))
+            .collect::<Vec<_>>(),
+    );
+    assert!(!out.contains("verification failed"), "{out}");
+    let out = qemu_img_ok(&["compare", "-f", "vhdx", "-F", "vhdx", s(&q), s(&b)]);
+    assert!(out.contains("Images are identical"), "{out}");
+    let out = qemu_img_ok(&["check", "-f", "vhdx", s(&b)]);
+    assert!(out.contains("No errors were found"), "{out}");
+    // blk left the sector bitmap entry alone and linked block 4096 after it.
+    let img = std::fs::read(&b).unwrap();
+    let bat = u64::from_le_bytes(img[(192 << 10) + 32..(192 << 10) + 40].try_into().unwrap());
+    let entry = |i: u64| u64::from_le_bytes(img[(bat + 8 * i) as usize..][..8].try_into().unwrap());
+    assert_eq!(entry(4096), 0);
+    assert_eq!(entry(4097) & 7, 6);
+}

@@ -49,7 +49,8 @@ impl VhdxFormat {
     /// Reads (and, writable, replays the log of) `file`, image `filename`.
     pub fn open(file: Arc<dyn BlockNode>, filename: String, access: Access) -> Result<VhdxFormat> {
         let session = Guid::random();
-        let meta = Image::load(file.as_ref(), access, session).map_err(|e| e.in_file(&filename))?;
+        let meta = Image::load(file.as_ref(), access, session, &filename)
+            .map_err(|e| e.in_file(&filename))?;
         log::debug!(
             "{DRIVER_NAME}: opened {filename}: {} bytes in {}-byte blocks{}",
             meta.params.disk_size,
@@ -91,7 +92,7 @@ impl VhdxFormat {
     }
 
     fn reload(&self, access: Access) -> Result<()> {
-        let fresh = Image::load(self.file.as_ref(), access, self.session)
+        let fresh = Image::load(self.file.as_ref(), access, self.session, &self.filename)
             .map_err(|e| e.in_file(&self.filename))?;
         *self.meta_mut() = fresh;
         Ok(())

@@ -88,7 +88,8 @@ pub fn bat_problems(bat: &Bat, disk_size: u64, file_len: u64, used: &[Region]) -
 
 impl Image {
     /// Reads the metadata of `file`, replaying a dirty log when writable.
-    pub fn load(file: &dyn BlockNode, access: Access, session: Guid) -> Result<Image> {
+    /// `name` is the image's file name, for the message of a dirty log.
+    pub fn load(file: &dyn BlockNode, access: Access, session: Guid, name: &str) -> Result<Image> {
         let file_len = file.length()?;
         if file_len < HEADER_SECTION_END {
             return Err(BlockError::corrupt(
@@ -112,10 +113,13 @@ impl Image {
                 if !access.writable && !access.read_only {
                     log::info!("vhdx: the log is replayed when the image is activated");
                 } else if !access.writable {
+                    // QEMU's words, with blk's command.
                     return Err(BlockError::new(
                         ErrorKind::PermissionDenied,
                         "open",
-                        "VHDX image file opened read-only, but contains a log that needs to be replayed; open it read-write to replay the log (blk check -r all)",
+                        format!(
+                            "VHDX image file '{name}' opened read-only, but contains a log that needs to be replayed\nTo replay the log, run:\nblk check -r all '{name}'"
+                        ),
                     ));
                 } else {
                     replay(file, &mut headers, log, &entries)?;
@@ -136,7 +140,11 @@ impl Image {
                 return Err(BlockError::corrupt("open", p).at(bat.region.offset));
             }
         }
-        let end = bat.data_end().max(file_len).max(HEADER_SECTION_END);
+        // Past every block the BAT names (bounded: a check open accepts BAT
+        // entries past the end of the file).
+        let end = (bat.data_end().min(MAX_FILE_SIZE))
+            .max(file_len)
+            .max(HEADER_SECTION_END);
         let alloc = AppendAllocator::new(end, 0, MIB, MAX_FILE_SIZE)?;
         if access.writable {
             // A new file write GUID before the session's first write.
