@@ -18,6 +18,7 @@ use crate::region::Region;
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ErrorKind, Preallocation, Result, ZeroFlags,
 };
+use std::cell::Cell;
 
 /// A valid entry found in the log.
 #[derive(Debug, Clone)]
@@ -35,15 +36,35 @@ pub struct LogReader<'a> {
     file: &'a dyn BlockNode,
     log: Region,
     guid: Guid,
+    /// Sectors read so far and the most a search may read: a log full of
+    /// entries that are valid but for their last sector must not make the
+    /// search quadratic in the log's length.
+    reads: Cell<u64>,
+    budget: u64,
 }
 
 impl<'a> LogReader<'a> {
     /// A reader over `log` of `file`, accepting entries of `guid`.
     pub fn new(file: &'a dyn BlockNode, log: Region, guid: Guid) -> LogReader<'a> {
-        LogReader { file, log, guid }
+        let budget = (log.length / SECTOR as u64).saturating_mul(16) + 4096;
+        LogReader {
+            file,
+            log,
+            guid,
+            reads: Cell::new(0),
+            budget,
+        }
     }
 
     fn sector(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
+        self.reads.set(self.reads.get() + 1);
+        if self.reads.get() > self.budget {
+            return Err(BlockError::corrupt(
+                "open",
+                "the VHDX log is too damaged to search for entries to replay",
+            )
+            .at(self.log.offset));
+        }
         self.file
             .read_at(self.log.offset + pos % self.log.length, buf)
     }
@@ -128,7 +149,8 @@ impl<'a> LogReader<'a> {
     }
 
     /// The active sequence: the run of consecutive valid entries ending in
-    /// the highest sequence number (empty when the log holds none).
+    /// the highest sequence number, from the entry its newest entry's tail
+    /// names (empty when the log holds none).
     pub fn active_sequence(&self) -> Result<Vec<Entry>> {
         let mut best: Vec<Entry> = Vec::new();
         let mut pos = 0;
@@ -154,10 +176,22 @@ impl<'a> LogReader<'a> {
                 run.push(e);
             }
             let top = run.last().expect("non-empty").header.sequence;
-            if best.last().is_none_or(|b| top > b.header.sequence) {
+            // The run ending highest; of two ending alike (one found from
+            // inside the other), the longer.
+            if best.last().is_none_or(|b| {
+                top > b.header.sequence || (top == b.header.sequence && run.len() > best.len())
+            }) {
                 best = run;
             }
-            pos += SECTOR as u64;
+            // The search goes on past the run (as QEMU's does).
+            pos += covered;
+        }
+        // The newest entry's tail names the first entry still to replay:
+        // those before it were applied already.
+        if let Some(tail) = best.last().map(|e| u64::from(e.header.tail)) {
+            if let Some(k) = best.iter().position(|e| e.start == tail) {
+                best.drain(..k);
+            }
         }
         Ok(best)
     }

@@ -80,3 +80,83 @@ fn a_log_entry_writing_into_the_log_is_refused() {
     };
     assert!(err.to_string().contains("into the log"), "{err}");
 }
+
+/// A one-sector entry of sequence `seq` in log `guid` zeroing `len` bytes
+/// at `at` (a zero descriptor), with tail `tail`.
+fn zero_entry(
+    seq: u64,
+    guid: crate::guid::Guid,
+    file_len: u64,
+    at: u64,
+    len: u64,
+    tail: u32,
+) -> Vec<u8> {
+    use crate::header::{seal, ENDIAN};
+    use crate::log::{EntryHeader, ZERO_DESC_SIGNATURE};
+    let mut b = vec![0u8; 4096];
+    EntryHeader {
+        checksum: 0,
+        entry_length: 4096,
+        tail,
+        sequence: seq,
+        descriptor_count: 1,
+        log_guid: guid,
+        flushed_file_offset: file_len,
+        last_file_offset: file_len,
+    }
+    .encode(&mut b);
+    ENDIAN.put_u32(&mut b, 64, ZERO_DESC_SIGNATURE);
+    ENDIAN.put_u64(&mut b, 72, len);
+    ENDIAN.put_u64(&mut b, 80, at);
+    ENDIAN.put_u64(&mut b, 88, seq);
+    seal(&mut b, 4);
+    b
+}
+
+#[test]
+fn the_active_sequence_wraps_around_the_log_and_stale_entries_stay() {
+    use crate::bat;
+    use crate::guid::Guid;
+    use crate::header::Headers;
+    use crate::log::encode_entry;
+    let (host, file) = create(&[("size", "4M"), ("block_size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(0, &[1; 2 << 20]).unwrap();
+    drop(n);
+    let (b0, b1) = {
+        let f = open_format(&host);
+        let m = f.format().meta();
+        (bat::offset(m.bat.entries[0]), bat::offset(m.bat.entries[1]))
+    };
+    // A dirty log: the header names a log GUID.
+    let guid = Guid::random();
+    let mut hs = Headers::load(file.as_ref()).unwrap();
+    let mut h = hs.current();
+    h.log_guid = guid;
+    hs.update(file.as_ref(), h).unwrap();
+    let (log, len) = (h.log_offset, u64::from(h.log_length));
+    let flen = file.contents().len() as u64;
+    // Entry 7 (two sectors) starts in the last sector and wraps to the
+    // first; entry 8 follows it; entry 3 elsewhere is an older sequence.
+    let data = vec![0x33u8; 4096];
+    let e7 = encode_entry(7, guid, flen, &[(b0, &data)]).unwrap();
+    file.poke(log + len - 4096, &e7[..4096]);
+    file.poke(log, &e7[4096..]);
+    file.poke(
+        log + 4096,
+        &zero_entry(8, guid, flen, b1, 8192, (len - 4096) as u32),
+    );
+    file.poke(
+        log + (64 << 10),
+        &zero_entry(3, guid, flen, b0 + 4096, 4096, 0),
+    );
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    let mut got = vec![0u8; 12288];
+    n.read_at(0, &mut got).unwrap();
+    assert!(got[..4096].iter().all(|&x| x == 0x33), "entry 7 applied");
+    assert!(got[4096..].iter().all(|&x| x == 1), "entry 3 not applied");
+    n.read_at(MIB, &mut got).unwrap();
+    assert!(got[..8192].iter().all(|&x| x == 0), "entry 8 applied");
+    assert!(got[8192..].iter().all(|&x| x == 1));
+    assert!(current_header(&file).log_guid.is_zero());
+}
