@@ -13,6 +13,7 @@
 
 use crate::guid::Guid;
 use crate::header::{Headers, MIB};
+use crate::image::MAX_FILE_SIZE;
 use crate::log::{data_sector_bytes, descriptor_sectors, Descriptor, EntryHeader, SECTOR};
 use crate::region::Region;
 use block_core::{
@@ -222,6 +223,12 @@ pub fn replay(
             return Err(bad(format!(
                 "VHDX log entry {} needs a file of {} bytes, the file has {file_len}: it was truncated",
                 e.header.sequence, e.header.flushed_file_offset
+            )));
+        }
+        if e.header.last_file_offset > MAX_FILE_SIZE {
+            return Err(bad(format!(
+                "VHDX log entry {} needs a file of {} bytes",
+                e.header.sequence, e.header.last_file_offset
             )));
         }
         let limit = file_len.max(e.header.last_file_offset);

@@ -160,3 +160,34 @@ fn the_active_sequence_wraps_around_the_log_and_stale_entries_stay() {
     assert!(got[8192..].iter().all(|&x| x == 1));
     assert!(current_header(&file).log_guid.is_zero());
 }
+
+#[test]
+fn hostile_log_entries_are_ignored_or_refused() {
+    use crate::header::{seal, ENDIAN};
+    let (host, file) = crashed_image();
+    let h = current_header(&file);
+    // A descriptor count far beyond the entry: not a valid entry, skipped
+    // without allocating for it (block 1 stays unlinked).
+    let mut e = file.peek(h.log_offset, 8192);
+    ENDIAN.put_u32(&mut e, 24, u32::MAX);
+    seal(&mut e, 4);
+    file.poke(h.log_offset, &e);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    let mut b = [9u8; 4096];
+    n.read_at(MIB, &mut b).unwrap();
+    assert_eq!(b, [0; 4096]);
+    drop(n);
+    // A valid entry asking for an enormous file: refused.
+    let (host, file) = crashed_image();
+    let h = current_header(&file);
+    let mut e = file.peek(h.log_offset, 8192);
+    ENDIAN.put_u64(&mut e, 56, u64::MAX / 2);
+    seal(&mut e, 4);
+    file.poke(h.log_offset, &e);
+    let before = file.contents().len();
+    let Err(err) = open(&host, OpenFlags::NONE) else {
+        panic!("an entry for an enormous file was replayed")
+    };
+    assert!(err.to_string().contains("needs a file of"), "{err}");
+    assert_eq!(file.contents().len(), before);
+}
