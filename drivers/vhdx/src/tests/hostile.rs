@@ -110,3 +110,34 @@ fn the_header_with_the_higher_sequence_number_wins() {
     seal(&mut b[old..old + 4096], 4);
     assert!(open_error(&b).contains("same sequence number"));
 }
+
+#[test]
+fn bat_states_map_as_qemu_reads_them() {
+    use crate::bat::{UNDEFINED, UNMAPPED};
+    use block_core::BlockNodeExt;
+    let (host, file) = create(&[("size", "4M"), ("block_size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(0, &[4; 4096]).unwrap();
+    drop(n);
+    let rt = REGION_TABLE_OFFSETS[0];
+    let bat = u64::from_le_bytes(file.peek(rt + 32, 8).try_into().unwrap());
+    let data = u64::from_le_bytes(file.peek(bat, 8).try_into().unwrap()) & !0xfffff;
+    // Undefined and unmapped blocks read as zeros even with an offset.
+    file.poke(bat + 8, &(data | UNDEFINED).to_le_bytes());
+    file.poke(bat + 16, &(data | UNMAPPED).to_le_bytes());
+    // Partially present needs a parent: an error on read, not a panic.
+    file.poke(bat + 24, &(data | 7).to_le_bytes());
+    let n = open(&host, OpenFlags::READ_ONLY).unwrap();
+    let mut b = [9u8; 4096];
+    for blk in [1u64, 2] {
+        n.read_at(blk << 20, &mut b).unwrap();
+        assert_eq!(b, [0; 4096], "block {blk}");
+    }
+    n.read_at(0, &mut b).unwrap();
+    assert_eq!(b, [4; 4096]);
+    let e = n.read_at(3 << 20, &mut b).unwrap_err();
+    assert!(e.to_string().contains("partially present"), "{e}");
+    // A present entry pointing into the header section is refused at open.
+    file.poke(bat + 24, &(6u64).to_le_bytes());
+    assert!(open_error(&file.contents()).contains("overlaps image metadata"));
+}
