@@ -191,3 +191,45 @@ fn hostile_log_entries_are_ignored_or_refused() {
     assert!(err.to_string().contains("needs a file of"), "{err}");
     assert_eq!(file.contents().len(), before);
 }
+
+#[test]
+fn a_new_block_is_durable_before_its_log_entry_and_the_entry_before_the_bat() {
+    use block_core::testutil::ChildOp;
+    let (host, file) = create(&[("size", "4M"), ("block_size", "1M")]);
+    let n = open(&host, OpenFlags::NONE).unwrap();
+    n.write_at(0, &[1; 512]).unwrap();
+    let f = open_format(&host);
+    let (log, bat) = {
+        let m = f.format().meta();
+        (m.log.log, m.regions.bat)
+    };
+    drop(f);
+    let data_at = file.contents().len() as u64;
+    file.clear_log();
+    n.write_at(2 * MIB, &[2; 512]).unwrap();
+    let reqs: Vec<_> = file
+        .requests()
+        .into_iter()
+        .filter(|r| r.op != ChildOp::Read)
+        .collect();
+    let first = |p: &dyn Fn(&block_core::testutil::RequestRecord) -> bool| {
+        reqs.iter().position(|r| p(r)).expect("request made")
+    };
+    let data = first(&|r| r.op == ChildOp::Write && r.offset == data_at);
+    let entry = first(&|r| r.op == ChildOp::Write && r.offset == log.offset);
+    let table =
+        first(&|r| r.op == ChildOp::Write && bat.offset <= r.offset && r.offset < bat.end());
+    let flush_between = |a: usize, b: usize| reqs[a..b].iter().any(|r| r.op == ChildOp::Flush);
+    assert!(data < entry && flush_between(data, entry), "{reqs:?}");
+    assert!(entry < table && flush_between(entry, table), "{reqs:?}");
+    // The log is emptied (headers written) only after the BAT is durable.
+    let last_header = reqs
+        .iter()
+        .rposition(|r| r.op == ChildOp::Write && r.offset < MIB)
+        .unwrap();
+    assert!(
+        table < last_header && flush_between(table, last_header),
+        "{reqs:?}"
+    );
+    assert_eq!(reqs.last().unwrap().op, ChildOp::Flush);
+}
