@@ -213,7 +213,7 @@ fn a_new_block_is_durable_before_its_log_entry_and_the_entry_before_the_bat() {
         .filter(|r| r.op != ChildOp::Read)
         .collect();
     let first = |p: &dyn Fn(&block_core::testutil::RequestRecord) -> bool| {
-        reqs.iter().position(|r| p(r)).expect("request made")
+        reqs.iter().position(p).expect("request made")
     };
     let data = first(&|r| r.op == ChildOp::Write && r.offset == data_at);
     let entry = first(&|r| r.op == ChildOp::Write && r.offset == log.offset);
