@@ -233,3 +233,21 @@ fn a_new_block_is_durable_before_its_log_entry_and_the_entry_before_the_bat() {
     );
     assert_eq!(reqs.last().unwrap().op, ChildOp::Flush);
 }
+
+#[test]
+fn an_inactive_open_defers_the_replay_to_its_activation() {
+    let (host, file) = crashed_image();
+    let before = file.contents();
+    let n = open(&host, OpenFlags::INACTIVE).unwrap();
+    assert_eq!(file.contents(), before, "an inactive open writes nothing");
+    n.migration().unwrap().activate().unwrap();
+    assert!(current_header(&file).log_guid.is_zero(), "replayed");
+    let mut b = [0u8; 4096];
+    n.read_at(MIB, &mut b).unwrap();
+    assert_eq!(b, [2; 4096]);
+    // Handed off again, a re-read writes nothing.
+    n.migration().unwrap().inactivate().unwrap();
+    let after = file.contents();
+    n.migration().unwrap().invalidate_cache().unwrap();
+    assert_eq!(file.contents(), after);
+}
