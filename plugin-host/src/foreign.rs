@@ -2,7 +2,7 @@
 //!
 //! Probing picks raw when no format driver scores. For a file that carries
 //! the signature of a format QEMU knows (qcow version 1, VMDK,
-//! VHDX, ...) that would be wrong twice over: blk would describe
+//! LUKS, ...) that would be wrong twice over: blk would describe
 //! metadata as guest data (convert copies the header out), and a guest
 //! write to the first sector would overwrite the header. The open is
 //! refused instead; naming a format (`-f raw`) still opens it as raw.
@@ -39,9 +39,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     }
     if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
         return f("vmdk", "VMDK");
-    }
-    if at(h, 0, b"vhdxfile") {
-        return f("vhdx", "VHDX");
     }
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
@@ -87,7 +84,7 @@ mod tests {
         // blk has a qed driver: its images are not refused.
         assert_eq!(probe(b"QED\0rest"), None);
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
-        assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
+        assert_eq!(probe(b"vhdxfile"), None);
         // Nor vpc, vdi or parallels images.
         assert_eq!(probe(b"conectix"), None);
         assert_eq!(probe(&[0u8; 512]), None);

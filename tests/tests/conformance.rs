@@ -14,6 +14,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("vdi", "libblk_vdi.so"),
     ("qed", "libblk_qed.so"),
     ("vpc", "libblk_vpc.so"),
+    ("vhdx", "libblk_vhdx.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -101,6 +102,11 @@ fn parallels_driver_both_forms() {
 #[test]
 fn vdi_driver_both_forms() {
     check_both_forms("vdi", "libblk_vdi.so");
+}
+
+#[test]
+fn vhdx_driver_both_forms() {
+    check_both_forms("vhdx", "libblk_vhdx.so");
 }
 
 #[test]

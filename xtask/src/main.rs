@@ -16,6 +16,7 @@ const DRIVERS: &[&str] = &[
     "blk-vdi",
     "blk-qed",
     "blk-vpc",
+    "blk-vhdx",
 ];
 
 fn root() -> PathBuf {
