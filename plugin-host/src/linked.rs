@@ -9,6 +9,7 @@ use blk_qed as _;
 use blk_raw as _;
 use blk_vdi as _;
 use blk_vpc as _;
+use blk_qcow as _;
 
 /// Forces this module (and with it the driver crates) to be linked.
 pub(crate) fn ensure_linked() {}

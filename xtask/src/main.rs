@@ -16,6 +16,7 @@ const DRIVERS: &[&str] = &[
     "blk-vdi",
     "blk-qed",
     "blk-vpc",
+    "blk-qcow",
 ];
 
 fn root() -> PathBuf {
