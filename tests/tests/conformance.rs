@@ -14,6 +14,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("vdi", "libblk_vdi.so"),
     ("qed", "libblk_qed.so"),
     ("vpc", "libblk_vpc.so"),
+    ("qcow", "libblk_qcow.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -111,6 +112,11 @@ fn qed_driver_both_forms() {
 #[test]
 fn vpc_driver_both_forms() {
     check_both_forms("vpc", "libblk_vpc.so");
+}
+
+#[test]
+fn qcow_driver_both_forms() {
+    check_both_forms("qcow", "libblk_qcow.so");
 }
 
 #[test]

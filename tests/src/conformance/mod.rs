@@ -68,6 +68,7 @@ pub(super) const QEMU_FORMATS: &[&str] = &[
     "vdi",
     "qed",
     "parallels",
+    "qcow",
 ];
 /// Create options the suite passes to a format, where its defaults would
 /// not make an image of exactly [`IMAGE_SIZE`] bytes (vpc rounds sizes to a
