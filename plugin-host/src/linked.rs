@@ -4,12 +4,12 @@
 use blk_file as _;
 use blk_null as _;
 use blk_parallels as _;
+use blk_qcow as _;
 use blk_qcow2 as _;
 use blk_qed as _;
 use blk_raw as _;
 use blk_vdi as _;
 use blk_vpc as _;
-use blk_qcow as _;
 
 /// Forces this module (and with it the driver crates) to be linked.
 pub(crate) fn ensure_linked() {}

@@ -302,7 +302,10 @@ fn formats_without_a_driver_are_not_opened_as_raw() {
         let o = blk(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("Cluster size must be between 512 and 64k"), "{err}");
+        assert!(
+            err.contains("Cluster size must be between 512 and 64k"),
+            "{err}"
+        );
     }
     assert_eq!(std::fs::read(&v1).unwrap(), before);
     let q = qemu_img(&["info", "--output=json", s(&v1)]);

@@ -22,16 +22,10 @@ impl QcowFormat {
             let cs = m.header.cluster();
             (cs, self.lookup(&m, "read", offset / cs)?)
         };
-        let Cluster::Compressed {
-            offset: at,
-            size,
-        } = c
-        else {
-            return Err(BlockError::corrupt(
-                "read",
-                "the cluster is no longer compressed",
-            )
-            .at(offset));
+        let Cluster::Compressed { offset: at, size } = c else {
+            return Err(
+                BlockError::corrupt("read", "the cluster is no longer compressed").at(offset),
+            );
         };
         let mut z = vec![0u8; size as usize];
         // Bytes past the end of the file read as zeros, as in QEMU.

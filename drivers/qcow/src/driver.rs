@@ -6,9 +6,7 @@ use crate::mapping::QcowNode;
 use crate::DRIVER_NAME;
 use block_core::engine::backing_child::backing_request;
 use block_core::engine::create::{backing_options, virtual_size, write_new_image};
-use block_core::engine::encryption_options::{
-    encryption_create_options, refuse_create_encryption,
-};
+use block_core::engine::encryption_options::{encryption_create_options, refuse_create_encryption};
 use block_core::engine::luks::no_secret;
 use block_core::{
     BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps, DriverKind,
@@ -122,8 +120,8 @@ impl BlockDriver for QcowDriver {
         let mut creq = ChildRequest::new(ChildRole::File, req.filename.clone());
         creq.flags = req.flags;
         let file = host.open_child(&creq)?;
-        let meta = crate::tables::Metadata::load(file.as_ref())
-            .map_err(|e| e.in_file(&req.filename))?;
+        let meta =
+            crate::tables::Metadata::load(file.as_ref()).map_err(|e| e.in_file(&req.filename))?;
         if meta.header.encrypted() && !req.flags.contains(OpenFlags::READ_ONLY) {
             return Err(no_secret("open").in_file(&req.filename));
         }

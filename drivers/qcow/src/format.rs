@@ -128,8 +128,7 @@ impl QcowFormat {
         self.file.flush()?;
         let mut e = [0u8; 8];
         ENDIAN.put_u64(&mut e, 0, off);
-        self.file
-            .write_at(h.l1_table_offset + i1 as u64 * 8, &e)?;
+        self.file.write_at(h.l1_table_offset + i1 as u64 * 8, &e)?;
         m.l1[i1] = off;
         self.l2.insert(off, table, false);
         Ok(())

@@ -197,9 +197,10 @@ impl Metadata {
     /// The L2 table offset of L1 entry `i` (`None`: no table); one inside
     /// the metadata or past the end of the file is a corruption error.
     pub fn l2_offset(&self, op: &'static str, i: usize) -> Result<Option<u64>> {
-        let off = *self.l1.get(i).ok_or_else(|| {
-            BlockError::corrupt(op, format!("L1 index {i} is past the L1 table"))
-        })?;
+        let off = *self
+            .l1
+            .get(i)
+            .ok_or_else(|| BlockError::corrupt(op, format!("L1 index {i} is past the L1 table")))?;
         let bytes = self.header.l2_bytes();
         if off == 0 {
             return Ok(None);
@@ -220,11 +221,8 @@ impl Metadata {
         let h = &self.header;
         let cs = h.cluster();
         let bad = |what: &str| {
-            BlockError::corrupt(
-                op,
-                format!("L2 entry of cluster {c} names {what} ({e:#x})"),
-            )
-            .at(c * cs)
+            BlockError::corrupt(op, format!("L2 entry of cluster {c} names {what} ({e:#x})"))
+                .at(c * cs)
         };
         if e == 0 {
             return Ok(Cluster::Unallocated);

@@ -188,23 +188,50 @@ fn hostile_headers_are_refused_cleanly() {
         (Box::new(|b| b[32] = 17), "Cluster size must be between"),
         (Box::new(|b| b[33] = 5), "L2 table size must be between"),
         (Box::new(|b| b[33] = 14), "L2 table size must be between"),
-        (Box::new(|b| b[36..40].copy_from_slice(&[0, 0, 0, 2])), "invalid encryption"),
-        (Box::new(|b| b[24..32].copy_from_slice(&[0xff; 8])), "Image too large"),
-        (Box::new(|b| b[24..32].copy_from_slice(&1u64.to_be_bytes())), "too small"),
+        (
+            Box::new(|b| b[36..40].copy_from_slice(&[0, 0, 0, 2])),
+            "invalid encryption",
+        ),
+        (
+            Box::new(|b| b[24..32].copy_from_slice(&[0xff; 8])),
+            "Image too large",
+        ),
+        (
+            Box::new(|b| b[24..32].copy_from_slice(&1u64.to_be_bytes())),
+            "too small",
+        ),
         // Larger than the L1 table QEMU allows.
-        (Box::new(|b| b[24..32].copy_from_slice(&(1u64 << 60).to_be_bytes())), "Image too large"),
+        (
+            Box::new(|b| b[24..32].copy_from_slice(&(1u64 << 60).to_be_bytes())),
+            "Image too large",
+        ),
         // A big but allowed size: the L1 table must then lie in the file.
-        (Box::new(|b| b[24..32].copy_from_slice(&(1u64 << 45).to_be_bytes())), "L1 table"),
-        (Box::new(|b| b[40..48].copy_from_slice(&(1u64 << 40).to_be_bytes())), "L1 table"),
-        (Box::new(|b| b[40..48].copy_from_slice(&u64::MAX.to_be_bytes())), "L1 table"),
-        (Box::new(|b| {
-            b[8..16].copy_from_slice(&48u64.to_be_bytes());
-            b[16..20].copy_from_slice(&5000u32.to_be_bytes());
-        }), "Backing file name too long"),
-        (Box::new(|b| {
-            b[8..16].copy_from_slice(&(1u64 << 40).to_be_bytes());
-            b[16..20].copy_from_slice(&10u32.to_be_bytes());
-        }), "past the end"),
+        (
+            Box::new(|b| b[24..32].copy_from_slice(&(1u64 << 45).to_be_bytes())),
+            "L1 table",
+        ),
+        (
+            Box::new(|b| b[40..48].copy_from_slice(&(1u64 << 40).to_be_bytes())),
+            "L1 table",
+        ),
+        (
+            Box::new(|b| b[40..48].copy_from_slice(&u64::MAX.to_be_bytes())),
+            "L1 table",
+        ),
+        (
+            Box::new(|b| {
+                b[8..16].copy_from_slice(&48u64.to_be_bytes());
+                b[16..20].copy_from_slice(&5000u32.to_be_bytes());
+            }),
+            "Backing file name too long",
+        ),
+        (
+            Box::new(|b| {
+                b[8..16].copy_from_slice(&(1u64 << 40).to_be_bytes());
+                b[16..20].copy_from_slice(&10u32.to_be_bytes());
+            }),
+            "past the end",
+        ),
         (Box::new(|b| b[7] = 2), "does not support qcow version 2"),
         (Box::new(|b| b[0] = b'X'), "Image not in qcow format"),
         (Box::new(|b| b.truncate(20)), "Image not in qcow format"),
