@@ -172,6 +172,9 @@ fn compressed_clusters_round_trip_and_are_rewritten_on_partial_writes() {
     assert!(st.flags.contains(block_core::ExtentFlags::COMPRESSED));
 }
 
+/// A change to an image's bytes.
+type Patch = Box<dyn FnOnce(&mut Vec<u8>)>;
+
 fn hostile(patch: impl FnOnce(&mut Vec<u8>)) -> block_core::BlockError {
     let (_, file) = create(&[("size", "10M")]);
     let mut b = file.contents();
@@ -183,7 +186,7 @@ fn hostile(patch: impl FnOnce(&mut Vec<u8>)) -> block_core::BlockError {
 
 #[test]
 fn hostile_headers_are_refused_cleanly() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Patch, &str)> = vec![
         (Box::new(|b| b[32] = 8), "Cluster size must be between"),
         (Box::new(|b| b[32] = 17), "Cluster size must be between"),
         (Box::new(|b| b[33] = 5), "L2 table size must be between"),
