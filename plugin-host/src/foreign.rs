@@ -36,9 +36,6 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
     }
-    if at(h, 0, b"Bochs Virtual HD Image") {
-        return f("bochs", "Bochs");
-    }
     if at(h, 0, b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop") {
         return f("cloop", "cloop");
     }

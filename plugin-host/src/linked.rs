@@ -1,6 +1,7 @@
 //! The one place that names every linked-in driver crate, so the linker keeps
 //! their `inventory` registrations.
 
+use blk_bochs as _;
 use blk_file as _;
 use blk_null as _;
 use blk_parallels as _;

@@ -17,6 +17,7 @@ const DRIVERS: &[&str] = &[
     "blk-qed",
     "blk-vpc",
     "blk-qcow",
+    "blk-bochs",
 ];
 
 fn root() -> PathBuf {
