@@ -3,8 +3,8 @@
 use crate::format::{BochsFormat, BochsNode, Metadata};
 use crate::DRIVER_NAME;
 use block_core::{
-    BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps, DriverKind,
-    ErrorKind, HostServices, OpenFlags, OpenRequest, ProbeInput, Result,
+    BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps, DriverKind, ErrorKind,
+    HostServices, OpenFlags, OpenRequest, ProbeInput, Result,
 };
 use std::sync::Arc;
 

@@ -44,7 +44,8 @@ fn image(version: u32, disk: u64, data: &[u64]) -> (Vec<u8>, Vec<u8>) {
         guest[s as usize * 512..(s as usize + 1) * 512].copy_from_slice(&bytes);
     }
     let mut file = h;
-    cat.iter().for_each(|c| file.extend_from_slice(&c.to_le_bytes()));
+    cat.iter()
+        .for_each(|c| file.extend_from_slice(&c.to_le_bytes()));
     extents.iter().for_each(|x| file.extend_from_slice(x));
     (file, guest)
 }
