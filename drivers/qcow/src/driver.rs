@@ -5,12 +5,13 @@ use crate::header::{Header, ENDIAN, HEADER_LEN, MAGIC, VERSION};
 use crate::mapping::QcowNode;
 use crate::DRIVER_NAME;
 use block_core::engine::backing_child::backing_request;
-use block_core::engine::create::{backing_options, virtual_size, write_new_image};
+use block_core::engine::create::{backing_options, virtual_size};
 use block_core::engine::encryption_options::{encryption_create_options, refuse_create_encryption};
 use block_core::engine::luks::no_secret;
 use block_core::{
-    BlockDriver, BlockError, BlockNode, ChildRequest, ChildRole, DriverCaps, DriverKind,
-    HostServices, OpenFlags, OpenRequest, OptDesc, OptKind, OptionValues, ProbeInput, Result,
+    BlockDriver, BlockError, BlockNode, BlockNodeExt, ChildRequest, ChildRole, DriverCaps,
+    DriverKind, HostServices, OpenFlags, OpenRequest, OptDesc, OptKind, OptionValues,
+    Preallocation, ProbeInput, Result,
 };
 use std::sync::Arc;
 
@@ -99,12 +100,18 @@ impl BlockDriver for QcowDriver {
             .ok_or_else(|| BlockError::invalid("create", "Image too large").in_file(filename))?;
         let h = Header::new(size, bf.as_deref()).map_err(|e| e.in_file(filename))?;
         let l1_bytes = (h.l1_entries() * 8).div_ceil(512) * 512;
-        let mut image = h.encode().to_vec();
+        let mut head = h.encode().to_vec();
         if let Some(n) = &bf {
-            image.extend_from_slice(n.as_bytes());
+            head.extend_from_slice(n.as_bytes());
         }
-        image.resize((h.l1_table_offset + l1_bytes) as usize, 0);
-        write_new_image(&*host, filename, &image, DRIVER_NAME)?;
+        // The header goes in, then the file is made as long as the zeroed
+        // L1 table's sectors (a hole reads as the zeros QEMU writes).
+        host.create_file(filename, 0, Preallocation::Off)?;
+        let file = host.open_child(&ChildRequest::new(ChildRole::File, filename))?;
+        file.write_at(0, &head)
+            .and_then(|_| file.truncate(h.l1_table_offset + l1_bytes, Preallocation::Off))
+            .and_then(|_| file.flush())
+            .map_err(|e| e.context("Could not write qcow header").in_file(filename))?;
         log::debug!(
             "{DRIVER_NAME}: created {filename}: {size} bytes, clusters of {}",
             h.cluster()
