@@ -457,3 +457,29 @@ fn encrypted_images_are_described_and_refused_for_io() {
     ]);
     assert_ne!(o.status.code(), Some(0));
 }
+
+#[test]
+fn operations_qcow_lacks_are_refused_in_qemus_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("u.qcow");
+    let raw = dir.path().join("u.raw");
+    qemu_img_ok(&["create", "-q", "-f", "qcow", s(&img), "1M"]);
+    qemu_img_ok(&["create", "-q", "-f", "raw", s(&raw), "1M"]);
+    let before = std::fs::read(&img).unwrap();
+    for args in [
+        vec!["check", s(&img)],
+        vec!["resize", s(&img), "+1M"],
+        vec!["measure", "-O", "qcow", s(&raw)],
+        vec!["amend", "-o", "size=2M", s(&img)],
+    ] {
+        let b = blk(&args);
+        let q = qemu_img(&args);
+        assert_eq!(b.status.code(), q.status.code(), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&b.stderr).replace("blk:", "qemu-img:"),
+            String::from_utf8_lossy(&q.stderr),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}

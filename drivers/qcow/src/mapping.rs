@@ -11,7 +11,7 @@ use crate::tables::Cluster;
 use crate::DRIVER_NAME;
 use block_core::engine::luks::no_secret;
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
-use block_core::{BlockError, BlockNode, NodeInfo, Result};
+use block_core::{BlockError, BlockNode, NodeInfo, Preallocation, Result};
 use std::sync::Arc;
 
 /// An open image as the generic node the host gets.
@@ -123,6 +123,14 @@ impl Format for QcowFormat {
     /// Another process may have changed the image: read it again.
     fn invalidate(&self) -> Result<()> {
         self.reload()
+    }
+
+    /// QEMU's qcow cannot change its size; refused in qemu-img's words.
+    fn resize(&self, _size: u64, _prealloc: Preallocation) -> Result<()> {
+        Err(self.ctx(BlockError::unsupported_feature(
+            "resize",
+            "Image format driver does not support resize",
+        )))
     }
 
     fn error_context(&self, e: BlockError) -> BlockError {
