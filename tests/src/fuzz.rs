@@ -49,9 +49,9 @@ pub fn seed_image(dir: &Path, format_opts: &str) -> std::path::PathBuf {
     img
 }
 
-fn exercise(host: &Host, path: &str, read_only: bool, errors: &mut u64) -> bool {
+fn exercise(host: &Host, fmt: &str, path: &str, read_only: bool, errors: &mut u64) -> bool {
     let opts = OpenOptions {
-        format: Some("qcow2".into()),
+        format: Some(fmt.into()),
         read_only,
         ..Default::default()
     };
@@ -96,15 +96,21 @@ fn exercise(host: &Host, path: &str, read_only: bool, errors: &mut u64) -> bool 
     true
 }
 
-/// Runs `iterations` mutations of the seed image in `dir`.
+/// Runs `iterations` mutations of the qcow2 seed image in `dir`.
 pub fn run(dir: &Path, seed: u64, iterations: u64) -> FuzzReport {
+    let base = seed_image(dir, "cluster_size=4k");
+    run_on(&base, "qcow2", seed, iterations)
+}
+
+/// Runs `iterations` mutations of `base`, an image of format `fmt`
+/// (mutants are written beside it).
+pub fn run_on(base: &Path, fmt: &str, seed: u64, iterations: u64) -> FuzzReport {
     let host = Host::builder()
         .env_plugin_path(false)
         .build()
         .expect("host");
-    let base = seed_image(dir, "cluster_size=4k");
-    let pristine = std::fs::read(&base).expect("seed image");
-    let work = dir.join("mutant.qcow2");
+    let pristine = std::fs::read(base).expect("seed image");
+    let work = base.with_extension(format!("mutant.{fmt}"));
     let path = work.to_str().expect("utf-8").to_string();
     let mut r = crate::rng(seed);
     let mut rep = FuzzReport::default();
@@ -131,7 +137,7 @@ pub fn run(dir: &Path, seed: u64, iterations: u64) -> FuzzReport {
         for read_only in [true, false] {
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut errors = 0;
-                let opened = exercise(&host, &path, read_only, &mut errors);
+                let opened = exercise(&host, fmt, &path, read_only, &mut errors);
                 (opened, errors)
             }));
             match res {
@@ -148,7 +154,7 @@ pub fn run(dir: &Path, seed: u64, iterations: u64) -> FuzzReport {
         // check must also survive the mutant.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let opts = OpenOptions {
-                format: Some("qcow2".into()),
+                format: Some(fmt.into()),
                 read_only: true,
                 for_check: true,
                 ..Default::default()

@@ -100,3 +100,17 @@ fn hostile_headers_are_refused_cleanly() {
     let out = blk_ok(&["io", "-f", "bochs", "-r", "-c", "read -P 0 0 8k", s(&p)]);
     assert!(!out.contains("fail"), "{out}");
 }
+
+#[test]
+fn mutated_images_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.img");
+    bximage(&p, 10);
+    let mut img = std::fs::read(&p).unwrap();
+    write_sectors(&mut img, 3, &[0x11; 8192]);
+    write_sectors(&mut img, 9000, &[0x22; 4096]);
+    std::fs::write(&p, &img).unwrap();
+    let rep = blk_tests::fuzz::run_on(&p, "bochs", 8, 200);
+    assert!(rep.panics.is_empty(), "panics: {:#?}", rep.panics);
+    assert!(rep.opened > 0 && rep.errors > 0, "{rep:?}");
+}
