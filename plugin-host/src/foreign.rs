@@ -1,8 +1,8 @@
 //! Image formats blk has no driver for, recognised by their magic.
 //!
 //! Probing picks raw when no format driver scores. For a file that carries
-//! the signature of a format QEMU knows (qcow version 1, VMDK,
-//! LUKS, ...) that would be wrong twice over: blk would describe
+//! the signature of a format QEMU knows (VMDK version 3, LUKS, ...) that
+//! would be wrong twice over: blk would describe
 //! metadata as guest data (convert copies the header out), and a guest
 //! write to the first sector would overwrite the header. The open is
 //! refused instead; naming a format (`-f raw`) still opens it as raw.
@@ -12,13 +12,11 @@ use block_core::ProbeInput;
 /// A format recognised by magic: the name QEMU gives it and a description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForeignFormat {
-    /// QEMU's driver name (`qcow`, `vmdk`, ...).
+    /// QEMU's driver name (`vmdk`, `vhdx`, ...).
     pub name: &'static str,
     /// What the signature says, for the error message.
     pub what: &'static str,
 }
-
-const QCOW_MAGIC: &[u8] = b"QFI\xfb";
 
 fn at(buf: &[u8], off: usize, magic: &[u8]) -> bool {
     buf.len() >= off + magic.len() && &buf[off..off + magic.len()] == magic
@@ -30,21 +28,11 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     let h = input.head;
     let t = input.tail;
     let f = |name, what| Some(ForeignFormat { name, what });
-    if at(h, 0, QCOW_MAGIC) && h.len() >= 8 {
-        let version = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-        if version == 1 {
-            return f("qcow", "qcow (version 1)");
-        }
-        return None;
-    }
     if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
         return f("vmdk", "VMDK");
     }
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
-    }
-    if at(h, 0, b"Bochs Virtual HD Image") {
-        return f("bochs", "Bochs");
     }
     if at(h, 0, b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop") {
         return f("cloop", "cloop");
@@ -79,9 +67,8 @@ mod tests {
 
     #[test]
     fn signatures() {
-        assert_eq!(probe(b"QFI\xfb\0\0\0\x01rest"), Some("qcow"));
-        assert_eq!(probe(b"QFI\xfb\0\0\0\x03rest"), None);
-        // blk has a qed driver: its images are not refused.
+        // blk has qcow and qed drivers: their images are not refused.
+        assert_eq!(probe(b"QFI\xfb\0\0\0\x01rest"), None);
         assert_eq!(probe(b"QED\0rest"), None);
         assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
         assert_eq!(probe(b"vhdxfile"), None);

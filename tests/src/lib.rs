@@ -2,6 +2,7 @@
 //! QEMU tool wrappers, seeded data.
 #![warn(missing_docs)]
 
+pub mod bochs;
 pub mod conformance;
 pub mod differential;
 pub mod fuzz;

@@ -15,6 +15,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("qed", "libblk_qed.so"),
     ("vpc", "libblk_vpc.so"),
     ("vhdx", "libblk_vhdx.so"),
+    ("qcow", "libblk_qcow.so"),
 ];
 
 fn static_results(driver: &str) -> Vec<CaseResult> {
@@ -117,6 +118,58 @@ fn qed_driver_both_forms() {
 #[test]
 fn vpc_driver_both_forms() {
     check_both_forms("vpc", "libblk_vpc.so");
+}
+
+#[test]
+fn qcow_driver_both_forms() {
+    check_both_forms("qcow", "libblk_qcow.so");
+}
+
+/// A bochs image (bximage, then seeded data) and the bytes it reads as.
+fn bochs_image(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    use rand::Rng;
+    let p = dir.join("ro.bochs");
+    blk_tests::bochs::bximage(&p, 10);
+    let mut img = std::fs::read(&p).unwrap();
+    let disk = u64::from_le_bytes(img[88..96].try_into().unwrap());
+    let mut guest = vec![0u8; disk as usize];
+    let mut r = blk_tests::rng(90);
+    for _ in 0..40 {
+        let n = r.gen_range(1..=64u64);
+        let sector = r.gen_range(0..disk / 512 - n);
+        let data = blk_tests::random_bytes(r.gen(), n as usize * 512);
+        blk_tests::bochs::write_sectors(&mut img, sector, &data);
+        let at = sector as usize * 512;
+        guest[at..at + data.len()].copy_from_slice(&data);
+    }
+    std::fs::write(&p, &img).unwrap();
+    (p, guest)
+}
+
+/// bochs cannot create images: the read-only path, on an image made by
+/// bximage, in both forms.
+#[test]
+fn bochs_driver_both_forms_read_only() {
+    use blk_tests::conformance::run_read_only_suite;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (img, guest) = bochs_image(dir.path());
+    let linked = Host::builder().env_plugin_path(false).build().unwrap();
+    let a = run_read_only_suite(&linked, "bochs", &img, &guest);
+    let plugin = Host::builder()
+        .env_plugin_path(false)
+        .plugins_first(true)
+        .plugin_file(blk_tests::plugin_dir().join("libblk_bochs.so"))
+        .build()
+        .unwrap();
+    let d = plugin.registry().get("bochs").expect("driver registered");
+    assert!(matches!(d.origin, block_core::DriverOrigin::Plugin { .. }));
+    let b = run_read_only_suite(&plugin, "bochs", &img, &guest);
+    let (ra, rb) = (report("bochs", &a), report("bochs", &b));
+    println!("linked in:\n{ra}plugin:\n{rb}");
+    assert!(all_passed(&a), "linked-in bochs failed:\n{ra}");
+    assert!(all_passed(&b), "plugin bochs failed:\n{rb}");
+    assert!(a.iter().all(|r| r.outcome == Outcome::Pass), "{ra}");
+    assert!(b.iter().all(|r| r.outcome == Outcome::Pass), "{rb}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ const DRIVERS: &[&str] = &[
     "blk-qed",
     "blk-vpc",
     "blk-vhdx",
+    "blk-qcow",
+    "blk-bochs",
 ];
 
 fn root() -> PathBuf {

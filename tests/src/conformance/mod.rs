@@ -17,7 +17,9 @@
 //! The cases, grouped by concern: `cases_io` (data path), `cases_bounds`
 //! (ranges, read-only), `cases_durability` (flush, fresh images, QEMU),
 //! `cases_concurrency`, `cases_migration` (invalidate, inactive gate,
-//! handoff), `cases_probe`.
+//! handoff), `cases_probe`. Formats that cannot create images (bochs) run
+//! the read-only path instead ([`run_read_only_suite`]) on an image the
+//! caller makes, with the bytes it must read as.
 
 mod cases_bounds;
 mod cases_concurrency;
@@ -26,10 +28,12 @@ mod cases_io;
 mod cases_migration;
 mod cases_probe;
 pub mod panic_watch;
+mod read_only;
 mod target;
 mod util;
 
 use plugin_host::Host;
+pub use read_only::run_read_only_suite;
 use std::path::Path;
 pub use target::Target;
 
@@ -68,6 +72,7 @@ pub(super) const QEMU_FORMATS: &[&str] = &[
     "vdi",
     "qed",
     "parallels",
+    "qcow",
 ];
 /// Create options the suite passes to a format, where its defaults would
 /// not make an image of exactly [`IMAGE_SIZE`] bytes (vpc rounds sizes to a

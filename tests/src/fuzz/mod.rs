@@ -189,13 +189,24 @@ impl Drop for Watchdog {
 
 /// Runs `iterations` mutations of `t`'s seed image in `dir`.
 pub fn run_target(t: &'static FuzzTarget, dir: &Path, seed: u64, iterations: u64) -> FuzzReport {
+    let base = (t.seed)(dir);
+    run_image(t, &base, seed, iterations)
+}
+
+/// Runs `iterations` mutations of `base`, an image of format `fmt` (one
+/// the fuzzer covers), made by the caller; mutants are written beside it.
+pub fn run_on(base: &Path, fmt: &str, seed: u64, iterations: u64) -> FuzzReport {
+    let t = target(fmt).unwrap_or_else(|| panic!("the fuzzer has no {fmt} target"));
+    run_image(t, base, seed, iterations)
+}
+
+fn run_image(t: &'static FuzzTarget, base: &Path, seed: u64, iterations: u64) -> FuzzReport {
     let host = Host::builder()
         .env_plugin_path(false)
         .build()
         .expect("host");
-    let base = (t.seed)(dir);
-    let pristine = std::fs::read(&base).expect("seed image");
-    let work = dir.join(format!("mutant.{}", t.format));
+    let pristine = std::fs::read(base).expect("seed image");
+    let work = base.with_extension(format!("mutant.{}", t.format));
     let path = work.to_str().expect("utf-8").to_string();
     let mut r = crate::rng(seed);
     let mut rep = FuzzReport {

@@ -63,6 +63,34 @@ pub const TARGETS: &[FuzzTarget] = &[
         trailer_bytes: 0,
         writable: true,
     },
+    FuzzTarget {
+        format: "qcow",
+        seed: qcow_seed,
+        header_bytes: 48,
+        trailer_bytes: 0,
+        writable: true,
+    },
+    FuzzTarget {
+        format: "vhdx",
+        seed: vhdx_seed,
+        header_bytes: 4 << 20,
+        trailer_bytes: 0,
+        writable: true,
+    },
+    FuzzTarget {
+        format: "vmdk",
+        seed: vmdk_seed,
+        header_bytes: 2048,
+        trailer_bytes: 0,
+        writable: true,
+    },
+    FuzzTarget {
+        format: "bochs",
+        seed: bochs_seed,
+        header_bytes: 512,
+        trailer_bytes: 0,
+        writable: false,
+    },
 ];
 
 /// The target for `format`, if the fuzzer covers it.
@@ -139,4 +167,29 @@ fn vpc_seed(dir: &Path) -> PathBuf {
 
 fn parallels_seed(dir: &Path) -> PathBuf {
     qemu_seed(dir, "parallels", "cluster_size=4k", "1M")
+}
+
+fn qcow_seed(dir: &Path) -> PathBuf {
+    qemu_seed(dir, "qcow", "", "1M")
+}
+
+/// vhdx keeps its headers, region tables, log and metadata in the first
+/// 4 MiB (1 MiB log): small blocks keep the BAT dense.
+fn vhdx_seed(dir: &Path) -> PathBuf {
+    qemu_seed(dir, "vhdx", "block_size=1M,log_size=1M", "8M")
+}
+
+fn vmdk_seed(dir: &Path) -> PathBuf {
+    qemu_seed(dir, "vmdk", "", "4M")
+}
+
+/// A bximage growing image with data written into two extents.
+fn bochs_seed(dir: &Path) -> PathBuf {
+    let p = dir.join("seed.bochs");
+    crate::bochs::bximage(&p, 10);
+    let mut img = std::fs::read(&p).expect("bximage image");
+    crate::bochs::write_sectors(&mut img, 3, &[0x11; 8192]);
+    crate::bochs::write_sectors(&mut img, 9000, &[0x22; 4096]);
+    std::fs::write(&p, &img).expect("bochs seed");
+    p
 }
