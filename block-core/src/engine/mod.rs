@@ -25,6 +25,7 @@
 pub mod amend_options;
 pub mod append_alloc;
 pub mod backing_child;
+pub mod block_table;
 pub mod check;
 pub mod codec;
 #[cfg(feature = "compression")]

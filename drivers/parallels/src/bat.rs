@@ -8,9 +8,9 @@
 //! offset `n * unit`, where the unit is a cluster for images with the
 //! "WithouFreSpacExt" magic and a sector for "WithoutFreeSpace" ones.
 
-use crate::header::{Header, BAT_ENTRY_SIZE, ENDIAN, HEADER_SIZE, MAX_BAT_BYTES};
+use crate::header::{Header, ENDIAN, HEADER_SIZE, MAX_BAT_BYTES};
 use block_core::engine::append_alloc::AppendAllocator;
-use block_core::engine::codec::table_bytes;
+use block_core::engine::block_table::{read_u32_table, u32_table_bytes};
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
 
 /// The header, the BAT and the allocator of one open image.
@@ -33,11 +33,7 @@ pub fn file_limit(unit: u64) -> u64 {
 
 /// Serialises BAT entries.
 pub fn bat_bytes(entries: &[u32]) -> Vec<u8> {
-    let mut b = vec![0u8; entries.len() * BAT_ENTRY_SIZE as usize];
-    for (i, &e) in entries.iter().enumerate() {
-        ENDIAN.put_u32(&mut b, i * BAT_ENTRY_SIZE as usize, e);
-    }
-    b
+    u32_table_bytes(entries, ENDIAN)
 }
 
 /// A new allocator for an image of `header` in a file of `file_len` bytes.
@@ -62,18 +58,15 @@ impl Metadata {
         file.read_at(0, &mut b)?;
         let header = Header::decode(&b)?;
         header.check_layout(file_len)?;
-        let bytes = table_bytes(
+        let bat = read_u32_table(
+            file,
             "open",
             "BAT",
+            HEADER_SIZE,
             u64::from(header.bat_entries),
-            BAT_ENTRY_SIZE,
+            ENDIAN,
             MAX_BAT_BYTES,
         )?;
-        let mut raw = vec![0u8; bytes];
-        file.read_at(HEADER_SIZE, &mut raw)?;
-        let bat = (raw.chunks_exact(BAT_ENTRY_SIZE as usize))
-            .map(|c| ENDIAN.u32(c, 0))
-            .collect();
         let alloc = allocator(&header, file_len)?;
         Ok(Metadata { header, bat, alloc })
     }

@@ -11,11 +11,12 @@
 //! the image over (inactivate), so an image whose field is set on open was
 //! not closed by its last writer.
 
-use crate::bat::{bat_bytes, Metadata};
-use crate::header::{Header, BAT_ENTRY_SIZE, HEADER_SIZE, INUSE_MAGIC};
+use crate::bat::Metadata;
+use crate::header::{Header, ENDIAN, HEADER_SIZE, INUSE_MAGIC};
 use crate::DRIVER_NAME;
 use block_core::control::CheckControl;
 use block_core::engine::append_alloc::AppendAllocation;
+use block_core::engine::block_table::write_u32_entries;
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
 use block_core::{BlockError, BlockNode, BlockNodeExt, ErrorKind, NodeInfo, Result, ZeroFlags};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -251,12 +252,17 @@ impl Format for ParallelsFormat {
             // The allocator's limit keeps entries within u32.
             .map(|k| ((a.host_offset + k * cluster) / unit) as u32)
             .collect();
-        let at = HEADER_SIZE + first as u64 * BAT_ENTRY_SIZE;
         // On failure the clusters stay allocated: the entry may have
         // reached the disk all the same, and a cluster two entries name
         // would be worse than a leak.
-        self.file.write_at(at, &bat_bytes(&entries))?;
-        m.bat[first..first + n].copy_from_slice(&entries);
+        write_u32_entries(
+            &*self.file,
+            HEADER_SIZE,
+            ENDIAN,
+            &mut m.bat,
+            first,
+            &entries,
+        )?;
         Ok(())
     }
 

@@ -5,11 +5,12 @@
 //! blocks, copy-on-write fill of partly written blocks, serialised
 //! allocation, zeroing and discard splitting, FUA and block status.
 
-use crate::header::{is_allocated, Header, BLOCKS_ALLOCATED_AT, MAP_ENTRY_SIZE};
-use crate::map::{map_bytes, Metadata};
+use crate::header::{is_allocated, Header, BLOCKS_ALLOCATED_AT, ENDIAN};
+use crate::map::Metadata;
 use crate::DRIVER_NAME;
 use block_core::control::CheckControl;
 use block_core::engine::append_alloc::AppendAllocation;
+use block_core::engine::block_table::write_u32_entries;
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ErrorKind, NodeInfo, Preallocation, Result, ZeroFlags,
@@ -167,9 +168,8 @@ impl Format for VdiFormat {
         // The allocator's limit keeps block numbers below blocks_in_image.
         let number = ((a.host_offset - u64::from(m.header.offset_data)) / bs) as u32;
         let entries: Vec<u32> = (0..blocks as u32).map(|k| number + k).collect();
-        let at = u64::from(m.header.offset_bmap) + first as u64 * MAP_ENTRY_SIZE;
-        self.file.write_at(at, &map_bytes(&entries))?;
-        m.map[first..first + blocks].copy_from_slice(&entries);
+        let at = u64::from(m.header.offset_bmap);
+        write_u32_entries(&*self.file, at, ENDIAN, &mut m.map, first, &entries)?;
         let mut h = m.header;
         h.blocks_allocated = h.blocks_allocated.saturating_add(blocks as u32);
         self.write_allocated_count(&h)?;

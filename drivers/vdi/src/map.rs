@@ -11,11 +11,9 @@
 //! `n * 1 MiB`), so that blocks stay at the format's block numbers even
 //! though the data area itself need not start on a block boundary.
 
-use crate::header::{
-    is_allocated, Header, ENDIAN, HEADER_SIZE, MAP_ENTRY_SIZE, MAX_MAP_BYTES, UNALLOCATED, ZERO,
-};
+use crate::header::{is_allocated, Header, ENDIAN, HEADER_SIZE, MAX_MAP_BYTES, UNALLOCATED, ZERO};
 use block_core::engine::append_alloc::AppendAllocator;
-use block_core::engine::codec::table_bytes;
+use block_core::engine::block_table::{read_u32_table, u32_table_bytes};
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
 
 /// The header, the block map and the allocator of one open image.
@@ -31,11 +29,7 @@ pub struct Metadata {
 
 /// Serialises block map entries.
 pub fn map_bytes(entries: &[u32]) -> Vec<u8> {
-    let mut b = vec![0u8; entries.len() * MAP_ENTRY_SIZE as usize];
-    for (i, &e) in entries.iter().enumerate() {
-        ENDIAN.put_u32(&mut b, i * MAP_ENTRY_SIZE as usize, e);
-    }
-    b
+    u32_table_bytes(entries, ENDIAN)
 }
 
 /// The allocator for `h` and `map`: the next block number is past every
@@ -76,19 +70,15 @@ impl Metadata {
         file.read_at(0, &mut b)?;
         let header = Header::decode(&b)?;
         header.check_map(file_len)?;
-        let bytes = table_bytes(
+        let map = read_u32_table(
+            file,
             "open",
             "block map",
+            u64::from(header.offset_bmap),
             u64::from(header.blocks_in_image),
-            MAP_ENTRY_SIZE,
+            ENDIAN,
             MAX_MAP_BYTES,
         )?;
-        let mut raw = vec![0u8; bytes];
-        file.read_at(u64::from(header.offset_bmap), &mut raw)?;
-        let map: Vec<u32> = raw
-            .chunks_exact(MAP_ENTRY_SIZE as usize)
-            .map(|c| ENDIAN.u32(c, 0))
-            .collect();
         let alloc = allocator(&header, &map)?;
         Ok(Metadata { header, map, alloc })
     }

@@ -10,7 +10,8 @@
 use crate::dyn_header::{DynHeader, DYN_HEADER_SIZE, MAX_BAT_BYTES, UNALLOCATED};
 use crate::footer::{Footer, SizeCalc, ENDIAN, FOOTER_SIZE};
 use block_core::engine::append_alloc::AppendAllocator;
-use block_core::engine::codec::{checked_end, table_bytes};
+use block_core::engine::block_table::{read_u32_table, u32_table_bytes, ENTRY_SIZE};
+use block_core::engine::codec::checked_end;
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
 
 /// The end of the file space a BAT entry (a u32 sector number) can name.
@@ -40,11 +41,7 @@ pub struct Metadata {
 
 /// Serialises BAT entries.
 pub fn bat_bytes(entries: &[u32]) -> Vec<u8> {
-    let mut b = vec![0u8; entries.len() * 4];
-    for (i, &e) in entries.iter().enumerate() {
-        ENDIAN.put_u32(&mut b, i * 4, e);
-    }
-    b
+    u32_table_bytes(entries, ENDIAN)
 }
 
 /// True when `[a, a+alen)` and `[b, b+blen)` share a byte.
@@ -127,17 +124,17 @@ impl Metadata {
         file.read_at(at, &mut hb)?;
         let header = DynHeader::decode(&hb)?;
         header.check_bat(size, file_len)?;
-        let bytes = table_bytes(
+        let bat = read_u32_table(
+            file,
             "open",
             "BAT",
+            header.table_offset,
             u64::from(header.max_table_entries),
-            4,
+            ENDIAN,
             MAX_BAT_BYTES,
         )?;
-        let mut raw = vec![0u8; bytes];
-        file.read_at(header.table_offset, &mut raw)?;
-        let bat: Vec<u32> = raw.chunks_exact(4).map(|c| ENDIAN.u32(c, 0)).collect();
-        let bat_end = (header.table_offset + bytes as u64).div_ceil(FOOTER_SIZE) * FOOTER_SIZE;
+        let bytes = bat.len() as u64 * ENTRY_SIZE;
+        let bat_end = (header.table_offset + bytes).div_ceil(FOOTER_SIZE) * FOOTER_SIZE;
         let stride = header.bitmap_size() + header.block();
         let mut free = bat_end;
         for (i, &e) in bat.iter().enumerate() {

@@ -9,9 +9,9 @@
 //! block's data is at file offset `n * block_size`. Block 0 of the file
 //! holds the header, so no data block is ever numbered 0.
 
-use crate::header::{Header, BAT_ENTRY_SIZE, ENDIAN, HEADER_SIZE, MAX_BAT_BYTES, MAX_FILE_OFFSET};
+use crate::header::{Header, ENDIAN, HEADER_SIZE, MAX_BAT_BYTES, MAX_FILE_OFFSET};
 use block_core::engine::append_alloc::AppendAllocator;
-use block_core::engine::codec::{checked_end, table_bytes};
+use block_core::engine::block_table::{read_u32_table, u32_table_bytes};
 use block_core::{BlockError, BlockNode, BlockNodeExt, Result};
 
 /// The header, the BAT and the allocator of one open image.
@@ -33,11 +33,7 @@ pub fn file_limit(block_size: u64) -> u64 {
 
 /// Serialises BAT entries.
 pub fn bat_bytes(entries: &[u32]) -> Vec<u8> {
-    let mut b = vec![0u8; entries.len() * BAT_ENTRY_SIZE as usize];
-    for (i, &e) in entries.iter().enumerate() {
-        ENDIAN.put_u32(&mut b, i * BAT_ENTRY_SIZE as usize, e);
-    }
-    b
+    u32_table_bytes(entries, ENDIAN)
 }
 
 impl Metadata {
@@ -56,19 +52,15 @@ impl Metadata {
         file.read_at(0, &mut b)?;
         let header = Header::decode(&b)?;
         header.check_bat(file_len)?;
-        let bytes = table_bytes(
+        let bat = read_u32_table(
+            file,
             "open",
             "BAT",
+            header.bat_offset,
             u64::from(header.bat_entries),
-            BAT_ENTRY_SIZE,
+            ENDIAN,
             MAX_BAT_BYTES,
         )?;
-        checked_end("open", "BAT", header.bat_offset, bytes as u64)?;
-        let mut raw = vec![0u8; bytes];
-        file.read_at(header.bat_offset, &mut raw)?;
-        let bat = (raw.chunks_exact(BAT_ENTRY_SIZE as usize))
-            .map(|c| ENDIAN.u32(c, 0))
-            .collect();
         // New blocks go after everything in the file, never into the
         // space reserved for the BAT.
         let end = file_len.max(header.bat_reserved_end());

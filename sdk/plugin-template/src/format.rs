@@ -7,10 +7,11 @@
 //! block status.
 
 use crate::bat::{bat_bytes, Metadata};
-use crate::header::{Header, BAT_ENTRY_SIZE};
+use crate::header::{Header, ENDIAN};
 use crate::DRIVER_NAME;
 use block_core::control::CheckControl;
 use block_core::engine::append_alloc::AppendAllocation;
+use block_core::engine::block_table::write_u32_entries;
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
 use block_core::{
     BlockError, BlockNode, BlockNodeExt, ErrorKind, NodeInfo, Preallocation, Result, ZeroFlags,
@@ -171,12 +172,11 @@ impl Format for BatFormat {
             // The allocator's limit keeps block numbers within u32.
             .map(|k| (a.host_offset / bs) as u32 + k as u32)
             .collect();
-        let at = m.header.bat_offset + first as u64 * BAT_ENTRY_SIZE;
+        let at = m.header.bat_offset;
         // On failure the blocks stay allocated: the entry may have reached
         // the disk all the same, and a block two entries name would be
         // worse than a leak.
-        self.file.write_at(at, &bat_bytes(&entries))?;
-        m.bat[first..first + blocks].copy_from_slice(&entries);
+        write_u32_entries(&*self.file, at, ENDIAN, &mut m.bat, first, &entries)?;
         Ok(())
     }
 
