@@ -37,8 +37,8 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
         }
         return None;
     }
-    if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
-        return f("vmdk", "VMDK");
+    if at(h, 0, b"COWD") {
+        return f("vmdk", "VMDK version 3 (COWD)");
     }
     if at(h, 0, b"vhdxfile") {
         return f("vhdx", "VHDX");
@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(probe(b"QFI\xfb\0\0\0\x03rest"), None);
         // blk has a qed driver: its images are not refused.
         assert_eq!(probe(b"QED\0rest"), None);
-        assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
+        assert_eq!(probe(b"KDMV\x01\0\0\0"), None);
         assert_eq!(probe(b"vhdxfile"), Some("vhdx"));
         // Nor vpc, vdi or parallels images.
         assert_eq!(probe(b"conectix"), None);
