@@ -310,6 +310,7 @@ fn formats_without_a_driver_are_not_opened_as_raw() {
     let q = qemu_img(&["info", "--output=json", s(&v1)]);
     assert!(!String::from_utf8_lossy(&q.stdout).contains("\"raw\""));
     // Other signatures QEMU probes, made by qemu-img itself.
+    #[allow(clippy::single_element_loop)]
     for fmt in ["vhdx"] {
         let p = dir.path().join(format!("x.{fmt}"));
         qemu_img_ok(&["create", "-q", "-f", fmt, s(&p), "1M"]);

@@ -64,7 +64,6 @@ fn assert_reads_identically(img: &Path) {
     );
 }
 
-
 /// QEMU checks `img` clean and finds it identical to `expect`.
 fn assert_qemu_agrees(img: &Path, expect: &Path) {
     let out = qemu_img_ok(&["check", "-f", "vmdk", s(img)]);
@@ -85,7 +84,16 @@ fn qemu_written_vmdk_reads_identically() {
     .enumerate()
     {
         let img = dir.path().join(format!("q{k}.vmdk"));
-        qemu_img_ok(&["create", "-q", "-f", "vmdk", "-o", opts, s(&img), &size.to_string()]);
+        qemu_img_ok(&[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            opts,
+            s(&img),
+            &size.to_string(),
+        ]);
         let size = size.div_ceil(512) * 512;
         let cmds = commands(k as u64 + 1, size);
         qemu_io_ok(&io_args(&cmds, &img, "vmdk"));
@@ -97,11 +105,17 @@ fn qemu_written_vmdk_reads_identically() {
         for key in ["format", "virtual-size", "cluster-size"] {
             assert_eq!(bi[key], qi[key], "{key}");
         }
-        let (bd, qd) = (&bi["format-specific"]["data"], &qi["format-specific"]["data"]);
+        let (bd, qd) = (
+            &bi["format-specific"]["data"],
+            &qi["format-specific"]["data"],
+        );
         for key in ["cid", "parent-cid", "create-type"] {
             assert_eq!(bd[key], qd[key], "{key}");
         }
-        assert_eq!(bd["extents"][0]["virtual-size"], qd["extents"][0]["virtual-size"]);
+        assert_eq!(
+            bd["extents"][0]["virtual-size"],
+            qd["extents"][0]["virtual-size"]
+        );
     }
 }
 
@@ -115,23 +129,47 @@ fn blk_written_vmdk_passes_qemu_check_and_vmdkinfo() {
         let img = dir.path().join(format!("b{k}.vmdk"));
         let raw = dir.path().join(format!("b{k}.raw"));
         let size = 6_291_456u64;
-        blk_ok(&["create", "-q", "-f", "vmdk", "-o", opts, s(&img), &size.to_string()]);
+        blk_ok(&[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            opts,
+            s(&img),
+            &size.to_string(),
+        ]);
         blk_ok(&["create", "-q", "-f", "raw", s(&raw), &size.to_string()]);
         let cmds: Vec<String> = commands(k as u64 + 10, size)
             .into_iter()
             .filter(|c| !c.starts_with("discard"))
             .collect();
-        blk_ok(&io_args(&cmds, &img, "vmdk").iter().fold(vec!["io"], |mut v, a| {
-            v.push(a);
-            v
-        }));
-        blk_ok(&io_args(&cmds, &raw, "raw").iter().fold(vec!["io"], |mut v, a| {
-            v.push(a);
-            v
-        }));
+        blk_ok(
+            &io_args(&cmds, &img, "vmdk")
+                .iter()
+                .fold(vec!["io"], |mut v, a| {
+                    v.push(a);
+                    v
+                }),
+        );
+        blk_ok(
+            &io_args(&cmds, &raw, "raw")
+                .iter()
+                .fold(vec!["io"], |mut v, a| {
+                    v.push(a);
+                    v
+                }),
+        );
         assert_qemu_agrees(&img, &raw);
-        let out = std::process::Command::new("vmdkinfo").arg(&img).output().expect("vmdkinfo");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("vmdkinfo")
+            .arg(&img)
+            .output()
+            .expect("vmdkinfo");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("Monolithic sparse"));
     }
 }
@@ -160,7 +198,17 @@ fn backing_file_reads_through() {
     let top = dir.path().join("top.vmdk");
     qemu_img_ok(&["create", "-q", "-f", "vmdk", s(&base), "2M"]);
     qemu_io_ok(&["-f", "vmdk", "-c", "write -P 9 0 2M", s(&base)]);
-    blk_ok(&["create", "-q", "-f", "vmdk", "-b", s(&base), "-F", "vmdk", s(&top)]);
+    blk_ok(&[
+        "create",
+        "-q",
+        "-f",
+        "vmdk",
+        "-b",
+        s(&base),
+        "-F",
+        "vmdk",
+        s(&top),
+    ]);
     blk_ok(&["io", "-f", "vmdk", "-c", "write -P 3 65536 4096", s(&top)]);
     assert_reads_identically(&top);
     let qi = qemu_img_ok(&["info", "--output=json", s(&top)]);

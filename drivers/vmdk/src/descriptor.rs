@@ -67,7 +67,9 @@ impl Descriptor {
             }
             let first = line.split_whitespace().next().unwrap_or("");
             if matches!(first, "RW" | "RDONLY" | "NOACCESS") {
-                d.extents.push(parse_extent(line).ok_or_else(|| bad(format!("bad extent line {line:?}")))?);
+                d.extents.push(
+                    parse_extent(line).ok_or_else(|| bad(format!("bad extent line {line:?}")))?,
+                );
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {

@@ -97,32 +97,48 @@ impl BlockDriver for VmdkDriver {
         host: Arc<dyn HostServices>,
     ) -> Result<()> {
         let ctx = |e: BlockError| e.in_file(filename);
-        let sub = options.get_str("subformat").unwrap_or_else(|| "monolithicSparse".into());
+        let sub = options
+            .get_str("subformat")
+            .unwrap_or_else(|| "monolithicSparse".into());
         if sub != "monolithicSparse" {
             return Err(ctx(BlockError::unsupported_feature(
                 "create",
                 format!("VMDK subformat {sub} (only monolithicSparse is implemented)"),
             )));
         }
-        let adapter = options.get_str("adapter_type").unwrap_or_else(|| "ide".into());
+        let adapter = options
+            .get_str("adapter_type")
+            .unwrap_or_else(|| "ide".into());
         if !ADAPTERS.contains(&adapter.as_str()) {
-            return Err(ctx(BlockError::invalid("create", format!("Unknown adapter type: '{adapter}'"))));
+            return Err(ctx(BlockError::invalid(
+                "create",
+                format!("Unknown adapter type: '{adapter}'"),
+            )));
         }
         let compat6 = options.get_bool("compat6");
         let hw = match options.get_str("hwversion").filter(|v| v != "undefined") {
             Some(v) if compat6 => {
-                return Err(ctx(BlockError::invalid("create", format!("compat6 cannot be enabled with hwversion {v}"))))
+                return Err(ctx(BlockError::invalid(
+                    "create",
+                    format!("compat6 cannot be enabled with hwversion {v}"),
+                )))
             }
             Some(v) => v,
             None if compat6 => "6".into(),
             None => "4".into(),
         };
-        let tools = options.get_str("toolsversion").filter(|v| v != "undefined").unwrap_or_else(|| "2147483647".into());
+        let tools = options
+            .get_str("toolsversion")
+            .filter(|v| v != "undefined")
+            .unwrap_or_else(|| "2147483647".into());
         let (bf, bfmt) = backing_options(filename, options)?;
         let size = virtual_size(filename, options, bf.as_deref(), bfmt.as_deref(), &*host)?;
         let sectors = size.div_ceil(SECTOR);
         if sectors > crate::header::MAX_CAPACITY_SECTORS {
-            return Err(ctx(BlockError::invalid("create", "the size is too large for VMDK")));
+            return Err(ctx(BlockError::invalid(
+                "create",
+                "the size is too large for VMDK",
+            )));
         }
         let parent_cid = match &bf {
             Some(b) => {
@@ -136,12 +152,19 @@ impl BlockDriver for VmdkDriver {
             None => 0,
         };
         let h = Header::new(sectors, options.get_bool("zeroed_grain"));
-        let base = std::path::Path::new(filename).file_name().map_or(filename.to_string(), |n| n.to_string_lossy().into_owned());
+        let base = std::path::Path::new(filename)
+            .file_name()
+            .map_or(filename.to_string(), |n| n.to_string_lossy().into_owned());
         let desc = NewDescriptor {
             cid: new_cid(),
             parent: bf.as_deref().map(|b| (b, parent_cid)),
             create_type: "monolithicSparse",
-            extents: vec![ExtentLine { access: "RW".into(), sectors, kind: "SPARSE".into(), file: base }],
+            extents: vec![ExtentLine {
+                access: "RW".into(),
+                sectors,
+                kind: "SPARSE".into(),
+                file: base,
+            }],
             sectors,
             adapter_type: &adapter,
             hw_version: &hw,
@@ -149,7 +172,10 @@ impl BlockDriver for VmdkDriver {
         }
         .render();
         if desc.len() as u64 > h.desc_size * SECTOR {
-            return Err(ctx(BlockError::invalid("create", "the descriptor is too long")));
+            return Err(ctx(BlockError::invalid(
+                "create",
+                "the descriptor is too long",
+            )));
         }
         host.create_file(filename, h.grain_offset * SECTOR, Preallocation::Off)?;
         let file = host.open_child(&ChildRequest::new(ChildRole::File, filename))?;

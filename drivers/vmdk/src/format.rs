@@ -25,7 +25,9 @@ pub struct VmdkFormat {
 
 impl std::fmt::Debug for VmdkFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VmdkFormat").field("filename", &self.filename).finish()
+        f.debug_struct("VmdkFormat")
+            .field("filename", &self.filename)
+            .finish()
     }
 }
 
@@ -131,16 +133,25 @@ impl Format for VmdkFormat {
         let m = self.meta();
         let gs = m.header.grain();
         let len = len.min(gs - offset % gs);
-        Ok(match self.lookup(&m, "read", offset / gs).map_err(|e| self.ctx(e))? {
-            Grain::Unallocated => Mapping::Unallocated { len, host: None },
-            Grain::Zero => Mapping::Zero { len, allocated: true, host: None },
-            Grain::Data(at) => Mapping::Data {
-                child: ChildRef::FILE,
-                host_offset: at + offset % gs,
-                len,
-                writable: true,
+        Ok(
+            match self
+                .lookup(&m, "read", offset / gs)
+                .map_err(|e| self.ctx(e))?
+            {
+                Grain::Unallocated => Mapping::Unallocated { len, host: None },
+                Grain::Zero => Mapping::Zero {
+                    len,
+                    allocated: true,
+                    host: None,
+                },
+                Grain::Data(at) => Mapping::Data {
+                    child: ChildRef::FILE,
+                    host_offset: at + offset % gs,
+                    len,
+                    writable: true,
+                },
             },
-        })
+        )
     }
 
     /// One grain appended at the end of the file.
@@ -184,16 +195,20 @@ impl Format for VmdkFormat {
         let m = self.meta_mut();
         let gs = m.header.grain();
         if !m.header.zeroed_grain()
-            || !offset.is_multiple_of(gs)
+            || offset % gs != 0
             || (len < gs && offset + len < m.header.size())
         {
             return Ok(false);
         }
-        match self.lookup(&m, "write_zeroes", offset / gs).map_err(|e| self.ctx(e))? {
+        match self
+            .lookup(&m, "write_zeroes", offset / gs)
+            .map_err(|e| self.ctx(e))?
+        {
             Grain::Zero => Ok(true),
             Grain::Data(_) => Ok(false),
             Grain::Unallocated => {
-                self.set_entry(&m, offset / gs, 1).map_err(|e| self.ctx(e))?;
+                self.set_entry(&m, offset / gs, 1)
+                    .map_err(|e| self.ctx(e))?;
                 Ok(true)
             }
         }

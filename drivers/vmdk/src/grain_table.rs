@@ -53,7 +53,10 @@ impl Metadata {
     pub fn load(file: &dyn BlockNode) -> Result<Metadata> {
         let file_len = file.length()?;
         if file_len < SECTOR {
-            return Err(BlockError::corrupt("open", "file shorter than a VMDK header"));
+            return Err(BlockError::corrupt(
+                "open",
+                "file shorter than a VMDK header",
+            ));
         }
         let mut b = [0u8; 512];
         file.read_at(0, &mut b)?;
@@ -62,12 +65,21 @@ impl Metadata {
         if header.desc_offset == 0 || dbytes == 0 || dbytes > MAX_DESCRIPTOR_BYTES {
             return Err(BlockError::corrupt(
                 "open",
-                format!("embedded descriptor of {} sectors is missing or too big", header.desc_size),
+                format!(
+                    "embedded descriptor of {} sectors is missing or too big",
+                    header.desc_size
+                ),
             ));
         }
-        let dend = header.desc_offset.checked_add(header.desc_size).map(|s| s * SECTOR);
+        let dend = header
+            .desc_offset
+            .checked_add(header.desc_size)
+            .map(|s| s * SECTOR);
         if dend.is_none_or(|e| e > file_len) {
-            return Err(BlockError::corrupt("open", "descriptor lies outside the file"));
+            return Err(BlockError::corrupt(
+                "open",
+                "descriptor lies outside the file",
+            ));
         }
         let mut text = vec![0u8; dbytes as usize];
         file.read_at(header.desc_offset * SECTOR, &mut text)?;
@@ -80,14 +92,24 @@ impl Metadata {
         }
         let gd = read_gd(file, &header, header.gd_offset)?;
         let rgd_end = (header.rgd_offset + header.gd_sectors()).saturating_mul(SECTOR);
-        let rgd = if header.flags & crate::header::FLAG_RGD != 0 && header.rgd_offset != 0 && rgd_end <= file_len {
+        let rgd = if header.flags & crate::header::FLAG_RGD != 0
+            && header.rgd_offset != 0
+            && rgd_end <= file_len
+        {
             read_gd(file, &header, header.rgd_offset)?
         } else {
             Vec::new()
         };
         let base = header.grain_offset.saturating_mul(SECTOR);
         let alloc = AppendAllocator::new(file_len, base, SECTOR, u64::from(u32::MAX) * SECTOR)?;
-        Ok(Metadata { header, descriptor, gd, rgd, alloc, file_len })
+        Ok(Metadata {
+            header,
+            descriptor,
+            gd,
+            rgd,
+            alloc,
+            file_len,
+        })
     }
 
     /// Byte offset of the grain table of directory entry `sector`, checked
@@ -113,10 +135,15 @@ impl Metadata {
             1 if self.header.zeroed_grain() => Ok(Grain::Zero),
             s => {
                 let off = u64::from(s) * SECTOR;
-                if off < SECTOR || off + self.header.grain() > self.alloc.end().max(self.file_len) + self.header.grain() {
+                if off < SECTOR
+                    || off + self.header.grain()
+                        > self.alloc.end().max(self.file_len) + self.header.grain()
+                {
                     return Err(BlockError::corrupt(
                         op,
-                        format!("grain table entry of grain {g} names offset {off:#x} past the end"),
+                        format!(
+                            "grain table entry of grain {g} names offset {off:#x} past the end"
+                        ),
                     )
                     .at(g * self.header.grain()));
                 }

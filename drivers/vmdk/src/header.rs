@@ -133,7 +133,10 @@ impl Header {
             ));
         }
         if self.capacity > MAX_CAPACITY_SECTORS {
-            return bad(format!("capacity of {} sectors is too large", self.capacity));
+            return bad(format!(
+                "capacity of {} sectors is too large",
+                self.capacity
+            ));
         }
         let gd_end = self
             .gd_offset

@@ -22,13 +22,23 @@ fn writes_read_back_after_reopen() {
     assert!(z.iter().all(|&x| x == 0));
     let info = n.info().unwrap();
     assert_eq!(info.virtual_size, 3 << 20);
-    assert_eq!(info.format_specific.unwrap()["data"]["create-type"], "monolithicSparse");
+    assert_eq!(
+        info.format_specific.unwrap()["data"]["create-type"],
+        "monolithicSparse"
+    );
 }
 
 #[test]
 fn hostile_headers_fail_cleanly() {
     let d = VmdkDriver::new();
-    for (off, val) in [(20usize, 0u64), (20, 100), (44, 1 << 30), (56, 1 << 40), (12, u64::MAX / 2), (36, 1 << 30)] {
+    for (off, val) in [
+        (20usize, 0u64),
+        (20, 100),
+        (44, 1 << 30),
+        (56, 1 << 40),
+        (12, u64::MAX / 2),
+        (36, 1 << 30),
+    ] {
         let (host, f) = create_image(&d, "h.vmdk", &[("size", "1M")]);
         if off == 44 {
             f.poke(off as u64, &(val as u32).to_le_bytes());
