@@ -245,3 +245,27 @@ fn hostile_headers_are_refused_cleanly() {
     let o = blk(&["info", s(&d)]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn check_agrees_with_qemu_on_a_grain_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("c.vmdk");
+    qemu_img_ok(&["create", "-q", "-f", "vmdk", s(&img), "4M"]);
+    qemu_io_ok(&["-f", "vmdk", "-c", "write -P 5 0 128k", s(&img)]);
+    let out = blk_ok(&["check", s(&img)]);
+    assert!(out.contains("No errors were found"), "{out}");
+    // Point the second grain's entry (primary grain table) past the end.
+    let mut b = std::fs::read(&img).unwrap();
+    let gd = u64::from_le_bytes(b[56..64].try_into().unwrap()) as usize * 512;
+    let gt = u32::from_le_bytes(b[gd..gd + 4].try_into().unwrap()) as usize * 512;
+    b[gt + 4..gt + 8].copy_from_slice(&0x0010_0000u32.to_le_bytes());
+    std::fs::write(&img, &b).unwrap();
+    let q = blk_tests::qemu_img(&["check", "-f", "vmdk", "--output=json", s(&img)]);
+    let o = blk(&["check", "--output=json", s(&img)]);
+    // QEMU names the grain and fails the check; blk counts a corruption.
+    assert!(String::from_utf8_lossy(&q.stderr).contains("sector 128 points after EOF"));
+    assert_ne!(q.status.code(), Some(0));
+    let bj: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(bj["corruptions"], 1, "{bj}");
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -55,6 +55,7 @@ impl BlockDriver for VmdkDriver {
     fn caps(&self) -> DriverCaps {
         DriverCaps::CREATE
             .with(DriverCaps::BACKING)
+            .with(DriverCaps::CHECK)
             .with(DriverCaps::MIGRATION)
     }
 

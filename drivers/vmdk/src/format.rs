@@ -53,6 +53,11 @@ impl VmdkFormat {
         self.meta.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The image file.
+    pub fn file(&self) -> &Arc<dyn BlockNode> {
+        &self.file
+    }
+
     fn meta_mut(&self) -> RwLockWriteGuard<'_, Metadata> {
         self.meta.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -262,5 +267,10 @@ impl Format for VmdkFormat {
 
     fn has_zero_init(&self) -> bool {
         true
+    }
+
+    /// `blk check` ([`crate::check`]).
+    fn check_control(&self) -> Option<&dyn block_core::control::CheckControl> {
+        Some(self)
     }
 }

@@ -6,9 +6,10 @@
 //! redundant copy naming grain tables of u32 sector offsets
 //! ([`grain_table`]), grains appended at the end of the file.
 //! [`VmdkFormat`] implements `block_core::engine::Format` ([`mod@format`]);
-//! the engine's `FormatNode` does the I/O. Depends on block-core only.
+//! the engine's `FormatNode` does the I/O; [`check`] is QEMU's vmdk check. Depends on block-core only.
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod descriptor;
 mod driver;
 pub mod format;
