@@ -151,3 +151,34 @@ impl NewDescriptor<'_> {
         s
     }
 }
+
+/// A content ID other than `old` and [`NO_PARENT`] (time and process based;
+/// QEMU's is random).
+pub fn new_cid(old: u32) -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let x = (t ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let c = (x >> 32) as u32;
+    if c == old || c == NO_PARENT {
+        old.wrapping_add(1).max(1) & 0x7fff_ffff
+    } else {
+        c
+    }
+}
+
+/// Descriptor text `raw` (NUL padded) with its `CID=` line set to `cid`.
+pub fn with_cid(raw: &[u8], cid: u32) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.split('\0').next().unwrap_or("");
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with("CID") && line.contains('=') {
+            out += &format!("CID={cid:x}\n");
+        } else {
+            out += line;
+        }
+    }
+    out
+}

@@ -27,20 +27,6 @@ impl VmdkDriver {
 
 const ADAPTERS: [&str; 4] = ["ide", "buslogic", "lsilogic", "legacyESX"];
 
-/// A content ID that differs between images (time and process based, as
-/// QEMU's is random).
-fn new_cid() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let x = (t ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    match (x >> 32) as u32 {
-        0xffff_ffff => 1,
-        c => c,
-    }
-}
-
 impl BlockDriver for VmdkDriver {
     fn name(&self) -> &str {
         DRIVER_NAME
@@ -157,7 +143,7 @@ impl BlockDriver for VmdkDriver {
             .file_name()
             .map_or(filename.to_string(), |n| n.to_string_lossy().into_owned());
         let desc = NewDescriptor {
-            cid: new_cid(),
+            cid: crate::descriptor::new_cid(0),
             parent: bf.as_deref().map(|b| (b, parent_cid)),
             create_type: "monolithicSparse",
             extents: vec![ExtentLine {

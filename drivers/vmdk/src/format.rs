@@ -9,6 +9,7 @@ use block_core::engine::append_alloc::AppendAllocation;
 use block_core::engine::table_cache::{Table, TableCache};
 use block_core::engine::{Allocation, ChildRef, Format, FormatNode, Mapping};
 use block_core::{BlockError, BlockNode, BlockNodeExt, NodeInfo, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An open image as the generic node the host gets.
@@ -21,6 +22,9 @@ pub struct VmdkFormat {
     filename: String,
     meta: RwLock<Metadata>,
     gt: TableCache,
+    /// The descriptor's CID was changed by this open (QEMU changes it on
+    /// the first write, so that images made on this one see the change).
+    cid_updated: AtomicBool,
 }
 
 impl std::fmt::Debug for VmdkFormat {
@@ -45,6 +49,7 @@ impl VmdkFormat {
             filename,
             meta: RwLock::new(meta),
             gt: TableCache::new(64),
+            cid_updated: AtomicBool::new(false),
         })
     }
 
@@ -223,6 +228,32 @@ impl Format for VmdkFormat {
         let fresh = Metadata::load(self.file.as_ref()).map_err(|e| self.ctx(e))?;
         self.gt.clear();
         *self.meta_mut() = fresh;
+        Ok(())
+    }
+
+    /// The first change of this open gives the descriptor a new CID.
+    fn will_change(&self, _offset: u64, _len: u64) -> Result<()> {
+        if self.cid_updated.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut m = self.meta_mut();
+        let h = m.header;
+        let mut text = vec![0u8; (h.desc_size * SECTOR) as usize];
+        self.file.read_at(h.desc_offset * SECTOR, &mut text)?;
+        let cid = crate::descriptor::new_cid(m.descriptor.cid);
+        let new = crate::descriptor::with_cid(&text, cid);
+        if new.len() > text.len() {
+            return Err(self.ctx(BlockError::invalid(
+                "write",
+                "descriptor too long for a new CID",
+            )));
+        }
+        let mut out = new.into_bytes();
+        out.resize(text.len(), 0);
+        self.file
+            .write_at(h.desc_offset * SECTOR, &out)
+            .map_err(|e| self.ctx(e))?;
+        m.descriptor.cid = cid;
         Ok(())
     }
 

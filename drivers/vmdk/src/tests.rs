@@ -51,3 +51,18 @@ fn hostile_headers_fail_cleanly() {
         assert!(e.to_string().contains("h.vmdk"), "{off}: {e}");
     }
 }
+
+#[test]
+fn the_first_write_changes_the_cid() {
+    let d = VmdkDriver::new();
+    let (host, _f) = create_image(&d, "c.vmdk", &[("size", "1M")]);
+    let cid = |n: &dyn block_core::BlockNode| {
+        n.info().unwrap().format_specific.unwrap()["data"]["cid"].clone()
+    };
+    let n = open_image(&d, &host, "c.vmdk", OpenFlags::NONE).unwrap();
+    let before = cid(n.as_ref());
+    n.write_at(0, &[1u8; 512]).unwrap();
+    drop(n);
+    let n = open_image(&d, &host, "c.vmdk", OpenFlags::READ_ONLY).unwrap();
+    assert_ne!(cid(n.as_ref()), before);
+}
