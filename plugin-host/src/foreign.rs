@@ -28,8 +28,8 @@ pub fn detect(input: &ProbeInput<'_>) -> Option<ForeignFormat> {
     let h = input.head;
     let t = input.tail;
     let f = |name, what| Some(ForeignFormat { name, what });
-    if at(h, 0, b"KDMV") || at(h, 0, b"COWD") || at(h, 0, b"# Disk DescriptorFile") {
-        return f("vmdk", "VMDK");
+    if at(h, 0, b"COWD") {
+        return f("vmdk", "VMDK version 3 (COWD)");
     }
     if at(h, 0, b"LUKS\xba\xbe") {
         return f("luks", "LUKS");
@@ -67,11 +67,15 @@ mod tests {
 
     #[test]
     fn signatures() {
-        // blk has qcow and qed drivers: their images are not refused.
+        // blk has qcow, qed, vmdk and vhdx drivers: their images are not
+        // refused.
         assert_eq!(probe(b"QFI\xfb\0\0\0\x01rest"), None);
         assert_eq!(probe(b"QED\0rest"), None);
-        assert_eq!(probe(b"KDMV\x01\0\0\0"), Some("vmdk"));
+        assert_eq!(probe(b"KDMV\x01\0\0\0"), None);
         assert_eq!(probe(b"vhdxfile"), None);
+        // VMDK version 3 and LUKS are.
+        assert_eq!(probe(b"COWD\x01\0\0\0"), Some("vmdk"));
+        assert_eq!(probe(b"LUKS\xba\xberest"), Some("luks"));
         // Nor vpc, vdi or parallels images.
         assert_eq!(probe(b"conectix"), None);
         assert_eq!(probe(&[0u8; 512]), None);

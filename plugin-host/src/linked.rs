@@ -11,6 +11,7 @@ use blk_qed as _;
 use blk_raw as _;
 use blk_vdi as _;
 use blk_vhdx as _;
+use blk_vmdk as _;
 use blk_vpc as _;
 
 /// Forces this module (and with it the driver crates) to be linked.

@@ -12,6 +12,7 @@ const DRIVERS: &[(&str, &str)] = &[
     ("qcow2", "libblk_qcow2.so"),
     ("parallels", "libblk_parallels.so"),
     ("vdi", "libblk_vdi.so"),
+    ("vmdk", "libblk_vmdk.so"),
     ("qed", "libblk_qed.so"),
     ("vpc", "libblk_vpc.so"),
     ("vhdx", "libblk_vhdx.so"),
@@ -98,6 +99,11 @@ fn qcow2_driver_both_forms() {
 #[test]
 fn parallels_driver_both_forms() {
     check_both_forms("parallels", "libblk_parallels.so");
+}
+
+#[test]
+fn vmdk_driver_both_forms() {
+    check_both_forms("vmdk", "libblk_vmdk.so");
 }
 
 #[test]

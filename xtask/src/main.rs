@@ -14,6 +14,7 @@ const DRIVERS: &[&str] = &[
     "blk-qcow2",
     "blk-parallels",
     "blk-vdi",
+    "blk-vmdk",
     "blk-qed",
     "blk-vpc",
     "blk-vhdx",
