@@ -102,6 +102,10 @@ fn mutate(t: &FuzzTarget, bytes: &mut [u8], r: &mut impl Rng) {
         let pos = match r.gen_range(0..5) {
             0 => r.gen_range(0..t.header_bytes.min(len)),
             1 if t.trailer_bytes > 0 => len - 1 - r.gen_range(0..t.trailer_bytes.min(len)),
+            2 if !t.regions.is_empty() => {
+                let (at, n) = t.regions[r.gen_range(0..t.regions.len())];
+                (at + r.gen_range(0..n)).min(len - 1)
+            }
             1 | 2 => r.gen_range(0..len.min(8 * 4096)),
             _ => r.gen_range(0..len),
         };

@@ -18,6 +18,9 @@ pub struct FuzzTarget {
     pub trailer_bytes: usize,
     /// Whether the format can be opened for writing.
     pub writable: bool,
+    /// Further (offset, length) ranges holding metadata, for formats that
+    /// spread it over the file (vhdx's headers, regions, metadata, BAT).
+    pub regions: &'static [(usize, usize)],
 }
 
 impl std::fmt::Debug for FuzzTarget {
@@ -34,6 +37,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 112,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "qed",
@@ -41,6 +45,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 68,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "vdi",
@@ -48,6 +53,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 512,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "vpc",
@@ -55,6 +61,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 1536,
         trailer_bytes: 512,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "parallels",
@@ -62,6 +69,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 64,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "qcow",
@@ -69,13 +77,25 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 48,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "vhdx",
         seed: vhdx_seed,
-        header_bytes: 4 << 20,
+        header_bytes: 64,
         trailer_bytes: 0,
         writable: true,
+        // Headers, region tables, the log's start, the metadata region and
+        // the BAT, where qemu-img places them with a 1 MiB log.
+        regions: &[
+            (64 << 10, 4096),
+            (128 << 10, 4096),
+            (192 << 10, 4096),
+            (256 << 10, 4096),
+            (1 << 20, 4096),
+            (2 << 20, 4096),
+            (3 << 20, 4096),
+        ],
     },
     FuzzTarget {
         format: "vmdk",
@@ -83,6 +103,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 2048,
         trailer_bytes: 0,
         writable: true,
+        regions: &[],
     },
     FuzzTarget {
         format: "bochs",
@@ -90,6 +111,7 @@ pub const TARGETS: &[FuzzTarget] = &[
         header_bytes: 512,
         trailer_bytes: 0,
         writable: false,
+        regions: &[],
     },
 ];
 
@@ -173,8 +195,7 @@ fn qcow_seed(dir: &Path) -> PathBuf {
     qemu_seed(dir, "qcow", "", "1M")
 }
 
-/// vhdx keeps its headers, region tables, log and metadata in the first
-/// 4 MiB (1 MiB log): small blocks keep the BAT dense.
+/// A vhdx with a 1 MiB log and 1 MiB blocks.
 fn vhdx_seed(dir: &Path) -> PathBuf {
     qemu_seed(dir, "vhdx", "block_size=1M,log_size=1M", "8M")
 }
