@@ -314,7 +314,8 @@ fn formats_without_a_driver_are_not_opened_as_raw() {
     // Other signatures QEMU probes, made by qemu-img itself.
     // A signature QEMU probes that blk has no driver for, made by
     // qemu-img itself: LUKS (a little secret, a fast key derivation).
-    for fmt in ["luks"] {
+    {
+        let fmt = "luks";
         let p = dir.path().join(format!("x.{fmt}"));
         qemu_img_ok(&[
             "create",
